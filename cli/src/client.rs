@@ -1,0 +1,87 @@
+//! The socket client: one connection, one request line, one reply line (or a stream of them).
+
+use std::io;
+use std::path::Path;
+
+use futures_util::{SinkExt, StreamExt};
+use interprocess::local_socket::tokio::Stream;
+use interprocess::local_socket::tokio::prelude::*;
+use interprocess::local_socket::{GenericFilePath, ToFsName};
+use orders_shared::PROTOCOL_VERSION;
+use orders_shared::protocol::{Envelope, Reply, Request};
+use serde::de::DeserializeOwned;
+use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, Framed};
+
+use crate::failure::{Exit, Failure};
+
+/// The longest reply line read (a page of 10,000 orders is about 2 MiB).
+const MAX_REPLY_BYTES: usize = 256 << 20;
+
+pub struct Client {
+    lines: Framed<Stream, AnyDelimiterCodec>,
+}
+
+impl Client {
+    /// Connects to a daemon's socket; `NotFound` or `ConnectionRefused` mean none is running.
+    pub async fn connect(socket: &Path) -> io::Result<Client> {
+        let name = socket.to_fs_name::<GenericFilePath>()?;
+        let stream = Stream::connect(name).await?;
+        Ok(Client {
+            lines: Framed::new(
+                stream,
+                AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), b"\n".to_vec(), MAX_REPLY_BYTES),
+            ),
+        })
+    }
+
+    /// Sends one request.
+    pub async fn send(&mut self, request: &Request) -> io::Result<()> {
+        let line =
+            serde_json::to_string(&Envelope { v: PROTOCOL_VERSION, request }).map_err(io::Error::other)?;
+        self.lines.send(line).await.map_err(codec_error)
+    }
+
+    /// Reads the next reply line; `None` when the daemon closed the connection.
+    pub async fn receive(&mut self) -> io::Result<Option<Reply>> {
+        match self.lines.next().await {
+            None => Ok(None),
+            Some(Err(error)) => Err(codec_error(error)),
+            Some(Ok(line)) => serde_json::from_slice(&line)
+                .map(Some)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("unreadable reply: {e}"))),
+        }
+    }
+
+    /// Sends a request and reads its reply's data as `T`.
+    pub async fn call<T: DeserializeOwned>(&mut self, request: &Request) -> Result<T, Failure> {
+        self.send(request).await.map_err(lost)?;
+        let reply =
+            self.receive().await.map_err(lost)?.ok_or_else(|| lost(io::ErrorKind::UnexpectedEof.into()))?;
+        data(reply)
+    }
+}
+
+/// The data of a successful reply, or the daemon's error as a failure.
+pub fn data<T: DeserializeOwned>(reply: Reply) -> Result<T, Failure> {
+    if let Some(error) = reply.error {
+        return Err(error.into());
+    }
+    let data = reply.data.unwrap_or(serde_json::Value::Null);
+    serde_json::from_value(data)
+        .map_err(|e| Failure::new(Exit::Failure, format!("unexpected reply from the daemon: {e}")))
+}
+
+/// The connection broke mid-request.
+pub fn lost(error: io::Error) -> Failure {
+    Failure::new(Exit::Unavailable, format!("lost the connection to the daemon: {error}"))
+        .with_hint("the command may or may not have been carried out; check with `orders list`")
+}
+
+fn codec_error(error: AnyDelimiterCodecError) -> io::Error {
+    match error {
+        AnyDelimiterCodecError::Io(error) => error,
+        AnyDelimiterCodecError::MaxChunkLengthExceeded => {
+            io::Error::new(io::ErrorKind::InvalidData, "the daemon's reply is too long")
+        }
+    }
+}

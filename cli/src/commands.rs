@@ -1,0 +1,125 @@
+//! One function per command: build the request, call the daemon, print the reply.
+
+use std::io::{self, Write};
+
+use orders_daemon::paths::Paths;
+use orders_shared::protocol::{
+    CancelRequest, CreateRequest, ListRequest, OrderPage, OrderView, Request, ShowRequest,
+};
+
+use crate::args::{Cli, Command, DaemonCommand, GlobalArgs, ListArgs};
+use crate::daemon;
+use crate::failure::{Exit, Failure};
+use crate::output;
+
+/// Runs every command but `daemon run`, which `main` runs on its own runtime.
+pub async fn run(cli: Cli) -> Result<(), Failure> {
+    let paths = resolve_paths(&cli.global)?;
+    let global = &cli.global;
+    let out = &mut io::stdout().lock();
+    let autostart = !global.no_autostart;
+    match cli.command {
+        Command::Create(args) => {
+            let request = Request::Create(CreateRequest { user: args.user, total: args.total });
+            let order: OrderView = daemon::connect(&paths, autostart).await?.call(&request).await?;
+            if global.json {
+                output::json(out, &order)?;
+            } else {
+                writeln!(out, "{}", order.id)?;
+            }
+        }
+        Command::Show(args) => {
+            let request = Request::Show(ShowRequest { id: args.id });
+            let order: OrderView = daemon::connect(&paths, autostart).await?.call(&request).await?;
+            if global.json {
+                output::json(out, &order)?;
+            } else {
+                output::order(out, &order)?;
+            }
+        }
+        Command::Cancel(args) => {
+            let request = Request::Cancel(CancelRequest { id: args.id });
+            let order: OrderView = daemon::connect(&paths, autostart).await?.call(&request).await?;
+            if global.json {
+                output::json(out, &order)?;
+            } else {
+                writeln!(out, "cancelled {}", order.id)?;
+            }
+        }
+        Command::List(args) => {
+            let orders = list(&paths, autostart, args).await?;
+            if global.json {
+                output::json(out, &orders)?;
+            } else if orders.is_empty() {
+                eprintln!("no orders");
+            } else {
+                output::orders(out, &orders)?;
+            }
+        }
+        Command::Daemon(DaemonCommand::Start(args)) => {
+            let status = daemon::start(&paths, &args).await?;
+            if global.json {
+                output::json(out, &status)?;
+            } else {
+                writeln!(out, "daemon running (pid {}) on {}", status.pid, status.socket)?;
+            }
+        }
+        Command::Daemon(DaemonCommand::Stop) => match daemon::stop(&paths).await? {
+            Some(status) if !global.json => writeln!(out, "daemon stopped (pid {})", status.pid)?,
+            Some(status) => output::json(out, &status)?,
+            None => eprintln!("no daemon is running on {}", paths.socket.display()),
+        },
+        Command::Daemon(DaemonCommand::Status) => {
+            let status = daemon::status(&paths).await?;
+            if global.json {
+                output::json(out, &status)?;
+            } else {
+                output::status(out, &status)?;
+            }
+        }
+        Command::Daemon(DaemonCommand::Run(_)) => unreachable!("main runs the daemon itself"),
+    }
+    Ok(())
+}
+
+pub fn resolve_paths(global: &GlobalArgs) -> Result<Paths, Failure> {
+    Paths::resolve(global.data_dir.clone(), global.socket.clone())
+        .map_err(|e| Failure::new(Exit::Usage, e.to_string()))
+}
+
+/// Reads as many pages as asked for.
+async fn list(paths: &Paths, autostart: bool, args: ListArgs) -> Result<Vec<OrderView>, Failure> {
+    let mut client = daemon::connect(paths, autostart).await?;
+    let mut orders = Vec::new();
+    let mut request = ListRequest {
+        user: args.user,
+        limit: Some(if args.all { ListRequest::MAX_LIMIT } else { args.limit.min(ListRequest::MAX_LIMIT) }),
+        before: None,
+    };
+    loop {
+        let page: OrderPage = client.call(&Request::List(request.clone())).await?;
+        let last = page.orders.last().map(|order| order.id);
+        orders.extend(page.orders);
+        let wanted = args.all || (orders.len() as u64) < u64::from(args.limit);
+        match last {
+            Some(last) if page.more && wanted => {
+                request.before = Some(last);
+                if !args.all {
+                    let left = u64::from(args.limit) - orders.len() as u64;
+                    request.limit = Some(left.min(u64::from(ListRequest::MAX_LIMIT)) as u32);
+                }
+            }
+            _ => return Ok(orders),
+        }
+    }
+}
+
+impl From<io::Error> for Failure {
+    fn from(error: io::Error) -> Self {
+        if error.kind() == io::ErrorKind::BrokenPipe {
+            // `orders list | head`: the reader has seen enough.
+            return Failure::broken_pipe();
+        }
+        Failure::new(Exit::Failure, format!("cannot write the output: {error}"))
+    }
+}

@@ -1,0 +1,185 @@
+//! Finding, starting and stopping the daemon.
+//!
+//! Autostart is serialised by a lock file beside the socket: of many clients that find no daemon
+//! at the same instant, the first starts one and the others, once they get the lock, find it
+//! answering. The daemon itself holds a lock on its data directory, so that a second one can
+//! never serve the same data.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use orders_daemon::paths::{Paths, default_log_file};
+use orders_shared::protocol::{DaemonStatus, Request};
+
+use crate::args::RunArgs;
+use crate::client::Client;
+use crate::failure::{Exit, Failure};
+
+/// How long a starting daemon may take to answer.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a stopping daemon may take to exit.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connects to the daemon, starting one first if none runs and `autostart` allows it.
+pub async fn connect(paths: &Paths, autostart: bool) -> Result<Client, Failure> {
+    match Client::connect(&paths.socket).await {
+        Ok(client) => return Ok(client),
+        Err(error) if is_absent(&error) => {}
+        Err(error) => return Err(cannot_connect(paths, &error)),
+    }
+    if !autostart {
+        return Err(not_running(paths).with_hint(
+            "start one with `orders daemon start`, or unset ORDERS_NO_AUTOSTART to have it started on demand",
+        ));
+    }
+    start_in_background(paths, &[]).await?;
+    Client::connect(&paths.socket).await.map_err(|error| cannot_connect(paths, &error))
+}
+
+/// Nothing listens on the socket: no file, or a file left by a daemon that died.
+fn is_absent(error: &io::Error) -> bool {
+    matches!(error.kind(), io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused)
+}
+
+fn not_running(paths: &Paths) -> Failure {
+    Failure::new(Exit::Unavailable, format!("no daemon is running on {}", paths.socket.display()))
+        .with_hint("start one with `orders daemon start`")
+}
+
+fn cannot_connect(paths: &Paths, error: &io::Error) -> Failure {
+    Failure::new(
+        Exit::Unavailable,
+        format!("cannot connect to the daemon on {}: {error}", paths.socket.display()),
+    )
+}
+
+fn path_failure(error: impl std::fmt::Display) -> Failure {
+    Failure::new(Exit::Failure, error.to_string())
+}
+
+/// Starts a daemon in the background unless one answers already; returns whether it started one.
+pub async fn start_in_background(paths: &Paths, args: &[String]) -> Result<bool, Failure> {
+    paths.ensure_socket_dir().map_err(path_failure)?;
+    let lock_path = paths.start_lock_file();
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| path_failure(format!("{}: {e}", lock_path.display())))?;
+    lock.lock().map_err(|e| path_failure(format!("cannot lock {}: {e}", lock_path.display())))?;
+
+    // Another client may have started one while this one waited for the lock.
+    if Client::connect(&paths.socket).await.is_ok() {
+        return Ok(false);
+    }
+    let exe =
+        std::env::current_exe().map_err(|e| path_failure(format!("cannot find the orders binary: {e}")))?;
+    let mut child = Command::new(exe)
+        .args(["daemon", "run", "--background"])
+        .args(args)
+        .env("ORDERS_DATA_DIR", &paths.data_dir)
+        .env("ORDERS_SOCKET", &paths.socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| path_failure(format!("cannot start the daemon: {e}")))?;
+
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        match Client::connect(&paths.socket).await {
+            Ok(_) => return Ok(true),
+            Err(error) if is_absent(&error) => {}
+            Err(error) => return Err(cannot_connect(paths, &error)),
+        }
+        if let Some(status) = child.try_wait().map_err(|e| path_failure(e.to_string()))? {
+            return Err(start_failed(&mut child, &format!("the daemon exited at start ({status})")));
+        }
+        if Instant::now() > deadline {
+            return Err(start_failed(
+                &mut child,
+                &format!("the daemon did not answer within {START_TIMEOUT:?}"),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn start_failed(child: &mut Child, what: &str) -> Failure {
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take()
+        && child.try_wait().ok().flatten().is_some()
+    {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    let mut message = what.to_owned();
+    let stderr = stderr.trim();
+    if !stderr.is_empty() {
+        message.push_str(":\n");
+        message.push_str(stderr);
+    }
+    Failure::new(Exit::Unavailable, message)
+        .with_hint(format!("see the daemon's log: {}", log_file_hint().display()))
+}
+
+fn log_file_hint() -> PathBuf {
+    std::env::var_os("ORDERS_LOG_FILE")
+        .map(PathBuf::from)
+        .or_else(|| default_log_file().ok())
+        .unwrap_or_else(|| PathBuf::from("daemon.log"))
+}
+
+/// `orders daemon start`.
+pub async fn start(paths: &Paths, args: &RunArgs) -> Result<DaemonStatus, Failure> {
+    let mut forwarded = vec![
+        "--log-level".to_owned(),
+        args.log_level.clone(),
+        "--max-connections".to_owned(),
+        args.max_connections.to_string(),
+        "--idle-timeout".to_owned(),
+        format!("{}ms", args.idle_timeout.as_millis()),
+    ];
+    if let Some(log_file) = &args.log_file {
+        forwarded.extend(["--log-file".to_owned(), log_file.display().to_string()]);
+    }
+    start_in_background(paths, &forwarded).await?;
+    status(paths).await
+}
+
+/// `orders daemon status`: the running daemon's own report.
+pub async fn status(paths: &Paths) -> Result<DaemonStatus, Failure> {
+    let mut client = match Client::connect(&paths.socket).await {
+        Ok(client) => client,
+        Err(error) if is_absent(&error) => return Err(not_running(paths)),
+        Err(error) => return Err(cannot_connect(paths, &error)),
+    };
+    client.call(&Request::Status).await
+}
+
+/// `orders daemon stop`: asks the daemon to stop and waits until it has exited. Returns the
+/// stopped daemon's last status, or `None` when none was running.
+pub async fn stop(paths: &Paths) -> Result<Option<DaemonStatus>, Failure> {
+    let mut client = match Client::connect(&paths.socket).await {
+        Ok(client) => client,
+        Err(error) if is_absent(&error) => return Ok(None),
+        Err(error) => return Err(cannot_connect(paths, &error)),
+    };
+    let status: DaemonStatus = client.call(&Request::Shutdown).await?;
+    let lock_file = Path::new(&status.data_dir).join(orders_daemon::paths::LOCK_FILE);
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    // The daemon holds its data-directory lock until its very last instruction.
+    while orders_daemon::lock::holder(&lock_file).is_some() {
+        if Instant::now() > deadline {
+            return Err(Failure::new(
+                Exit::Failure,
+                format!("the daemon (pid {}) did not exit within {STOP_TIMEOUT:?}", status.pid),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(Some(status))
+}

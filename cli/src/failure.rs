@@ -1,0 +1,86 @@
+//! How a command fails: a message saying what happened, a hint saying what to do, and one of
+//! the documented exit codes, so that scripts can branch on the kind of failure.
+
+use std::fmt;
+
+use orders_shared::protocol::{ErrorBody, ErrorCode};
+
+/// The exit codes of `orders`, as documented in the README and the man page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Anything else: an unexpected daemon or storage error.
+    Failure = 1,
+    /// The command line is wrong (clap's own code).
+    Usage = 2,
+    /// No order with that id.
+    NotFound = 3,
+    /// The business rules refuse it, e.g. cancelling a delivered order.
+    Rejected = 4,
+    /// No daemon answers, or it cannot serve the request now.
+    Unavailable = 5,
+}
+
+impl Exit {
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+#[derive(Debug)]
+pub struct Failure {
+    pub exit: Exit,
+    pub message: String,
+    pub hint: Option<String>,
+    /// Stop without a word and with success: the reader of our output went away.
+    pub broken_pipe: bool,
+}
+
+impl Failure {
+    pub fn new(exit: Exit, message: impl Into<String>) -> Self {
+        Self { exit, message: message.into(), hint: None, broken_pipe: false }
+    }
+
+    pub fn broken_pipe() -> Self {
+        Self { broken_pipe: true, ..Self::new(Exit::Failure, "broken pipe") }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "error: {}", self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\nhint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<ErrorBody> for Failure {
+    fn from(error: ErrorBody) -> Self {
+        let exit = match error.code {
+            ErrorCode::NotFound => Exit::NotFound,
+            ErrorCode::Rejected => Exit::Rejected,
+            ErrorCode::InvalidArgument => Exit::Usage,
+            ErrorCode::Busy | ErrorCode::Unavailable | ErrorCode::ProtocolMismatch => Exit::Unavailable,
+            ErrorCode::InvalidRequest
+            | ErrorCode::TooLarge
+            | ErrorCode::PermissionDenied
+            | ErrorCode::Internal
+            | ErrorCode::Unknown => Exit::Failure,
+        };
+        let failure = Failure::new(exit, error.message);
+        match error.code {
+            ErrorCode::ProtocolMismatch => failure.with_hint(
+                "the running daemon is from another version of orders; restart it with `orders daemon stop` \
+                 and run the command again",
+            ),
+            ErrorCode::Internal => failure.with_hint("see the daemon's log for details"),
+            _ => failure,
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The `orders` command-line client: argument parsing, the socket client, daemon control and
+//! output. The binary (`main.rs`) only parses the command line and maps failures to exit codes.
+
+pub mod args;
+pub mod client;
+pub mod commands;
+pub mod daemon;
+pub mod failure;
+pub mod output;
+
+#[cfg(test)]
+mod man;

@@ -1,0 +1,63 @@
+//! `orders`: parse the command line, run the command, exit with a documented code.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use orders::args::{Cli, Command, DaemonCommand, GlobalArgs, RunArgs};
+use orders::commands;
+use orders::failure::{Exit, Failure};
+use orders_daemon::paths::default_log_file;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Daemon(DaemonCommand::Run(args)) => run_daemon(&cli.global, args),
+        _ => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Failure::new(Exit::Failure, format!("cannot start: {e}")))
+            .and_then(|runtime| runtime.block_on(commands::run(cli))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) if failure.broken_pipe => ExitCode::SUCCESS,
+        Err(failure) => {
+            // stderr may be gone too; there is nobody left to tell then.
+            let _ = writeln!(std::io::stderr(), "{failure}");
+            ExitCode::from(failure.exit.code())
+        }
+    }
+}
+
+/// `orders daemon run`: the daemon in this process, until SIGTERM or SIGINT.
+fn run_daemon(global: &GlobalArgs, args: &RunArgs) -> Result<(), Failure> {
+    let failed = |e: anyhow::Error| Failure::new(Exit::Failure, format!("{e:#}"));
+    if args.background {
+        // Leave the client's session, so that its terminal's signals do not reach the daemon.
+        let _ = rustix::process::setsid();
+    }
+    let paths = commands::resolve_paths(global)?;
+    let log_file = match &args.log_file {
+        Some(path) => path.clone(),
+        None => default_log_file().map_err(|e| Failure::new(Exit::Failure, e.to_string()))?,
+    };
+    orders_daemon::logging::init(&args.log_level, &log_file, !args.background).map_err(failed)?;
+    let mut config = orders_daemon::Config::new(paths);
+    config.limits.max_connections = args.max_connections as usize;
+    config.limits.idle_timeout = args.idle_timeout;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("orders-daemon")
+        .build()
+        .map_err(|e| Failure::new(Exit::Failure, format!("cannot start the runtime: {e}")))?;
+    runtime
+        .block_on(async {
+            let stop = orders_daemon::stop_signal()?;
+            orders_daemon::run(config, stop).await
+        })
+        .map_err(|e| {
+            tracing::error!("{e:#}");
+            failed(e)
+        })
+}

@@ -1,0 +1,154 @@
+//! The orders daemon as a library: `run` serves one data directory until told to stop.
+//!
+//! - [`store`]: the SQLite event store (write side) and its schema;
+//! - [`projection`]: the orders read model (read side) and its queries;
+//! - [`commands`]: command handlers deciding with the domain of `orders-shared`;
+//! - [`writer`]: the thread that owns the write connection and group-commits commands;
+//! - [`server`]: the Unix socket server and its router;
+//! - [`paths`], [`lock`], [`logging`]: where things live, one daemon per data directory, logs.
+//!
+//! The `orders` binary calls [`run`] for `orders daemon run`; tests can call it directly.
+
+pub mod commands;
+pub mod lock;
+pub mod logging;
+pub mod paths;
+pub mod projection;
+pub mod readers;
+pub mod server;
+pub mod store;
+pub mod writer;
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use interprocess::local_socket::tokio::Listener;
+use interprocess::local_socket::tokio::prelude::*;
+use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
+use interprocess::os::unix::local_socket::ListenerOptionsExt;
+use jiff::Timestamp;
+use tokio_util::sync::CancellationToken;
+
+use crate::lock::DataDirLock;
+use crate::paths::Paths;
+use crate::readers::Readers;
+use crate::server::{Context, Limits};
+use crate::writer::{Announcements, Writer};
+
+/// How a daemon is set up.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub paths: Paths,
+    pub limits: Limits,
+}
+
+impl Config {
+    pub fn new(paths: Paths) -> Config {
+        Config { paths, limits: Limits { max_connections: 1024, idle_timeout: Duration::from_secs(30) } }
+    }
+}
+
+/// Serves until `shutdown` resolves or a client asks it to stop, then finishes the requests in
+/// flight, closes the database and removes the socket.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let paths = config.paths.clone();
+    paths.ensure_data_dir()?;
+    let _lock = DataDirLock::acquire(&paths)?;
+
+    let database = paths.database();
+    let mut conn = store::open_writer(&database)
+        .with_context(|| format!("cannot open the database {}", database.display()))?;
+    store::schema::migrate(&mut conn)
+        .with_context(|| format!("cannot use the database {}", database.display()))?;
+    let caught_up = projection::catch_up(&conn).context("cannot bring the read model up to date")?;
+    if caught_up > 0 {
+        tracing::info!(events = caught_up, "read model caught up with the event log");
+    }
+    let head = store::EventStore::new(&conn).head()?;
+
+    let (head_tx, _) = tokio::sync::watch::channel(head);
+    let (writer, writer_thread) = Writer::spawn(conn, Announcements { head: head_tx })?;
+
+    let listener = bind(&paths).await?;
+    let context = Arc::new(Context {
+        writer,
+        readers: Readers::new(database),
+        paths: paths.clone(),
+        started_at: Timestamp::now(),
+        shutdown: CancellationToken::new(),
+    });
+    tracing::info!(
+        pid = std::process::id(),
+        socket = %paths.socket.display(),
+        data_dir = %paths.data_dir.display(),
+        events = head,
+        "daemon ready"
+    );
+
+    let stop = context.shutdown.clone();
+    let stop_on_signal = async move {
+        tokio::select! {
+            () = shutdown => stop.cancel(),
+            () = stop.cancelled() => {}
+        }
+    };
+    tokio::join!(server::serve(listener, Arc::clone(&context), config.limits.clone()), stop_on_signal);
+
+    // Every handler has finished; the last writer handle goes with the context.
+    drop(context);
+    tokio::task::spawn_blocking(move || writer_thread.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+    tracing::info!("daemon stopped");
+    Ok(())
+}
+
+/// Binds the socket, replacing a stale one left by a crashed daemon but never a live one.
+async fn bind(paths: &Paths) -> anyhow::Result<Listener> {
+    paths.ensure_socket_dir()?;
+    let socket = &paths.socket;
+    if std::fs::symlink_metadata(socket).is_ok() {
+        let name = socket.as_path().to_fs_name::<GenericFilePath>()?;
+        match interprocess::local_socket::tokio::Stream::connect(name).await {
+            Ok(_) => anyhow::bail!(
+                "another daemon answers on {}; stop it first (orders daemon stop) or choose another socket (--socket, ORDERS_SOCKET)",
+                socket.display()
+            ),
+            Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => {
+                tracing::info!(socket = %socket.display(), "replacing a stale socket left by a daemon that died");
+                std::fs::remove_file(socket)
+                    .with_context(|| format!("cannot remove the stale socket {}", socket.display()))?;
+            }
+            Err(error) => {
+                return Err(error)
+                    .with_context(|| format!("cannot check the existing socket {}", socket.display()));
+            }
+        }
+    }
+    let name = socket.as_path().to_fs_name::<GenericFilePath>()?;
+    ListenerOptions::new()
+        .name(name)
+        .mode(0o600)
+        .create_tokio()
+        .with_context(|| format!("cannot listen on {}", socket.display()))
+}
+
+/// Resolves on the first SIGTERM or SIGINT. SIGHUP is caught and ignored, so that a daemon
+/// started from a terminal outlives it.
+pub fn stop_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let hangup = signal(SignalKind::hangup())?;
+    Ok(async move {
+        let _hangup = hangup;
+        let which = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        tracing::info!("{which} received: finishing the requests in flight, then stopping");
+    })
+}

@@ -1,0 +1,187 @@
+//! Where the daemon keeps its files and listens, resolved the same way by the daemon and the CLI.
+//!
+//! - data directory: `--data-dir`, else `$ORDERS_DATA_DIR`, else the user's data directory
+//!   (`$XDG_DATA_HOME/orders` or `~/.local/share/orders`): the database and the daemon lock;
+//! - socket: `--socket`, else `$ORDERS_SOCKET`, else `$XDG_RUNTIME_DIR/orders/orders.sock`, else
+//!   (cron, sudo, CI: no runtime directory) `/tmp/orders-<uid>/orders.sock`, a private directory
+//!   that must belong to the user and be closed to others.
+//!
+//! Flags and environment variables are merged by clap; this module supplies the defaults.
+
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use directories::ProjectDirs;
+
+/// The file names inside the data directory.
+pub const DATABASE_FILE: &str = "orders.db";
+pub const LOCK_FILE: &str = "daemon.lock";
+pub const LOG_FILE: &str = "daemon.log";
+const SOCKET_FILE: &str = "orders.sock";
+
+/// The longest socket path the OS accepts (`sun_path` holds 108 bytes, NUL included).
+pub const MAX_SOCKET_PATH: usize = 107;
+
+/// The resolved locations of one daemon instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Paths {
+    pub data_dir: PathBuf,
+    pub socket: PathBuf,
+}
+
+impl Paths {
+    /// Fills in the defaults for whatever the user did not set.
+    pub fn resolve(data_dir: Option<PathBuf>, socket: Option<PathBuf>) -> Result<Paths, PathError> {
+        let data_dir = match data_dir {
+            Some(dir) => absolute(dir)?,
+            None => project_dirs()?.data_dir().to_path_buf(),
+        };
+        let socket = match socket {
+            Some(path) => absolute(path)?,
+            None => default_socket()?,
+        };
+        let length = socket.as_os_str().len();
+        if length > MAX_SOCKET_PATH {
+            return Err(PathError::SocketTooLong { path: socket, length });
+        }
+        Ok(Paths { data_dir, socket })
+    }
+
+    pub fn database(&self) -> PathBuf {
+        self.data_dir.join(DATABASE_FILE)
+    }
+
+    pub fn lock_file(&self) -> PathBuf {
+        self.data_dir.join(LOCK_FILE)
+    }
+
+    /// Serialises daemon start-ups between clients racing to autostart one.
+    pub fn start_lock_file(&self) -> PathBuf {
+        let mut name = self.socket.clone().into_os_string();
+        name.push(".lock");
+        PathBuf::from(name)
+    }
+
+    /// Creates the data directory (mode 0700 when new).
+    pub fn ensure_data_dir(&self) -> Result<(), PathError> {
+        create_private_dir(&self.data_dir)
+    }
+
+    /// Creates the socket's directory (mode 0700 when new) and, for the shared `/tmp` fallback,
+    /// proves it is ours and closed to others before anything is put in it.
+    pub fn ensure_socket_dir(&self) -> Result<(), PathError> {
+        let dir = self.socket.parent().unwrap_or(Path::new("/"));
+        create_private_dir(dir)?;
+        if dir == fallback_socket_dir() {
+            check_private(dir)?;
+        }
+        Ok(())
+    }
+}
+
+/// The default log file: in the user's state directory (`$XDG_STATE_HOME/orders/daemon.log`).
+pub fn default_log_file() -> Result<PathBuf, PathError> {
+    let dirs = project_dirs()?;
+    let state =
+        dirs.state_dir().map(Path::to_path_buf).unwrap_or_else(|| dirs.data_local_dir().to_path_buf());
+    Ok(state.join(LOG_FILE))
+}
+
+fn project_dirs() -> Result<ProjectDirs, PathError> {
+    ProjectDirs::from("", "", "orders").ok_or(PathError::NoHome)
+}
+
+fn default_socket() -> Result<PathBuf, PathError> {
+    if let Some(runtime) = project_dirs()?.runtime_dir() {
+        return Ok(runtime.join(SOCKET_FILE));
+    }
+    Ok(fallback_socket_dir().join(SOCKET_FILE))
+}
+
+/// Without `XDG_RUNTIME_DIR`: one deterministic per-user directory that client and daemon agree
+/// on, in the shared temporary directory, so it must be checked before use.
+fn fallback_socket_dir() -> PathBuf {
+    let uid = rustix::process::getuid().as_raw();
+    std::env::temp_dir().join(format!("orders-{uid}"))
+}
+
+fn absolute(path: PathBuf) -> Result<PathBuf, PathError> {
+    if path.as_os_str().is_empty() {
+        return Err(PathError::Empty);
+    }
+    std::path::absolute(&path).map_err(|source| PathError::Io { path, source })
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), PathError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| PathError::Io { path: dir.to_path_buf(), source })
+}
+
+fn check_private(dir: &Path) -> Result<(), PathError> {
+    let meta =
+        std::fs::symlink_metadata(dir).map_err(|source| PathError::Io { path: dir.to_path_buf(), source })?;
+    let uid = rustix::process::getuid().as_raw();
+    if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
+        return Err(PathError::NotPrivate { path: dir.to_path_buf() });
+    }
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PathError {
+    #[error("cannot find the home directory; set ORDERS_DATA_DIR and ORDERS_SOCKET")]
+    NoHome,
+    #[error("an empty path was given")]
+    Empty,
+    #[error(
+        "the socket path {path} is {length} bytes long; the OS allows at most {MAX_SOCKET_PATH}. \
+         Choose a shorter one with --socket or ORDERS_SOCKET"
+    )]
+    SocketTooLong { path: PathBuf, length: usize },
+    #[error(
+        "{path} is not a private directory of this user (it must be owned by you with mode 0700); \
+         remove it or choose another socket with --socket or ORDERS_SOCKET"
+    )]
+    NotPrivate { path: PathBuf },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_paths_win_and_are_made_absolute() {
+        let paths = Paths::resolve(Some("data".into()), Some("/run/x/orders.sock".into())).expect("resolves");
+        assert!(paths.data_dir.is_absolute());
+        assert!(paths.data_dir.ends_with("data"));
+        assert_eq!(paths.socket, PathBuf::from("/run/x/orders.sock"));
+        assert!(paths.database().ends_with("data/orders.db"));
+        assert_eq!(paths.start_lock_file(), PathBuf::from("/run/x/orders.sock.lock"));
+    }
+
+    #[test]
+    fn a_socket_path_too_long_for_the_os_is_refused_with_the_override_named() {
+        let long = format!("/tmp/{}/orders.sock", "x".repeat(120));
+        let error = Paths::resolve(Some("/tmp".into()), Some(long.into())).expect_err("too long");
+        let message = error.to_string();
+        assert!(message.contains("ORDERS_SOCKET"), "{message}");
+        assert!(message.contains("at most 107"), "{message}");
+    }
+
+    #[test]
+    fn a_shared_fallback_directory_must_be_private() {
+        let base = tempfile::tempdir().expect("tempdir");
+        let dir = base.path().join("orders-test");
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        assert!(matches!(check_private(&dir), Err(PathError::NotPrivate { .. })));
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        check_private(&dir).expect("private now");
+    }
+}

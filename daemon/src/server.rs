@@ -1,0 +1,222 @@
+//! The socket server: accepts connections, reads request lines and routes them.
+//!
+//! Connections are bounded (a semaphore), each one checked for its peer's uid, read with an idle
+//! timeout and a maximum line length. An error on one connection is logged and ends that
+//! connection only. Every handler watches the one shutdown token; a request already being
+//! handled is finished before the daemon stops.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use interprocess::local_socket::tokio::prelude::*;
+use interprocess::local_socket::tokio::{Listener, Stream};
+use jiff::Timestamp;
+use orders_shared::OrderId;
+use orders_shared::protocol::{
+    DaemonStatus, ErrorBody, ErrorCode, MAX_REQUEST_BYTES, PROTOCOL_VERSION, Reply, Request,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, Framed};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::commands::{WriteCommand, storage_error_body};
+use crate::paths::Paths;
+use crate::projection;
+use crate::readers::Readers;
+use crate::store::EventStore;
+use crate::writer::Writer;
+
+/// Everything a request handler may use.
+pub struct Context {
+    pub writer: Writer,
+    pub readers: Arc<Readers>,
+    pub paths: Paths,
+    pub started_at: Timestamp,
+    /// Cancelled once to stop the daemon: by a signal, or by a `shutdown` request.
+    pub shutdown: CancellationToken,
+}
+
+/// Limits that keep one client from starving the others.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+}
+
+type Lines = Framed<Stream, AnyDelimiterCodec>;
+
+/// Accepts connections until shutdown, then waits for every handler to finish.
+pub async fn serve(listener: Listener, context: Arc<Context>, limits: Limits) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let handlers = TaskTracker::new();
+    let own_uid = rustix::process::geteuid().as_raw();
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let accepted = tokio::select! {
+            () = context.shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok(stream) => {
+                backoff = Duration::from_millis(10);
+                stream
+            }
+            Err(error) => {
+                // Out of file descriptors, typically: wait a little rather than spin.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let permit = Arc::clone(&slots).try_acquire_owned().ok();
+        let context = Arc::clone(&context);
+        let limits = limits.clone();
+        handlers.spawn(async move {
+            if let Err(error) = handle_connection(stream, permit, own_uid, &context, &limits).await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    handlers.close();
+    handlers.wait().await;
+}
+
+async fn handle_connection(
+    stream: Stream,
+    permit: Option<OwnedSemaphorePermit>,
+    own_uid: u32,
+    context: &Context,
+    limits: &Limits,
+) -> io::Result<()> {
+    let peer_uid = stream.peer_creds().ok().and_then(|creds| creds.euid());
+    let mut lines = Framed::new(
+        stream,
+        AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), b"\n".to_vec(), MAX_REQUEST_BYTES),
+    );
+    if peer_uid != Some(own_uid) {
+        tracing::warn!(?peer_uid, "refused a connection from another user");
+        let message = format!("this daemon serves uid {own_uid} only");
+        return send(&mut lines, Reply::error(ErrorBody::new(ErrorCode::PermissionDenied, message))).await;
+    }
+    let Some(_permit) = permit else {
+        tracing::warn!(limit = limits.max_connections, "refused a connection: too many open");
+        let message =
+            format!("the daemon is at its limit of {} connections; retry shortly", limits.max_connections);
+        return send(&mut lines, Reply::error(ErrorBody::new(ErrorCode::Busy, message))).await;
+    };
+    loop {
+        let next = tokio::select! {
+            () = context.shutdown.cancelled() => return Ok(()),
+            next = tokio::time::timeout(limits.idle_timeout, lines.next()) => next,
+        };
+        let line = match next {
+            Err(_) => {
+                let message = format!("no request for {:?}; closing the connection", limits.idle_timeout);
+                return send(&mut lines, Reply::error(ErrorBody::new(ErrorCode::Busy, message))).await;
+            }
+            Ok(None) => return Ok(()),
+            Ok(Some(Err(AnyDelimiterCodecError::MaxChunkLengthExceeded))) => {
+                // The codec skips the rest of the line; the connection carries on after it.
+                let message = format!("the request is longer than {MAX_REQUEST_BYTES} bytes");
+                send(&mut lines, Reply::error(ErrorBody::new(ErrorCode::TooLarge, message))).await?;
+                continue;
+            }
+            Ok(Some(Err(AnyDelimiterCodecError::Io(error)))) => return Err(error),
+            Ok(Some(Ok(line))) => line,
+        };
+        if line.trim_ascii().is_empty() {
+            continue;
+        }
+        let reply = match Request::parse(&line) {
+            Ok(request) => {
+                tracing::trace!(cmd = request.name(), "request");
+                route(context, request).await
+            }
+            Err(error) => Reply::error(error),
+        };
+        send(&mut lines, reply).await?;
+    }
+}
+
+async fn send(lines: &mut Lines, reply: Reply) -> io::Result<()> {
+    let mut text = reply.to_line();
+    text.pop();
+    lines.send(text).await.map_err(|error| match error {
+        AnyDelimiterCodecError::Io(error) => error,
+        AnyDelimiterCodecError::MaxChunkLengthExceeded => io::Error::other("reply too long"),
+    })
+}
+
+/// The one router: every request goes to the handler named after it.
+async fn route(context: &Context, request: Request) -> Reply {
+    let result = match request {
+        Request::Create(create) => write(context, WriteCommand::Create(create)).await,
+        Request::Cancel(cancel) => write(context, WriteCommand::Cancel(cancel.id)).await,
+        Request::Show(show) => show_order(context, show.id).await,
+        Request::List(list) => read(context, move |conn| projection::list(conn, &list)).await,
+        Request::Status => status(context).await.map(to_value),
+        Request::Shutdown => {
+            let status = status(context).await;
+            tracing::info!("shutdown requested by a client");
+            context.shutdown.cancel();
+            status.map(to_value)
+        }
+    };
+    match result {
+        Ok(data) => Reply { ok: true, data: Some(data), error: None },
+        Err(error) => Reply::error(error),
+    }
+}
+
+fn to_value(data: impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(data).expect("reply data is plain serde structs")
+}
+
+async fn write(context: &Context, command: WriteCommand) -> Result<serde_json::Value, ErrorBody> {
+    context.writer.execute(command).await.map(to_value)
+}
+
+async fn read<T, F>(context: &Context, query: F) -> Result<serde_json::Value, ErrorBody>
+where
+    T: serde::Serialize + Send + 'static,
+    F: FnOnce(&rusqlite::Connection) -> Result<T, crate::store::StoreError> + Send + 'static,
+{
+    context.readers.read(query).await.map(to_value).map_err(|error| storage_error_body(&error))
+}
+
+async fn show_order(context: &Context, id: OrderId) -> Result<serde_json::Value, ErrorBody> {
+    let found = context
+        .readers
+        .read(move |conn| projection::get(conn, id))
+        .await
+        .map_err(|error| storage_error_body(&error))?;
+    found.map(to_value).ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, format!("no order {id}")))
+}
+
+async fn status(context: &Context) -> Result<DaemonStatus, ErrorBody> {
+    let (events, orders) = context
+        .readers
+        .read(|conn| {
+            let events = EventStore::new(conn).head()?;
+            let orders: i64 = conn.query_row("SELECT COUNT(*) FROM orders", [], |row| row.get(0))?;
+            Ok((events, orders))
+        })
+        .await
+        .map_err(|error| storage_error_body(&error))?;
+    Ok(DaemonStatus {
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        protocol: PROTOCOL_VERSION,
+        started_at: context.started_at,
+        socket: context.paths.socket.display().to_string(),
+        data_dir: context.paths.data_dir.display().to_string(),
+        database: context.paths.database().display().to_string(),
+        events: events.try_into().unwrap_or_default(),
+        orders: orders.try_into().unwrap_or_default(),
+    })
+}

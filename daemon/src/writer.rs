@@ -1,0 +1,143 @@
+//! The writer: one thread owns the read-write connection and commits commands in batches.
+//!
+//! Group commit: the thread takes every command waiting in its queue (up to [`MAX_BATCH`]), runs
+//! each in its own savepoint inside one transaction, commits once, and only then acknowledges
+//! them. One fsync pays for the whole batch; a command that fails rolls back its savepoint alone.
+//! rusqlite blocks, so the connection lives on this plain thread and never crosses an `.await`.
+
+use std::thread::JoinHandle;
+
+use jiff::Timestamp;
+use orders_shared::protocol::{ErrorBody, ErrorCode, OrderView};
+use rusqlite::{Connection, TransactionBehavior};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::commands::{CommandError, UnitOfWork, WriteCommand, storage_error_body};
+use crate::projection;
+use crate::store::RecordedEvent;
+
+/// The most commands committed in one transaction.
+pub const MAX_BATCH: usize = 1024;
+
+/// How often a command is retried after an optimistic-concurrency conflict.
+const MAX_ATTEMPTS: usize = 3;
+
+pub type WriteResult = Result<OrderView, ErrorBody>;
+
+struct Job {
+    command: WriteCommand,
+    reply: oneshot::Sender<WriteResult>,
+}
+
+/// A handle to the writer thread; cheap to clone. The thread ends when every handle is gone.
+#[derive(Clone)]
+pub struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+/// What the writer announces after each commit.
+pub struct Announcements {
+    /// The newest committed global position.
+    pub head: watch::Sender<i64>,
+}
+
+impl Writer {
+    /// Starts the writer thread on an open, migrated connection.
+    pub fn spawn(
+        conn: Connection,
+        announcements: Announcements,
+    ) -> std::io::Result<(Writer, JoinHandle<()>)> {
+        let (jobs, queue) = mpsc::channel(MAX_BATCH * 4);
+        let thread = std::thread::Builder::new()
+            .name("orders-writer".into())
+            .spawn(move || run(conn, queue, announcements))?;
+        Ok((Writer { jobs }, thread))
+    }
+
+    /// Executes a command; the reply comes after its transaction is durable.
+    pub async fn execute(&self, command: WriteCommand) -> WriteResult {
+        let (reply, answer) = oneshot::channel();
+        let unavailable =
+            || ErrorBody::new(ErrorCode::Unavailable, "the daemon is shutting down; nothing was stored");
+        self.jobs.send(Job { command, reply }).await.map_err(|_| unavailable())?;
+        answer.await.map_err(|_| unavailable())?
+    }
+}
+
+fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>, announcements: Announcements) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(job) = queue.blocking_recv() {
+        batch.push(job);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&mut conn, &mut batch, &announcements);
+    }
+    tracing::debug!("writer stopped: no more commands");
+}
+
+/// Runs and commits one batch, then answers every job in it.
+fn commit_batch(conn: &mut Connection, batch: &mut Vec<Job>, announcements: &Announcements) {
+    let now = Timestamp::now();
+    let mut recorded = Vec::new();
+    let committed = (|| {
+        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut results = Vec::with_capacity(batch.len());
+        for job in batch.iter() {
+            results.push(execute_one(&mut tx, &job.command, now, &mut recorded));
+        }
+        if let Some(last) = recorded.last() {
+            projection::set_checkpoint(&tx, last.position)?;
+        }
+        tx.commit()?;
+        Ok::<_, crate::store::StoreError>(results)
+    })();
+    match committed {
+        Ok(results) => {
+            for (job, result) in batch.drain(..).zip(results) {
+                // The client may have gone away; its command is committed all the same.
+                let _ = job.reply.send(result);
+            }
+            if let Some(last) = recorded.last() {
+                announcements.head.send_replace(last.position);
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, commands = batch.len(), "a batch could not be committed; nothing of it was stored");
+            let body = storage_error_body(&error);
+            for job in batch.drain(..) {
+                let _ = job.reply.send(Err(body.clone()));
+            }
+        }
+    }
+}
+
+/// Runs one command in its own savepoint, retrying it on a concurrency conflict.
+fn execute_one(
+    tx: &mut rusqlite::Transaction<'_>,
+    command: &WriteCommand,
+    now: Timestamp,
+    recorded: &mut Vec<RecordedEvent>,
+) -> WriteResult {
+    for attempt in 1..=MAX_ATTEMPTS {
+        let savepoint = tx.savepoint().map_err(|e| storage_error_body(&e.into()))?;
+        let mut unit = UnitOfWork::new(&savepoint, now);
+        match unit.execute(command) {
+            Ok(view) => {
+                let events = unit.into_recorded();
+                savepoint.commit().map_err(|e| storage_error_body(&e.into()))?;
+                recorded.extend(events);
+                return Ok(view);
+            }
+            Err(error) if error.is_conflict() && attempt < MAX_ATTEMPTS => {
+                tracing::debug!(%error, attempt, "retrying after a conflict");
+            }
+            Err(error) => return Err(CommandError::into_body(error)),
+        }
+        // Dropping the savepoint rolls it back.
+    }
+    unreachable!("the last attempt returns")
+}

@@ -1,0 +1,321 @@
+//! The wire protocol between the `orders` client and the daemon: newline-delimited JSON.
+//!
+//! A request is one line, `{"v": 1, "cmd": "create", ...}`; the daemon answers with one line,
+//! `{"ok": true, "data": ...}` or `{"ok": false, "error": {"code": ..., "message": ...}}`.
+//! `docs/PROTOCOL.md` is the prose version of this module.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::order::{OrderId, OrderStatus, Total, UserId};
+
+/// Bumped on any change a peer of the previous version would misread.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The longest request line the daemon reads, in bytes.
+pub const MAX_REQUEST_BYTES: usize = 1 << 20;
+
+/// A request as sent on the wire: the protocol version beside the command.
+#[derive(Clone, Debug, Serialize)]
+pub struct Envelope<'a> {
+    pub v: u32,
+    #[serde(flatten)]
+    pub request: &'a Request,
+}
+
+/// Every command the daemon understands, tagged by `cmd`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    Create(CreateRequest),
+    Show(ShowRequest),
+    List(ListRequest),
+    Cancel(CancelRequest),
+    Status,
+    Shutdown,
+}
+
+impl Request {
+    /// The `cmd` tag, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Create(_) => "create",
+            Request::Show(_) => "show",
+            Request::List(_) => "list",
+            Request::Cancel(_) => "cancel",
+            Request::Status => "status",
+            Request::Shutdown => "shutdown",
+        }
+    }
+
+    /// Reads one request line. The version is checked before the command, so that a peer of
+    /// another version gets `protocol_mismatch` rather than a confusing decoding error.
+    pub fn parse(line: &[u8]) -> Result<Request, ErrorBody> {
+        let text = std::str::from_utf8(line)
+            .map_err(|_| ErrorBody::new(ErrorCode::InvalidRequest, "the request is not valid UTF-8"))?;
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            ErrorBody::new(ErrorCode::InvalidRequest, format!("the request is not valid JSON: {e}"))
+        })?;
+        let Value::Object(mut fields) = value else {
+            return Err(ErrorBody::new(
+                ErrorCode::InvalidRequest,
+                "the request must be a JSON object such as {\"v\":1,\"cmd\":\"status\"}",
+            ));
+        };
+        match fields.remove("v") {
+            Some(Value::Number(v)) if v.as_u64() == Some(u64::from(PROTOCOL_VERSION)) => {}
+            Some(Value::Number(v)) => {
+                return Err(ErrorBody::new(
+                    ErrorCode::ProtocolMismatch,
+                    format!(
+                        "the client speaks protocol version {v}, this daemon speaks version {PROTOCOL_VERSION}"
+                    ),
+                ));
+            }
+            Some(_) => {
+                return Err(ErrorBody::new(ErrorCode::InvalidRequest, "the field \"v\" must be a number"));
+            }
+            None => {
+                return Err(ErrorBody::new(
+                    ErrorCode::InvalidRequest,
+                    "the request has no protocol version (the field \"v\")",
+                ));
+            }
+        }
+        match fields.get("cmd") {
+            Some(Value::String(_)) => {}
+            Some(_) => {
+                return Err(ErrorBody::new(ErrorCode::InvalidRequest, "the field \"cmd\" must be a string"));
+            }
+            None => {
+                return Err(ErrorBody::new(ErrorCode::InvalidRequest, "the request has no \"cmd\" field"));
+            }
+        }
+        serde_json::from_value(Value::Object(fields))
+            .map_err(|e| ErrorBody::new(ErrorCode::InvalidRequest, format!("invalid request: {e}")))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    pub user: UserId,
+    pub total: Total,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShowRequest {
+    pub id: OrderId,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    pub id: OrderId,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListRequest {
+    /// Only this customer's orders; everyone's when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserId>,
+    /// At most this many orders, newest first; the daemon caps it at [`ListRequest::MAX_LIMIT`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// Paging: only orders older than this one (the last of the previous page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<OrderId>,
+}
+
+impl ListRequest {
+    pub const DEFAULT_LIMIT: u32 = 100;
+    pub const MAX_LIMIT: u32 = 10_000;
+}
+
+/// One order as the read model shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderView {
+    pub id: OrderId,
+    pub user: String,
+    pub total: i64,
+    pub status: OrderStatus,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A page of orders, newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPage {
+    pub orders: Vec<OrderView>,
+    /// More orders follow: ask again with `before` set to the last id of this page.
+    pub more: bool,
+}
+
+/// What `status` reports about a running daemon.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    pub pid: u32,
+    pub version: String,
+    pub protocol: u32,
+    pub started_at: Timestamp,
+    pub socket: String,
+    pub data_dir: String,
+    pub database: String,
+    pub events: u64,
+    pub orders: u64,
+}
+
+/// One reply line.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+impl Reply {
+    pub fn data(data: impl Serialize) -> Reply {
+        Reply {
+            ok: true,
+            data: Some(serde_json::to_value(data).expect("reply data is plain serde structs")),
+            error: None,
+        }
+    }
+
+    pub fn error(error: ErrorBody) -> Reply {
+        Reply { ok: false, data: None, error: Some(error) }
+    }
+
+    /// The reply as one line, newline included.
+    pub fn to_line(&self) -> String {
+        let mut line = serde_json::to_string(self).expect("replies are plain serde structs");
+        line.push('\n');
+        line
+    }
+}
+
+/// A refused request: a machine-readable code and a message for people.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+/// What kind of failure a reply reports. Clients branch on it; the CLI maps it to an exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The line could not be read as a request: bad JSON, unknown command, wrong field types.
+    InvalidRequest,
+    /// A well-formed request with a value the domain refuses (an empty user, a total of 0).
+    InvalidArgument,
+    /// No order with that id.
+    NotFound,
+    /// The business rules refuse it (cancelling a delivered order).
+    Rejected,
+    /// Client and daemon speak different protocol versions.
+    ProtocolMismatch,
+    /// The request line is longer than the daemon reads.
+    TooLarge,
+    /// The connecting process belongs to another user.
+    PermissionDenied,
+    /// The daemon has no room for this connection or request right now.
+    Busy,
+    /// The daemon cannot do it now (shutting down, storage failing); nothing was changed.
+    Unavailable,
+    /// A bug or an unexpected storage error; the message says more.
+    Internal,
+    /// A code from a newer daemon.
+    #[serde(other)]
+    Unknown,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Request, ErrorBody> {
+        Request::parse(line.as_bytes())
+    }
+
+    fn code(line: &str) -> ErrorCode {
+        parse(line).expect_err("refused").code
+    }
+
+    #[test]
+    fn a_request_is_its_envelope_read_back() {
+        let request = Request::Create(CreateRequest {
+            user: "alice".parse().expect("valid user"),
+            total: Total::try_from(2).expect("valid total"),
+        });
+        let line =
+            serde_json::to_string(&Envelope { v: PROTOCOL_VERSION, request: &request }).expect("serializes");
+        assert_eq!(line, r#"{"v":1,"cmd":"create","user":"alice","total":2}"#);
+        assert_eq!(parse(&line), Ok(request));
+        assert_eq!(parse(r#"{"v":1,"cmd":"status"}"#), Ok(Request::Status));
+    }
+
+    #[test]
+    fn malformed_requests_are_invalid_requests() {
+        for line in [
+            "",
+            "nope",
+            "[1,2]",
+            "42",
+            r#"{"cmd":"status"}"#,
+            r#"{"v":"1","cmd":"status"}"#,
+            r#"{"v":1}"#,
+            r#"{"v":1,"cmd":7}"#,
+            r#"{"v":1,"cmd":"teleport"}"#,
+            r#"{"v":1,"cmd":"create","user":"alice"}"#,
+            r#"{"v":1,"cmd":"create","user":"alice","total":"2"}"#,
+            r#"{"v":1,"cmd":"create","user":"alice","total":2,"extra":true}"#,
+            r#"{"v":1,"cmd":"show","id":"not-a-uuid"}"#,
+        ] {
+            assert_eq!(code(line), ErrorCode::InvalidRequest, "{line}");
+        }
+        assert_eq!(
+            Request::parse(b"{\"v\":1,\"cmd\":\"status\xff\"}").expect_err("refused").code,
+            ErrorCode::InvalidRequest
+        );
+    }
+
+    #[test]
+    fn another_protocol_version_is_named_as_such() {
+        let refused = parse(r#"{"v":2,"cmd":"status"}"#).expect_err("refused");
+        assert_eq!(refused.code, ErrorCode::ProtocolMismatch);
+        assert!(refused.message.contains("version 2"), "{}", refused.message);
+    }
+
+    #[test]
+    fn domain_values_are_validated_while_decoding() {
+        for line in [
+            r#"{"v":1,"cmd":"create","user":"","total":2}"#,
+            r#"{"v":1,"cmd":"create","user":"alice","total":0}"#,
+            r#"{"v":1,"cmd":"create","user":"alice","total":-1}"#,
+            r#"{"v":1,"cmd":"create","user":"alice","total":2.5}"#,
+            r#"{"v":1,"cmd":"create","user":"alice","total":9223372036854775808}"#,
+        ] {
+            assert!(parse(line).is_err(), "{line}");
+        }
+    }
+
+    #[test]
+    fn unknown_error_codes_from_a_newer_daemon_still_decode() {
+        let body: ErrorBody =
+            serde_json::from_str(r#"{"code":"quota_exceeded","message":"m"}"#).expect("decodes");
+        assert_eq!(body.code, ErrorCode::Unknown);
+    }
+}

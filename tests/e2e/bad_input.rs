@@ -1,0 +1,66 @@
+//! Bad input is refused with a clear message and a non-zero exit, and creates nothing.
+
+use crate::fixture::{TestDaemon, code, stderr};
+
+fn assert_nothing_created(daemon: &TestDaemon) {
+    assert_eq!(daemon.json(["list"]), serde_json::json!([]), "nothing was created");
+}
+
+#[test]
+fn invalid_totals_are_usage_errors_that_create_nothing() {
+    let daemon = TestDaemon::start();
+    for (total, says) in [
+        ("-1", "positive whole number"),
+        ("0", "positive whole number"),
+        ("2.5", "whole number"),
+        ("abc", "whole number"),
+        ("9223372036854775808", "largest total"),
+        ("", "whole number"),
+    ] {
+        let output = daemon.run(["create", "--user", "alice", "--total", total]);
+        assert_eq!(code(&output), 2, "total {total:?}: {}", stderr(&output));
+        assert!(stderr(&output).contains(says), "total {total:?}: {}", stderr(&output));
+        assert!(output.stdout.is_empty(), "total {total:?}");
+    }
+    assert_nothing_created(&daemon);
+}
+
+#[test]
+fn invalid_users_are_usage_errors_that_create_nothing() {
+    let daemon = TestDaemon::start();
+    let too_long = "u".repeat(129);
+    for (user, says) in
+        [("", "must not be empty"), (too_long.as_str(), "at most 128"), ("a\u{1b}[31mb", "printable")]
+    {
+        let output = daemon.run(["create", "--user", user, "--total", "2"]);
+        assert_eq!(code(&output), 2, "user {user:?}: {}", stderr(&output));
+        assert!(stderr(&output).contains(says), "user {user:?}: {}", stderr(&output));
+    }
+    let missing = daemon.run(["create", "--total", "2"]);
+    assert_eq!(code(&missing), 2);
+    assert_nothing_created(&daemon);
+}
+
+#[test]
+fn malformed_order_ids_are_usage_errors() {
+    let daemon = TestDaemon::start();
+    for command in ["show", "cancel"] {
+        for id in ["nope", "", "12345", "019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6"] {
+            let output = daemon.run([command, id]);
+            assert_eq!(code(&output), 2, "{command} {id:?}: {}", stderr(&output));
+            assert!(stderr(&output).contains("invalid order id"), "{}", stderr(&output));
+        }
+    }
+}
+
+#[test]
+fn unknown_order_ids_are_not_found() {
+    let daemon = TestDaemon::start();
+    let unknown = "019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b";
+    for command in ["show", "cancel"] {
+        let output = daemon.run([command, unknown]);
+        assert_eq!(code(&output), 3, "{command}: {}", stderr(&output));
+        assert!(stderr(&output).contains(&format!("no order {unknown}")), "{}", stderr(&output));
+    }
+    assert_nothing_created(&daemon);
+}

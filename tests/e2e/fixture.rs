@@ -1,0 +1,234 @@
+//! A real daemon on a temporary directory, and the real `orders` binary pointed at it.
+//!
+//! Every test gets its own data directory, socket and log, so tests run in parallel without
+//! seeing each other. The daemon is stopped (SIGKILL) when the fixture is dropped.
+
+use std::ffi::OsStr;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub const ORDERS: &str = env!("CARGO_BIN_EXE_orders");
+
+/// The delivery delay of test daemons: short, so tests are fast.
+pub const TEST_DELIVERY_DELAY: &str = "200ms";
+
+pub struct TestDaemon {
+    dir: TempDir,
+    child: Option<Child>,
+    /// Extra environment for the daemon process (settings under test).
+    daemon_env: Vec<(String, String)>,
+}
+
+impl TestDaemon {
+    /// A running daemon with test settings.
+    pub fn start() -> TestDaemon {
+        Self::start_with(&[])
+    }
+
+    /// A running daemon with extra environment, e.g. `("ORDERS_DELIVERY_DELAY", "1s")`.
+    pub fn start_with(env: &[(&str, &str)]) -> TestDaemon {
+        let mut daemon = Self::stopped_with(env);
+        daemon.spawn();
+        daemon
+    }
+
+    /// The directories of a daemon, none running yet.
+    pub fn stopped_with(env: &[(&str, &str)]) -> TestDaemon {
+        let dir = tempfile::Builder::new().prefix("orders-e2e").tempdir().expect("tempdir");
+        TestDaemon {
+            dir,
+            child: None,
+            daemon_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir().join("orders.sock")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir().join("data")
+    }
+
+    pub fn log_file(&self) -> PathBuf {
+        self.dir().join("daemon.log")
+    }
+
+    /// Environment shared by the daemon and the clients: everything points into the tempdir.
+    fn apply_env(&self, command: &mut Command) {
+        command
+            .env_remove("ORDERS_NO_AUTOSTART")
+            .env("HOME", self.dir())
+            .env("XDG_DATA_HOME", self.dir().join("xdg-data"))
+            .env("XDG_STATE_HOME", self.dir().join("xdg-state"))
+            .env_remove("XDG_RUNTIME_DIR")
+            .env("ORDERS_DATA_DIR", self.data_dir())
+            .env("ORDERS_SOCKET", self.socket())
+            .env("ORDERS_LOG_FILE", self.log_file())
+            .env("ORDERS_DELIVERY_DELAY", TEST_DELIVERY_DELAY)
+            .env("NO_COLOR", "1");
+        for (key, value) in &self.daemon_env {
+            command.env(key, value);
+        }
+    }
+
+    /// The `orders` binary aimed at this daemon, with autostart off so that a test never
+    /// silently talks to a daemon it did not mean to start.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(ORDERS);
+        self.apply_env(&mut command);
+        command.env("ORDERS_NO_AUTOSTART", "1");
+        command
+    }
+
+    /// Like [`command`](Self::command) but free to start a daemon on demand.
+    pub fn command_with_autostart(&self) -> Command {
+        let mut command = Command::new(ORDERS);
+        self.apply_env(&mut command);
+        command
+    }
+
+    /// Starts `orders daemon run` in the foreground of a child process and waits until it answers.
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "the daemon runs already");
+        let mut command = Command::new(ORDERS);
+        self.apply_env(&mut command);
+        let stderr = std::fs::File::create(self.dir().join("daemon.stderr")).expect("stderr file");
+        let child = command
+            .args(["daemon", "run"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn the daemon");
+        self.child = Some(child);
+        self.wait_until_answering();
+    }
+
+    fn wait_until_answering(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if UnixStream::connect(self.socket()).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().expect("try_wait")) {
+                panic!("the daemon exited at start ({status}):\n{}", self.stderr());
+            }
+            assert!(Instant::now() < deadline, "the daemon did not answer:\n{}", self.stderr());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir().join("daemon.stderr")).unwrap_or_default()
+    }
+
+    /// Sends a signal and waits for the daemon to exit.
+    pub fn signal(&mut self, signal: &str) -> ExitStatus {
+        let mut child = self.child.take().expect("a running daemon");
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} failed");
+        wait_timeout(&mut child, Duration::from_secs(30)).expect("the daemon exits")
+    }
+
+    /// `kill -9`: no chance to flush or clean up anything.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("a running daemon");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    }
+
+    /// Forgets the child without stopping it (when something else stopped it).
+    pub fn reap(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("a daemon child");
+        wait_timeout(&mut child, Duration::from_secs(30)).expect("the daemon exits")
+    }
+
+    /// Runs `orders <args>` and returns its whole output.
+    pub fn run<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.command().args(args).output().expect("run orders")
+    }
+
+    /// Runs `orders <args>`, requires success and returns stdout.
+    pub fn ok<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        let output = self.run(&args);
+        assert!(
+            output.status.success(),
+            "orders {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("utf-8 stdout")
+    }
+
+    /// Runs `orders <args> --json` and parses stdout.
+    pub fn json<I, S>(&self, args: I) -> Value
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        args.push("--json".into());
+        let stdout = self.ok(&args);
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("orders {args:?}: not JSON ({e}): {stdout}"))
+    }
+
+    /// Places an order and returns its id.
+    pub fn create(&self, user: &str, total: i64) -> String {
+        let stdout = self.ok(["create", "--user", user, "--total", &total.to_string()]);
+        stdout.trim().to_owned()
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The exit code of a finished command.
+pub fn code(output: &Output) -> i32 {
+    output.status.code().unwrap_or(-1)
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests: a real daemon on a temporary directory, driven by the real `orders` binary.
+
+mod fixture;
+
+mod bad_input;
+mod basics;
+mod lifecycle;
