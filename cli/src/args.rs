@@ -62,6 +62,10 @@ pub enum Command {
     #[command(after_help = "Example:\n  orders list --user alice")]
     List(ListArgs),
 
+    /// Show every event of an order, from all contexts, in order
+    #[command(after_help = "Example:\n  orders history 019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b")]
+    History(OrderArg),
+
     /// Cancel an order that is not delivered yet
     #[command(after_help = "Example:\n  orders cancel 019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b")]
     Cancel(OrderArg),
@@ -80,6 +84,14 @@ pub struct CreateArgs {
     /// The order's total in minor currency units: a positive whole number
     #[arg(long, short, allow_negative_numbers = true)]
     pub total: Total,
+
+    /// Return only once the order has settled (delivered or cancelled)
+    #[arg(long, short)]
+    pub wait: bool,
+
+    /// With --wait: give up after this long (exit code 6)
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration, requires = "wait")]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -134,6 +146,16 @@ pub struct RunArgs {
     #[arg(long, env = "ORDERS_MAX_CONNECTIONS", default_value_t = 1024, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+
+    /// From an order's approval to its delivery
+    #[arg(long, env = "ORDERS_DELIVERY_DELAY", default_value = "3s", value_name = "DURATION",
+          value_parser = parse_duration)]
+    pub delivery_delay: Duration,
+
+    /// How long the payment provider takes to decide (simulated latency, for demos and tests)
+    #[arg(long, env = "ORDERS_PAYMENT_DELAY", default_value = "0", value_name = "DURATION",
+          value_parser = parse_duration)]
+    pub payment_delay: Duration,
 
     /// Close a connection that sends no request for this long
     #[arg(long, env = "ORDERS_IDLE_TIMEOUT", default_value = "30s", value_name = "DURATION",

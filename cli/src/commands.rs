@@ -4,7 +4,8 @@ use std::io::{self, Write};
 
 use orders_daemon::paths::Paths;
 use orders_shared::protocol::{
-    CancelRequest, CreateRequest, ListRequest, OrderPage, OrderView, Request, ShowRequest,
+    CancelRequest, CreateRequest, EventView, HistoryRequest, ListRequest, OrderPage, OrderView, Request,
+    ShowRequest, WaitRequest,
 };
 
 use crate::args::{Cli, Command, DaemonCommand, GlobalArgs, ListArgs};
@@ -21,11 +22,40 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Create(args) => {
             let request = Request::Create(CreateRequest { user: args.user, total: args.total });
-            let order: OrderView = daemon::connect(&paths, autostart).await?.call(&request).await?;
-            if global.json {
-                output::json(out, &order)?;
-            } else {
+            let mut client = daemon::connect(&paths, autostart).await?;
+            let order: OrderView = client.call(&request).await?;
+            if !args.wait {
+                return print_order_or_id(out, &order, global.json);
+            }
+            if !global.json {
+                // The id first, so that it is known even if the wait runs out of time.
                 writeln!(out, "{}", order.id)?;
+                out.flush()?;
+            }
+            let timeout_ms = u64::try_from(args.timeout.as_millis()).unwrap_or(u64::MAX);
+            let wait = Request::Wait(WaitRequest { id: order.id, timeout_ms: Some(timeout_ms) });
+            match client.call::<OrderView>(&wait).await {
+                Ok(settled) if global.json => output::json(out, &settled)?,
+                Ok(settled) => {
+                    if let Some(reason) = settled.cancel_reason {
+                        eprintln!("order {} was cancelled: {reason}", settled.id);
+                    }
+                }
+                Err(failure) => {
+                    if global.json {
+                        output::json(out, &order)?;
+                    }
+                    return Err(failure);
+                }
+            }
+        }
+        Command::History(args) => {
+            let request = Request::History(HistoryRequest { id: args.id });
+            let events: Vec<EventView> = daemon::connect(&paths, autostart).await?.call(&request).await?;
+            if global.json {
+                output::json(out, &events)?;
+            } else {
+                output::events(out, &events)?;
             }
         }
         Command::Show(args) => {
@@ -78,6 +108,15 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Daemon(DaemonCommand::Run(_)) => unreachable!("main runs the daemon itself"),
+    }
+    Ok(())
+}
+
+fn print_order_or_id(out: &mut impl Write, order: &OrderView, json: bool) -> Result<(), Failure> {
+    if json {
+        output::json(out, order)?;
+    } else {
+        writeln!(out, "{}", order.id)?;
     }
     Ok(())
 }

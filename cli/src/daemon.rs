@@ -142,6 +142,10 @@ pub async fn start(paths: &Paths, args: &RunArgs) -> Result<DaemonStatus, Failur
         args.max_connections.to_string(),
         "--idle-timeout".to_owned(),
         format!("{}ms", args.idle_timeout.as_millis()),
+        "--delivery-delay".to_owned(),
+        format!("{}ms", args.delivery_delay.as_millis()),
+        "--payment-delay".to_owned(),
+        format!("{}ms", args.payment_delay.as_millis()),
     ];
     if let Some(log_file) = &args.log_file {
         forwarded.extend(["--log-file".to_owned(), log_file.display().to_string()]);

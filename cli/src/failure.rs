@@ -18,6 +18,8 @@ pub enum Exit {
     Rejected = 4,
     /// No daemon answers, or it cannot serve the request now.
     Unavailable = 5,
+    /// A wait ran out of time (`create --wait`).
+    Timeout = 6,
 }
 
 impl Exit {
@@ -67,6 +69,7 @@ impl From<ErrorBody> for Failure {
             ErrorCode::Rejected => Exit::Rejected,
             ErrorCode::InvalidArgument => Exit::Usage,
             ErrorCode::Busy | ErrorCode::Unavailable | ErrorCode::ProtocolMismatch => Exit::Unavailable,
+            ErrorCode::Timeout => Exit::Timeout,
             ErrorCode::InvalidRequest
             | ErrorCode::TooLarge
             | ErrorCode::PermissionDenied

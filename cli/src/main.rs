@@ -46,6 +46,8 @@ fn run_daemon(global: &GlobalArgs, args: &RunArgs) -> Result<(), Failure> {
     let mut config = orders_daemon::Config::new(paths);
     config.limits.max_connections = args.max_connections as usize;
     config.limits.idle_timeout = args.idle_timeout;
+    config.delivery_delay = args.delivery_delay;
+    config.payment_latency = args.payment_delay;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("orders-daemon")

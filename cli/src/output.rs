@@ -6,7 +6,7 @@ use comfy_table::presets::NOTHING;
 use comfy_table::{CellAlignment, Table};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use orders_shared::protocol::OrderView;
+use orders_shared::protocol::{EventView, OrderView};
 use serde::Serialize;
 
 /// One JSON document on one line.
@@ -20,18 +20,67 @@ pub fn local_time(at: Timestamp) -> String {
     at.to_zoned_datetime(TimeZone::system()).strftime("%Y-%m-%d %H:%M:%S").to_string()
 }
 
-/// One order, one field a line.
+/// One order, one field a line; transitions and the cancel reason only when they happened.
 pub fn order(out: &mut impl Write, order: &OrderView) -> io::Result<()> {
-    let rows = [
+    let status = match order.cancel_reason {
+        Some(reason) => format!("{} ({reason})", order.status),
+        None => order.status.to_string(),
+    };
+    let mut rows = vec![
         ("id", order.id.to_string()),
         ("user", order.user.clone()),
         ("total", order.total.to_string()),
-        ("status", order.status.to_string()),
+        ("status", status),
         ("created", local_time(order.created_at)),
-        ("updated", local_time(order.updated_at)),
     ];
+    let transitions = [
+        ("approved", order.approved_at),
+        ("delivered", order.delivered_at),
+        ("cancelled", order.cancelled_at),
+    ];
+    rows.extend(transitions.into_iter().filter_map(|(name, at)| Some((name, local_time(at?)))));
+    rows.push(("updated", local_time(order.updated_at)));
     for (name, value) in rows {
-        writeln!(out, "{:<8} {value}", format!("{name}:"))?;
+        writeln!(out, "{:<10} {value}", format!("{name}:"))?;
+    }
+    Ok(())
+}
+
+/// Events as a table: where in the log, when, what, and the payload as `key=value`.
+pub fn events(out: &mut impl Write, events: &[EventView]) -> io::Result<()> {
+    let mut table = Table::new();
+    table.load_style(NOTHING).set_header(["POSITION", "TIME", "TYPE", "DATA"]);
+    for event in events {
+        table.add_row([
+            event.position.to_string(),
+            precise_local_time(event.recorded_at),
+            event.event_type.clone(),
+            key_values(&event.data),
+        ]);
+    }
+    print_table(out, table)
+}
+
+fn key_values(data: &serde_json::Value) -> String {
+    let Some(fields) = data.as_object() else { return data.to_string() };
+    let text = |value: &serde_json::Value| match value {
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    fields.iter().map(|(key, value)| format!("{key}={}", text(value))).collect::<Vec<_>>().join(" ")
+}
+
+/// Local time to the millisecond, for event logs.
+pub fn precise_local_time(at: Timestamp) -> String {
+    at.to_zoned_datetime(TimeZone::system()).strftime("%Y-%m-%d %H:%M:%S%.3f").to_string()
+}
+
+fn print_table(out: &mut impl Write, mut table: Table) -> io::Result<()> {
+    for column in table.column_iter_mut() {
+        column.set_padding((0, 2));
+    }
+    for line in table.lines() {
+        writeln!(out, "{}", line.trim_end())?;
     }
     Ok(())
 }
@@ -50,16 +99,10 @@ pub fn orders(out: &mut impl Write, orders: &[OrderView]) -> io::Result<()> {
             local_time(order.updated_at),
         ]);
     }
-    for column in table.column_iter_mut() {
-        column.set_padding((0, 2));
-    }
     if let Some(column) = table.column_mut(2) {
         column.set_cell_alignment(CellAlignment::Right);
     }
-    for line in table.lines() {
-        writeln!(out, "{}", line.trim_end())?;
-    }
-    Ok(())
+    print_table(out, table)
 }
 
 /// The daemon's report for `orders daemon status`.

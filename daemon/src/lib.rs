@@ -3,6 +3,8 @@
 //! - [`store`]: the SQLite event store (write side) and its schema;
 //! - [`projection`]: the orders read model (read side) and its queries;
 //! - [`commands`]: command handlers deciding with the domain of `orders-shared`;
+//! - [`policies`]: how the order, payment and delivery contexts react to each other's events;
+//! - [`sagas`]: the payment and delivery steps that wait for a provider or a due time;
 //! - [`writer`]: the thread that owns the write connection and group-commits commands;
 //! - [`server`]: the Unix socket server and its router;
 //! - [`paths`], [`lock`], [`logging`]: where things live, one daemon per data directory, logs.
@@ -13,9 +15,12 @@ pub mod commands;
 pub mod lock;
 pub mod logging;
 pub mod paths;
+pub mod policies;
 pub mod projection;
 pub mod readers;
+pub mod sagas;
 pub mod server;
+pub mod settlements;
 pub mod store;
 pub mod writer;
 
@@ -29,13 +34,17 @@ use interprocess::local_socket::tokio::Listener;
 use interprocess::local_socket::tokio::prelude::*;
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
 use interprocess::os::unix::local_socket::ListenerOptionsExt;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
+use orders_shared::payment::{EvenOddProvider, PaymentProvider};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use crate::commands::Policy;
 use crate::lock::DataDirLock;
 use crate::paths::Paths;
 use crate::readers::Readers;
 use crate::server::{Context, Limits};
+use crate::settlements::Settlements;
 use crate::writer::{Announcements, Writer};
 
 /// How a daemon is set up.
@@ -43,11 +52,25 @@ use crate::writer::{Announcements, Writer};
 pub struct Config {
     pub paths: Paths,
     pub limits: Limits,
+    /// From approval to delivery.
+    pub delivery_delay: Duration,
+    /// How long the payment provider takes to decide (simulated; 0 for the even/odd rule).
+    pub payment_latency: Duration,
+    /// Decides payments.
+    pub payment_provider: Arc<dyn PaymentProvider>,
 }
 
 impl Config {
+    pub const DEFAULT_DELIVERY_DELAY: Duration = Duration::from_secs(3);
+
     pub fn new(paths: Paths) -> Config {
-        Config { paths, limits: Limits { max_connections: 1024, idle_timeout: Duration::from_secs(30) } }
+        Config {
+            paths,
+            limits: Limits { max_connections: 1024, idle_timeout: Duration::from_secs(30) },
+            delivery_delay: Self::DEFAULT_DELIVERY_DELAY,
+            payment_latency: Duration::ZERO,
+            payment_provider: Arc::new(EvenOddProvider),
+        }
     }
 }
 
@@ -68,9 +91,34 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         tracing::info!(events = caught_up, "read model caught up with the event log");
     }
     let head = store::EventStore::new(&conn).head()?;
+    let open_payments = sagas::payment::open(&conn)?;
+    let open_deliveries = sagas::delivery::open(&conn)?;
 
-    let (head_tx, _) = tokio::sync::watch::channel(head);
-    let (writer, writer_thread) = Writer::spawn(conn, Announcements { head: head_tx })?;
+    let (head_tx, head_rx) = tokio::sync::watch::channel(head);
+    let (payments_tx, payments_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (deliveries_tx, deliveries_rx) = tokio::sync::mpsc::unbounded_channel();
+    let settlements = Arc::new(Settlements::default());
+    // Resume the open saga steps of the previous run before anything new can be announced.
+    let resumed = (open_payments.len(), open_deliveries.len());
+    for due in open_payments {
+        let _ = payments_tx.send(due);
+    }
+    for due in open_deliveries {
+        let _ = deliveries_tx.send(due);
+    }
+    let policy = Policy {
+        // Whole milliseconds, like every time the store keeps.
+        delivery_delay: SignedDuration::from_millis(
+            i64::try_from(config.delivery_delay.as_millis()).context("the delivery delay is too long")?,
+        ),
+    };
+    let announcements = Announcements {
+        head: head_tx,
+        payments: payments_tx.clone(),
+        deliveries: deliveries_tx,
+        settlements: Arc::clone(&settlements),
+    };
+    let (writer, writer_thread) = Writer::spawn(conn, policy, announcements)?;
 
     let listener = bind(&paths).await?;
     let context = Arc::new(Context {
@@ -79,12 +127,28 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         paths: paths.clone(),
         started_at: Timestamp::now(),
         shutdown: CancellationToken::new(),
+        head: head_rx,
+        settlements,
     });
+    let workers = TaskTracker::new();
+    workers.spawn(sagas::payment::run(
+        Arc::clone(&config.payment_provider),
+        config.payment_latency,
+        payments_rx,
+        payments_tx,
+        context.writer.clone(),
+        context.shutdown.clone(),
+    ));
+    workers.spawn(sagas::delivery::run(deliveries_rx, context.writer.clone(), context.shutdown.clone()));
+    workers.close();
     tracing::info!(
         pid = std::process::id(),
         socket = %paths.socket.display(),
         data_dir = %paths.data_dir.display(),
         events = head,
+        delivery_delay = ?config.delivery_delay,
+        resumed_payments = resumed.0,
+        resumed_deliveries = resumed.1,
         "daemon ready"
     );
 
@@ -97,7 +161,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     };
     tokio::join!(server::serve(listener, Arc::clone(&context), config.limits.clone()), stop_on_signal);
 
-    // Every handler has finished; the last writer handle goes with the context.
+    // Every handler has finished; the workers stop on the same token. The last writer handle
+    // goes with the context.
+    workers.wait().await;
     drop(context);
     tokio::task::spawn_blocking(move || writer_thread.join())
         .await?

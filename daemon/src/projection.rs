@@ -6,7 +6,7 @@
 
 use jiff::Timestamp;
 use orders_shared::protocol::{ListRequest, OrderPage, OrderView};
-use orders_shared::{DomainEvent, OrderEvent, OrderId, OrderStatus};
+use orders_shared::{DomainEvent, OrderEvent, OrderId};
 use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
 
 use crate::store::schema::ORDERS_TABLE;
@@ -26,17 +26,27 @@ pub fn apply(conn: &Connection, table: &str, recorded: &RecordedEvent) -> Result
             ))?
             .execute(params![order, user.as_str(), total.get(), at])?;
         }
-        DomainEvent::Order(
-            event @ (OrderEvent::Approved | OrderEvent::Delivered | OrderEvent::Cancelled),
-        ) => {
-            let status = match event {
-                OrderEvent::Approved => OrderStatus::Approved,
-                OrderEvent::Delivered => OrderStatus::Delivered,
-                _ => OrderStatus::Cancelled,
-            };
-            conn.prepare_cached(&format!("UPDATE {table} SET status = ?2, updated_at = ?3 WHERE id = ?1"))?
-                .execute(params![order, status.as_str(), at])?;
+        DomainEvent::Order(OrderEvent::Approved) => {
+            conn.prepare_cached(&format!(
+                "UPDATE {table} SET status = 'approved', approved_at = ?2, updated_at = ?2 WHERE id = ?1"
+            ))?
+            .execute(params![order, at])?;
         }
+        DomainEvent::Order(OrderEvent::Delivered) => {
+            conn.prepare_cached(&format!(
+                "UPDATE {table} SET status = 'delivered', delivered_at = ?2, updated_at = ?2 WHERE id = ?1"
+            ))?
+            .execute(params![order, at])?;
+        }
+        DomainEvent::Order(OrderEvent::Cancelled { reason }) => {
+            conn.prepare_cached(&format!(
+                "UPDATE {table} SET status = 'cancelled', cancel_reason = ?3, cancelled_at = ?2, updated_at = ?2 \
+                 WHERE id = ?1"
+            ))?
+            .execute(params![order, at, reason.as_str()])?;
+        }
+        // The payment and delivery contexts show through the order's own events.
+        DomainEvent::Payment(_) | DomainEvent::Delivery(_) => {}
     }
     Ok(())
 }
@@ -75,24 +85,34 @@ pub fn catch_up(conn: &Connection) -> Result<u64, StoreError> {
     Ok(applied)
 }
 
-const VIEW_COLUMNS: &str = "id, user, total, status, created_at, updated_at";
+const VIEW_COLUMNS: &str =
+    "id, user, total, status, cancel_reason, created_at, updated_at, approved_at, delivered_at, cancelled_at";
 
 fn read_view(row: &Row<'_>) -> rusqlite::Result<Result<OrderView, StoreError>> {
     let id: String = row.get(0)?;
     let user: String = row.get(1)?;
     let total: i64 = row.get(2)?;
     let status: String = row.get(3)?;
-    let created_at: i64 = row.get(4)?;
-    let updated_at: i64 = row.get(5)?;
+    let cancel_reason: Option<String> = row.get(4)?;
+    let times: [Option<i64>; 5] = [row.get(5)?, row.get(6)?, row.get(7)?, row.get(8)?, row.get(9)?];
     let corrupt = |what: &str| StoreError::Corrupt(format!("read model row {id}: bad {what}"));
-    let time = |ms: i64| Timestamp::from_millisecond(ms).map_err(|_| corrupt("time"));
+    let time = |ms: Option<i64>| {
+        ms.map(|ms| Timestamp::from_millisecond(ms).map_err(|_| corrupt("time"))).transpose()
+    };
     Ok((|| {
+        let [created_at, updated_at, approved_at, delivered_at, cancelled_at] = times;
         Ok(OrderView {
             id: id.parse().map_err(|_| corrupt("id"))?,
             total,
             status: status.parse().map_err(|_| corrupt("status"))?,
-            created_at: time(created_at)?,
-            updated_at: time(updated_at)?,
+            cancel_reason: cancel_reason
+                .map(|r| r.parse().map_err(|_| corrupt("cancel reason")))
+                .transpose()?,
+            created_at: time(created_at)?.ok_or_else(|| corrupt("created_at"))?,
+            updated_at: time(updated_at)?.ok_or_else(|| corrupt("updated_at"))?,
+            approved_at: time(approved_at)?,
+            delivered_at: time(delivered_at)?,
+            cancelled_at: time(cancelled_at)?,
             user,
         })
     })())

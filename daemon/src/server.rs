@@ -13,11 +13,12 @@ use futures_util::{SinkExt, StreamExt};
 use interprocess::local_socket::tokio::prelude::*;
 use interprocess::local_socket::tokio::{Listener, Stream};
 use jiff::Timestamp;
-use orders_shared::OrderId;
 use orders_shared::protocol::{
-    DaemonStatus, ErrorBody, ErrorCode, MAX_REQUEST_BYTES, PROTOCOL_VERSION, Reply, Request,
+    DaemonStatus, ErrorBody, ErrorCode, EventView, MAX_REQUEST_BYTES, OrderView, PROTOCOL_VERSION, Reply,
+    Request, WaitRequest,
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use orders_shared::{OrderId, StreamId, StreamKind};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, Framed};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -26,7 +27,8 @@ use crate::commands::{WriteCommand, storage_error_body};
 use crate::paths::Paths;
 use crate::projection;
 use crate::readers::Readers;
-use crate::store::EventStore;
+use crate::settlements::Settlements;
+use crate::store::{EventStore, RecordedEvent};
 use crate::writer::Writer;
 
 /// Everything a request handler may use.
@@ -37,6 +39,10 @@ pub struct Context {
     pub started_at: Timestamp,
     /// Cancelled once to stop the daemon: by a signal, or by a `shutdown` request.
     pub shutdown: CancellationToken,
+    /// The newest committed global position.
+    pub head: watch::Receiver<i64>,
+    /// Orders being waited for.
+    pub settlements: Arc<Settlements>,
 }
 
 /// Limits that keep one client from starving the others.
@@ -157,8 +163,10 @@ async fn route(context: &Context, request: Request) -> Reply {
     let result = match request {
         Request::Create(create) => write(context, WriteCommand::Create(create)).await,
         Request::Cancel(cancel) => write(context, WriteCommand::Cancel(cancel.id)).await,
-        Request::Show(show) => show_order(context, show.id).await,
+        Request::Show(show) => find_order(context, show.id).await.map(to_value),
         Request::List(list) => read(context, move |conn| projection::list(conn, &list)).await,
+        Request::Wait(wait) => wait_until_settled(context, &wait).await.map(to_value),
+        Request::History(history) => order_history(context, history.id).await.map(to_value),
         Request::Status => status(context).await.map(to_value),
         Request::Shutdown => {
             let status = status(context).await;
@@ -189,13 +197,71 @@ where
     context.readers.read(query).await.map(to_value).map_err(|error| storage_error_body(&error))
 }
 
-async fn show_order(context: &Context, id: OrderId) -> Result<serde_json::Value, ErrorBody> {
+async fn find_order(context: &Context, id: OrderId) -> Result<OrderView, ErrorBody> {
     let found = context
         .readers
         .read(move |conn| projection::get(conn, id))
         .await
         .map_err(|error| storage_error_body(&error))?;
-    found.map(to_value).ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, format!("no order {id}")))
+    found.ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, format!("no order {id}")))
+}
+
+/// Answers once the order is delivered or cancelled, or with `timeout`.
+async fn wait_until_settled(context: &Context, request: &WaitRequest) -> Result<OrderView, ErrorBody> {
+    let timeout = Duration::from_millis(request.timeout_ms.unwrap_or(WaitRequest::DEFAULT_TIMEOUT_MS));
+    let deadline = tokio::time::Instant::now() + timeout;
+    let id = request.id;
+    loop {
+        // Subscribe first, then look: a settlement in between cannot be missed.
+        let settled = context.settlements.subscribe(id);
+        let order = find_order(context, id).await?;
+        if order.status.is_settled() {
+            return Ok(order);
+        }
+        tokio::select! {
+            _ = settled => {}
+            () = tokio::time::sleep_until(deadline) => {
+                context.settlements.forget_abandoned(id);
+                return Err(ErrorBody::new(
+                    ErrorCode::Timeout,
+                    format!("order {id} is still {} after {timeout:?}", order.status),
+                ));
+            }
+            () = context.shutdown.cancelled() => {
+                return Err(ErrorBody::new(ErrorCode::Unavailable, "the daemon is shutting down"));
+            }
+        }
+    }
+}
+
+/// Every event of an order, from its order, payment and delivery streams, in log order.
+async fn order_history(context: &Context, id: OrderId) -> Result<Vec<EventView>, ErrorBody> {
+    let events = context
+        .readers
+        .read(move |conn| {
+            let streams = StreamKind::ALL.map(|kind| StreamId::new(kind, id));
+            EventStore::new(conn).read_streams(&streams)
+        })
+        .await
+        .map_err(|error| storage_error_body(&error))?;
+    if events.is_empty() {
+        return Err(ErrorBody::new(ErrorCode::NotFound, format!("no order {id}")));
+    }
+    Ok(events.iter().map(event_view).collect())
+}
+
+pub fn event_view(recorded: &RecordedEvent) -> EventView {
+    EventView {
+        position: recorded.position,
+        event_id: recorded.event_id.to_string(),
+        stream: recorded.stream.to_string(),
+        version: recorded.version,
+        event_type: recorded.event.event_type().to_owned(),
+        recorded_at: recorded.recorded_at,
+        data: recorded.event.payload_value(),
+        correlation_id: recorded.metadata.correlation_id.to_string(),
+        causation_id: recorded.metadata.causation_id.to_string(),
+    }
 }
 
 async fn status(context: &Context) -> Result<DaemonStatus, ErrorBody> {

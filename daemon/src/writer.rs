@@ -7,13 +7,19 @@
 
 use std::thread::JoinHandle;
 
+use std::sync::Arc;
+
 use jiff::Timestamp;
 use orders_shared::protocol::{ErrorBody, ErrorCode, OrderView};
+use orders_shared::{DeliveryEvent, DomainEvent, OrderEvent, PaymentEvent};
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::commands::{CommandError, UnitOfWork, WriteCommand, storage_error_body};
+use crate::commands::{CommandError, Policy, UnitOfWork, WriteCommand, storage_error_body};
 use crate::projection;
+use crate::sagas::delivery::DeliveryDue;
+use crate::sagas::payment::PaymentDue;
+use crate::settlements::Settlements;
 use crate::store::RecordedEvent;
 
 /// The most commands committed in one transaction.
@@ -35,22 +41,52 @@ pub struct Writer {
     jobs: mpsc::Sender<Job>,
 }
 
-/// What the writer announces after each commit.
+/// What the writer announces after each commit, and to whom.
 pub struct Announcements {
     /// The newest committed global position.
     pub head: watch::Sender<i64>,
+    /// Payments requested: to the payment saga's worker.
+    pub payments: mpsc::UnboundedSender<PaymentDue>,
+    /// Deliveries scheduled: to the delivery saga's worker.
+    pub deliveries: mpsc::UnboundedSender<DeliveryDue>,
+    /// Orders settled: to whoever waits for them.
+    pub settlements: Arc<Settlements>,
+}
+
+impl Announcements {
+    fn committed(&self, recorded: &[RecordedEvent]) {
+        for event in recorded {
+            let order = event.stream.order;
+            match &event.event {
+                DomainEvent::Payment(PaymentEvent::Requested { amount }) => {
+                    let _ = self.payments.send(PaymentDue { order, amount: *amount });
+                }
+                DomainEvent::Delivery(DeliveryEvent::Scheduled { due_at }) => {
+                    let _ = self.deliveries.send(DeliveryDue { due_at: *due_at, order });
+                }
+                DomainEvent::Order(OrderEvent::Delivered | OrderEvent::Cancelled { .. }) => {
+                    self.settlements.settled(order);
+                }
+                _ => {}
+            }
+        }
+        if let Some(last) = recorded.last() {
+            self.head.send_replace(last.position);
+        }
+    }
 }
 
 impl Writer {
     /// Starts the writer thread on an open, migrated connection.
     pub fn spawn(
         conn: Connection,
+        policy: Policy,
         announcements: Announcements,
     ) -> std::io::Result<(Writer, JoinHandle<()>)> {
         let (jobs, queue) = mpsc::channel(MAX_BATCH * 4);
         let thread = std::thread::Builder::new()
             .name("orders-writer".into())
-            .spawn(move || run(conn, queue, announcements))?;
+            .spawn(move || run(conn, queue, &policy, &announcements))?;
         Ok((Writer { jobs }, thread))
     }
 
@@ -64,7 +100,7 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>, announcements: Announcements) {
+fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>, policy: &Policy, announcements: &Announcements) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(job) = queue.blocking_recv() {
         batch.push(job);
@@ -74,20 +110,21 @@ fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>, announcements: Anno
                 Err(_) => break,
             }
         }
-        commit_batch(&mut conn, &mut batch, &announcements);
+        commit_batch(&mut conn, &mut batch, policy, announcements);
     }
     tracing::debug!("writer stopped: no more commands");
 }
 
 /// Runs and commits one batch, then answers every job in it.
-fn commit_batch(conn: &mut Connection, batch: &mut Vec<Job>, announcements: &Announcements) {
-    let now = Timestamp::now();
+fn commit_batch(conn: &mut Connection, batch: &mut Vec<Job>, policy: &Policy, announcements: &Announcements) {
+    // Stored to the millisecond: the events in memory must equal the events read back.
+    let now = Timestamp::from_millisecond(Timestamp::now().as_millisecond()).expect("now is a valid time");
     let mut recorded = Vec::new();
     let committed = (|| {
         let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut results = Vec::with_capacity(batch.len());
         for job in batch.iter() {
-            results.push(execute_one(&mut tx, &job.command, now, &mut recorded));
+            results.push(execute_one(&mut tx, &job.command, now, policy, &mut recorded));
         }
         if let Some(last) = recorded.last() {
             projection::set_checkpoint(&tx, last.position)?;
@@ -101,9 +138,7 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Job>, announcements: &Ann
                 // The client may have gone away; its command is committed all the same.
                 let _ = job.reply.send(result);
             }
-            if let Some(last) = recorded.last() {
-                announcements.head.send_replace(last.position);
-            }
+            announcements.committed(&recorded);
         }
         Err(error) => {
             tracing::error!(%error, commands = batch.len(), "a batch could not be committed; nothing of it was stored");
@@ -120,12 +155,13 @@ fn execute_one(
     tx: &mut rusqlite::Transaction<'_>,
     command: &WriteCommand,
     now: Timestamp,
+    policy: &Policy,
     recorded: &mut Vec<RecordedEvent>,
 ) -> WriteResult {
     for attempt in 1..=MAX_ATTEMPTS {
         let savepoint = tx.savepoint().map_err(|e| storage_error_body(&e.into()))?;
-        let mut unit = UnitOfWork::new(&savepoint, now);
-        match unit.execute(command) {
+        let mut unit = UnitOfWork::new(&savepoint, now, policy);
+        match unit.run(command) {
             Ok(view) => {
                 let events = unit.into_recorded();
                 savepoint.commit().map_err(|e| storage_error_body(&e.into()))?;

@@ -1,37 +1,71 @@
 //! Events as they are stored: a stream id, a stable type name, a schema version and a JSON
 //! payload. Decoding goes through the upcasters, so every stored version stays readable.
+//!
+//! | type | version | payload |
+//! |---|---|---|
+//! | `OrderPlaced` | 1 | `{"user", "total"}` |
+//! | `OrderApproved`, `OrderDelivered` | 1 | `{}` |
+//! | `OrderCancelled` | 2 | `{"reason"}` — v1 was `{}`: only customers could cancel then |
+//! | `PaymentRequested`, `PaymentApproved`, `PaymentRefunded` | 1 | `{"amount"}` |
+//! | `PaymentDeclined` | 1 | `{"reason"}` (the provider's words) |
+//! | `DeliveryScheduled` | 1 | `{"due_at"}` (RFC 3339) |
+//! | `DeliveryCompleted`, `DeliveryCancelled` | 1 | `{}` |
 
 use std::fmt;
 use std::str::FromStr;
 
+use jiff::Timestamp;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
-use crate::order::{OrderEvent, OrderId, Total, UserId};
+use crate::delivery::DeliveryEvent;
+use crate::order::{CancelReason, OrderEvent, OrderId, Total, UserId};
+use crate::payment::PaymentEvent;
 
 /// Which aggregate a stream belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum StreamKind {
     Order,
+    Payment,
+    Delivery,
 }
 
 impl StreamKind {
+    pub const ALL: [StreamKind; 3] = [StreamKind::Order, StreamKind::Payment, StreamKind::Delivery];
+
     pub fn prefix(self) -> &'static str {
         match self {
             StreamKind::Order => "order",
+            StreamKind::Payment => "payment",
+            StreamKind::Delivery => "delivery",
         }
     }
 }
 
-/// The identity of one stream: `order-<uuid>`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// The identity of one stream: `order-<uuid>`, `payment-<uuid>` or `delivery-<uuid>`, all keyed
+/// by the order's id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StreamId {
     pub kind: StreamKind,
     pub order: OrderId,
 }
 
 impl StreamId {
+    pub fn new(kind: StreamKind, order: OrderId) -> Self {
+        Self { kind, order }
+    }
+
     pub fn order(order: OrderId) -> Self {
-        Self { kind: StreamKind::Order, order }
+        Self::new(StreamKind::Order, order)
+    }
+
+    pub fn payment(order: OrderId) -> Self {
+        Self::new(StreamKind::Payment, order)
+    }
+
+    pub fn delivery(order: OrderId) -> Self {
+        Self::new(StreamKind::Delivery, order)
     }
 }
 
@@ -47,10 +81,7 @@ impl FromStr for StreamId {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || DecodeError::StreamId(s.to_owned());
         let (prefix, id) = s.split_once('-').ok_or_else(bad)?;
-        let kind = match prefix {
-            "order" => StreamKind::Order,
-            _ => return Err(bad()),
-        };
+        let kind = StreamKind::ALL.into_iter().find(|kind| kind.prefix() == prefix).ok_or_else(bad)?;
         let order = id.parse().map_err(|_| bad())?;
         Ok(Self { kind, order })
     }
@@ -60,6 +91,8 @@ impl FromStr for StreamId {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DomainEvent {
     Order(OrderEvent),
+    Payment(PaymentEvent),
+    Delivery(DeliveryEvent),
 }
 
 impl From<OrderEvent> for DomainEvent {
@@ -68,26 +101,89 @@ impl From<OrderEvent> for DomainEvent {
     }
 }
 
-#[derive(Serialize)]
-struct OrderPlacedRef<'a> {
-    user: &'a UserId,
-    total: Total,
+impl From<PaymentEvent> for DomainEvent {
+    fn from(event: PaymentEvent) -> Self {
+        DomainEvent::Payment(event)
+    }
 }
 
-#[derive(Deserialize)]
-struct OrderPlacedV1 {
+impl From<DeliveryEvent> for DomainEvent {
+    fn from(event: DeliveryEvent) -> Self {
+        DomainEvent::Delivery(event)
+    }
+}
+
+// The payloads, one struct per shape. Unknown fields are ignored (a tolerant reader).
+#[derive(Serialize, Deserialize)]
+struct Placed {
     user: UserId,
     total: Total,
 }
 
-/// The payload of an event that carries nothing but its type; extra fields are ignored.
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
+struct Cancelled {
+    reason: CancelReason,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Amount {
+    amount: Total,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Declined {
+    reason: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Scheduled {
+    due_at: Timestamp,
+}
+
+#[derive(Serialize, Deserialize)]
 struct Empty {}
 
 const ORDER_PLACED: &str = "OrderPlaced";
 const ORDER_APPROVED: &str = "OrderApproved";
 const ORDER_DELIVERED: &str = "OrderDelivered";
 const ORDER_CANCELLED: &str = "OrderCancelled";
+const PAYMENT_REQUESTED: &str = "PaymentRequested";
+const PAYMENT_APPROVED: &str = "PaymentApproved";
+const PAYMENT_DECLINED: &str = "PaymentDeclined";
+const PAYMENT_REFUNDED: &str = "PaymentRefunded";
+const DELIVERY_SCHEDULED: &str = "DeliveryScheduled";
+const DELIVERY_COMPLETED: &str = "DeliveryCompleted";
+const DELIVERY_CANCELLED: &str = "DeliveryCancelled";
+
+/// The schema version this build writes for each event type.
+fn current_version(event_type: &str) -> Option<u32> {
+    match event_type {
+        ORDER_CANCELLED => Some(2),
+        ORDER_PLACED | ORDER_APPROVED | ORDER_DELIVERED | PAYMENT_REQUESTED | PAYMENT_APPROVED
+        | PAYMENT_DECLINED | PAYMENT_REFUNDED | DELIVERY_SCHEDULED | DELIVERY_COMPLETED
+        | DELIVERY_CANCELLED => Some(1),
+        _ => None,
+    }
+}
+
+/// Brings a payload from `version` to `version + 1`, for the types whose shape changed.
+fn upcast(event_type: &str, version: u32, payload: &str) -> Result<String, DecodeError> {
+    let bad = |message: String| DecodeError::Payload {
+        event_type: event_type.to_owned(),
+        schema_version: version,
+        message,
+    };
+    match (event_type, version) {
+        // v1 was written before payments could decline orders: every cancel was the customer's.
+        (ORDER_CANCELLED, 1) => {
+            let mut fields: Map<String, Value> =
+                serde_json::from_str(payload).map_err(|e| bad(e.to_string()))?;
+            fields.insert("reason".into(), CancelReason::CustomerRequest.as_str().into());
+            Ok(Value::Object(fields).to_string())
+        }
+        _ => Err(DecodeError::UnknownVersion { event_type: event_type.to_owned(), schema_version: version }),
+    }
+}
 
 impl DomainEvent {
     /// The stable name stored in the `type` column.
@@ -96,18 +192,28 @@ impl DomainEvent {
             DomainEvent::Order(OrderEvent::Placed { .. }) => ORDER_PLACED,
             DomainEvent::Order(OrderEvent::Approved) => ORDER_APPROVED,
             DomainEvent::Order(OrderEvent::Delivered) => ORDER_DELIVERED,
-            DomainEvent::Order(OrderEvent::Cancelled) => ORDER_CANCELLED,
+            DomainEvent::Order(OrderEvent::Cancelled { .. }) => ORDER_CANCELLED,
+            DomainEvent::Payment(PaymentEvent::Requested { .. }) => PAYMENT_REQUESTED,
+            DomainEvent::Payment(PaymentEvent::Approved { .. }) => PAYMENT_APPROVED,
+            DomainEvent::Payment(PaymentEvent::Declined { .. }) => PAYMENT_DECLINED,
+            DomainEvent::Payment(PaymentEvent::Refunded { .. }) => PAYMENT_REFUNDED,
+            DomainEvent::Delivery(DeliveryEvent::Scheduled { .. }) => DELIVERY_SCHEDULED,
+            DomainEvent::Delivery(DeliveryEvent::Completed) => DELIVERY_COMPLETED,
+            DomainEvent::Delivery(DeliveryEvent::Cancelled) => DELIVERY_CANCELLED,
         }
     }
 
     /// The schema version this build writes for the event's type.
     pub fn schema_version(&self) -> u32 {
-        1
+        current_version(self.event_type()).expect("every event type has a version")
     }
 
+    /// The kind of stream the event belongs in.
     pub fn stream_kind(&self) -> StreamKind {
         match self {
             DomainEvent::Order(_) => StreamKind::Order,
+            DomainEvent::Payment(_) => StreamKind::Payment,
+            DomainEvent::Delivery(_) => StreamKind::Delivery,
         }
     }
 
@@ -115,44 +221,95 @@ impl DomainEvent {
     pub fn payload(&self) -> String {
         let encoded = match self {
             DomainEvent::Order(OrderEvent::Placed { user, total }) => {
-                serde_json::to_string(&OrderPlacedRef { user, total: *total })
+                serde_json::to_string(&Placed { user: user.clone(), total: *total })
             }
-            DomainEvent::Order(OrderEvent::Approved | OrderEvent::Delivered | OrderEvent::Cancelled) => {
+            DomainEvent::Order(OrderEvent::Cancelled { reason }) => {
+                serde_json::to_string(&Cancelled { reason: *reason })
+            }
+            DomainEvent::Payment(
+                PaymentEvent::Requested { amount }
+                | PaymentEvent::Approved { amount }
+                | PaymentEvent::Refunded { amount },
+            ) => serde_json::to_string(&Amount { amount: *amount }),
+            DomainEvent::Payment(PaymentEvent::Declined { reason }) => {
+                serde_json::to_string(&Declined { reason: reason.clone() })
+            }
+            DomainEvent::Delivery(DeliveryEvent::Scheduled { due_at }) => {
+                serde_json::to_string(&Scheduled { due_at: *due_at })
+            }
+            DomainEvent::Order(OrderEvent::Approved | OrderEvent::Delivered)
+            | DomainEvent::Delivery(DeliveryEvent::Completed | DeliveryEvent::Cancelled) => {
                 return "{}".to_owned();
             }
         };
         encoded.expect("event payloads are plain structs of strings and numbers")
     }
 
-    /// Reads a stored event of any known schema version.
+    /// The payload as a JSON value, for showing an event.
+    pub fn payload_value(&self) -> Value {
+        serde_json::from_str(&self.payload()).expect("payloads are JSON objects")
+    }
+
+    /// Reads a stored event of any known schema version, upcasting older ones.
     pub fn decode(event_type: &str, schema_version: u32, payload: &str) -> Result<Self, DecodeError> {
-        let bad_payload = |source: serde_json::Error| DecodeError::Payload {
-            event_type: event_type.to_owned(),
-            schema_version,
-            message: source.to_string(),
-        };
-        let event = match (event_type, schema_version) {
-            (ORDER_PLACED, 1) => {
-                let placed: OrderPlacedV1 = serde_json::from_str(payload).map_err(bad_payload)?;
-                OrderEvent::Placed { user: placed.user, total: placed.total }
+        let current =
+            current_version(event_type).ok_or_else(|| DecodeError::UnknownType(event_type.to_owned()))?;
+        if schema_version > current || schema_version == 0 {
+            return Err(DecodeError::UnknownVersion { event_type: event_type.to_owned(), schema_version });
+        }
+        if schema_version < current {
+            let mut version = schema_version;
+            let mut upcasted = payload.to_owned();
+            while version < current {
+                upcasted = upcast(event_type, version, &upcasted)?;
+                version += 1;
             }
-            (ORDER_APPROVED | ORDER_DELIVERED | ORDER_CANCELLED, 1) => {
-                serde_json::from_str::<Empty>(payload).map_err(bad_payload)?;
-                match event_type {
-                    ORDER_APPROVED => OrderEvent::Approved,
-                    ORDER_DELIVERED => OrderEvent::Delivered,
-                    _ => OrderEvent::Cancelled,
+            return Self::decode_current(event_type, &upcasted);
+        }
+        Self::decode_current(event_type, payload)
+    }
+
+    fn decode_current(event_type: &str, payload: &str) -> Result<Self, DecodeError> {
+        fn read<T: DeserializeOwned>(event_type: &str, payload: &str) -> Result<T, DecodeError> {
+            serde_json::from_str(payload).map_err(|e| DecodeError::Payload {
+                event_type: event_type.to_owned(),
+                schema_version: current_version(event_type).unwrap_or_default(),
+                message: e.to_string(),
+            })
+        }
+        let empty = |event: DomainEvent| read::<Empty>(event_type, payload).map(|_| event);
+        match event_type {
+            ORDER_PLACED => {
+                let Placed { user, total } = read(event_type, payload)?;
+                Ok(OrderEvent::Placed { user, total }.into())
+            }
+            ORDER_APPROVED => empty(OrderEvent::Approved.into()),
+            ORDER_DELIVERED => empty(OrderEvent::Delivered.into()),
+            ORDER_CANCELLED => {
+                let Cancelled { reason } = read(event_type, payload)?;
+                Ok(OrderEvent::Cancelled { reason }.into())
+            }
+            PAYMENT_REQUESTED | PAYMENT_APPROVED | PAYMENT_REFUNDED => {
+                let Amount { amount } = read(event_type, payload)?;
+                Ok(match event_type {
+                    PAYMENT_REQUESTED => PaymentEvent::Requested { amount },
+                    PAYMENT_APPROVED => PaymentEvent::Approved { amount },
+                    _ => PaymentEvent::Refunded { amount },
                 }
+                .into())
             }
-            (ORDER_PLACED | ORDER_APPROVED | ORDER_DELIVERED | ORDER_CANCELLED, _) => {
-                return Err(DecodeError::UnknownVersion {
-                    event_type: event_type.to_owned(),
-                    schema_version,
-                });
+            PAYMENT_DECLINED => {
+                let Declined { reason } = read(event_type, payload)?;
+                Ok(PaymentEvent::Declined { reason }.into())
             }
-            _ => return Err(DecodeError::UnknownType(event_type.to_owned())),
-        };
-        Ok(DomainEvent::Order(event))
+            DELIVERY_SCHEDULED => {
+                let Scheduled { due_at } = read(event_type, payload)?;
+                Ok(DeliveryEvent::Scheduled { due_at }.into())
+            }
+            DELIVERY_COMPLETED => empty(DeliveryEvent::Completed.into()),
+            DELIVERY_CANCELLED => empty(DeliveryEvent::Cancelled.into()),
+            _ => Err(DecodeError::UnknownType(event_type.to_owned())),
+        }
     }
 }
 
@@ -175,22 +332,37 @@ pub enum DecodeError {
 mod tests {
     use super::*;
 
+    fn total(n: i64) -> Total {
+        Total::try_from(n).expect("valid total")
+    }
+
     fn placed() -> DomainEvent {
-        DomainEvent::Order(OrderEvent::Placed {
-            user: "alice".parse().expect("valid user"),
-            total: Total::try_from(2).expect("valid total"),
-        })
+        OrderEvent::Placed { user: "alice".parse().expect("valid user"), total: total(2) }.into()
+    }
+
+    fn every_event() -> Vec<DomainEvent> {
+        vec![
+            placed(),
+            OrderEvent::Approved.into(),
+            OrderEvent::Delivered.into(),
+            OrderEvent::Cancelled { reason: CancelReason::CustomerRequest }.into(),
+            OrderEvent::Cancelled { reason: CancelReason::PaymentDeclined }.into(),
+            PaymentEvent::Requested { amount: total(2) }.into(),
+            PaymentEvent::Approved { amount: total(2) }.into(),
+            PaymentEvent::Declined { reason: "odd total 3".into() }.into(),
+            PaymentEvent::Refunded { amount: total(2) }.into(),
+            DeliveryEvent::Scheduled {
+                due_at: Timestamp::from_millisecond(1_800_000_000_250).expect("time"),
+            }
+            .into(),
+            DeliveryEvent::Completed.into(),
+            DeliveryEvent::Cancelled.into(),
+        ]
     }
 
     #[test]
     fn every_event_survives_a_round_trip_through_storage() {
-        let events = [
-            placed(),
-            OrderEvent::Approved.into(),
-            OrderEvent::Delivered.into(),
-            OrderEvent::Cancelled.into(),
-        ];
-        for event in events {
+        for event in every_event() {
             let decoded = DomainEvent::decode(event.event_type(), event.schema_version(), &event.payload());
             assert_eq!(decoded, Ok(event));
         }
@@ -200,6 +372,20 @@ mod tests {
     fn the_payload_holds_the_fields_but_not_the_type() {
         assert_eq!(placed().payload(), r#"{"user":"alice","total":2}"#);
         assert_eq!(placed().event_type(), "OrderPlaced");
+        let scheduled: DomainEvent = DeliveryEvent::Scheduled {
+            due_at: Timestamp::from_millisecond(1_800_000_000_250).expect("time"),
+        }
+        .into();
+        assert_eq!(scheduled.payload(), r#"{"due_at":"2027-01-15T08:00:00.25Z"}"#);
+    }
+
+    #[test]
+    fn a_version_1_cancel_is_upcast_to_a_customer_request() {
+        let old = DomainEvent::decode("OrderCancelled", 1, "{}");
+        assert_eq!(old, Ok(OrderEvent::Cancelled { reason: CancelReason::CustomerRequest }.into()));
+        let current: DomainEvent = OrderEvent::Cancelled { reason: CancelReason::PaymentDeclined }.into();
+        assert_eq!(current.schema_version(), 2);
+        assert_eq!(current.payload(), r#"{"reason":"payment_declined"}"#);
     }
 
     #[test]
@@ -208,22 +394,30 @@ mod tests {
             DomainEvent::decode("OrderTeleported", 1, "{}"),
             Err(DecodeError::UnknownType("OrderTeleported".into()))
         );
-        assert!(matches!(
-            DomainEvent::decode("OrderPlaced", 99, "{}"),
-            Err(DecodeError::UnknownVersion { schema_version: 99, .. })
-        ));
+        for version in [0, 3, 99] {
+            assert!(matches!(
+                DomainEvent::decode("OrderCancelled", version, "{}"),
+                Err(DecodeError::UnknownVersion { .. })
+            ));
+        }
         assert!(matches!(
             DomainEvent::decode("OrderPlaced", 1, r#"{"user":"","total":2}"#),
             Err(DecodeError::Payload { .. })
         ));
+        assert!(matches!(DomainEvent::decode("OrderCancelled", 1, "[]"), Err(DecodeError::Payload { .. })));
     }
 
     #[test]
     fn stream_ids_print_and_parse() {
         let id: OrderId = "019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b".parse().expect("valid id");
-        let stream = StreamId::order(id);
-        assert_eq!(stream.to_string(), "order-019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b");
-        assert_eq!(stream.to_string().parse::<StreamId>(), Ok(stream));
+        for (stream, text) in [
+            (StreamId::order(id), "order-019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b"),
+            (StreamId::payment(id), "payment-019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b"),
+            (StreamId::delivery(id), "delivery-019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b"),
+        ] {
+            assert_eq!(stream.to_string(), text);
+            assert_eq!(text.parse::<StreamId>(), Ok(stream));
+        }
         assert!("parcel-019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b".parse::<StreamId>().is_err());
     }
 }

@@ -210,13 +210,49 @@ impl FromStr for OrderStatus {
     }
 }
 
+/// Why an order was cancelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelReason {
+    /// The customer asked for it (`orders cancel`).
+    CustomerRequest,
+    /// The payment context declined the payment.
+    PaymentDeclined,
+}
+
+impl CancelReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CancelReason::CustomerRequest => "customer_request",
+            CancelReason::PaymentDeclined => "payment_declined",
+        }
+    }
+}
+
+impl fmt::Display for CancelReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for CancelReason {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [CancelReason::CustomerRequest, CancelReason::PaymentDeclined]
+            .into_iter()
+            .find(|reason| reason.as_str() == s)
+            .ok_or_else(|| format!("unknown cancel reason '{s}'"))
+    }
+}
+
 /// What can be asked of an order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OrderCommand {
     Place { user: UserId, total: Total },
     Approve,
     Deliver,
-    Cancel,
+    Cancel { reason: CancelReason },
 }
 
 impl OrderCommand {
@@ -225,7 +261,7 @@ impl OrderCommand {
             OrderCommand::Place { .. } => "place",
             OrderCommand::Approve => "approve",
             OrderCommand::Deliver => "deliver",
-            OrderCommand::Cancel => "cancel",
+            OrderCommand::Cancel { .. } => "cancel",
         }
     }
 }
@@ -236,7 +272,7 @@ pub enum OrderEvent {
     Placed { user: UserId, total: Total },
     Approved,
     Delivered,
-    Cancelled,
+    Cancelled { reason: CancelReason },
 }
 
 impl OrderEvent {
@@ -247,7 +283,7 @@ impl OrderEvent {
             OrderEvent::Placed { user, total } => OrderCommand::Place { user: user.clone(), total: *total },
             OrderEvent::Approved => OrderCommand::Approve,
             OrderEvent::Delivered => OrderCommand::Deliver,
-            OrderEvent::Cancelled => OrderCommand::Cancel,
+            OrderEvent::Cancelled { reason } => OrderCommand::Cancel { reason: *reason },
         }
     }
 }
@@ -268,7 +304,7 @@ pub enum Order {
     Pending(PlacedOrder),
     Approved(PlacedOrder),
     Delivered(PlacedOrder),
-    Cancelled(PlacedOrder),
+    Cancelled(PlacedOrder, CancelReason),
 }
 
 impl Order {
@@ -278,7 +314,7 @@ impl Order {
             Order::Pending(_) => Some(OrderStatus::Pending),
             Order::Approved(_) => Some(OrderStatus::Approved),
             Order::Delivered(_) => Some(OrderStatus::Delivered),
-            Order::Cancelled(_) => Some(OrderStatus::Cancelled),
+            Order::Cancelled(..) => Some(OrderStatus::Cancelled),
         }
     }
 
@@ -288,7 +324,7 @@ impl Order {
             Order::Pending(placed)
             | Order::Approved(placed)
             | Order::Delivered(placed)
-            | Order::Cancelled(placed) => Some(placed),
+            | Order::Cancelled(placed, _) => Some(placed),
         }
     }
 
@@ -303,9 +339,13 @@ impl Order {
             (_, OrderCommand::Place { .. }) => Err(OrderError::AlreadyPlaced),
             (Order::Pending(_), OrderCommand::Approve) => Ok(vec![OrderEvent::Approved]),
             (Order::Approved(_), OrderCommand::Deliver) => Ok(vec![OrderEvent::Delivered]),
-            (Order::Pending(_) | Order::Approved(_), OrderCommand::Cancel) => Ok(vec![OrderEvent::Cancelled]),
-            (Order::Delivered(_), OrderCommand::Cancel) => Err(OrderError::AlreadyDelivered),
-            (Order::Cancelled(_), OrderCommand::Cancel) => Err(OrderError::AlreadyCancelled),
+            (Order::Pending(_) | Order::Approved(_), OrderCommand::Cancel { reason }) => {
+                Ok(vec![OrderEvent::Cancelled { reason: *reason }])
+            }
+            (Order::Delivered(_), OrderCommand::Cancel { .. }) => Err(OrderError::AlreadyDelivered),
+            (Order::Cancelled(_, reason), OrderCommand::Cancel { .. }) => {
+                Err(OrderError::AlreadyCancelled(*reason))
+            }
             (state, _) => Err(refused(state.status().unwrap_or(OrderStatus::Pending))),
         }
     }
@@ -319,7 +359,7 @@ impl Order {
             (Order::Absent, _) => Order::Absent,
             (state, OrderEvent::Approved) => Order::Approved(state.into_placed()),
             (state, OrderEvent::Delivered) => Order::Delivered(state.into_placed()),
-            (state, OrderEvent::Cancelled) => Order::Cancelled(state.into_placed()),
+            (state, OrderEvent::Cancelled { reason }) => Order::Cancelled(state.into_placed(), *reason),
         }
     }
 
@@ -328,7 +368,7 @@ impl Order {
             Order::Pending(placed)
             | Order::Approved(placed)
             | Order::Delivered(placed)
-            | Order::Cancelled(placed) => placed,
+            | Order::Cancelled(placed, _) => placed,
             Order::Absent => unreachable!("evolve handles Absent before asking for its details"),
         }
     }
@@ -343,8 +383,8 @@ pub enum OrderError {
     AlreadyPlaced,
     #[error("the order has been delivered already and can no longer be cancelled")]
     AlreadyDelivered,
-    #[error("the order is cancelled already")]
-    AlreadyCancelled,
+    #[error("the order is cancelled already ({0})")]
+    AlreadyCancelled(CancelReason),
     #[error("cannot {action} an order that is {status}")]
     Refused { action: &'static str, status: OrderStatus },
 }
@@ -359,6 +399,10 @@ mod tests {
             total: Total::try_from(2).expect("valid total"),
         }
     }
+
+    const CUSTOMER: OrderCommand = OrderCommand::Cancel { reason: CancelReason::CustomerRequest };
+
+    const DECLINED: OrderEvent = OrderEvent::Cancelled { reason: CancelReason::PaymentDeclined };
 
     fn place() -> OrderCommand {
         OrderCommand::Place { user: placed().user, total: placed().total }
@@ -387,7 +431,7 @@ mod tests {
 
     #[test]
     fn commands_on_an_absent_order_find_nothing() {
-        for command in [OrderCommand::Approve, OrderCommand::Deliver, OrderCommand::Cancel] {
+        for command in [OrderCommand::Approve, OrderCommand::Deliver, CUSTOMER] {
             assert_eq!(given(&[]).decide(&command), Err(OrderError::NotFound), "{command:?}");
         }
     }
@@ -419,18 +463,21 @@ mod tests {
     }
 
     #[test]
-    fn pending_and_approved_orders_can_be_cancelled() {
+    fn pending_and_approved_orders_can_be_cancelled_for_either_reason() {
         for history in [vec![placed_event()], vec![placed_event(), OrderEvent::Approved]] {
-            let state = given(&history);
-            assert_eq!(state.decide(&OrderCommand::Cancel), Ok(vec![OrderEvent::Cancelled]));
-            assert_eq!(state.evolve(&OrderEvent::Cancelled), Order::Cancelled(placed()));
+            for reason in [CancelReason::CustomerRequest, CancelReason::PaymentDeclined] {
+                let state = given(&history);
+                let cancelled = OrderEvent::Cancelled { reason };
+                assert_eq!(state.decide(&OrderCommand::Cancel { reason }), Ok(vec![cancelled.clone()]));
+                assert_eq!(state.evolve(&cancelled), Order::Cancelled(placed(), reason));
+            }
         }
     }
 
     #[test]
     fn a_delivered_order_refuses_everything() {
         let state = given(&[placed_event(), OrderEvent::Approved, OrderEvent::Delivered]);
-        assert_eq!(state.decide(&OrderCommand::Cancel), Err(OrderError::AlreadyDelivered));
+        assert_eq!(state.decide(&CUSTOMER), Err(OrderError::AlreadyDelivered));
         assert!(state.decide(&OrderCommand::Approve).is_err());
         assert!(state.decide(&OrderCommand::Deliver).is_err());
         assert_eq!(state.decide(&place()), Err(OrderError::AlreadyPlaced));
@@ -438,8 +485,8 @@ mod tests {
 
     #[test]
     fn a_cancelled_order_refuses_everything() {
-        let state = given(&[placed_event(), OrderEvent::Cancelled]);
-        assert_eq!(state.decide(&OrderCommand::Cancel), Err(OrderError::AlreadyCancelled));
+        let state = given(&[placed_event(), DECLINED]);
+        assert_eq!(state.decide(&CUSTOMER), Err(OrderError::AlreadyCancelled(CancelReason::PaymentDeclined)));
         assert!(state.decide(&OrderCommand::Approve).is_err());
         assert!(state.decide(&OrderCommand::Deliver).is_err());
         assert_eq!(state.decide(&place()), Err(OrderError::AlreadyPlaced));

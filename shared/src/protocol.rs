@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::order::{OrderId, OrderStatus, Total, UserId};
+use crate::order::{CancelReason, OrderId, OrderStatus, Total, UserId};
 
 /// Bumped on any change a peer of the previous version would misread.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -32,6 +32,8 @@ pub enum Request {
     Show(ShowRequest),
     List(ListRequest),
     Cancel(CancelRequest),
+    Wait(WaitRequest),
+    History(HistoryRequest),
     Status,
     Shutdown,
 }
@@ -44,6 +46,8 @@ impl Request {
             Request::Show(_) => "show",
             Request::List(_) => "list",
             Request::Cancel(_) => "cancel",
+            Request::Wait(_) => "wait",
+            Request::History(_) => "history",
             Request::Status => "status",
             Request::Shutdown => "shutdown",
         }
@@ -116,6 +120,26 @@ pub struct CancelRequest {
     pub id: OrderId,
 }
 
+/// Waits until an order has settled (delivered or cancelled), at most `timeout_ms`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitRequest {
+    pub id: OrderId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+impl WaitRequest {
+    pub const DEFAULT_TIMEOUT_MS: u64 = 60_000;
+}
+
+/// Every event of one order, from all its contexts, in log order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryRequest {
+    pub id: OrderId,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListRequest {
@@ -142,8 +166,32 @@ pub struct OrderView {
     pub user: String,
     pub total: i64,
     pub status: OrderStatus,
+    /// Why it was cancelled; `null` unless it was.
+    pub cancel_reason: Option<CancelReason>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    pub approved_at: Option<Timestamp>,
+    pub delivered_at: Option<Timestamp>,
+    pub cancelled_at: Option<Timestamp>,
+}
+
+/// One stored event, as `history` and `events` show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventView {
+    /// The event's place in the global log.
+    pub position: i64,
+    pub event_id: String,
+    /// `order-<id>`, `payment-<id>` or `delivery-<id>`.
+    pub stream: String,
+    /// The event's place in its stream, from 1.
+    pub version: i64,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub recorded_at: Timestamp,
+    /// The payload, in the current schema (older ones are upcast).
+    pub data: Value,
+    pub correlation_id: String,
+    pub causation_id: String,
 }
 
 /// A page of orders, newest first.
@@ -235,6 +283,8 @@ pub enum ErrorCode {
     Busy,
     /// The daemon cannot do it now (shutting down, storage failing); nothing was changed.
     Unavailable,
+    /// A wait ran out of time; nothing was changed.
+    Timeout,
     /// A bug or an unexpected storage error; the message says more.
     Internal,
     /// A code from a newer daemon.

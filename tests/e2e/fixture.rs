@@ -4,6 +4,7 @@
 //! seeing each other. The daemon is stopped (SIGKILL) when the fixture is dropped.
 
 use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -20,8 +21,8 @@ pub const TEST_DELIVERY_DELAY: &str = "200ms";
 pub struct TestDaemon {
     dir: TempDir,
     child: Option<Child>,
-    /// Extra environment for the daemon process (settings under test).
-    daemon_env: Vec<(String, String)>,
+    /// Environment for the daemon process beyond the test defaults; `None` removes a variable.
+    daemon_env: Vec<(String, Option<String>)>,
 }
 
 impl TestDaemon {
@@ -43,7 +44,7 @@ impl TestDaemon {
         TestDaemon {
             dir,
             child: None,
-            daemon_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            daemon_env: env.iter().map(|(k, v)| (k.to_string(), Some(v.to_string()))).collect(),
         }
     }
 
@@ -77,8 +78,17 @@ impl TestDaemon {
             .env("ORDERS_DELIVERY_DELAY", TEST_DELIVERY_DELAY)
             .env("NO_COLOR", "1");
         for (key, value) in &self.daemon_env {
-            command.env(key, value);
+            match value {
+                Some(value) => command.env(key, value),
+                None => command.env_remove(key),
+            };
         }
+    }
+
+    /// Changes the daemon's environment for its next start (`None` removes the variable).
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.daemon_env.retain(|(k, _)| k != key);
+        self.daemon_env.push((key.to_owned(), value.map(str::to_owned)));
     }
 
     /// The `orders` binary aimed at this daemon, with autostart off so that a test never
@@ -199,6 +209,75 @@ impl TestDaemon {
     pub fn create(&self, user: &str, total: i64) -> String {
         let stdout = self.ok(["create", "--user", user, "--total", &total.to_string()]);
         stdout.trim().to_owned()
+    }
+}
+
+impl TestDaemon {
+    /// Waits until an order has a status, or panics after a while.
+    pub fn wait_for_status(&self, id: &str, status: &str) -> Value {
+        self.wait_for_status_in(id, &[status])
+    }
+
+    /// Waits until an order has one of these statuses, or panics after a while.
+    pub fn wait_for_status_in(&self, id: &str, statuses: &[&str]) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let order = self.json(["show", id]);
+            if statuses.iter().any(|status| order["status"] == *status) {
+                return order;
+            }
+            assert!(Instant::now() < deadline, "order {id} never became {statuses:?}: {order}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The types of an order's events, in log order.
+    pub fn history_types(&self, id: &str) -> Vec<String> {
+        let history = self.json(["history", id]);
+        history
+            .as_array()
+            .expect("an array")
+            .iter()
+            .map(|e| e["type"].as_str().expect("type").to_owned())
+            .collect()
+    }
+}
+
+/// One connection speaking the wire protocol directly.
+pub struct RawClient {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl RawClient {
+    pub fn connect(socket: &Path) -> RawClient {
+        let stream = UnixStream::connect(socket).expect("connect to the daemon");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        RawClient { reader: BufReader::new(stream.try_clone().expect("clone")), writer: stream }
+    }
+
+    /// Sends raw bytes (a line, or anything else).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("send");
+    }
+
+    /// Reads one reply line; `None` when the daemon closed the connection.
+    pub fn reply(&mut self) -> Option<Value> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("reply is not JSON ({e}): {line}")),
+            ),
+        }
+    }
+
+    /// Sends one request object and reads its reply.
+    pub fn call(&mut self, request: Value) -> Value {
+        let mut line = request.to_string();
+        line.push('\n');
+        self.send_raw(line.as_bytes());
+        self.reply().expect("a reply")
     }
 }
 

@@ -5,3 +5,4 @@ mod fixture;
 mod bad_input;
 mod basics;
 mod lifecycle;
+mod sagas;

@@ -167,6 +167,16 @@ impl<'c> EventStore<'c> {
         rows.map(|row| row?).collect()
     }
 
+    /// Every event of several streams, in log order.
+    pub fn read_streams(&self, streams: &[StreamId]) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut events = Vec::new();
+        for stream in streams {
+            events.extend(self.read_stream(*stream)?);
+        }
+        events.sort_by_key(|event| event.position);
+        Ok(events)
+    }
+
     /// Up to `limit` events after global position `after`, in log order.
     pub fn read_all(&self, after: i64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut select = self.conn.prepare_cached(&format!(

@@ -50,6 +50,29 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX orders_by_user ON orders (user, created_at, id);
     CREATE INDEX orders_by_time ON orders (created_at, id);
     ",
+    // 2: payment and delivery sagas. Their open steps (a payment awaiting the provider, a
+    // delivery awaiting its due time) are written with the events that open and close them.
+    // The read model learns cancel reasons and transition times, so it is rebuilt from the log
+    // (the checkpoint goes back to 0 and the daemon catches up on start).
+    "
+    CREATE TABLE payment_requests (
+        order_id     TEXT    PRIMARY KEY,
+        amount       INTEGER NOT NULL,
+        requested_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE delivery_timers (
+        order_id TEXT    PRIMARY KEY,
+        due_at   INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    ALTER TABLE orders ADD COLUMN cancel_reason TEXT;
+    ALTER TABLE orders ADD COLUMN approved_at INTEGER;
+    ALTER TABLE orders ADD COLUMN delivered_at INTEGER;
+    ALTER TABLE orders ADD COLUMN cancelled_at INTEGER;
+    DELETE FROM orders;
+    UPDATE checkpoints SET position = 0 WHERE projection = 'orders';
+    ",
 ];
 
 /// The schema version this build writes.

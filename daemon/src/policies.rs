@@ -1,0 +1,112 @@
+//! The policies of the process managers: what each bounded context does when an event of
+//! another one is recorded. They run inside the transaction that records the event, so a
+//! consequence can never be lost, nor happen without its cause.
+//!
+//! Two steps cannot happen at once and are left to the sagas' workers instead: the payment
+//! provider's decision (an outside call) and the delivery (a due time). Their open steps are
+//! rows of `payment_requests` and `delivery_timers`, written here, in the same transaction as the
+//! events that open and close them.
+//!
+//! ```text
+//! OrderPlaced ──▶ PaymentRequested ─(provider)─▶ PaymentApproved ──▶ OrderApproved ──▶ DeliveryScheduled
+//!                                               └▶ PaymentDeclined ──▶ OrderCancelled(payment_declined)
+//! DeliveryScheduled ─(due time)─▶ OrderDelivered ──▶ DeliveryCompleted
+//! OrderCancelled ──▶ PaymentRefunded (if paid), DeliveryCancelled (if scheduled)
+//! PaymentApproved for an order cancelled meanwhile ──▶ PaymentRefunded
+//! ```
+
+use orders_shared::{
+    CancelReason, Delivery, DeliveryCommand, DeliveryEvent, DomainEvent, Order, OrderCommand, OrderEvent,
+    Payment, PaymentCommand, PaymentEvent,
+};
+
+use crate::commands::{CommandError, UnitOfWork};
+use crate::store::{Metadata, RecordedEvent};
+
+/// Runs the reactions to one recorded event.
+pub fn react(unit: &mut UnitOfWork<'_>, cause: &RecordedEvent) -> Result<(), CommandError> {
+    let id = cause.stream.order;
+    let caused = Metadata::caused_by(cause);
+    match &cause.event {
+        // Payment: every order placed asks for its payment.
+        DomainEvent::Order(OrderEvent::Placed { total, .. }) => {
+            let payment = unit.load::<Payment>(id)?;
+            unit.execute(id, &payment, &PaymentCommand::Request { amount: *total }, &caused)
+        }
+        DomainEvent::Payment(PaymentEvent::Requested { amount }) => {
+            Ok(unit.open_payment_request(id, amount.get())?)
+        }
+
+        // Order: the payment's outcome approves or cancels it.
+        DomainEvent::Payment(PaymentEvent::Approved { .. }) => {
+            unit.close_payment_request(id)?;
+            let order = unit.load::<Order>(id)?;
+            match order.state {
+                Order::Pending(_) => unit.execute(id, &order, &OrderCommand::Approve, &caused),
+                // Cancelled while the provider decided: the money goes back.
+                Order::Cancelled(..) => {
+                    let payment = unit.load::<Payment>(id)?;
+                    unit.execute(id, &payment, &PaymentCommand::Refund, &caused)
+                }
+                state => Err(unexpected(cause, &state)),
+            }
+        }
+        DomainEvent::Payment(PaymentEvent::Declined { .. }) => {
+            unit.close_payment_request(id)?;
+            let order = unit.load::<Order>(id)?;
+            match order.state {
+                Order::Pending(_) => {
+                    let cancel = OrderCommand::Cancel { reason: CancelReason::PaymentDeclined };
+                    unit.execute(id, &order, &cancel, &caused)
+                }
+                // The customer cancelled first; nothing was paid, nothing to undo.
+                Order::Cancelled(..) => Ok(()),
+                state => Err(unexpected(cause, &state)),
+            }
+        }
+        DomainEvent::Payment(PaymentEvent::Refunded { .. }) => Ok(()),
+
+        // Delivery: an approved order is scheduled; its timer lives as long as the schedule.
+        DomainEvent::Order(OrderEvent::Approved) => {
+            let delivery = unit.load::<Delivery>(id)?;
+            let due_at = unit
+                .now()
+                .saturating_add(unit.policy().delivery_delay)
+                .map_err(|e| CommandError::Invariant(format!("delivery due time out of range: {e}")))?;
+            unit.execute(id, &delivery, &DeliveryCommand::Schedule { due_at }, &caused)
+        }
+        DomainEvent::Delivery(DeliveryEvent::Scheduled { due_at }) => {
+            Ok(unit.set_delivery_timer(id, *due_at)?)
+        }
+        DomainEvent::Order(OrderEvent::Delivered) => {
+            let delivery = unit.load::<Delivery>(id)?;
+            unit.execute(id, &delivery, &DeliveryCommand::Complete, &caused)
+        }
+        DomainEvent::Delivery(DeliveryEvent::Completed | DeliveryEvent::Cancelled) => {
+            Ok(unit.clear_delivery_timer(id)?)
+        }
+
+        // A cancelled order gives back what was paid and calls off its delivery.
+        DomainEvent::Order(OrderEvent::Cancelled { .. }) => {
+            let payment = unit.load::<Payment>(id)?;
+            if matches!(payment.state, Payment::Approved { .. }) {
+                unit.execute(id, &payment, &PaymentCommand::Refund, &caused)?;
+            }
+            let delivery = unit.load::<Delivery>(id)?;
+            if delivery.state.is_scheduled() {
+                unit.execute(id, &delivery, &DeliveryCommand::Cancel, &caused)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn unexpected(cause: &RecordedEvent, order: &Order) -> CommandError {
+    CommandError::Invariant(format!(
+        "{} at position {} found order {} {:?}",
+        cause.event.event_type(),
+        cause.position,
+        cause.stream.order,
+        order.status()
+    ))
+}
