@@ -66,6 +66,22 @@ pub enum Command {
     #[command(after_help = "Example:\n  orders history 019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b")]
     History(OrderArg),
 
+    /// Follow one order's events as they happen; exits when it is delivered or cancelled
+    #[command(after_help = "Example:\n  orders watch \"$(orders create --user alice --total 2)\"")]
+    Watch(OrderArg),
+
+    /// List the global event log, or follow it as events are appended
+    #[command(
+        after_help = "Examples:\n  orders events --from 100 --limit 20\n  orders events --follow --json"
+    )]
+    Events(EventsArgs),
+
+    /// Rebuild the read side (the orders table) from the event log, online
+    #[command(
+        after_help = "Examples:\n  orders replay\n  orders replay --check   # compare only; exit code 7 on a difference"
+    )]
+    Replay(ReplayArgs),
+
     /// Cancel an order that is not delivered yet
     #[command(after_help = "Example:\n  orders cancel 019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b")]
     Cancel(OrderArg),
@@ -114,6 +130,29 @@ pub struct ListArgs {
     /// Show every order (no limit)
     #[arg(long, conflicts_with = "limit")]
     pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Start at this position of the log (positions start at 1)
+    #[arg(long, default_value_t = 1, value_name = "POSITION", value_parser = clap::value_parser!(i64).range(1..))]
+    pub from: i64,
+
+    /// Stop after this many events
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+
+    /// Keep printing new events as they are appended, until interrupted
+    #[arg(long, short)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Rebuild into a scratch table and report differences from the live read model, without
+    /// replacing it
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,9 +9,9 @@ use orders_shared::protocol::{
 };
 
 use crate::args::{Cli, Command, DaemonCommand, GlobalArgs, ListArgs};
-use crate::daemon;
 use crate::failure::{Exit, Failure};
 use crate::output;
+use crate::{daemon, eventlog};
 
 /// Runs every command but `daemon run`, which `main` runs on its own runtime.
 pub async fn run(cli: Cli) -> Result<(), Failure> {
@@ -48,6 +48,20 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                     return Err(failure);
                 }
             }
+        }
+        Command::Watch(args) => {
+            let mut client = daemon::connect(&paths, autostart).await?;
+            eventlog::watch(&mut client, args.id, global.json, out).await?;
+        }
+        Command::Events(args) => {
+            let mut client = daemon::connect(&paths, autostart).await?;
+            let mut buffered = io::BufWriter::new(&mut *out);
+            eventlog::events(&mut client, args, global.json, &mut buffered).await?;
+            buffered.flush()?;
+        }
+        Command::Replay(args) => {
+            let mut client = daemon::connect(&paths, autostart).await?;
+            eventlog::replay(&mut client, args.check, global.json, out).await?;
         }
         Command::History(args) => {
             let request = Request::History(HistoryRequest { id: args.id });

@@ -20,6 +20,8 @@ pub enum Exit {
     Unavailable = 5,
     /// A wait ran out of time (`create --wait`).
     Timeout = 6,
+    /// A check found the data inconsistent (`replay --check`).
+    CheckFailed = 7,
 }
 
 impl Exit {

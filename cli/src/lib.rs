@@ -5,6 +5,7 @@ pub mod args;
 pub mod client;
 pub mod commands;
 pub mod daemon;
+pub mod eventlog;
 pub mod failure;
 pub mod output;
 

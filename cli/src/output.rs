@@ -70,6 +70,19 @@ fn key_values(data: &serde_json::Value) -> String {
     fields.iter().map(|(key, value)| format!("{key}={}", text(value))).collect::<Vec<_>>().join(" ")
 }
 
+/// One event on one line, for logs that stream: position, time, stream, type, payload.
+pub fn event_line(out: &mut impl Write, event: &EventView) -> io::Result<()> {
+    writeln!(
+        out,
+        "{:>8}  {}  {:<45}  {:<17}  {}",
+        event.position,
+        precise_local_time(event.recorded_at),
+        event.stream,
+        event.event_type,
+        key_values(&event.data)
+    )
+}
+
 /// Local time to the millisecond, for event logs.
 pub fn precise_local_time(at: Timestamp) -> String {
     at.to_zoned_datetime(TimeZone::system()).strftime("%Y-%m-%d %H:%M:%S%.3f").to_string()

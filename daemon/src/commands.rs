@@ -15,7 +15,6 @@ use orders_shared::{
 use rusqlite::{Connection, params};
 use uuid::Uuid;
 
-use crate::store::schema::ORDERS_TABLE;
 use crate::store::{EventStore, Metadata, RecordedEvent, StoreError};
 use crate::{policies, projection};
 
@@ -192,7 +191,7 @@ impl<'c> UnitOfWork<'c> {
         let recorded =
             EventStore::new(self.conn).append(stream, expected_version, &events, metadata, self.now)?;
         for event in &recorded {
-            projection::apply(self.conn, ORDERS_TABLE, event)?;
+            projection::apply(self.conn, event)?;
         }
         self.recorded.extend(recorded.iter().cloned());
         for event in &recorded {

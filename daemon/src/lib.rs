@@ -6,6 +6,7 @@
 //! - [`policies`]: how the order, payment and delivery contexts react to each other's events;
 //! - [`sagas`]: the payment and delivery steps that wait for a provider or a due time;
 //! - [`writer`]: the thread that owns the write connection and group-commits commands;
+//! - [`replay`]: rebuilding the read model from the log, online;
 //! - [`server`]: the Unix socket server and its router;
 //! - [`paths`], [`lock`], [`logging`]: where things live, one daemon per data directory, logs.
 //!
@@ -18,6 +19,7 @@ pub mod paths;
 pub mod policies;
 pub mod projection;
 pub mod readers;
+pub mod replay;
 pub mod sagas;
 pub mod server;
 pub mod settlements;
@@ -86,6 +88,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         .with_context(|| format!("cannot open the database {}", database.display()))?;
     store::schema::migrate(&mut conn)
         .with_context(|| format!("cannot use the database {}", database.display()))?;
+    if replay::drop_leftovers(&conn)? {
+        tracing::warn!("dropped the table of a replay that did not finish (the daemon died during it)");
+    }
     let caught_up = projection::catch_up(&conn).context("cannot bring the read model up to date")?;
     if caught_up > 0 {
         tracing::info!(events = caught_up, "read model caught up with the event log");
@@ -118,7 +123,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         deliveries: deliveries_tx,
         settlements: Arc::clone(&settlements),
     };
-    let (writer, writer_thread) = Writer::spawn(conn, policy, announcements)?;
+    let stop = CancellationToken::new();
+    let (writer, writer_thread) = Writer::spawn(conn, policy, announcements, stop.clone())?;
 
     let listener = bind(&paths).await?;
     let context = Arc::new(Context {
@@ -126,7 +132,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         readers: Readers::new(database),
         paths: paths.clone(),
         started_at: Timestamp::now(),
-        shutdown: CancellationToken::new(),
+        shutdown: stop,
         head: head_rx,
         settlements,
     });

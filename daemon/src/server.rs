@@ -14,8 +14,8 @@ use interprocess::local_socket::tokio::prelude::*;
 use interprocess::local_socket::tokio::{Listener, Stream};
 use jiff::Timestamp;
 use orders_shared::protocol::{
-    DaemonStatus, ErrorBody, ErrorCode, EventView, MAX_REQUEST_BYTES, OrderView, PROTOCOL_VERSION, Reply,
-    Request, WaitRequest,
+    DaemonStatus, ErrorBody, ErrorCode, EventPage, EventView, EventsRequest, MAX_REQUEST_BYTES, OrderView,
+    PROTOCOL_VERSION, Reply, Request, WaitRequest,
 };
 use orders_shared::{OrderId, StreamId, StreamKind};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -27,8 +27,9 @@ use crate::commands::{WriteCommand, storage_error_body};
 use crate::paths::Paths;
 use crate::projection;
 use crate::readers::Readers;
+use crate::replay::ReplayJob;
 use crate::settlements::Settlements;
-use crate::store::{EventStore, RecordedEvent};
+use crate::store::{EventStore, RecordedEvent, StoreError};
 use crate::writer::Writer;
 
 /// Everything a request handler may use.
@@ -139,6 +140,19 @@ async fn handle_connection(
             continue;
         }
         let reply = match Request::parse(&line) {
+            // Streaming requests write their own lines.
+            Ok(Request::Events(request)) if request.follow => {
+                follow_events(context, &mut lines, request).await?;
+                continue;
+            }
+            Ok(Request::Watch(request)) => {
+                watch_order(context, &mut lines, request.id).await?;
+                continue;
+            }
+            Ok(Request::Replay(request)) => {
+                replay(context, &mut lines, request.check).await?;
+                continue;
+            }
             Ok(request) => {
                 tracing::trace!(cmd = request.name(), "request");
                 route(context, request).await
@@ -167,6 +181,10 @@ async fn route(context: &Context, request: Request) -> Reply {
         Request::List(list) => read(context, move |conn| projection::list(conn, &list)).await,
         Request::Wait(wait) => wait_until_settled(context, &wait).await.map(to_value),
         Request::History(history) => order_history(context, history.id).await.map(to_value),
+        Request::Events(events) => read(context, move |conn| event_page(conn, &events)).await,
+        Request::Watch(_) | Request::Replay(_) => {
+            unreachable!("streaming requests are handled by the connection")
+        }
         Request::Status => status(context).await.map(to_value),
         Request::Shutdown => {
             let status = status(context).await;
@@ -176,7 +194,7 @@ async fn route(context: &Context, request: Request) -> Reply {
         }
     };
     match result {
-        Ok(data) => Reply { ok: true, data: Some(data), error: None },
+        Ok(data) => Reply { ok: true, data: Some(data), ..Reply::default() },
         Err(error) => Reply::error(error),
     }
 }
@@ -204,6 +222,138 @@ async fn find_order(context: &Context, id: OrderId) -> Result<OrderView, ErrorBo
         .await
         .map_err(|error| storage_error_body(&error))?;
     found.ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, format!("no order {id}")))
+}
+
+/// Events in log order from `from` (inclusive), a page at most.
+fn event_page(conn: &rusqlite::Connection, request: &EventsRequest) -> Result<EventPage, StoreError> {
+    let store = EventStore::new(conn);
+    let head = store.head()?;
+    let after = request.from.unwrap_or(1).max(1) - 1;
+    let limit = request.limit.unwrap_or(EventsRequest::MAX_LIMIT).min(EventsRequest::MAX_LIMIT);
+    let events = store.read_all(after, usize::try_from(limit).unwrap_or(usize::MAX))?;
+    Ok(EventPage { events: events.iter().map(event_view).collect(), head })
+}
+
+/// How many events a follower reads at a time.
+const FOLLOW_PAGE: u64 = 1_000;
+
+/// `events --follow`: the log from a position, then every new event as it is committed, until
+/// the client leaves, the limit is reached or the daemon stops.
+async fn follow_events(context: &Context, lines: &mut Lines, request: EventsRequest) -> io::Result<()> {
+    let mut head = context.head.clone();
+    let mut after = request.from.unwrap_or(1).max(1) - 1;
+    let mut left = request.limit;
+    loop {
+        head.borrow_and_update();
+        let wanted = left.map_or(FOLLOW_PAGE, |left| left.min(FOLLOW_PAGE));
+        let page = EventsRequest { from: Some(after + 1), limit: Some(wanted), follow: false };
+        let page = match context.readers.read(move |conn| event_page(conn, &page)).await {
+            Ok(page) => page,
+            Err(error) => return send(lines, Reply::error(storage_error_body(&error))).await,
+        };
+        let read = page.events.len() as u64;
+        for event in page.events {
+            after = event.position;
+            send(lines, Reply::event(event)).await?;
+        }
+        if let Some(left) = left.as_mut() {
+            *left -= read;
+            if *left == 0 {
+                return send(lines, Reply::data(serde_json::json!({ "position": after }))).await;
+            }
+        }
+        if read == wanted {
+            continue;
+        }
+        if !wait_for_news(context, lines, &mut head).await? {
+            return Ok(());
+        }
+    }
+}
+
+/// Waits for the next commit. `false` when the client left; an error reply when the daemon stops.
+async fn wait_for_news(
+    context: &Context,
+    lines: &mut Lines,
+    head: &mut watch::Receiver<i64>,
+) -> io::Result<bool> {
+    loop {
+        tokio::select! {
+            changed = head.changed() => return Ok(changed.is_ok()),
+            () = context.shutdown.cancelled() => {
+                send(lines, Reply::error(ErrorBody::new(ErrorCode::Unavailable, "the daemon is shutting down"))).await?;
+                return Ok(false);
+            }
+            incoming = lines.next() => match incoming {
+                None | Some(Err(_)) => return Ok(false),
+                // A streaming connection takes no more requests; its input is ignored.
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+/// `watch`: an order's events so far, then each new one, until it is delivered or cancelled;
+/// the last line is the settled order.
+async fn watch_order(context: &Context, lines: &mut Lines, id: OrderId) -> io::Result<()> {
+    let mut head = context.head.clone();
+    let mut after = 0;
+    loop {
+        head.borrow_and_update();
+        let found = context
+            .readers
+            .read(move |conn| {
+                let streams = StreamKind::ALL.map(|kind| StreamId::new(kind, id));
+                let events = EventStore::new(conn).read_streams(&streams)?;
+                Ok((events, projection::get(conn, id)?))
+            })
+            .await;
+        let (events, order) = match found {
+            Ok(found) => found,
+            Err(error) => return send(lines, Reply::error(storage_error_body(&error))).await,
+        };
+        let Some(order) = order else {
+            return send(lines, Reply::error(ErrorBody::new(ErrorCode::NotFound, format!("no order {id}"))))
+                .await;
+        };
+        let seen = after;
+        for event in events.iter().filter(|event| event.position > seen) {
+            after = event.position;
+            send(lines, Reply::event(event_view(event))).await?;
+        }
+        if order.status.is_settled() {
+            return send(lines, Reply::data(order)).await;
+        }
+        if !wait_for_news(context, lines, &mut head).await? {
+            return Ok(());
+        }
+    }
+}
+
+/// `replay`: starts the rebuild on the writer, relays its progress, then its report. A client
+/// that goes away abandons it (the writer notices the dropped report channel).
+async fn replay(context: &Context, lines: &mut Lines, check: bool) -> io::Result<()> {
+    let (progress_tx, mut progress) = tokio::sync::mpsc::unbounded_channel();
+    let (done_tx, mut done) = tokio::sync::oneshot::channel();
+    let job = ReplayJob { check, progress: progress_tx, done: done_tx };
+    if let Err(error) = context.writer.replay(job).await {
+        return send(lines, Reply::error(error)).await;
+    }
+    tracing::info!(check, "replay started");
+    loop {
+        tokio::select! {
+            biased;
+            Some(step) = progress.recv() => send(lines, Reply::progress(step)).await?,
+            result = &mut done => {
+                let reply = match result {
+                    Ok(Ok(report)) => Reply::data(report),
+                    Ok(Err(error)) => Reply::error(error),
+                    Err(_) => Reply::error(ErrorBody::new(ErrorCode::Unavailable, "the daemon is shutting down")),
+                };
+                return send(lines, reply).await;
+            }
+        }
+    }
 }
 
 /// Answers once the order is delivered or cancelled, or with `timeout`.

@@ -13,10 +13,13 @@ use jiff::Timestamp;
 use orders_shared::protocol::{ErrorBody, ErrorCode, OrderView};
 use orders_shared::{DeliveryEvent, DomainEvent, OrderEvent, PaymentEvent};
 use rusqlite::{Connection, TransactionBehavior};
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::commands::{CommandError, Policy, UnitOfWork, WriteCommand, storage_error_body};
 use crate::projection;
+use crate::replay::{Rebuild, ReplayJob};
 use crate::sagas::delivery::DeliveryDue;
 use crate::sagas::payment::PaymentDue;
 use crate::settlements::Settlements;
@@ -30,7 +33,13 @@ const MAX_ATTEMPTS: usize = 3;
 
 pub type WriteResult = Result<OrderView, ErrorBody>;
 
-struct Job {
+/// What the writer is asked to do.
+enum Job {
+    Command(CommandJob),
+    Replay(ReplayJob),
+}
+
+struct CommandJob {
     command: WriteCommand,
     reply: oneshot::Sender<WriteResult>,
 }
@@ -82,41 +91,120 @@ impl Writer {
         conn: Connection,
         policy: Policy,
         announcements: Announcements,
+        shutdown: CancellationToken,
     ) -> std::io::Result<(Writer, JoinHandle<()>)> {
         let (jobs, queue) = mpsc::channel(MAX_BATCH * 4);
         let thread = std::thread::Builder::new()
             .name("orders-writer".into())
-            .spawn(move || run(conn, queue, &policy, &announcements))?;
+            .spawn(move || run(conn, queue, &policy, &announcements, &shutdown))?;
         Ok((Writer { jobs }, thread))
     }
 
     /// Executes a command; the reply comes after its transaction is durable.
     pub async fn execute(&self, command: WriteCommand) -> WriteResult {
         let (reply, answer) = oneshot::channel();
-        let unavailable =
-            || ErrorBody::new(ErrorCode::Unavailable, "the daemon is shutting down; nothing was stored");
-        self.jobs.send(Job { command, reply }).await.map_err(|_| unavailable())?;
-        answer.await.map_err(|_| unavailable())?
+        self.jobs.send(Job::Command(CommandJob { command, reply })).await.map_err(|_| shutting_down())?;
+        answer.await.map_err(|_| shutting_down())?
+    }
+
+    /// Starts rebuilding the read model; progress and the report come through the job's channels.
+    pub async fn replay(&self, job: ReplayJob) -> Result<(), ErrorBody> {
+        self.jobs.send(Job::Replay(job)).await.map_err(|_| shutting_down())
     }
 }
 
-fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>, policy: &Policy, announcements: &Announcements) {
+fn shutting_down() -> ErrorBody {
+    ErrorBody::new(ErrorCode::Unavailable, "the daemon is shutting down; nothing was stored")
+}
+
+fn run(
+    mut conn: Connection,
+    mut queue: mpsc::Receiver<Job>,
+    policy: &Policy,
+    announcements: &Announcements,
+    shutdown: &CancellationToken,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(job) = queue.blocking_recv() {
-        batch.push(job);
-        while batch.len() < MAX_BATCH {
+    let mut rebuild: Option<Rebuild> = None;
+    loop {
+        // Block for work only when no rebuild is waiting for its next chunk.
+        let first = if rebuild.is_some() {
             match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+                Ok(job) => Some(job),
+                Err(TryRecvError::Empty) => None,
+                Err(TryRecvError::Disconnected) => break,
+            }
+        } else {
+            match queue.blocking_recv() {
+                Some(job) => Some(job),
+                None => break,
+            }
+        };
+        let mut next = first;
+        while let Some(job) = next {
+            match job {
+                Job::Command(job) => batch.push(job),
+                Job::Replay(job) => start_rebuild(&conn, job, &mut rebuild),
+            }
+            next = if batch.len() < MAX_BATCH { queue.try_recv().ok() } else { None };
+        }
+        if !batch.is_empty() {
+            commit_batch(&mut conn, &mut batch, policy, announcements);
+        }
+        if let Some(current) = rebuild.as_mut() {
+            let outcome = if shutdown.is_cancelled() {
+                Err(ErrorBody::new(ErrorCode::Unavailable, "the daemon is shutting down"))
+            } else if current.is_abandoned() {
+                Err(ErrorBody::new(ErrorCode::Unavailable, "its client went away"))
+            } else {
+                match current.step(&mut conn) {
+                    Ok(None) => continue,
+                    Ok(Some(report)) => Ok(report),
+                    Err(error) => Err(storage_error_body(&error)),
+                }
+            };
+            let Some(finished) = rebuild.take() else { continue };
+            match outcome {
+                Ok(report) => {
+                    tracing::info!(
+                        events = report.events,
+                        ms = report.duration_ms,
+                        check = report.check,
+                        "replay done"
+                    );
+                    finished.reply(Ok(report));
+                }
+                Err(why) => finished.abandon(&conn, why),
             }
         }
-        commit_batch(&mut conn, &mut batch, policy, announcements);
+    }
+    if let Some(unfinished) = rebuild {
+        unfinished.abandon(&conn, ErrorBody::new(ErrorCode::Unavailable, "the daemon is shutting down"));
     }
     tracing::debug!("writer stopped: no more commands");
 }
 
+fn start_rebuild(conn: &Connection, job: ReplayJob, rebuild: &mut Option<Rebuild>) {
+    if rebuild.is_some() {
+        let busy = ErrorBody::new(ErrorCode::Busy, "a replay is running already; wait for it to finish");
+        let _ = job.done.send(Err(busy));
+        return;
+    }
+    match Rebuild::start(conn, job) {
+        Ok(started) => *rebuild = Some(started),
+        Err((job, error)) => {
+            let _ = job.done.send(Err(storage_error_body(&error)));
+        }
+    }
+}
+
 /// Runs and commits one batch, then answers every job in it.
-fn commit_batch(conn: &mut Connection, batch: &mut Vec<Job>, policy: &Policy, announcements: &Announcements) {
+fn commit_batch(
+    conn: &mut Connection,
+    batch: &mut Vec<CommandJob>,
+    policy: &Policy,
+    announcements: &Announcements,
+) {
     // Stored to the millisecond: the events in memory must equal the events read back.
     let now = Timestamp::from_millisecond(Timestamp::now().as_millisecond()).expect("now is a valid time");
     let mut recorded = Vec::new();

@@ -34,6 +34,9 @@ pub enum Request {
     Cancel(CancelRequest),
     Wait(WaitRequest),
     History(HistoryRequest),
+    Watch(WatchRequest),
+    Events(EventsRequest),
+    Replay(ReplayRequest),
     Status,
     Shutdown,
 }
@@ -48,6 +51,9 @@ impl Request {
             Request::Cancel(_) => "cancel",
             Request::Wait(_) => "wait",
             Request::History(_) => "history",
+            Request::Watch(_) => "watch",
+            Request::Events(_) => "events",
+            Request::Replay(_) => "replay",
             Request::Status => "status",
             Request::Shutdown => "shutdown",
         }
@@ -140,6 +146,83 @@ pub struct HistoryRequest {
     pub id: OrderId,
 }
 
+/// Streams an order's events as they are recorded (earlier ones first), until it settles.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchRequest {
+    pub id: OrderId,
+}
+
+/// The global event log from a position: a page, or (`follow`) a stream that never ends.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsRequest {
+    /// The first position to return (positions start at 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<i64>,
+    /// At most this many events in the page; the daemon caps it at [`EventsRequest::MAX_LIMIT`].
+    /// With `follow`, the stream ends after this many events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    /// Keep streaming new events as they are appended, one `event` line each.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub follow: bool,
+}
+
+impl EventsRequest {
+    pub const MAX_LIMIT: u64 = 10_000;
+}
+
+/// A page of the event log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventPage {
+    pub events: Vec<EventView>,
+    /// The position of the newest event in the log when the page was read.
+    pub head: i64,
+}
+
+/// Rebuilds the read model from the log (`check`: into a scratch table, compared, not swapped).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub check: bool,
+}
+
+/// How far a replay has come; sent as `progress` lines while it runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayProgress {
+    pub applied: u64,
+    /// The log's length when the replay started (it may grow meanwhile).
+    pub total: u64,
+    pub elapsed_ms: u64,
+}
+
+/// What a replay did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReplayReport {
+    /// `true` for `replay --check`: nothing was swapped.
+    pub check: bool,
+    /// Events applied to the new read model.
+    pub events: u64,
+    /// Orders in the new read model.
+    pub orders: u64,
+    pub duration_ms: u64,
+    pub events_per_second: f64,
+    /// With `check`: how many orders differ between the live and the rebuilt read model.
+    pub differences: u64,
+    /// With `check`: the first differing orders, each as stored live and as rebuilt (`null` when
+    /// missing on that side).
+    pub examples: Vec<Difference>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Difference {
+    pub id: String,
+    pub live: Option<Value>,
+    pub rebuilt: Option<Value>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListRequest {
@@ -216,14 +299,19 @@ pub struct DaemonStatus {
     pub orders: u64,
 }
 
-/// One reply line.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// One reply line: the final one of a request carries `data` or `error`; a streaming request
+/// (`events --follow`, `watch`, `replay`) sends `event` or `progress` lines before it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Reply {
     pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorBody>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<EventView>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<ReplayProgress>,
 }
 
 impl Reply {
@@ -231,12 +319,25 @@ impl Reply {
         Reply {
             ok: true,
             data: Some(serde_json::to_value(data).expect("reply data is plain serde structs")),
-            error: None,
+            ..Reply::default()
         }
     }
 
     pub fn error(error: ErrorBody) -> Reply {
-        Reply { ok: false, data: None, error: Some(error) }
+        Reply { ok: false, error: Some(error), ..Reply::default() }
+    }
+
+    pub fn event(event: EventView) -> Reply {
+        Reply { ok: true, event: Some(event), ..Reply::default() }
+    }
+
+    pub fn progress(progress: ReplayProgress) -> Reply {
+        Reply { ok: true, progress: Some(progress), ..Reply::default() }
+    }
+
+    /// The last line of a request's reply.
+    pub fn is_final(&self) -> bool {
+        self.data.is_some() || self.error.is_some() || (self.event.is_none() && self.progress.is_none())
     }
 
     /// The reply as one line, newline included.

@@ -243,6 +243,74 @@ impl TestDaemon {
     }
 }
 
+impl TestDaemon {
+    /// Places many orders fast, over several pipelined connections; returns their ids.
+    /// Totals alternate even and odd, so both payment outcomes happen.
+    pub fn bulk_create(&self, orders: usize, users: usize) -> Vec<String> {
+        const CONNECTIONS: usize = 16;
+        let socket = self.socket();
+        let workers: Vec<_> = (0..CONNECTIONS)
+            .map(|worker| {
+                let socket = socket.clone();
+                std::thread::spawn(move || {
+                    let mut client = RawClient::connect(&socket);
+                    let mine: Vec<usize> = (worker..orders).step_by(CONNECTIONS).collect();
+                    let mut lines = String::new();
+                    for n in &mine {
+                        let request = serde_json::json!({
+                            "v": 1, "cmd": "create", "user": format!("user{}", n % users), "total": 1 + n % 7
+                        });
+                        lines.push_str(&request.to_string());
+                        lines.push('\n');
+                    }
+                    client.send_raw(lines.as_bytes());
+                    mine.iter()
+                        .map(|_| {
+                            let reply = client.reply().expect("a reply");
+                            assert_eq!(reply["ok"], true, "{reply}");
+                            reply["data"]["id"].as_str().expect("id").to_owned()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|worker| worker.join().expect("create worker")).collect()
+    }
+
+    /// Waits until the log stops growing (every saga step done), or panics after a while.
+    pub fn wait_until_quiet(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = -1;
+        loop {
+            std::thread::sleep(Duration::from_millis(300));
+            let events = self.json(["daemon", "status"])["events"].as_i64().expect("events");
+            let orders = self.json(["list", "--all"]);
+            let busy = orders
+                .as_array()
+                .expect("array")
+                .iter()
+                .any(|order| order["status"] == "pending" || order["status"] == "approved");
+            if events == last && !busy {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the sagas never finished");
+            last = events;
+        }
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_file()).unwrap_or_default()
+    }
+
+    /// A direct connection to the database, behind the daemon's back (to damage it on purpose).
+    pub fn database(&self) -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open(self.data_dir().join("orders.db")).expect("open the database");
+        conn.busy_timeout(Duration::from_secs(10)).expect("busy timeout");
+        conn
+    }
+}
+
 /// One connection speaking the wire protocol directly.
 pub struct RawClient {
     reader: BufReader<UnixStream>,

@@ -5,4 +5,5 @@ mod fixture;
 mod bad_input;
 mod basics;
 mod lifecycle;
+mod replay;
 mod sagas;

@@ -62,6 +62,12 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
 }
 
+impl From<rusqlite::types::FromSqlError> for StoreError {
+    fn from(error: rusqlite::types::FromSqlError) -> Self {
+        StoreError::Corrupt(format!("a stored value has the wrong type: {error}"))
+    }
+}
+
 /// Opens the one read-write connection: WAL, and `synchronous=FULL` so that a commit is on disk
 /// before it is acknowledged.
 pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {

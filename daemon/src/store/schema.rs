@@ -80,13 +80,18 @@ pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Brings the database up to [`CURRENT_VERSION`], one step per transaction.
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    migrate_to(conn, CURRENT_VERSION)
+}
+
+/// Brings the database up to `target` (tests build old databases with it).
+pub fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), StoreError> {
     loop {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
         let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
         if version > CURRENT_VERSION {
             return Err(StoreError::NewerSchema { found: version, supported: CURRENT_VERSION });
         }
-        if version == CURRENT_VERSION {
+        if version >= target {
             return Ok(());
         }
         let step =
@@ -95,5 +100,88 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.pragma_update(None, "user_version", version + 1)?;
         tx.commit()?;
         tracing::info!(from = version, to = version + 1, "migrated the database schema");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use orders_shared::protocol::OrderView;
+    use orders_shared::{CancelReason, OrderId, OrderStatus};
+    use rusqlite::params;
+
+    use super::*;
+    use crate::projection;
+    use crate::store::open_writer;
+
+    /// A database as the first release wrote it: schema 1, where `OrderCancelled` was version 1
+    /// and had no reason. Upgraded, its events are upcast and its read model rebuilt.
+    #[test]
+    fn a_schema_1_database_is_migrated_and_its_old_events_upcast() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = open_writer(&dir.path().join("old.db")).expect("open");
+        migrate_to(&mut conn, 1).expect("schema 1");
+        let id = "019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b";
+        let insert = "INSERT INTO events (event_id, stream_id, version, type, schema_version, payload, \
+                      correlation_id, causation_id, recorded_at) VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?6, ?7)";
+        let correlation = "019a6b2e-0000-7000-8000-000000000000";
+        for (version, event_type, payload, event_id, at) in [
+            (
+                1,
+                "OrderPlaced",
+                r#"{"user":"alice","total":2}"#,
+                "019a6b2e-0000-7000-8000-000000000001",
+                1_700_000_000_000_i64,
+            ),
+            (2, "OrderCancelled", "{}", "019a6b2e-0000-7000-8000-000000000002", 1_700_000_001_000),
+        ] {
+            conn.execute(
+                insert,
+                params![event_id, format!("order-{id}"), version, event_type, payload, correlation, at],
+            )
+            .expect("insert a v1 event");
+        }
+        conn.execute(
+            "INSERT INTO orders VALUES (?1, 'alice', 2, 'cancelled', 1700000000000, 1700000001000)",
+            [id],
+        )
+        .expect("the v1 read model");
+
+        migrate(&mut conn).expect("migrate to the current schema");
+        assert_eq!(
+            projection::catch_up(&conn).expect("rebuild"),
+            2,
+            "the read model was rebuilt from the log"
+        );
+        let order: OrderView =
+            projection::get(&conn, id.parse::<OrderId>().expect("id")).expect("read").expect("found");
+        assert_eq!(order.status, OrderStatus::Cancelled);
+        assert_eq!(
+            order.cancel_reason,
+            Some(CancelReason::CustomerRequest),
+            "v1 cancels were the customer's"
+        );
+        assert_eq!(order.cancelled_at.map(|t| t.as_millisecond()), Some(1_700_000_001_000));
+    }
+
+    /// `replay` builds tables with `projection::create_table`; they must be the tables the
+    /// migrations build, column for column.
+    #[test]
+    fn a_rebuilt_read_model_table_has_the_migrated_columns() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = open_writer(&dir.path().join("t.db")).expect("open");
+        migrate(&mut conn).expect("migrate");
+        projection::create_table(&conn, "main", "fresh", "_test").expect("create");
+        let columns = |table: &str| {
+            let mut info = conn.prepare(&format!("PRAGMA table_info({table})")).expect("pragma");
+            info.query_map([], |row| {
+                Ok((row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, bool>(3)?))
+            })
+            .expect("rows")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("columns")
+        };
+        assert_eq!(columns(ORDERS_TABLE), columns("fresh"));
+        let names: Vec<String> = columns("fresh").into_iter().map(|(name, _, _)| name).collect();
+        assert_eq!(names.join(", "), projection::COLUMNS);
     }
 }

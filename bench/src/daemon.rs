@@ -1,0 +1,98 @@
+//! A real `orders daemon run` process on a temporary directory, as the benchmarks drive it.
+
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// The `orders` binary built beside this one.
+pub fn orders_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let binary = exe.with_file_name("orders");
+    if !binary.exists() {
+        bail!("{} is missing: build it first with `cargo build --release --bins`", binary.display());
+    }
+    Ok(binary)
+}
+
+pub struct Daemon {
+    child: Child,
+    pub socket: PathBuf,
+}
+
+impl Daemon {
+    /// Starts a daemon on `dir` (its data in `dir/data`) and waits until it answers.
+    pub fn start(dir: &Path, env: &[(&str, &str)]) -> anyhow::Result<Daemon> {
+        let socket = dir.join("orders.sock");
+        let data_dir = dir.join("data");
+        let mut command = Command::new(orders_binary()?);
+        command
+            .args(["daemon", "run", "--log-level", "warn"])
+            .env("ORDERS_DATA_DIR", &data_dir)
+            .env("ORDERS_SOCKET", &socket)
+            .env("ORDERS_LOG_FILE", dir.join("daemon.log"))
+            .env("ORDERS_DELIVERY_DELAY", "0")
+            .env("ORDERS_MAX_CONNECTIONS", "4096")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command.spawn().context("start the daemon")?;
+        let mut daemon = Daemon { child, socket };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while UnixStream::connect(&daemon.socket).is_err() {
+            if let Some(status) = daemon.child.try_wait()? {
+                bail!("the daemon exited at start: {status}");
+            }
+            if Instant::now() > deadline {
+                bail!("the daemon did not answer");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(daemon)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Peak and current resident memory, in KiB (`VmHWM`, `VmRSS`).
+    pub fn memory_kib(&self) -> anyhow::Result<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|kib| kib.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok((field("VmHWM:"), field("VmRSS:")))
+    }
+
+    /// Open file descriptors.
+    pub fn open_fds(&self) -> anyhow::Result<usize> {
+        Ok(std::fs::read_dir(format!("/proc/{}/fd", self.pid()))?.count())
+    }
+
+    /// SIGTERM, and wait for a clean exit.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        Command::new("kill").args(["-TERM", &self.pid().to_string()]).status()?;
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!("the daemon exited with {status}");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,209 @@
+//! The commands that read the event log or stream from it: `events`, `watch`, `replay`.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use orders_shared::OrderId;
+use orders_shared::protocol::{
+    EventPage, EventView, EventsRequest, OrderView, ReplayReport, ReplayRequest, Reply, Request, WatchRequest,
+};
+use serde_json::Value;
+
+use crate::args::EventsArgs;
+use crate::client::{Client, data, lost};
+use crate::failure::{Exit, Failure};
+use crate::output;
+
+/// Replays shorter than this show no progress bar.
+const QUIET_REPLAY: Duration = Duration::from_millis(300);
+
+fn print_event(out: &mut impl Write, event: &EventView, json: bool) -> Result<(), Failure> {
+    if json {
+        output::json(out, event)?
+    } else {
+        output::event_line(out, event)?
+    }
+    Ok(())
+}
+
+/// Reads the next line of a streaming reply.
+async fn next(client: &mut Client) -> Result<Reply, Failure> {
+    client.receive().await.map_err(lost)?.ok_or_else(|| lost(std::io::ErrorKind::UnexpectedEof.into()))
+}
+
+/// `orders events`: the log from a position, page by page; with `--follow`, then every new
+/// event as it is appended.
+pub async fn events(
+    client: &mut Client,
+    args: EventsArgs,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    if args.follow {
+        let request =
+            Request::Events(EventsRequest { from: Some(args.from), limit: args.limit, follow: true });
+        client.send(&request).await.map_err(lost)?;
+        loop {
+            let reply = next(client).await?;
+            match reply.event {
+                Some(event) => {
+                    print_event(out, &event, json)?;
+                    out.flush()?;
+                }
+                None => return data::<Value>(reply).map(drop),
+            }
+        }
+    }
+    let mut from = args.from;
+    let mut left = args.limit;
+    loop {
+        let limit = left.map_or(EventsRequest::MAX_LIMIT, |left| left.min(EventsRequest::MAX_LIMIT));
+        let request = Request::Events(EventsRequest { from: Some(from), limit: Some(limit), follow: false });
+        let page: EventPage = client.call(&request).await?;
+        let read = page.events.len() as u64;
+        for event in &page.events {
+            print_event(out, event, json)?;
+        }
+        match (page.events.last(), left.as_mut()) {
+            (_, Some(left)) if *left <= read => return Ok(()),
+            (Some(last), _) if read == limit => {
+                from = last.position + 1;
+                if let Some(left) = left.as_mut() {
+                    *left -= read;
+                }
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// `orders watch`: an order's events as they happen, then its settled state.
+pub async fn watch(
+    client: &mut Client,
+    id: OrderId,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    client.send(&Request::Watch(WatchRequest { id })).await.map_err(lost)?;
+    loop {
+        let reply = next(client).await?;
+        if let Some(event) = reply.event {
+            print_event(out, &event, json)?;
+            out.flush()?;
+            continue;
+        }
+        let order: OrderView = data(reply)?;
+        if json {
+            output::json(out, &order)?;
+        } else {
+            match order.cancel_reason {
+                Some(reason) => writeln!(out, "order {} is {} ({reason})", order.id, order.status)?,
+                None => writeln!(out, "order {} is {}", order.id, order.status)?,
+            }
+        }
+        return Ok(());
+    }
+}
+
+/// `orders replay [--check]`: relays the daemon's progress to a bar on a terminal, then reports.
+pub async fn replay(
+    client: &mut Client,
+    check: bool,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    client.send(&Request::Replay(ReplayRequest { check })).await.map_err(lost)?;
+    let show_bar = !json && std::io::stderr().is_terminal();
+    let mut bar: Option<ProgressBar> = None;
+    let report: ReplayReport = loop {
+        let reply = next(client).await?;
+        let Some(progress) = reply.progress else {
+            if let Some(bar) = bar.take() {
+                bar.finish_and_clear();
+            }
+            break data(reply)?;
+        };
+        if show_bar && bar.is_none() && progress.elapsed_ms >= QUIET_REPLAY.as_millis() as u64 {
+            let style = ProgressStyle::with_template(
+                "{msg} [{bar:40}] {human_pos}/{human_len} events ({per_sec}, {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            bar = Some(ProgressBar::new(progress.total).with_style(style).with_message(if check {
+                "checking"
+            } else {
+                "replaying"
+            }));
+        }
+        if let Some(bar) = &bar {
+            bar.set_length(progress.total);
+            bar.set_position(progress.applied);
+        }
+    };
+    if json {
+        output::json(out, &report)?;
+    } else {
+        print_report(out, &report)?;
+    }
+    if report.differences > 0 {
+        return Err(Failure::new(
+            Exit::CheckFailed,
+            format!("the read model differs from the event log in {} orders", report.differences),
+        )
+        .with_hint("rebuild it with `orders replay`"));
+    }
+    Ok(())
+}
+
+fn print_report(out: &mut impl Write, report: &ReplayReport) -> std::io::Result<()> {
+    let seconds = report.duration_ms as f64 / 1000.0;
+    let speed = report.events_per_second.round();
+    if !report.check {
+        return writeln!(
+            out,
+            "replayed {} events into {} orders in {seconds:.2} s ({speed} events/s)",
+            report.events, report.orders
+        );
+    }
+    if report.differences == 0 {
+        return writeln!(
+            out,
+            "the read model matches the event log: {} events, {} orders, checked in {seconds:.2} s",
+            report.events, report.orders
+        );
+    }
+    writeln!(out, "{} orders differ between the read model and the event log:", report.differences)?;
+    for difference in &report.examples {
+        writeln!(
+            out,
+            "  {}: {}",
+            difference.id,
+            describe(difference.live.as_ref(), difference.rebuilt.as_ref())
+        )?;
+    }
+    if report.examples.len() as u64 > report.differences {
+        writeln!(out, "  ... and {} more", report.differences - report.examples.len() as u64)?;
+    }
+    Ok(())
+}
+
+/// What differs between a live row and the rebuilt one, field by field.
+fn describe(live: Option<&Value>, rebuilt: Option<&Value>) -> String {
+    match (live, rebuilt) {
+        (None, _) => "missing from the read model".to_owned(),
+        (_, None) => "in the read model but not in the event log".to_owned(),
+        (Some(live), Some(rebuilt)) => {
+            let empty = serde_json::Map::new();
+            let (live, rebuilt) = (live.as_object().unwrap_or(&empty), rebuilt.as_object().unwrap_or(&empty));
+            let fields: Vec<String> = rebuilt
+                .iter()
+                .filter(|(key, value)| live.get(*key) != Some(value))
+                .map(|(key, value)| {
+                    format!("{key} is {} but the log says {value}", live.get(key).unwrap_or(&Value::Null))
+                })
+                .collect();
+            fields.join(", ")
+        }
+    }
+}
