@@ -166,6 +166,9 @@ pub enum DaemonCommand {
     /// Stop the daemon; returns once it has exited
     Stop,
 
+    /// Stop the daemon (by signal if it is stuck) and start a new one
+    Restart(RunArgs),
+
     /// Report whether the daemon runs, and how it is doing
     Status,
 }

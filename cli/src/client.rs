@@ -2,13 +2,14 @@
 
 use std::io;
 use std::path::Path;
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use interprocess::local_socket::tokio::Stream;
 use interprocess::local_socket::tokio::prelude::*;
 use interprocess::local_socket::{GenericFilePath, ToFsName};
 use orders_shared::PROTOCOL_VERSION;
-use orders_shared::protocol::{Envelope, Reply, Request};
+use orders_shared::protocol::{Envelope, Reply, Request, WaitRequest};
 use serde::de::DeserializeOwned;
 use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, Framed};
 
@@ -52,11 +53,31 @@ impl Client {
         }
     }
 
-    /// Sends a request and reads its reply's data as `T`.
+    /// Sends a request and reads its reply's data as `T`. A daemon that does not answer in
+    /// time (stopped, or wedged) is a failure, not a hang.
     pub async fn call<T: DeserializeOwned>(&mut self, request: &Request) -> Result<T, Failure> {
-        self.send(request).await.map_err(lost)?;
-        let reply =
-            self.receive().await.map_err(lost)?.ok_or_else(|| lost(io::ErrorKind::UnexpectedEof.into()))?;
+        let patience = match request {
+            // The daemon answers a wait by its own deadline.
+            Request::Wait(wait) => {
+                Duration::from_millis(wait.timeout_ms.unwrap_or(WaitRequest::DEFAULT_TIMEOUT_MS))
+                    + REPLY_TIMEOUT
+            }
+            _ => REPLY_TIMEOUT,
+        };
+        self.call_within(request, patience).await
+    }
+
+    /// Like [`call`](Self::call), with a given patience.
+    pub async fn call_within<T: DeserializeOwned>(
+        &mut self,
+        request: &Request,
+        patience: Duration,
+    ) -> Result<T, Failure> {
+        let exchange = async {
+            self.send(request).await.map_err(lost)?;
+            self.receive().await.map_err(lost)?.ok_or_else(|| lost(io::ErrorKind::UnexpectedEof.into()))
+        };
+        let reply = tokio::time::timeout(patience, exchange).await.map_err(|_| no_answer(patience))??;
         data(reply)
     }
 }
@@ -69,6 +90,16 @@ pub fn data<T: DeserializeOwned>(reply: Reply) -> Result<T, Failure> {
     let data = reply.data.unwrap_or(serde_json::Value::Null);
     serde_json::from_value(data)
         .map_err(|e| Failure::new(Exit::Failure, format!("unexpected reply from the daemon: {e}")))
+}
+
+/// How long a request may wait for its reply.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The daemon took the connection but never answered.
+pub fn no_answer(patience: Duration) -> Failure {
+    Failure::new(Exit::Unavailable, format!("the daemon did not answer within {patience:?}")).with_hint(
+        "check it with `orders daemon status`; `orders daemon restart` replaces a daemon that is stuck",
+    )
 }
 
 /// The connection broke mid-request.

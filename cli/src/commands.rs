@@ -108,6 +108,14 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 writeln!(out, "daemon running (pid {}) on {}", status.pid, status.socket)?;
             }
         }
+        Command::Daemon(DaemonCommand::Restart(args)) => {
+            let status = daemon::restart(&paths, &args).await?;
+            if global.json {
+                output::json(out, &status)?;
+            } else {
+                writeln!(out, "daemon restarted (pid {}) on {}", status.pid, status.socket)?;
+            }
+        }
         Command::Daemon(DaemonCommand::Stop) => match daemon::stop(&paths).await? {
             Some(status) if !global.json => writeln!(out, "daemon stopped (pid {})", status.pid)?,
             Some(status) => output::json(out, &status)?,

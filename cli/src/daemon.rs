@@ -11,8 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use orders_daemon::lock::{self, Holder};
 use orders_daemon::paths::{Paths, default_log_file};
 use orders_shared::protocol::{DaemonStatus, Request};
+use rustix::process::{Pid, Signal, kill_process};
 
 use crate::args::RunArgs;
 use crate::client::Client;
@@ -154,14 +156,41 @@ pub async fn start(paths: &Paths, args: &RunArgs) -> Result<DaemonStatus, Failur
     status(paths).await
 }
 
-/// `orders daemon status`: the running daemon's own report.
+/// How long `status`, `stop` and `restart` wait for an answer before calling a daemon wedged.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `orders daemon status`: the running daemon's own report, or why there is none: not running,
+/// or wedged (it holds the data directory but does not answer, or its socket is gone).
 pub async fn status(paths: &Paths) -> Result<DaemonStatus, Failure> {
     let mut client = match Client::connect(&paths.socket).await {
         Ok(client) => client,
-        Err(error) if is_absent(&error) => return Err(not_running(paths)),
+        Err(error) if is_absent(&error) => {
+            return Err(match lock::holder(&paths.lock_file()) {
+                Some(holder) => {
+                    wedged(paths, &holder, &format!("its socket {} is gone", paths.socket.display()))
+                }
+                None => not_running(paths),
+            });
+        }
         Err(error) => return Err(cannot_connect(paths, &error)),
     };
-    client.call(&Request::Status).await
+    match tokio::time::timeout(ANSWER_TIMEOUT, client.call(&Request::Status)).await {
+        Ok(answer) => answer,
+        Err(_) => {
+            let holder = lock::holder(&paths.lock_file()).unwrap_or(Holder { pid: None, socket: None });
+            Err(wedged(
+                paths,
+                &holder,
+                &format!("does not answer on {} within {ANSWER_TIMEOUT:?}", paths.socket.display()),
+            ))
+        }
+    }
+}
+
+fn wedged(paths: &Paths, holder: &Holder, what: &str) -> Failure {
+    let pid = holder.pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default();
+    Failure::new(Exit::Unavailable, format!("the daemon{pid} holds {} but {what}", paths.data_dir.display()))
+        .with_hint("replace it with `orders daemon restart`")
 }
 
 /// `orders daemon stop`: asks the daemon to stop and waits until it has exited. Returns the
@@ -172,18 +201,66 @@ pub async fn stop(paths: &Paths) -> Result<Option<DaemonStatus>, Failure> {
         Err(error) if is_absent(&error) => return Ok(None),
         Err(error) => return Err(cannot_connect(paths, &error)),
     };
-    let status: DaemonStatus = client.call(&Request::Shutdown).await?;
+    let status: DaemonStatus =
+        match tokio::time::timeout(ANSWER_TIMEOUT, client.call(&Request::Shutdown)).await {
+            Ok(answer) => answer?,
+            Err(_) => {
+                let holder = lock::holder(&paths.lock_file()).unwrap_or(Holder { pid: None, socket: None });
+                return Err(wedged(paths, &holder, "does not answer"));
+            }
+        };
     let lock_file = Path::new(&status.data_dir).join(orders_daemon::paths::LOCK_FILE);
-    let deadline = Instant::now() + STOP_TIMEOUT;
-    // The daemon holds its data-directory lock until its very last instruction.
-    while orders_daemon::lock::holder(&lock_file).is_some() {
+    if !wait_for_exit(&lock_file, STOP_TIMEOUT).await {
+        return Err(Failure::new(
+            Exit::Failure,
+            format!("the daemon (pid {}) did not exit within {STOP_TIMEOUT:?}", status.pid),
+        )
+        .with_hint("`orders daemon restart` stops it by force"));
+    }
+    Ok(Some(status))
+}
+
+/// Waits until nobody holds the data directory's lock: the daemon holds it until its very last
+/// instruction, and the kernel releases it when the process dies.
+async fn wait_for_exit(lock_file: &Path, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while lock::holder(lock_file).is_some() {
         if Instant::now() > deadline {
-            return Err(Failure::new(
-                Exit::Failure,
-                format!("the daemon (pid {}) did not exit within {STOP_TIMEOUT:?}", status.pid),
-            ));
+            return false;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    Ok(Some(status))
+    true
+}
+
+/// `orders daemon restart`: stops the daemon — politely, or by signal when it is wedged (it holds
+/// the data directory but does not answer, or its socket is gone) — then starts a new one.
+pub async fn restart(paths: &Paths, args: &RunArgs) -> Result<DaemonStatus, Failure> {
+    if let Err(failure) = stop(paths).await {
+        eprintln!("note: {}; stopping it by signal", failure.message);
+    }
+    if let Some(holder) = lock::holder(&paths.lock_file()) {
+        terminate(paths, &holder).await?;
+    }
+    start(paths, args).await
+}
+
+/// SIGTERM (and SIGCONT, so that a stopped process can act on it), then SIGKILL if it lingers.
+async fn terminate(paths: &Paths, holder: &Holder) -> Result<(), Failure> {
+    let lock_file = paths.lock_file();
+    let pid =
+        holder.pid.and_then(|pid| i32::try_from(pid).ok()).and_then(Pid::from_raw).ok_or_else(|| {
+            Failure::new(Exit::Failure, format!("{} names no daemon pid", lock_file.display()))
+        })?;
+    let _ = kill_process(pid, Signal::TERM);
+    let _ = kill_process(pid, Signal::CONT);
+    if wait_for_exit(&lock_file, Duration::from_secs(10)).await {
+        return Ok(());
+    }
+    eprintln!("note: the daemon (pid {}) ignored SIGTERM; sending SIGKILL", pid.as_raw_nonzero());
+    let _ = kill_process(pid, Signal::KILL);
+    if wait_for_exit(&lock_file, Duration::from_secs(10)).await {
+        return Ok(());
+    }
+    Err(Failure::new(Exit::Failure, format!("the daemon (pid {}) would not exit", pid.as_raw_nonzero())))
 }

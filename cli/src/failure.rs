@@ -80,9 +80,9 @@ impl From<ErrorBody> for Failure {
         };
         let failure = Failure::new(exit, error.message);
         match error.code {
-            ErrorCode::ProtocolMismatch => failure.with_hint(
-                "the running daemon is from another version of orders; restart it with `orders daemon stop` \
-                 and run the command again",
+                        ErrorCode::ProtocolMismatch => failure.with_hint(
+                "the running daemon is from another version of orders: restart it with `orders daemon restart` \
+                 (this binary then starts its own version)",
             ),
             ErrorCode::Internal => failure.with_hint("see the daemon's log for details"),
             _ => failure,

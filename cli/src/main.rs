@@ -44,6 +44,7 @@ fn run_daemon(global: &GlobalArgs, args: &RunArgs) -> Result<(), Failure> {
     };
     orders_daemon::logging::init(&args.log_level, &log_file, !args.background).map_err(failed)?;
     let mut config = orders_daemon::Config::new(paths);
+    config.log_file = log_file.clone();
     config.limits.max_connections = args.max_connections as usize;
     config.limits.idle_timeout = args.idle_timeout;
     config.delivery_delay = args.delivery_delay;

@@ -129,8 +129,13 @@ pub fn status(out: &mut impl Write, status: &orders_shared::protocol::DaemonStat
         ("socket", status.socket.clone()),
         ("data dir", status.data_dir.clone()),
         ("database", status.database.clone()),
+        ("log", status.log_file.clone()),
         ("events", status.events.to_string()),
         ("orders", status.orders.to_string()),
+        (
+            "pending",
+            format!("{} payments, {} deliveries", status.pending_payments, status.pending_deliveries),
+        ),
     ];
     for (name, value) in rows {
         writeln!(out, "  {:<10} {value}", format!("{name}:"))?;

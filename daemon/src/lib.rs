@@ -7,11 +7,13 @@
 //! - [`sagas`]: the payment and delivery steps that wait for a provider or a due time;
 //! - [`writer`]: the thread that owns the write connection and group-commits commands;
 //! - [`replay`]: rebuilding the read model from the log, online;
+//! - [`check`]: the invariant checker over the whole log;
 //! - [`server`]: the Unix socket server and its router;
 //! - [`paths`], [`lock`], [`logging`]: where things live, one daemon per data directory, logs.
 //!
 //! The `orders` binary calls [`run`] for `orders daemon run`; tests can call it directly.
 
+pub mod check;
 pub mod commands;
 pub mod lock;
 pub mod logging;
@@ -25,6 +27,9 @@ pub mod server;
 pub mod settlements;
 pub mod store;
 pub mod writer;
+
+#[cfg(test)]
+mod testing;
 
 use std::future::Future;
 use std::io;
@@ -54,6 +59,8 @@ use crate::writer::{Announcements, Writer};
 pub struct Config {
     pub paths: Paths,
     pub limits: Limits,
+    /// Where the daemon logs (reported by `status`; logging itself is set up by the caller).
+    pub log_file: std::path::PathBuf,
     /// From approval to delivery.
     pub delivery_delay: Duration,
     /// How long the payment provider takes to decide (simulated; 0 for the even/odd rule).
@@ -69,6 +76,7 @@ impl Config {
         Config {
             paths,
             limits: Limits { max_connections: 1024, idle_timeout: Duration::from_secs(30) },
+            log_file: std::path::PathBuf::new(),
             delivery_delay: Self::DEFAULT_DELIVERY_DELAY,
             payment_latency: Duration::ZERO,
             payment_provider: Arc::new(EvenOddProvider),
@@ -82,6 +90,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let paths = config.paths.clone();
     paths.ensure_data_dir()?;
     let _lock = DataDirLock::acquire(&paths)?;
+    let mut limits = config.limits.clone();
+    let descriptors = raise_fd_limit();
+    // Each connection holds a descriptor; keep some for the database, the log and the runtime.
+    let affordable = usize::try_from(descriptors.saturating_sub(64)).unwrap_or(usize::MAX).max(1);
+    if limits.max_connections > affordable {
+        tracing::warn!(
+            asked = limits.max_connections,
+            allowed = affordable,
+            descriptors,
+            "fewer connections than asked: the file descriptor limit is too low"
+        );
+        limits.max_connections = affordable;
+    }
 
     let database = paths.database();
     let mut conn = store::open_writer(&database)
@@ -135,6 +156,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         shutdown: stop,
         head: head_rx,
         settlements,
+        log_file: config.log_file.clone(),
     });
     let workers = TaskTracker::new();
     workers.spawn(sagas::payment::run(
@@ -165,7 +187,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             () = stop.cancelled() => {}
         }
     };
-    tokio::join!(server::serve(listener, Arc::clone(&context), config.limits.clone()), stop_on_signal);
+    tokio::join!(server::serve(listener, Arc::clone(&context), limits), stop_on_signal);
 
     // Every handler has finished; the workers stop on the same token. The last writer handle
     // goes with the context.
@@ -176,6 +198,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
     tracing::info!("daemon stopped");
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard one (many clients, each a descriptor) and
+/// returns the limit in force.
+fn raise_fd_limit() -> u64 {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum
+        && setrlimit(Resource::Nofile, Rlimit { current: limit.maximum, maximum: limit.maximum }).is_ok()
+    {
+        return limit.maximum.unwrap_or(u64::MAX);
+    }
+    limit.current.unwrap_or(u64::MAX)
 }
 
 /// Binds the socket, replacing a stale one left by a crashed daemon but never a live one.

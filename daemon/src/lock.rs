@@ -25,7 +25,8 @@ pub struct Holder {
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error(
-        "another daemon{} already serves {data_dir}{}; stop it first (orders daemon stop)",
+                "another daemon{} already serves {data_dir}{}; stop it first (orders daemon stop), or replace it with \
+         `orders daemon restart` if it does not answer",
         holder.pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default(),
         holder.socket.as_ref().map(|s| format!(" on {}", s.display())).unwrap_or_default()
     )]

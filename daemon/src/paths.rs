@@ -4,7 +4,7 @@
 //!   (`$XDG_DATA_HOME/orders` or `~/.local/share/orders`): the database and the daemon lock;
 //! - socket: `--socket`, else `$ORDERS_SOCKET`, else `$XDG_RUNTIME_DIR/orders/orders.sock`, else
 //!   (cron, sudo, CI: no runtime directory) `/tmp/orders-<uid>/orders.sock`, a private directory
-//!   that must belong to the user and be closed to others.
+//!   that must belong to the user and be closed to others; it is checked before use.
 //!
 //! Flags and environment variables are merged by clap; this module supplies the defaults.
 
@@ -100,10 +100,11 @@ fn default_socket() -> Result<PathBuf, PathError> {
 }
 
 /// Without `XDG_RUNTIME_DIR`: one deterministic per-user directory that client and daemon agree
-/// on, in the shared temporary directory, so it must be checked before use.
-fn fallback_socket_dir() -> PathBuf {
+/// on, whatever else their environments say (so not `$TMPDIR`), in the shared `/tmp`, so it must
+/// be checked before use.
+pub fn fallback_socket_dir() -> PathBuf {
     let uid = rustix::process::getuid().as_raw();
-    std::env::temp_dir().join(format!("orders-{uid}"))
+    PathBuf::from(format!("/tmp/orders-{uid}"))
 }
 
 fn absolute(path: PathBuf) -> Result<PathBuf, PathError> {

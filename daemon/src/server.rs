@@ -44,6 +44,8 @@ pub struct Context {
     pub head: watch::Receiver<i64>,
     /// Orders being waited for.
     pub settlements: Arc<Settlements>,
+    /// Where the daemon logs, for `status`.
+    pub log_file: std::path::PathBuf,
 }
 
 /// Limits that keep one client from starving the others.
@@ -116,6 +118,8 @@ async fn handle_connection(
             format!("the daemon is at its limit of {} connections; retry shortly", limits.max_connections);
         return send(&mut lines, Reply::error(ErrorBody::new(ErrorCode::Busy, message))).await;
     };
+    // After a decoding error, the framed stream yields one `None` before it reads on.
+    let mut after_error = false;
     loop {
         let next = tokio::select! {
             () = context.shutdown.cancelled() => return Ok(()),
@@ -126,11 +130,16 @@ async fn handle_connection(
                 let message = format!("no request for {:?}; closing the connection", limits.idle_timeout);
                 return send(&mut lines, Reply::error(ErrorBody::new(ErrorCode::Busy, message))).await;
             }
+            Ok(None) if after_error => {
+                after_error = false;
+                continue;
+            }
             Ok(None) => return Ok(()),
             Ok(Some(Err(AnyDelimiterCodecError::MaxChunkLengthExceeded))) => {
                 // The codec skips the rest of the line; the connection carries on after it.
                 let message = format!("the request is longer than {MAX_REQUEST_BYTES} bytes");
                 send(&mut lines, Reply::error(ErrorBody::new(ErrorCode::TooLarge, message))).await?;
+                after_error = true;
                 continue;
             }
             Ok(Some(Err(AnyDelimiterCodecError::Io(error)))) => return Err(error),
@@ -415,12 +424,16 @@ pub fn event_view(recorded: &RecordedEvent) -> EventView {
 }
 
 async fn status(context: &Context) -> Result<DaemonStatus, ErrorBody> {
-    let (events, orders) = context
+    let [events, orders, pending_payments, pending_deliveries] = context
         .readers
         .read(|conn| {
-            let events = EventStore::new(conn).head()?;
-            let orders: i64 = conn.query_row("SELECT COUNT(*) FROM orders", [], |row| row.get(0))?;
-            Ok((events, orders))
+            let count = |table: &str| -> Result<u64, StoreError> {
+                let n: i64 =
+                    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| row.get(0))?;
+                Ok(n.try_into().unwrap_or_default())
+            };
+            let events = EventStore::new(conn).head()?.try_into().unwrap_or_default();
+            Ok([events, count("orders")?, count("payment_requests")?, count("delivery_timers")?])
         })
         .await
         .map_err(|error| storage_error_body(&error))?;
@@ -432,7 +445,10 @@ async fn status(context: &Context) -> Result<DaemonStatus, ErrorBody> {
         socket: context.paths.socket.display().to_string(),
         data_dir: context.paths.data_dir.display().to_string(),
         database: context.paths.database().display().to_string(),
-        events: events.try_into().unwrap_or_default(),
-        orders: orders.try_into().unwrap_or_default(),
+        events,
+        orders,
+        pending_payments,
+        pending_deliveries,
+        log_file: context.log_file.display().to_string(),
     })
 }

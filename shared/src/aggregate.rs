@@ -10,7 +10,7 @@ use crate::payment::{Payment, PaymentCommand, PaymentError, PaymentEvent};
 
 pub trait Aggregate: Default + Debug + Sized {
     type Command: Debug;
-    type Event: Clone + Into<DomainEvent>;
+    type Event: Clone + PartialEq + Debug + Into<DomainEvent>;
     type Error: Display + Debug;
 
     /// The kind of stream that holds this aggregate's events.
@@ -22,6 +22,10 @@ pub trait Aggregate: Default + Debug + Sized {
 
     /// This aggregate's event, if the stored event is one.
     fn event_of(event: &DomainEvent) -> Option<&Self::Event>;
+
+    /// The command that, decided on the state before the event, records exactly that event. The
+    /// invariant checker uses it to prove that a stored stream follows the rules.
+    fn command_for(event: &Self::Event) -> Self::Command;
 }
 
 impl Aggregate for Order {
@@ -36,6 +40,10 @@ impl Aggregate for Order {
 
     fn evolve(self, event: &OrderEvent) -> Self {
         Order::evolve(self, event)
+    }
+
+    fn command_for(event: &OrderEvent) -> Self::Command {
+        event.as_command()
     }
 
     fn event_of(event: &DomainEvent) -> Option<&OrderEvent> {
@@ -60,6 +68,10 @@ impl Aggregate for Payment {
         Payment::evolve(self, event)
     }
 
+    fn command_for(event: &PaymentEvent) -> Self::Command {
+        event.as_command()
+    }
+
     fn event_of(event: &DomainEvent) -> Option<&PaymentEvent> {
         match event {
             DomainEvent::Payment(event) => Some(event),
@@ -80,6 +92,10 @@ impl Aggregate for Delivery {
 
     fn evolve(self, event: &DeliveryEvent) -> Self {
         Delivery::evolve(self, event)
+    }
+
+    fn command_for(event: &DeliveryEvent) -> Self::Command {
+        event.as_command()
     }
 
     fn event_of(event: &DomainEvent) -> Option<&DeliveryEvent> {

@@ -216,6 +216,25 @@ pub struct ReplayReport {
     pub examples: Vec<Difference>,
 }
 
+/// What `check` found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckReport {
+    pub events: u64,
+    pub orders: u64,
+    /// How many problems it found; 0 means the log and everything derived from it are sound.
+    pub problems: u64,
+    /// The first problems (at most 100).
+    pub listed: Vec<CheckProblem>,
+    pub duration_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckProblem {
+    /// The order concerned, when there is one.
+    pub order: Option<String>,
+    pub message: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Difference {
     pub id: String,
@@ -297,6 +316,11 @@ pub struct DaemonStatus {
     pub database: String,
     pub events: u64,
     pub orders: u64,
+    /// Payments waiting for the provider's decision (open steps of the payment saga).
+    pub pending_payments: u64,
+    /// Deliveries scheduled and not yet due or done (open steps of the delivery saga).
+    pub pending_deliveries: u64,
+    pub log_file: String,
 }
 
 /// One reply line: the final one of a request carries `data` or `error`; a streaming request
@@ -468,5 +492,93 @@ mod tests {
         let body: ErrorBody =
             serde_json::from_str(r#"{"code":"quota_exceeded","message":"m"}"#).expect("decodes");
         assert_eq!(body.code, ErrorCode::Unknown);
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+        use serde_json::{Map, Value, json};
+
+        use super::super::*;
+
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(|f| json!(f)),
+                ".{0,12}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                    prop::collection::hash_map(".{0,6}", inner, 0..4)
+                        .prop_map(|fields| Value::Object(fields.into_iter().collect())),
+                ]
+            })
+        }
+
+        fn field_name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("id".to_owned()),
+                Just("user".to_owned()),
+                Just("total".to_owned()),
+                Just("limit".to_owned()),
+                Just("before".to_owned()),
+                Just("from".to_owned()),
+                Just("follow".to_owned()),
+                Just("check".to_owned()),
+                Just("timeout_ms".to_owned()),
+                "[a-z_]{1,8}",
+            ]
+        }
+
+        fn command_name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("create"),
+                Just("show"),
+                Just("list"),
+                Just("cancel"),
+                Just("wait"),
+                Just("history"),
+                Just("watch"),
+                Just("events"),
+                Just("replay"),
+                Just("status"),
+                Just("shutdown"),
+            ]
+            .prop_map(str::to_owned)
+            .boxed()
+            .prop_union("[a-z]{0,10}".boxed())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+            /// Any bytes at all get an answer, never a panic.
+            #[test]
+            fn any_bytes_are_parsed_or_refused(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+                let _ = Request::parse(&bytes);
+            }
+
+            /// Requests of any shape: a known command with any fields, of any types. Whatever
+            /// parses is a request that survives a round trip unchanged.
+            #[test]
+            fn any_request_shaped_object_is_parsed_or_refused(
+                cmd in command_name(),
+                fields in prop::collection::vec((field_name(), json_value()), 0..5),
+            ) {
+                let mut object: Map<String, Value> = fields.into_iter().collect();
+                object.insert("v".into(), json!(PROTOCOL_VERSION));
+                object.insert("cmd".into(), Value::from(cmd));
+                match Request::parse(Value::Object(object).to_string().as_bytes()) {
+                    Ok(request) => {
+                        let line = serde_json::to_string(&Envelope { v: PROTOCOL_VERSION, request: &request })
+                            .expect("serializes");
+                        prop_assert_eq!(Request::parse(line.as_bytes()), Ok(request));
+                    }
+                    Err(error) => prop_assert!(!error.message.is_empty()),
+                }
+            }
+        }
     }
 }

@@ -142,6 +142,10 @@ impl TestDaemon {
         std::fs::read_to_string(self.dir().join("daemon.stderr")).unwrap_or_default()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("a running daemon").id()
+    }
+
     /// Sends a signal and waits for the daemon to exit.
     pub fn signal(&mut self, signal: &str) -> ExitStatus {
         let mut child = self.child.take().expect("a running daemon");
@@ -319,14 +323,22 @@ pub struct RawClient {
 
 impl RawClient {
     pub fn connect(socket: &Path) -> RawClient {
-        let stream = UnixStream::connect(socket).expect("connect to the daemon");
+        Self::from_stream(UnixStream::connect(socket).expect("connect to the daemon"))
+    }
+
+    pub fn from_stream(stream: UnixStream) -> RawClient {
         stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
         RawClient { reader: BufReader::new(stream.try_clone().expect("clone")), writer: stream }
     }
 
     /// Sends raw bytes (a line, or anything else).
     pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.writer.write_all(bytes).expect("send");
+        self.try_send(bytes).expect("send");
+    }
+
+    /// Sends raw bytes; the daemon may have closed the connection.
+    pub fn try_send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.writer.write_all(bytes)
     }
 
     /// Reads one reply line; `None` when the daemon closed the connection.
@@ -354,6 +366,12 @@ impl Drop for TestDaemon {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        // A daemon a client started on demand is nobody's child: find it by its lock.
+        if let Some(pid) =
+            orders_daemon::lock::holder(&self.data_dir().join("daemon.lock")).and_then(|h| h.pid)
+        {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
         }
     }
 }

@@ -82,3 +82,243 @@ fn acknowledged_orders_survive_kill_9() {
     listed.reverse();
     assert_eq!(listed, ids, "every acknowledged order is there, in order");
 }
+
+#[test]
+fn daemon_start_returns_once_it_answers_and_status_reports_it() {
+    let daemon = TestDaemon::stopped_with(&[]);
+    let started = daemon.ok(["daemon", "start"]);
+    assert!(started.starts_with("daemon running (pid "), "{started}");
+    let status = daemon.json(["daemon", "status"]);
+    for field in ["pid", "events", "orders", "pending_payments", "pending_deliveries"] {
+        assert!(status[field].is_u64(), "{field} in {status}");
+    }
+    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(status["socket"], daemon.socket().display().to_string());
+    assert_eq!(status["database"], daemon.data_dir().join("orders.db").display().to_string());
+    let text = daemon.ok(["daemon", "status"]);
+    for line in ["is running", "pid:", "uptime:", "socket:", "database:", "events:", "pending:"] {
+        assert!(text.contains(line), "{line} in:\n{text}");
+    }
+    assert!(daemon.ok(["daemon", "start"]).starts_with("daemon running"), "starting twice is fine");
+    daemon.ok(["daemon", "stop"]);
+    assert_eq!(code(&daemon.run(["daemon", "status"])), 5, "stop returns once it has exited");
+}
+
+/// The processes that run a daemon on this test's socket.
+fn daemons_on(socket: &std::path::Path) -> Vec<u32> {
+    let wanted = format!("ORDERS_SOCKET={}", socket.display());
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let runs_daemon = cmdline.split(|b| *b == 0).any(|arg| arg == b"run");
+            runs_daemon && environ.split(|b| *b == 0).any(|var| var == wanted.as_bytes())
+        })
+        .collect()
+}
+
+#[test]
+fn eight_clients_at_once_start_exactly_one_daemon() {
+    let daemon = TestDaemon::stopped_with(&[]);
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+    let clients: Vec<_> = (0..8)
+        .map(|n| {
+            let mut command = daemon.command_with_autostart();
+            command.args(["create", "--user", "racer", "--total", &(2 * n + 2).to_string()]);
+            let barrier = std::sync::Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                command.output().expect("run a client")
+            })
+        })
+        .collect();
+    for client in clients {
+        let output = client.join().expect("client thread");
+        assert_eq!(code(&output), 0, "every client succeeds: {}", stderr(&output));
+    }
+    assert_eq!(daemons_on(&daemon.socket()).len(), 1, "exactly one daemon");
+    assert_eq!(daemon.json(["list", "--user", "racer"]).as_array().map(Vec::len), Some(8));
+    daemon.ok(["daemon", "stop"]);
+    assert!(daemons_on(&daemon.socket()).is_empty());
+}
+
+#[test]
+fn a_second_daemon_on_the_same_data_is_refused_at_once() {
+    let daemon = TestDaemon::start();
+    let started = std::time::Instant::now();
+    let second = daemon.run(["daemon", "run"]);
+    assert_ne!(code(&second), 0);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "refused at once");
+    let message = stderr(&second);
+    assert!(
+        message.contains(&format!("another daemon (pid {})", daemon.pid())),
+        "names the running one: {message}"
+    );
+    daemon.create("still", 2);
+}
+
+#[test]
+fn a_live_socket_is_never_taken_over() {
+    let daemon = TestDaemon::start();
+    let other_data = daemon.dir().join("other-data");
+    let second =
+        daemon.command().args(["daemon", "run", "--data-dir"]).arg(&other_data).output().expect("run");
+    assert_ne!(code(&second), 0);
+    assert!(stderr(&second).contains("another daemon answers on"), "{}", stderr(&second));
+    assert!(daemon.socket().exists());
+    daemon.create("still", 2);
+}
+
+#[test]
+fn a_stale_socket_left_by_a_killed_daemon_is_replaced() {
+    let mut daemon = TestDaemon::start();
+    daemon.kill9();
+    assert!(daemon.socket().exists(), "kill -9 leaves the socket file");
+    daemon.spawn();
+    assert!(daemon.log().contains("replacing a stale socket"), "{}", daemon.log());
+    daemon.create("fresh", 2);
+}
+
+#[test]
+fn sigint_stops_the_daemon_cleanly() {
+    let mut daemon = TestDaemon::start();
+    daemon.create("ivy", 2);
+    assert!(daemon.signal("INT").success(), "SIGINT exits 0");
+    assert!(!daemon.socket().exists(), "the socket is removed");
+}
+
+#[test]
+fn sigterm_finishes_the_commands_in_flight_and_loses_none() {
+    let mut daemon = TestDaemon::start();
+    let socket = daemon.socket();
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                let mut client = crate::fixture::RawClient::connect(&socket);
+                let mut acknowledged = Vec::new();
+                loop {
+                    if client
+                        .try_send(b"{\"v\":1,\"cmd\":\"create\",\"user\":\"term\",\"total\":2}\n")
+                        .is_err()
+                    {
+                        return acknowledged;
+                    }
+                    match client.reply() {
+                        Some(reply) if reply["ok"] == true => {
+                            acknowledged.push(reply["data"]["id"].as_str().expect("id").to_owned());
+                        }
+                        // Refused while stopping, or the connection closed: either way not acknowledged.
+                        _ => return acknowledged,
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(daemon.signal("TERM").success(), "SIGTERM exits 0");
+    let acknowledged: Vec<String> = clients.into_iter().flat_map(|c| c.join().expect("client")).collect();
+    assert!(!acknowledged.is_empty());
+    daemon.spawn();
+    let listed = daemon.json(["list", "--user", "term", "--all"]);
+    let listed: std::collections::HashSet<&str> =
+        listed.as_array().expect("array").iter().map(|o| o["id"].as_str().expect("id")).collect();
+    for id in &acknowledged {
+        assert!(listed.contains(id.as_str()), "acknowledged order {id} was lost");
+    }
+}
+
+#[test]
+fn a_wedged_daemon_is_detected_by_status_and_replaced_by_restart() {
+    let mut daemon = TestDaemon::start();
+    let id = daemon.create("kept", 2);
+    let old = daemon.pid();
+    std::process::Command::new("kill").args(["-STOP", &old.to_string()]).status().expect("SIGSTOP");
+    let status = daemon.run(["daemon", "status"]);
+    assert_eq!(code(&status), 5, "{}", stderr(&status));
+    assert!(stderr(&status).contains(&format!("pid {old}")) && stderr(&status).contains("does not answer"));
+    assert!(stderr(&status).contains("orders daemon restart"));
+
+    let restarted = daemon.run(["daemon", "restart"]);
+    assert_eq!(code(&restarted), 0, "{}", stderr(&restarted));
+    // SIGTERM and SIGCONT: once continued, the old daemon shuts down cleanly.
+    daemon.reap();
+    let new = daemon.json(["daemon", "status"])["pid"].as_u64().expect("pid");
+    assert_ne!(new, u64::from(old));
+    assert_eq!(daemon.json(["show", &id])["user"], "kept");
+
+    // A daemon whose socket file was removed holds the data but cannot be reached.
+    std::fs::remove_file(daemon.socket()).expect("remove the socket");
+    let status = daemon.run(["daemon", "status"]);
+    assert_eq!(code(&status), 5);
+    assert!(stderr(&status).contains("is gone"), "{}", stderr(&status));
+    assert_eq!(code(&daemon.run(["daemon", "restart"])), 0);
+    assert_eq!(daemon.json(["show", &id])["user"], "kept");
+    daemon.ok(["daemon", "stop"]);
+}
+
+#[test]
+fn a_socket_path_too_long_for_the_os_is_a_clear_error() {
+    let daemon = TestDaemon::stopped_with(&[]);
+    let long = daemon.dir().join("x".repeat(120)).join("orders.sock");
+    for args in [&["list"][..], &["daemon", "run"][..]] {
+        let output = daemon.command().env("ORDERS_SOCKET", &long).args(args).output().expect("run");
+        assert_eq!(code(&output), 2, "{args:?}: {}", stderr(&output));
+        let message = stderr(&output);
+        assert!(
+            message.contains(&long.display().to_string()) && message.contains("ORDERS_SOCKET"),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn without_xdg_runtime_dir_client_and_daemon_agree_on_a_private_fallback() {
+    use std::os::unix::fs::PermissionsExt;
+    let uid = rustix_uid();
+    let fallback = std::path::PathBuf::from(format!("/tmp/orders-{uid}/orders.sock"));
+    if std::os::unix::net::UnixStream::connect(&fallback).is_ok() {
+        eprintln!("skipped: a daemon of this user already answers on {}", fallback.display());
+        return;
+    }
+    let daemon = TestDaemon::stopped_with(&[]);
+    let without_socket = |args: &[&str]| {
+        let mut command = daemon.command_with_autostart();
+        command.env_remove("ORDERS_SOCKET").env_remove("XDG_RUNTIME_DIR").args(args);
+        command.output().expect("run")
+    };
+    let created = without_socket(&["create", "--user", "cron", "--total", "2"]);
+    assert_eq!(code(&created), 0, "{}", stderr(&created));
+    let status: serde_json::Value =
+        serde_json::from_slice(&without_socket(&["daemon", "status", "--json"]).stdout).expect("status");
+    assert_eq!(status["socket"], fallback.display().to_string());
+    let dir = fallback.parent().expect("dir");
+    assert_eq!(std::fs::metadata(dir).expect("dir").permissions().mode() & 0o777, 0o700);
+    assert_eq!(std::fs::metadata(&fallback).expect("socket").permissions().mode() & 0o777, 0o600);
+    assert_eq!(code(&without_socket(&["daemon", "stop"])), 0);
+}
+
+fn rustix_uid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .expect("status")
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().next()?.parse().ok())
+        .expect("uid")
+}
+
+#[test]
+fn the_daemon_logs_to_its_file_and_to_stderr_in_the_foreground() {
+    let mut daemon = TestDaemon::start();
+    daemon.create("logged", 2);
+    daemon.signal("TERM");
+    let log = daemon.log();
+    assert!(log.contains("daemon ready") && log.contains("daemon stopped"), "{log}");
+    assert!(daemon.stderr().contains("daemon ready"), "{}", daemon.stderr());
+
+    let mut quiet = TestDaemon::start_with(&[("ORDERS_LOG", "warn")]);
+    quiet.signal("TERM");
+    assert!(!quiet.log().contains("daemon ready"), "the level is honoured: {}", quiet.log());
+}

@@ -7,3 +7,4 @@ mod basics;
 mod lifecycle;
 mod replay;
 mod sagas;
+mod security;

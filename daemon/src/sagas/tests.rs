@@ -1,77 +1,11 @@
 //! Saga steps against a real database, without the socket: each step is idempotent, and the
 //! open-step tables move with the events that open and close them.
 
-use jiff::{SignedDuration, Timestamp};
-use orders_shared::protocol::{CreateRequest, OrderView};
-use orders_shared::{EvenOddProvider, OrderId, OrderStatus, PaymentDecision, PaymentProvider, Total};
-use rusqlite::Connection;
+use jiff::SignedDuration;
+use orders_shared::{OrderStatus, PaymentDecision, Total};
 
-use crate::commands::{CommandError, Policy, UnitOfWork, WriteCommand};
-use crate::store::{self, EventStore};
-
-struct Db {
-    _dir: tempfile::TempDir,
-    conn: Connection,
-    policy: Policy,
-}
-
-impl Db {
-    fn new() -> Db {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut conn = store::open_writer(&dir.path().join("t.db")).expect("open");
-        store::schema::migrate(&mut conn).expect("migrate");
-        Db { _dir: dir, conn, policy: Policy { delivery_delay: SignedDuration::from_secs(3) } }
-    }
-
-    /// One command in its own committed transaction, as the writer runs it.
-    fn run(&mut self, command: WriteCommand) -> Result<OrderView, CommandError> {
-        let tx = self.conn.transaction().expect("begin");
-        let result = UnitOfWork::new(&tx, Timestamp::now(), &self.policy).run(&command);
-        tx.commit().expect("commit");
-        result
-    }
-
-    fn create(&mut self, total: i64) -> OrderId {
-        let request = CreateRequest {
-            user: "alice".parse().expect("user"),
-            total: Total::try_from(total).expect("total"),
-        };
-        self.run(WriteCommand::Create(request)).expect("create").id
-    }
-
-    fn decide(&mut self, order: OrderId) -> OrderView {
-        let payment = self.open_payment(order).expect("an open payment request");
-        let decision = EvenOddProvider.decide(order, payment);
-        self.run(WriteCommand::DecidePayment { order, decision }).expect("decide")
-    }
-
-    /// The types of every event of an order, in log order.
-    fn types(&self, order: OrderId) -> Vec<&'static str> {
-        let streams = orders_shared::StreamKind::ALL.map(|kind| orders_shared::StreamId::new(kind, order));
-        EventStore::new(&self.conn)
-            .read_streams(&streams)
-            .expect("read")
-            .iter()
-            .map(|event| event.event.event_type())
-            .collect()
-    }
-
-    fn open_payment(&self, order: OrderId) -> Option<Total> {
-        super::payment::open(&self.conn)
-            .expect("open")
-            .into_iter()
-            .find(|p| p.order == order)
-            .map(|p| p.amount)
-    }
-
-    fn timer(&self, order: OrderId) -> Option<Timestamp> {
-        super::delivery::open(&self.conn)
-            .expect("open")
-            .into_iter()
-            .find(|d| d.order == order)
-            .map(|d| d.due_at)
-    }
-}
+use crate::commands::WriteCommand;
+use crate::testing::Db;
 
 #[test]
 fn a_new_order_opens_a_payment_request_in_the_same_transaction() {

@@ -1,0 +1,205 @@
+//! A private socket, a peer-uid check, and hostile input survived.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::fixture::{RawClient, TestDaemon, code, stderr};
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+}
+
+#[test]
+fn the_socket_is_0600_in_a_0700_directory() {
+    let mut daemon = TestDaemon::stopped_with(&[]);
+    let runtime = daemon.dir().join("run");
+    std::fs::create_dir(&runtime).expect("runtime dir");
+    daemon.set_env("XDG_RUNTIME_DIR", Some(runtime.to_str().expect("utf-8")));
+    daemon.set_env("ORDERS_SOCKET", None);
+    let output = daemon.command_with_autostart().args(["daemon", "start"]).output().expect("start");
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let socket = runtime.join("orders").join("orders.sock");
+    assert!(socket.exists(), "the default socket is in $XDG_RUNTIME_DIR/orders");
+    assert_eq!(mode(socket.parent().expect("dir")), 0o700);
+    assert_eq!(mode(&socket), 0o600);
+    assert_eq!(code(&daemon.command_with_autostart().args(["daemon", "stop"]).output().expect("stop")), 0);
+}
+
+/// Needs root, to run a client as `nobody`; skipped otherwise.
+#[test]
+fn a_foreign_uid_is_refused_even_with_the_socket_opened_up() {
+    const NOBODY: u32 = 65534;
+    if !std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t")))
+    {
+        eprintln!("skipped: needs root to run a client as another user");
+        return;
+    }
+    let daemon = TestDaemon::start();
+    // Open everything up: the daemon's own check must still refuse the stranger.
+    for dir in daemon.socket().ancestors().skip(1).take_while(|dir| dir.starts_with(daemon.dir())) {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+    }
+    std::fs::set_permissions(daemon.socket(), std::fs::Permissions::from_mode(0o777)).expect("chmod socket");
+    let output = daemon.command().args(["list"]).uid(NOBODY).gid(NOBODY).output().expect("run as nobody");
+    assert_ne!(code(&output), 0);
+    assert!(stderr(&output).contains("serves uid 0 only"), "{}", stderr(&output));
+    assert!(daemon.log().contains("refused a connection from another user"), "{}", daemon.log());
+    assert_eq!(daemon.json(["list"]), json!([]), "the owner is still served");
+}
+
+#[test]
+fn hostile_lines_each_get_an_error_and_the_daemon_keeps_serving() {
+    let daemon = TestDaemon::start();
+    let mut client = RawClient::connect(&daemon.socket());
+    let deep = "[".repeat(100_000);
+    let cases: Vec<(&[u8], &str)> = vec![
+        (b"not json at all", "invalid_request"),
+        (b"{\"v\":1,\"cmd\":\"status\"", "invalid_request"),
+        (b"\xff\xfe\x00garbage", "invalid_request"),
+        (b"{\"v\":1,\"cmd\":\"st\xc3\x28tus\"}", "invalid_request"),
+        (b"[1,2,3]", "invalid_request"),
+        (b"42", "invalid_request"),
+        (b"null", "invalid_request"),
+        (b"{\"cmd\":\"status\"}", "invalid_request"),
+        (b"{\"v\":1,\"cmd\":\"teleport\"}", "invalid_request"),
+        (b"{\"v\":1,\"cmd\":{\"nested\":true}}", "invalid_request"),
+        (b"{\"v\":1,\"cmd\":\"create\",\"user\":42,\"total\":\"two\"}", "invalid_request"),
+        (b"{\"v\":1,\"cmd\":\"create\",\"user\":\"a\",\"total\":1e400}", "invalid_request"),
+        (b"{\"v\":1,\"cmd\":\"create\",\"user\":\"a\",\"total\":-5}", "invalid_request"),
+        (b"{\"v\":1,\"cmd\":\"show\",\"id\":[]}", "invalid_request"),
+        (b"{\"v\":1,\"cmd\":\"list\",\"limit\":-1}", "invalid_request"),
+        (b"{\"v\":99,\"cmd\":\"status\"}", "protocol_mismatch"),
+        (deep.as_bytes(), "invalid_request"),
+    ];
+    for (line, expected) in cases {
+        client.send_raw(line);
+        client.send_raw(b"\n");
+        let reply = client.reply().expect("a reply to every line");
+        assert_eq!(reply["ok"], false, "{}", String::from_utf8_lossy(&line[..line.len().min(60)]));
+        assert_eq!(reply["error"]["code"], expected, "{reply}");
+        assert!(reply["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let status = client.call(json!({"v": 1, "cmd": "status"}));
+    assert_eq!(status["ok"], true, "the same connection still works: {status}");
+    assert_eq!(daemon.json(["list"]), json!([]), "nothing was created");
+}
+
+#[test]
+fn a_64_mib_line_is_answered_too_large_and_the_connection_carries_on() {
+    let daemon = TestDaemon::start();
+    let stream = UnixStream::connect(daemon.socket()).expect("connect");
+    let mut writer = stream.try_clone().expect("clone");
+    let sender = std::thread::spawn(move || {
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..64 {
+            writer.write_all(&chunk).expect("the daemon keeps reading");
+        }
+        writer.write_all(b"\n{\"v\":1,\"cmd\":\"status\"}\n").expect("then a good request");
+    });
+    let mut client = RawClient::from_stream(stream);
+    let refused = client.reply().expect("a reply");
+    assert_eq!(refused["error"]["code"], "too_large", "{refused}");
+    sender.join().expect("sender");
+    let status = client.reply().expect("the next request's reply");
+    assert_eq!(status["ok"], true, "{status}");
+    let (peak_kib, _) = daemon_memory_kib(daemon.pid());
+    assert!(peak_kib < 64 * 1024, "the daemon did not buffer the line: peak RSS {peak_kib} KiB");
+}
+
+fn daemon_memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+#[test]
+fn a_client_that_sends_nothing_is_closed_after_the_idle_timeout() {
+    let daemon = TestDaemon::start_with(&[("ORDERS_IDLE_TIMEOUT", "300ms")]);
+    let started = Instant::now();
+    let mut client = RawClient::connect(&daemon.socket());
+    let reply = client.reply().expect("a goodbye");
+    assert_eq!(reply["error"]["code"], "busy", "{reply}");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(client.reply().is_none(), "then the connection is closed");
+    daemon.create("after", 2);
+}
+
+#[test]
+fn connections_past_the_limit_are_refused_busy_and_the_daemon_survives() {
+    let daemon = TestDaemon::start_with(&[("ORDERS_MAX_CONNECTIONS", "20")]);
+    let mut held: Vec<RawClient> = Vec::new();
+    let mut refused = 0;
+    for _ in 0..300 {
+        let mut client = RawClient::connect(&daemon.socket());
+        // A refused connection gets its reply without asking, and may be closed before the
+        // request is written.
+        let _ = client.try_send(b"{\"v\":1,\"cmd\":\"status\"}\n");
+        let reply = client.reply().expect("a reply");
+        if reply["ok"] == true {
+            held.push(client);
+        } else {
+            assert_eq!(reply["error"]["code"], "busy", "{reply}");
+            assert!(reply["error"]["message"].as_str().expect("message").contains("limit of 20"));
+            refused += 1;
+        }
+    }
+    assert_eq!(held.len(), 20, "the limit is honoured");
+    assert_eq!(refused, 280);
+    drop(held);
+    std::thread::sleep(Duration::from_millis(100));
+    daemon.create("after", 2);
+}
+
+#[test]
+fn a_client_of_another_protocol_version_is_told_so_plainly() {
+    let daemon = TestDaemon::start();
+    let reply = RawClient::connect(&daemon.socket()).call(json!({"v": 2, "cmd": "status"}));
+    assert_eq!(reply["error"]["code"], "protocol_mismatch");
+    let message = reply["error"]["message"].as_str().expect("message");
+    assert!(message.contains("version 2") && message.contains("version 1"), "{message}");
+
+    // The other way round: this client meets a daemon of another version.
+    let other = TestDaemon::stopped_with(&[]);
+    let listener = UnixListener::bind(other.socket()).expect("bind");
+    let old_daemon = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        let mut request = [0_u8; 4096];
+        let _ = stream.read(&mut request).expect("read");
+        let refusal = json!({"ok": false, "error": {"code": "protocol_mismatch",
+            "message": "the client speaks protocol version 1, this daemon speaks version 2"}});
+        writeln!(stream, "{refusal}").expect("reply");
+    });
+    let output = other.run(["list"]);
+    old_daemon.join().expect("old daemon");
+    assert_eq!(code(&output), 5);
+    let message = stderr(&output);
+    assert!(message.contains("this daemon speaks version 2"), "{message}");
+    assert!(message.contains("orders daemon restart"), "{message}");
+}
+
+#[test]
+fn replies_are_json_even_for_the_worst_user_names() {
+    let daemon = TestDaemon::start();
+    let mut client = RawClient::connect(&daemon.socket());
+    for user in ["\"; DROP TABLE orders; --", "Ω≈ç√∫", "tab\there", "🦀🦀🦀", "'quote'"] {
+        let reply: Value = client.call(json!({"v": 1, "cmd": "create", "user": user, "total": 2}));
+        if user.contains('\t') {
+            assert_eq!(reply["ok"], false, "control characters are refused: {reply}");
+            continue;
+        }
+        assert_eq!(reply["data"]["user"], user, "{reply}");
+    }
+    assert_eq!(daemon.json(["list"]).as_array().map(Vec::len), Some(4));
+}
