@@ -26,7 +26,8 @@ pub fn delivered_orders(data_dir: &Path, orders: usize, users: usize) -> anyhow:
             let user = format!("user{:06}", n % users.max(1)).parse()?;
             let total = Total::try_from(2 * (1 + n as i64 % 500))?;
             let mut unit = UnitOfWork::new(&tx, now, &policy);
-            let order = unit.run(&WriteCommand::Create(CreateRequest { user, total }))?.id;
+            let order =
+                unit.run(&WriteCommand::Create(CreateRequest { user, total, idempotency_key: None }))?.id;
             unit.run(&WriteCommand::DecidePayment { order, decision: PaymentDecision::Approved })?;
             unit.run(&WriteCommand::Deliver(order))?;
         }

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use orders_shared::{OrderId, Total, UserId};
+use jiff::Timestamp;
+use orders_shared::protocol::IdempotencyKey;
+use orders_shared::{OrderId, OrderStatus, Total, UserId};
 
 const ABOUT: &str = "Place, follow and cancel orders";
 
@@ -37,6 +39,10 @@ pub struct GlobalArgs {
     /// Print JSON instead of text, for scripts
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Colour the text output: auto (on a terminal, unless NO_COLOR is set), always, never
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    pub color: ColorChoice,
 
     /// Never start a daemon; fail when none is running
     #[arg(
@@ -89,6 +95,28 @@ pub enum Command {
     /// Run, start, stop or inspect the daemon
     #[command(subcommand)]
     Daemon(DaemonCommand),
+
+    /// Print a shell completion script
+    #[command(
+        after_help = "Examples:\n  orders completions bash > ~/.local/share/bash-completion/completions/orders\n  \
+                            orders completions zsh > \"${fpath[1]}/_orders\"\n  \
+                            orders completions fish > ~/.config/fish/completions/orders.fish"
+    )]
+    Completions(CompletionsArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +136,15 @@ pub struct CreateArgs {
     /// With --wait: give up after this long (exit code 6)
     #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration, requires = "wait")]
     pub timeout: Duration,
+
+    /// A retry key: repeating the command with the same key returns the same order instead of
+    /// placing another one (the same key with another user or total is refused)
+    #[arg(long, short = 'k', value_name = "KEY")]
+    pub idempotency_key: Option<IdempotencyKey>,
+
+    /// Print nothing but the id, even with --wait
+    #[arg(long, short, conflicts_with = "json")]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -122,6 +159,19 @@ pub struct ListArgs {
     /// Only this customer's orders
     #[arg(long, short)]
     pub user: Option<UserId>,
+
+    /// Only orders in this state: pending, approved, delivered or cancelled
+    #[arg(long, short)]
+    pub status: Option<OrderStatus>,
+
+    /// Only orders created since then: a time (2026-11-25T10:00:00Z, 2026-11-25 10:00), a day
+    /// (2026-11-25, from local midnight) or a time ago (30m, 2h, 7d)
+    #[arg(long, value_name = "WHEN", value_parser = parse_since)]
+    pub since: Option<Timestamp>,
+
+    /// Print the ids only, one a line
+    #[arg(long, short, conflicts_with = "json")]
+    pub quiet: bool,
 
     /// Show at most this many orders
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
@@ -209,6 +259,34 @@ pub struct RunArgs {
     pub background: bool,
 }
 
+/// Parses a point in time for `--since`: an RFC 3339 time, a local date and time, a local day, or
+/// a span of time ago.
+pub fn parse_since(text: &str) -> Result<Timestamp, String> {
+    let text = text.trim();
+    if let Ok(at) = text.parse::<Timestamp>() {
+        return Ok(at);
+    }
+    let local = |civil: jiff::civil::DateTime| {
+        civil
+            .to_zoned_datetime(jiff::tz::TimeZone::system())
+            .map(|zoned| zoned.timestamp())
+            .map_err(|e| e.to_string())
+    };
+    if let Ok(civil) = text.parse::<jiff::civil::DateTime>() {
+        return local(civil);
+    }
+    if let Ok(day) = text.parse::<jiff::civil::Date>() {
+        return local(day.to_datetime(jiff::civil::Time::midnight()));
+    }
+    if let Ok(ago) = text.parse::<jiff::Span>() {
+        let now = jiff::ZonedDateTime::now();
+        return now.checked_sub(ago).map(|then| then.timestamp()).map_err(|e| e.to_string());
+    }
+    Err(format!(
+        "invalid time '{text}': expected 2026-11-25T10:00:00Z, 2026-11-25 10:00, 2026-11-25, or a time ago such as 30m, 2h, 7d"
+    ))
+}
+
 /// Parses a duration such as `3s`, `250ms`, `1m30s` or `0`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let invalid =
@@ -228,6 +306,19 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn since_reads_times_days_and_times_ago() {
+        let exact: Timestamp = "2026-11-25T10:00:00Z".parse().expect("time");
+        assert_eq!(parse_since("2026-11-25T10:00:00Z"), Ok(exact));
+        assert!(parse_since("2026-11-25").is_ok());
+        assert!(parse_since("2026-11-25 10:00").is_ok());
+        let hour_ago = parse_since("1h").expect("a time ago");
+        let elapsed = Timestamp::now().duration_since(hour_ago).as_secs();
+        assert!((3599..=3601).contains(&elapsed), "{elapsed}");
+        assert!(parse_since("7d").is_ok());
+        assert!(parse_since("yesterday-ish").is_err());
     }
 
     #[test]

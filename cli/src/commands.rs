@@ -1,6 +1,6 @@
 //! One function per command: build the request, call the daemon, print the reply.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 
 use orders_daemon::paths::Paths;
 use orders_shared::protocol::{
@@ -8,7 +8,7 @@ use orders_shared::protocol::{
     ShowRequest, WaitRequest,
 };
 
-use crate::args::{Cli, Command, DaemonCommand, GlobalArgs, ListArgs};
+use crate::args::{Cli, ColorChoice, Command, DaemonCommand, GlobalArgs, ListArgs};
 use crate::failure::{Exit, Failure};
 use crate::output;
 use crate::{daemon, eventlog};
@@ -19,9 +19,21 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     let global = &cli.global;
     let out = &mut io::stdout().lock();
     let autostart = !global.no_autostart;
+    let color = match global.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        // https://no-color.org: set and not empty means no colour.
+        ColorChoice::Auto => {
+            io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
+    };
     match cli.command {
         Command::Create(args) => {
-            let request = Request::Create(CreateRequest { user: args.user, total: args.total });
+            let request = Request::Create(CreateRequest {
+                user: args.user,
+                total: args.total,
+                idempotency_key: args.idempotency_key,
+            });
             let mut client = daemon::connect(&paths, autostart).await?;
             let order: OrderView = client.call(&request).await?;
             if !args.wait {
@@ -37,7 +49,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             match client.call::<OrderView>(&wait).await {
                 Ok(settled) if global.json => output::json(out, &settled)?,
                 Ok(settled) => {
-                    if let Some(reason) = settled.cancel_reason {
+                    if let Some(reason) = settled.cancel_reason.filter(|_| !args.quiet) {
                         eprintln!("order {} was cancelled: {reason}", settled.id);
                     }
                 }
@@ -78,7 +90,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             if global.json {
                 output::json(out, &order)?;
             } else {
-                output::order(out, &order)?;
+                output::order(out, &order, color)?;
             }
         }
         Command::Cancel(args) => {
@@ -91,14 +103,23 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::List(args) => {
+            let quiet = args.quiet;
             let orders = list(&paths, autostart, args).await?;
             if global.json {
                 output::json(out, &orders)?;
+            } else if quiet {
+                for order in &orders {
+                    writeln!(out, "{}", order.id)?;
+                }
             } else if orders.is_empty() {
                 eprintln!("no orders");
             } else {
-                output::orders(out, &orders)?;
+                output::orders(out, &orders, color)?;
             }
+        }
+        Command::Completions(args) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(args.shell, &mut command, "orders", out);
         }
         Command::Daemon(DaemonCommand::Start(args)) => {
             let status = daemon::start(&paths, &args).await?;
@@ -154,6 +175,8 @@ async fn list(paths: &Paths, autostart: bool, args: ListArgs) -> Result<Vec<Orde
     let mut orders = Vec::new();
     let mut request = ListRequest {
         user: args.user,
+        status: args.status,
+        since: args.since,
         limit: Some(if args.all { ListRequest::MAX_LIMIT } else { args.limit.min(ListRequest::MAX_LIMIT) }),
         before: None,
     };

@@ -3,9 +3,10 @@
 use std::io::{self, Write};
 
 use comfy_table::presets::NOTHING;
-use comfy_table::{CellAlignment, Table};
+use comfy_table::{Cell, CellAlignment, Color, Table};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
+use orders_shared::OrderStatus;
 use orders_shared::protocol::{EventView, OrderView};
 use serde::Serialize;
 
@@ -20,36 +21,59 @@ pub fn local_time(at: Timestamp) -> String {
     at.to_zoned_datetime(TimeZone::system()).strftime("%Y-%m-%d %H:%M:%S").to_string()
 }
 
+/// How a status looks on a terminal.
+fn status_cell(status: OrderStatus, text: String) -> Cell {
+    let color = match status {
+        OrderStatus::Pending => Color::Yellow,
+        OrderStatus::Approved => Color::Cyan,
+        OrderStatus::Delivered => Color::Green,
+        OrderStatus::Cancelled => Color::Red,
+    };
+    Cell::new(text).fg(color)
+}
+
+/// A table without borders, coloured only when asked to.
+fn plain_table(color: bool) -> Table {
+    let mut table = Table::new();
+    table.load_style(NOTHING);
+    if color {
+        table.enforce_styling();
+    } else {
+        table.force_no_tty();
+    }
+    table
+}
+
 /// One order, one field a line; transitions and the cancel reason only when they happened.
-pub fn order(out: &mut impl Write, order: &OrderView) -> io::Result<()> {
+pub fn order(out: &mut impl Write, order: &OrderView, color: bool) -> io::Result<()> {
     let status = match order.cancel_reason {
         Some(reason) => format!("{} ({reason})", order.status),
         None => order.status.to_string(),
     };
-    let mut rows = vec![
-        ("id", order.id.to_string()),
-        ("user", order.user.clone()),
-        ("total", order.total.to_string()),
-        ("status", status),
-        ("created", local_time(order.created_at)),
-    ];
+    let mut table = plain_table(color);
+    table.add_row(vec![Cell::new("id:"), Cell::new(order.id)]);
+    table.add_row(vec![Cell::new("user:"), Cell::new(&order.user)]);
+    table.add_row(vec![Cell::new("total:"), Cell::new(order.total)]);
+    table.add_row(vec![Cell::new("status:"), status_cell(order.status, status)]);
+    table.add_row(vec![Cell::new("created:"), Cell::new(local_time(order.created_at))]);
     let transitions = [
-        ("approved", order.approved_at),
-        ("delivered", order.delivered_at),
-        ("cancelled", order.cancelled_at),
+        ("approved:", order.approved_at),
+        ("delivered:", order.delivered_at),
+        ("cancelled:", order.cancelled_at),
     ];
-    rows.extend(transitions.into_iter().filter_map(|(name, at)| Some((name, local_time(at?)))));
-    rows.push(("updated", local_time(order.updated_at)));
-    for (name, value) in rows {
-        writeln!(out, "{:<10} {value}", format!("{name}:"))?;
+    for (name, at) in transitions {
+        if let Some(at) = at {
+            table.add_row(vec![Cell::new(name), Cell::new(local_time(at))]);
+        }
     }
-    Ok(())
+    table.add_row(vec![Cell::new("updated:"), Cell::new(local_time(order.updated_at))]);
+    print_table(out, table)
 }
 
 /// Events as a table: where in the log, when, what, and the payload as `key=value`.
 pub fn events(out: &mut impl Write, events: &[EventView]) -> io::Result<()> {
-    let mut table = Table::new();
-    table.load_style(NOTHING).set_header(["POSITION", "TIME", "TYPE", "DATA"]);
+    let mut table = plain_table(false);
+    table.set_header(["POSITION", "TIME", "TYPE", "DATA"]);
     for event in events {
         table.add_row([
             event.position.to_string(),
@@ -99,17 +123,17 @@ fn print_table(out: &mut impl Write, mut table: Table) -> io::Result<()> {
 }
 
 /// Orders as an aligned table with a header.
-pub fn orders(out: &mut impl Write, orders: &[OrderView]) -> io::Result<()> {
-    let mut table = Table::new();
-    table.load_style(NOTHING).set_header(["ID", "USER", "TOTAL", "STATUS", "CREATED", "UPDATED"]);
+pub fn orders(out: &mut impl Write, orders: &[OrderView], color: bool) -> io::Result<()> {
+    let mut table = plain_table(color);
+    table.set_header(["ID", "USER", "TOTAL", "STATUS", "CREATED", "UPDATED"]);
     for order in orders {
-        table.add_row([
-            order.id.to_string(),
-            order.user.clone(),
-            order.total.to_string(),
-            order.status.to_string(),
-            local_time(order.created_at),
-            local_time(order.updated_at),
+        table.add_row(vec![
+            Cell::new(order.id),
+            Cell::new(&order.user),
+            Cell::new(order.total),
+            status_cell(order.status, order.status.to_string()),
+            Cell::new(local_time(order.created_at)),
+            Cell::new(local_time(order.updated_at)),
         ]);
     }
     if let Some(column) = table.column_mut(2) {

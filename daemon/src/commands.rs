@@ -9,8 +9,8 @@
 use jiff::{SignedDuration, Timestamp};
 use orders_shared::protocol::{CreateRequest, ErrorBody, ErrorCode, OrderView};
 use orders_shared::{
-    Aggregate, CancelReason, Delivery, DomainEvent, Order, OrderCommand, OrderError, OrderId, OrderStatus,
-    Payment, PaymentDecision, StreamId, delivery::DeliveryError, payment::PaymentError,
+    Aggregate, CancelReason, Delivery, DomainEvent, Order, OrderCommand, OrderError, OrderEvent, OrderId,
+    OrderStatus, Payment, PaymentDecision, StreamId, delivery::DeliveryError, payment::PaymentError,
 };
 use rusqlite::{Connection, params};
 use uuid::Uuid;
@@ -44,6 +44,11 @@ pub struct Policy {
 pub enum CommandError {
     #[error("order {id}: {source}")]
     Order { id: OrderId, source: OrderError },
+    #[error(
+        "the idempotency key '{key}' was used for another order ({order}, with another user or total); \
+         use a new key for a new order"
+    )]
+    KeyReused { key: String, order: OrderId },
     /// A saga met a state the rules say cannot happen: a bug, or a damaged log.
     #[error("invariant broken: {0}")]
     Invariant(String),
@@ -61,7 +66,9 @@ impl CommandError {
             CommandError::Order { id, source: OrderError::NotFound } => {
                 ErrorBody::new(ErrorCode::NotFound, format!("no order {id}"))
             }
-            CommandError::Order { .. } => ErrorBody::new(ErrorCode::Rejected, self.to_string()),
+            CommandError::Order { .. } | CommandError::KeyReused { .. } => {
+                ErrorBody::new(ErrorCode::Rejected, self.to_string())
+            }
             CommandError::Invariant(_) => ErrorBody::new(ErrorCode::Internal, self.to_string()),
             CommandError::Store(error) => storage_error_body(&error),
         }
@@ -215,10 +222,24 @@ impl<'c> UnitOfWork<'c> {
     }
 
     fn create(&mut self, request: &CreateRequest) -> Result<OrderView, CommandError> {
+        let mut metadata = Metadata::new_command();
+        if let Some(key) = &request.idempotency_key {
+            // A retry: the order this key created, if the request is the same.
+            if let Some(first) = EventStore::new(self.conn).find_by_idempotency_key(key.as_str())? {
+                let id = first.stream.order;
+                let same = matches!(&first.event, DomainEvent::Order(OrderEvent::Placed { user, total })
+                    if *user == request.user && *total == request.total);
+                if !same {
+                    return Err(CommandError::KeyReused { key: key.as_str().to_owned(), order: id });
+                }
+                return self.view(id);
+            }
+            metadata.idempotency_key = Some(key.as_str().to_owned());
+        }
         let id = OrderId::from_uuid(Uuid::now_v7());
         let place = OrderCommand::Place { user: request.user.clone(), total: request.total };
         let order = Loaded { state: Order::Absent, version: 0, last: None };
-        self.execute(id, &order, &place, &Metadata::new_command())?;
+        self.execute(id, &order, &place, &metadata)?;
         self.view(id)
     }
 

@@ -221,6 +221,14 @@ pub fn list(conn: &Connection, request: &ListRequest) -> Result<OrderPage, Store
         values.push(Box::new(user.as_str().to_owned()));
         conditions.push(format!("user = ?{}", values.len()));
     }
+    if let Some(status) = request.status {
+        values.push(Box::new(status.as_str()));
+        conditions.push(format!("status = ?{}", values.len()));
+    }
+    if let Some(since) = request.since {
+        values.push(Box::new(since.as_millisecond()));
+        conditions.push(format!("created_at >= ?{}", values.len()));
+    }
     if let Some(before) = request.before {
         // Orders older than the cursor, in (created_at, id) order: the order of the indexes.
         let Some(cursor) = get(conn, before)? else {

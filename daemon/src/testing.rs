@@ -39,6 +39,7 @@ impl Db {
         let request = CreateRequest {
             user: "alice".parse().expect("user"),
             total: Total::try_from(total).expect("total"),
+            idempotency_key: None,
         };
         self.run(WriteCommand::Create(request)).expect("create").id
     }

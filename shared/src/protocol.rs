@@ -112,6 +112,47 @@ impl Request {
 pub struct CreateRequest {
     pub user: UserId,
     pub total: Total,
+    /// A retry key: the same key with the same user and total returns the order it created the
+    /// first time instead of creating another; with anything else it is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<IdempotencyKey>,
+}
+
+/// A client's retry key for `create`: 1 to 128 printable characters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for IdempotencyKey {
+    type Error = String;
+
+    fn try_from(key: String) -> Result<Self, Self::Error> {
+        let chars = key.chars().count();
+        if chars == 0 || chars > 128 || key.chars().any(char::is_control) {
+            return Err(format!("invalid idempotency key '{key}': it must be 1 to 128 printable characters"));
+        }
+        Ok(Self(key))
+    }
+}
+
+impl std::str::FromStr for IdempotencyKey {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::try_from(s.to_owned())
+    }
+}
+
+impl From<IdempotencyKey> for String {
+    fn from(key: IdempotencyKey) -> Self {
+        key.0
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -254,6 +295,12 @@ pub struct ListRequest {
     /// Paging: only orders older than this one (the last of the previous page).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before: Option<OrderId>,
+    /// Only orders in this state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<OrderStatus>,
+    /// Only orders created at or after this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Timestamp>,
 }
 
 impl ListRequest {
@@ -434,6 +481,7 @@ mod tests {
         let request = Request::Create(CreateRequest {
             user: "alice".parse().expect("valid user"),
             total: Total::try_from(2).expect("valid total"),
+            idempotency_key: None,
         });
         let line =
             serde_json::to_string(&Envelope { v: PROTOCOL_VERSION, request: &request }).expect("serializes");

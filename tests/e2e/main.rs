@@ -4,6 +4,7 @@ mod fixture;
 
 mod bad_input;
 mod basics;
+mod cli;
 mod lifecycle;
 mod replay;
 mod sagas;

@@ -70,8 +70,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE orders ADD COLUMN approved_at INTEGER;
     ALTER TABLE orders ADD COLUMN delivered_at INTEGER;
     ALTER TABLE orders ADD COLUMN cancelled_at INTEGER;
-    DELETE FROM orders;
+        DELETE FROM orders;
     UPDATE checkpoints SET position = 0 WHERE projection = 'orders';
+    ",
+    // 3: clients' retry keys are unique: the event that created an order holds its key.
+    "
+    CREATE UNIQUE INDEX events_by_idempotency_key ON events (idempotency_key) WHERE idempotency_key IS NOT NULL;
     ",
 ];
 
