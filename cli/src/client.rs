@@ -20,6 +20,9 @@ const MAX_REPLY_BYTES: usize = 256 << 20;
 
 pub struct Client {
     lines: Framed<Stream, AnyDelimiterCodec>,
+    /// A request that could not be written because the daemon had closed the connection. Its
+    /// reason may still be waiting to be read (a refused connection is told why, then closed).
+    unsent: Option<io::Error>,
 }
 
 impl Client {
@@ -28,6 +31,7 @@ impl Client {
         let name = socket.to_fs_name::<GenericFilePath>()?;
         let stream = Stream::connect(name).await?;
         Ok(Client {
+            unsent: None,
             lines: Framed::new(
                 stream,
                 AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), b"\n".to_vec(), MAX_REPLY_BYTES),
@@ -39,13 +43,21 @@ impl Client {
     pub async fn send(&mut self, request: &Request) -> io::Result<()> {
         let line =
             serde_json::to_string(&Envelope { v: PROTOCOL_VERSION, request }).map_err(io::Error::other)?;
-        self.lines.send(line).await.map_err(codec_error)
+        match self.lines.send(line).await.map_err(codec_error) {
+            Err(error)
+                if matches!(error.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) =>
+            {
+                self.unsent = Some(error);
+                Ok(())
+            }
+            sent => sent,
+        }
     }
 
     /// Reads the next reply line; `None` when the daemon closed the connection.
     pub async fn receive(&mut self) -> io::Result<Option<Reply>> {
         match self.lines.next().await {
-            None => Ok(None),
+            None => self.unsent.take().map_or(Ok(None), Err),
             Some(Err(error)) => Err(codec_error(error)),
             Some(Ok(line)) => serde_json::from_slice(&line)
                 .map(Some)

@@ -140,7 +140,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     };
     let announcements = Announcements {
         head: head_tx,
-        payments: payments_tx.clone(),
+        payments: payments_tx,
         deliveries: deliveries_tx,
         settlements: Arc::clone(&settlements),
     };
@@ -159,15 +159,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         log_file: config.log_file.clone(),
     });
     let workers = TaskTracker::new();
-    workers.spawn(sagas::payment::run(
-        Arc::clone(&config.payment_provider),
-        config.payment_latency,
-        payments_rx,
-        payments_tx,
-        context.writer.clone(),
-        context.shutdown.clone(),
-    ));
-    workers.spawn(sagas::delivery::run(deliveries_rx, context.writer.clone(), context.shutdown.clone()));
+    let provider = sagas::payment::Provider {
+        decides: Arc::clone(&config.payment_provider),
+        latency: config.payment_latency,
+    };
+    workers.spawn(sagas::run(payments_rx, provider, context.writer.clone(), context.shutdown.clone()));
+    workers.spawn(sagas::run(deliveries_rx, (), context.writer.clone(), context.shutdown.clone()));
     workers.close();
     tracing::info!(
         pid = std::process::id(),

@@ -4,6 +4,10 @@
 //! `commands::UnitOfWork::decide_payment` and `deliver`), so a step re-run after a crash records
 //! nothing twice. Their open steps are in the database (`payment_requests`, `delivery_timers`)
 //! and are loaded again on start.
+//!
+//! Both workers are one [`Scheduler`]: a heap of steps by due time; the steps that fall due
+//! together go to the writer together (and share its commits); a step that fails for a passing
+//! reason (disk full) is tried again a second later.
 
 pub mod delivery;
 pub mod payment;
@@ -11,30 +15,100 @@ pub mod payment;
 #[cfg(test)]
 mod tests;
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fmt::Debug;
 use std::time::Duration;
 
+use futures_util::future::join_all;
+use orders_shared::OrderId;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::writer::WriteResult;
+use crate::commands::WriteCommand;
+use crate::writer::Writer;
 
-/// How long a step that failed for a passing reason (disk full, locked database) waits before
-/// it is tried again.
+/// How long a step that failed for a passing reason waits before it is tried again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// Whether a failed step should be tried again later, logging the failure.
-fn should_retry(
-    step: &str,
-    order: &orders_shared::OrderId,
-    result: &WriteResult,
-    shutdown: &CancellationToken,
-) -> bool {
-    match result {
-        Ok(_) => false,
-        // Shutting down: the step stays open in the database and resumes on the next start.
-        Err(_) if shutdown.is_cancelled() => false,
-        Err(error) => {
-            tracing::error!(%order, step, code = ?error.code, "{}; retrying in {RETRY_AFTER:?}", error.message);
-            true
+/// The most steps sent to the writer at once.
+const BATCH: usize = 1024;
+
+/// One kind of saga step.
+pub trait Step: Copy + Ord + Debug + Send + 'static {
+    /// For logs.
+    const NAME: &'static str;
+
+    /// What carrying a step out needs (the payment provider).
+    type Context: Send + Sync;
+
+    fn order(&self) -> OrderId;
+
+    /// How long from now until the step is due (zero when it is due already).
+    fn due_in(&self, context: &Self::Context) -> Duration;
+
+    /// The writer's command that carries the step out.
+    fn command(&self, context: &Self::Context) -> WriteCommand;
+}
+
+/// Runs steps as they fall due, until shutdown.
+pub async fn run<S: Step>(
+    mut incoming: mpsc::UnboundedReceiver<S>,
+    context: S::Context,
+    writer: Writer,
+    shutdown: CancellationToken,
+) {
+    let mut waiting: BinaryHeap<Reverse<(Instant, S)>> = BinaryHeap::new();
+    let mut received = Vec::with_capacity(BATCH);
+    loop {
+        let next = waiting.peek().map(|Reverse((at, _))| *at);
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            count = incoming.recv_many(&mut received, BATCH) => {
+                if count == 0 {
+                    return;
+                }
+                let now = Instant::now();
+                waiting.extend(received.drain(..).map(|step| Reverse((now + step.due_in(&context), step))));
+            }
+            () = sleep_until(next) => {}
         }
+        let now = Instant::now();
+        let mut ready = Vec::new();
+        while ready.len() < BATCH
+            && let Some(Reverse((at, _))) = waiting.peek()
+            && *at <= now
+        {
+            let Some(Reverse((_, step))) = waiting.pop() else { break };
+            ready.push(step);
+        }
+        if ready.is_empty() {
+            continue;
+        }
+        let (writer, context) = (&writer, &context);
+        let results = join_all(
+            ready.into_iter().map(|step| async move { (step, writer.execute(step.command(context)).await) }),
+        )
+        .await;
+        for (step, result) in results {
+            match result {
+                Ok(_) => {}
+                // Shutting down: the step stays open in the database and resumes on the next start.
+                Err(_) if shutdown.is_cancelled() => {}
+                Err(error) => {
+                    tracing::error!(order = %step.order(), step = S::NAME, code = ?error.code,
+                        "{}; retrying in {RETRY_AFTER:?}", error.message);
+                    waiting.push(Reverse((Instant::now() + RETRY_AFTER, step)));
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

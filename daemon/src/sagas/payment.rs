@@ -1,83 +1,41 @@
-//! The payment saga's worker: asks the provider about every requested payment and records its
-//! decision.
+//! The payment saga's step: ask the provider about a requested payment and record its decision.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::join_all;
 use orders_shared::{OrderId, PaymentProvider, Total};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
-use super::{RETRY_AFTER, should_retry};
 use crate::commands::WriteCommand;
-use crate::writer::Writer;
 
 /// A payment waiting for the provider's decision.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PaymentDue {
     pub order: OrderId,
     pub amount: Total,
 }
 
-/// The most decisions sent to the writer before awaiting their commit.
-const BATCH: usize = 1024;
-
-/// Decides payments until shutdown. `latency` simulates a slow provider (0 in production use of
-/// the even/odd rule); each payment then waits on its own, without holding up the others.
-pub async fn run(
-    provider: Arc<dyn PaymentProvider>,
-    latency: Duration,
-    mut due: mpsc::UnboundedReceiver<PaymentDue>,
-    retry: mpsc::UnboundedSender<PaymentDue>,
-    writer: Writer,
-    shutdown: CancellationToken,
-) {
-    let mut batch = Vec::with_capacity(BATCH);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            received = due.recv_many(&mut batch, BATCH) => if received == 0 { return },
-        }
-        if latency.is_zero() {
-            decide(&*provider, batch.drain(..), &writer, &retry, &shutdown).await;
-            continue;
-        }
-        for payment in batch.drain(..) {
-            let (provider, writer, retry, shutdown) =
-                (provider.clone(), writer.clone(), retry.clone(), shutdown.clone());
-            tokio::spawn(async move {
-                tokio::select! {
-                    () = shutdown.cancelled() => {}
-                    () = tokio::time::sleep(latency) => decide(&*provider, [payment], &writer, &retry, &shutdown).await,
-                }
-            });
-        }
-    }
+/// The provider, and how long it takes to answer (simulated; 0 for the even/odd rule).
+#[derive(Clone, Debug)]
+pub struct Provider {
+    pub decides: Arc<dyn PaymentProvider>,
+    pub latency: Duration,
 }
 
-/// Asks the provider and records each decision; all of them share the writer's next commits.
-async fn decide(
-    provider: &dyn PaymentProvider,
-    payments: impl IntoIterator<Item = PaymentDue>,
-    writer: &Writer,
-    retry: &mpsc::UnboundedSender<PaymentDue>,
-    shutdown: &CancellationToken,
-) {
-    let mut pending = Vec::new();
-    for payment in payments {
-        let decision = provider.decide(payment.order, payment.amount);
-        let command = WriteCommand::DecidePayment { order: payment.order, decision };
-        pending.push(async move { (payment, writer.execute(command).await) });
+impl super::Step for PaymentDue {
+    const NAME: &'static str = "payment decision";
+    type Context = Provider;
+
+    fn order(&self) -> OrderId {
+        self.order
     }
-    for (payment, result) in join_all(pending).await {
-        if should_retry("payment decision", &payment.order, &result, shutdown) {
-            let retry = retry.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(RETRY_AFTER).await;
-                let _ = retry.send(payment);
-            });
-        }
+
+    fn due_in(&self, provider: &Provider) -> Duration {
+        provider.latency
+    }
+
+    fn command(&self, provider: &Provider) -> WriteCommand {
+        let decision = provider.decides.decide(self.order, self.amount);
+        WriteCommand::DecidePayment { order: self.order, decision }
     }
 }
 
