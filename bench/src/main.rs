@@ -4,19 +4,21 @@
 //! Run it with `bench/run` (builds the release binaries first); `--quick` is a smoke run.
 
 mod daemon;
+mod load;
 mod raw;
 mod report;
 mod seed;
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use orders::client::Client;
 use orders_shared::protocol::{ReplayReport, ReplayRequest, Request};
 
 use crate::daemon::Daemon;
-use crate::report::{Machine, Report};
+use crate::load::Latencies;
+use crate::report::{Machine, Report, SoakSample};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -24,7 +26,7 @@ use crate::report::{Machine, Report};
     about = "Benchmarks of the orders daemon, as ratios of a raw SQLite ceiling"
 )]
 struct Args {
-    /// A smoke run: small sizes, a few seconds
+    /// A smoke run: small sizes, short runs
     #[arg(long)]
     quick: bool,
 
@@ -32,30 +34,135 @@ struct Args {
     #[arg(long, default_value = "target/bench/results.json")]
     out: PathBuf,
 
-    /// Only these sections (comma-separated): replay
+    /// Only these sections (comma-separated): creates, settled, replay, list, cli
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+
+    /// Also run a soak of this many seconds: high concurrency, memory and descriptors sampled
+    #[arg(long, value_name = "SECONDS")]
+    soak: Option<u64>,
+
+    /// The cqrs-es + sqlite-es peer's binary (see `bench/run --peer`), run in the same session
+    #[arg(long, value_name = "PATH")]
+    peer: Option<PathBuf>,
 }
+
+/// The connection counts of the creates figures.
+const CONNECTIONS: [usize; 4] = [1, 8, 64, 256];
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let mut report = Report { machine: Machine::probe(), quick: args.quick, figures: Vec::new() };
+    let mut report = Report { machine: Machine::probe(), quick: args.quick, ..Report::default() };
     println!(
         "machine: {} ({} cores), Linux {}, SQLite {}",
         report.machine.cpu, report.machine.cores, report.machine.kernel, report.machine.sqlite
     );
     Report::header();
     let wanted = |section: &str| args.only.is_empty() || args.only.iter().any(|s| s == section);
+    let seconds = if args.quick { 0.5 } else { 5.0 };
+    let mut settled_ours = None;
+    if wanted("creates") {
+        runtime.block_on(creates(&mut report, args.quick, Duration::from_secs_f64(seconds)))?;
+    }
+    if wanted("settled") {
+        settled_ours =
+            Some(runtime.block_on(settled(&mut report, args.quick, Duration::from_secs_f64(seconds)))?);
+    }
     if wanted("replay") {
         let sizes: &[u64] = if args.quick { &[20_000] } else { &[100_000, 1_000_000] };
         for &events in sizes {
             runtime.block_on(replay(events, &mut report))?;
         }
     }
+    if wanted("list") {
+        runtime.block_on(list_and_memory(&mut report, if args.quick { 20_000 } else { 1_000_000 }))?;
+    }
+    if wanted("cli") {
+        cli(&mut report, if args.quick { 20 } else { 200 })?;
+    }
+    if let Some(peer) = &args.peer {
+        compare_with_peer(&mut report, peer, args.quick, settled_ours)?;
+    }
+    if let Some(soak_seconds) = args.soak {
+        runtime.block_on(soak(&mut report, Duration::from_secs(soak_seconds)))?;
+    }
     report.write(&args.out)?;
     println!("results written to {}", args.out.display());
     Ok(())
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+/// Acknowledged creates at 1, 8, 64 and 256 connections, each on a fresh daemon, against the
+/// raw loop writing the same rows with the group-commit batch of the same size. The payment
+/// saga is held back (a provider latency of an hour), so this is the command path alone; the
+/// whole life cycle is the `settled` figure.
+async fn creates(report: &mut Report, quick: bool, duration: Duration) -> anyhow::Result<()> {
+    for connections in CONNECTIONS {
+        let dir = tempfile::tempdir()?;
+        let count = if quick { 200 * connections.min(20) } else { (2_000 * connections).min(100_000) };
+        let (ids, took) =
+            tokio::task::block_in_place(|| raw::creates(&dir.path().join("raw.db"), connections, count))?;
+        let ceiling = ids.len() as f64 / took.as_secs_f64();
+
+        let daemon = Daemon::start(dir.path(), &[("ORDERS_PAYMENT_DELAY", "1h")])?;
+        let (acknowledged, took, latencies) = load::creates(&daemon.socket, connections, duration).await?;
+        daemon.stop()?;
+        report.add(
+            format!("creates, {connections} connections"),
+            "creates/s",
+            acknowledged as f64 / took.as_secs_f64(),
+            Some(ceiling),
+            format!("raw: {connections} creates per transaction"),
+        );
+        report.add(
+            format!("create latency p50, {connections} connections"),
+            "ms",
+            ms(latencies.percentile(50.0)),
+            None,
+            "",
+        );
+        report.add(
+            format!("create latency p99, {connections} connections"),
+            "ms",
+            ms(latencies.percentile(99.0)),
+            None,
+            "",
+        );
+        report.add(
+            format!("create latency max, {connections} connections"),
+            "ms",
+            ms(latencies.max()),
+            None,
+            "",
+        );
+    }
+    Ok(())
+}
+
+/// Orders through their whole life (create, payment, delivery with no delay) from 64
+/// connections, each waiting for its order to settle, against the raw loop writing every row of
+/// those lives, 64 orders per transaction per step. Returns our figure.
+async fn settled(report: &mut Report, quick: bool, duration: Duration) -> anyhow::Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let count = if quick { 2_000 } else { 30_000 };
+    let (orders, took) = tokio::task::block_in_place(|| raw::settled(&dir.path().join("raw.db"), 64, count))?;
+    let ceiling = orders as f64 / took.as_secs_f64();
+    let daemon = Daemon::start(dir.path(), &[])?;
+    let (settled, took) = load::settled(&daemon.socket, 64, duration).await?;
+    daemon.stop()?;
+    let ours = settled as f64 / took.as_secs_f64();
+    report.add(
+        "settled orders, 64 connections",
+        "orders/s",
+        ours,
+        Some(ceiling),
+        "create -> payment -> delivery, delay 0",
+    );
+    Ok(ours)
 }
 
 /// Replay of a log of about `events` events: the daemon's `replay` against a plain loop
@@ -91,7 +198,6 @@ async fn replay(events: u64, report: &mut Report) -> anyhow::Result<()> {
         ours = ours.max(done.events as f64 / took.as_secs_f64());
     }
     let (peak_kib, _) = daemon.memory_kib()?;
-    let fds = daemon.open_fds()?;
     daemon.stop()?;
     report.add(
         format!("replay, {seeded} events"),
@@ -101,12 +207,177 @@ async fn replay(events: u64, report: &mut Report) -> anyhow::Result<()> {
         format!("{orders} delivered orders; chunks of {}", orders_daemon::replay::CHUNK),
     );
     report.add(
-        format!("daemon peak RSS after replaying {seeded} events"),
+        format!("daemon peak RSS, replaying {seeded} events"),
         "MiB",
         peak_kib as f64 / 1024.0,
         None,
         "VmHWM",
     );
-    report.add(format!("daemon open fds after replaying {seeded} events"), "fds", fds as f64, None, "");
+    Ok(())
+}
+
+/// One user's orders among `orders` (100 orders a user), over the socket and straight from
+/// SQLite; then the daemon's memory and descriptors with that many orders, after serving
+/// lists and a burst of new orders.
+async fn list_and_memory(report: &mut Report, orders: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data_dir = dir.path().join("data");
+    let users = orders / 100;
+    let seeding = Instant::now();
+    tokio::task::block_in_place(|| seed::delivered_orders(&data_dir, orders, users))?;
+    println!("  (seeded {orders} delivered orders in {:.0} s)", seeding.elapsed().as_secs_f64());
+    let database = data_dir.join(orders_daemon::paths::DATABASE_FILE);
+    let raw = Latencies(tokio::task::block_in_place(|| raw::list_latencies(&database, users, 2_000))?);
+
+    let daemon = Daemon::start(dir.path(), &[])?;
+    let ours = load::lists(&daemon.socket, users, 2_000).await?;
+    report.add(
+        format!("list one user's 100 orders among {orders}, p50"),
+        "ms",
+        ms(ours.percentile(50.0)),
+        None,
+        format!("raw query p50 {:.3} ms", ms(raw.percentile(50.0))),
+    );
+    report.add(
+        format!("list one user's 100 orders among {orders}, p99"),
+        "ms",
+        ms(ours.percentile(99.0)),
+        None,
+        format!("raw query p99 {:.3} ms", ms(raw.percentile(99.0))),
+    );
+    load::creates(&daemon.socket, 64, Duration::from_secs(3)).await?;
+    load::settled(&daemon.socket, 64, Duration::from_secs(3)).await?;
+    let (peak_kib, rss_kib) = daemon.memory_kib()?;
+    let fds = daemon.open_fds()?;
+    daemon.stop()?;
+    report.add(
+        format!("daemon peak RSS with {orders} orders"),
+        "MiB",
+        peak_kib as f64 / 1024.0,
+        None,
+        format!("after lists and 6 s of load at 64 connections; current {:.1} MiB", rss_kib as f64 / 1024.0),
+    );
+    report.add(
+        format!("daemon open fds with {orders} orders"),
+        "fds",
+        fds as f64,
+        None,
+        "idle, after the load",
+    );
+    Ok(())
+}
+
+/// `orders create` as a whole process, against `orders --version` (start-up alone).
+fn cli(report: &mut Report, times: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let daemon = Daemon::start(dir.path(), &[])?;
+    let orders = daemon::orders_binary()?;
+    let env = [("ORDERS_SOCKET", daemon.socket.as_path())];
+    let create = load::processes(&orders, &env, &["create", "--user", "cli", "--total", "2"], times)?;
+    let version = load::processes(&orders, &env, &["--version"], times)?;
+    daemon.stop()?;
+    report.add(
+        "`orders create` as a process, median",
+        "ms",
+        ms(create.percentile(50.0)),
+        None,
+        format!("`orders --version` median {:.2} ms", ms(version.percentile(50.0))),
+    );
+    Ok(())
+}
+
+/// Runs the cqrs-es + sqlite-es peer and sets our figures beside its.
+fn compare_with_peer(
+    report: &mut Report,
+    peer: &std::path::Path,
+    quick: bool,
+    settled_ours: Option<f64>,
+) -> anyhow::Result<()> {
+    let mut command = std::process::Command::new(peer);
+    if quick {
+        command.arg("--quick");
+    }
+    let output = command.stderr(std::process::Stdio::inherit()).output()?;
+    anyhow::ensure!(output.status.success(), "the peer failed: {}", output.status);
+    let figures: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let ours_by_connections: std::collections::HashMap<usize, f64> = report
+        .figures
+        .iter()
+        .filter(|f| f.name.starts_with("creates, ") && f.unit == "creates/s")
+        .filter_map(|f| Some((f.name.split_whitespace().nth(1)?.parse().ok()?, f.ours)))
+        .collect();
+    for level in figures["creates"].as_array().into_iter().flatten() {
+        let (Some(connections), Some(peer)) = (level["connections"].as_u64(), level["per_second"].as_f64())
+        else {
+            continue;
+        };
+        if let Some(ours) = ours_by_connections.get(&(connections as usize)) {
+            report.add_vs_peer(
+                format!("creates vs peer, {connections} connections"),
+                "creates/s",
+                *ours,
+                peer,
+                "peer in-process, no socket",
+            );
+        }
+    }
+    if let (Some(ours), Some(peer)) = (settled_ours, figures["settled"]["orders_per_second"].as_f64()) {
+        report.add_vs_peer(
+            "settled orders vs peer, 64 connections",
+            "orders/s",
+            ours,
+            peer,
+            "peer in-process, no socket",
+        );
+    }
+    Ok(())
+}
+
+/// High concurrency for `duration` on one daemon: 64 connections taking orders through their
+/// lives, while memory and descriptors are sampled every 10 s. Growth is the last sample against
+/// the one at the end of the first minute (the warm-up).
+async fn soak(report: &mut Report, duration: Duration) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let daemon = Daemon::start(dir.path(), &[])?;
+    let socket = daemon.socket.clone();
+    let load = tokio::spawn(async move { load::settled(&socket, 64, duration).await });
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    while started.elapsed() < duration {
+        tokio::time::sleep(Duration::from_secs(10).min(duration)).await;
+        let (_, rss_kib) = daemon.memory_kib()?;
+        let sample =
+            SoakSample { seconds: started.elapsed().as_secs(), rss_kib, fds: daemon.open_fds()?, settled: 0 };
+        println!("  soak {:>4} s: RSS {:>7} KiB, {:>3} fds", sample.seconds, sample.rss_kib, sample.fds);
+        samples.push(sample);
+    }
+    let (settled, took) = load.await??;
+    daemon.stop()?;
+    if let Some(last) = samples.last_mut() {
+        last.settled = settled;
+    }
+    let warm = samples.iter().find(|s| s.seconds >= 60).or(samples.first());
+    if let (Some(warm), Some(last)) = (warm, samples.last()) {
+        report.add(
+            format!("soak RSS growth after warm-up, {} s", duration.as_secs()),
+            "KiB",
+            last.rss_kib as f64 - warm.rss_kib as f64,
+            None,
+            format!(
+                "{} -> {} KiB; {settled} orders settled at {:.0}/s",
+                warm.rss_kib,
+                last.rss_kib,
+                settled as f64 / took.as_secs_f64()
+            ),
+        );
+        report.add(
+            format!("soak fd growth after warm-up, {} s", duration.as_secs()),
+            "fds",
+            last.fds as f64 - warm.fds as f64,
+            None,
+            format!("{} -> {}", warm.fds, last.fds),
+        );
+    }
+    report.soak = samples;
     Ok(())
 }

@@ -10,9 +10,11 @@ pub struct Figure {
     pub unit: String,
     /// The daemon's figure.
     pub ours: f64,
-    /// The raw SQLite ceiling for the same rows and batch sizes, measured in the same run.
-    pub ceiling: Option<f64>,
-    /// `ours / ceiling`: what the machines' noise cancels out of.
+    /// What it is compared with, measured in the same run: the raw SQLite ceiling for the same
+    /// rows and batch sizes (`raw`), or the cqrs-es + sqlite-es peer (`peer`).
+    pub reference: Option<f64>,
+    pub reference_kind: Option<String>,
+    /// `ours / reference`: what the machines' noise cancels out of.
     pub ratio: Option<f64>,
     pub note: String,
 }
@@ -22,6 +24,16 @@ pub struct Report {
     pub machine: Machine,
     pub quick: bool,
     pub figures: Vec<Figure>,
+    /// Memory and descriptors sampled during a soak run, if one ran.
+    pub soak: Vec<SoakSample>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SoakSample {
+    pub seconds: u64,
+    pub rss_kib: u64,
+    pub fds: usize,
+    pub settled: usize,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -52,6 +64,7 @@ impl Machine {
 }
 
 impl Report {
+    /// A figure compared with the raw SQLite ceiling, or with nothing.
     pub fn add(
         &mut self,
         name: impl Into<String>,
@@ -60,20 +73,37 @@ impl Report {
         ceiling: Option<f64>,
         note: impl Into<String>,
     ) {
+        self.push(name.into(), unit, ours, ceiling.map(|c| (c, "raw")), note.into());
+    }
+
+    /// A figure compared with the cqrs-es + sqlite-es peer.
+    pub fn add_vs_peer(
+        &mut self,
+        name: impl Into<String>,
+        unit: &str,
+        ours: f64,
+        peer: f64,
+        note: impl Into<String>,
+    ) {
+        self.push(name.into(), unit, ours, Some((peer, "peer")), note.into());
+    }
+
+    fn push(&mut self, name: String, unit: &str, ours: f64, reference: Option<(f64, &str)>, note: String) {
         let figure = Figure {
-            name: name.into(),
+            name,
             unit: unit.to_owned(),
             ours,
-            ceiling,
-            ratio: ceiling.filter(|c| *c > 0.0).map(|c| ours / c),
-            note: note.into(),
+            reference: reference.map(|(value, _)| value),
+            reference_kind: reference.map(|(_, kind)| kind.to_owned()),
+            ratio: reference.filter(|(value, _)| *value > 0.0).map(|(value, _)| ours / value),
+            note,
         };
         println!("{}", row(&figure));
         self.figures.push(figure);
     }
 
     pub fn header() {
-        println!("{:<44} {:>14} {:>14} {:>7}  unit", "figure", "ours", "raw ceiling", "ratio");
+        println!("{:<48} {:>12} {:>16} {:>7}  unit", "figure", "ours", "reference", "ratio");
     }
 
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {
@@ -86,12 +116,16 @@ impl Report {
 }
 
 fn row(figure: &Figure) -> String {
-    let number = |n: f64| if n >= 100.0 { format!("{:.0}", n) } else { format!("{n:.3}") };
+    let number = |n: f64| if n >= 100.0 { format!("{n:.0}") } else { format!("{n:.3}") };
+    let reference = match (figure.reference, figure.reference_kind.as_deref()) {
+        (Some(value), Some(kind)) => format!("{} {kind}", number(value)),
+        _ => String::new(),
+    };
     format!(
-        "{:<44} {:>14} {:>14} {:>7}  {}",
+        "{:<48} {:>12} {:>16} {:>7}  {}",
         figure.name,
         number(figure.ours),
-        figure.ceiling.map(number).unwrap_or_default(),
+        reference,
         figure.ratio.map(|r| format!("{r:.2}")).unwrap_or_default(),
         figure.unit
     )

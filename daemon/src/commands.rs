@@ -137,16 +137,23 @@ pub struct UnitOfWork<'c> {
     now: Timestamp,
     policy: &'c Policy,
     recorded: Vec<RecordedEvent>,
+    /// Whether it wrote anything: a command that fails after writing must be rolled back.
+    wrote: bool,
 }
 
 impl<'c> UnitOfWork<'c> {
     pub fn new(conn: &'c Connection, now: Timestamp, policy: &'c Policy) -> Self {
-        Self { conn, now, policy, recorded: Vec::new() }
+        Self { conn, now, policy, recorded: Vec::new(), wrote: false }
     }
 
     /// The events this unit recorded, in log order.
     pub fn into_recorded(self) -> Vec<RecordedEvent> {
         self.recorded
+    }
+
+    /// Whether it changed the database (a refusal decided before any write leaves it unchanged).
+    pub fn wrote(&self) -> bool {
+        self.wrote
     }
 
     pub fn now(&self) -> Timestamp {
@@ -195,6 +202,7 @@ impl<'c> UnitOfWork<'c> {
         events: Vec<DomainEvent>,
         metadata: &Metadata,
     ) -> Result<(), CommandError> {
+        self.wrote = true;
         let recorded =
             EventStore::new(self.conn).append(stream, expected_version, &events, metadata, self.now)?;
         for event in &recorded {
@@ -286,7 +294,8 @@ impl<'c> UnitOfWork<'c> {
     }
 
     /// Opens the payment saga's step for an order: a payment awaiting the provider.
-    pub fn open_payment_request(&self, order: OrderId, amount: i64) -> Result<(), StoreError> {
+    pub fn open_payment_request(&mut self, order: OrderId, amount: i64) -> Result<(), StoreError> {
+        self.wrote = true;
         self.conn
             .prepare_cached(
                 "INSERT INTO payment_requests (order_id, amount, requested_at) VALUES (?1, ?2, ?3)",
@@ -295,7 +304,8 @@ impl<'c> UnitOfWork<'c> {
         Ok(())
     }
 
-    pub fn close_payment_request(&self, order: OrderId) -> Result<(), StoreError> {
+    pub fn close_payment_request(&mut self, order: OrderId) -> Result<(), StoreError> {
+        self.wrote = true;
         self.conn
             .prepare_cached("DELETE FROM payment_requests WHERE order_id = ?1")?
             .execute([order.to_string()])?;
@@ -303,14 +313,16 @@ impl<'c> UnitOfWork<'c> {
     }
 
     /// Arms the delivery saga's durable timer for an order.
-    pub fn set_delivery_timer(&self, order: OrderId, due_at: Timestamp) -> Result<(), StoreError> {
+    pub fn set_delivery_timer(&mut self, order: OrderId, due_at: Timestamp) -> Result<(), StoreError> {
+        self.wrote = true;
         self.conn
             .prepare_cached("INSERT INTO delivery_timers (order_id, due_at) VALUES (?1, ?2)")?
             .execute(params![order.to_string(), due_at.as_millisecond()])?;
         Ok(())
     }
 
-    pub fn clear_delivery_timer(&self, order: OrderId) -> Result<(), StoreError> {
+    pub fn clear_delivery_timer(&mut self, order: OrderId) -> Result<(), StoreError> {
+        self.wrote = true;
         self.conn
             .prepare_cached("DELETE FROM delivery_timers WHERE order_id = ?1")?
             .execute([order.to_string()])?;

@@ -97,11 +97,12 @@ impl Projector {
     /// catch-up and replay: it decodes only what the projection needs. Returns how many events
     /// it read and the last position.
     pub fn apply_log(&self, conn: &Connection, after: i64, limit: usize) -> Result<(usize, i64), StoreError> {
-        let mut select = conn.prepare_cached(
+        // A literal limit: a bound one makes SQLite plan the query anew on every use.
+        let mut select = conn.prepare_cached(&format!(
             "SELECT position, stream_id, type, schema_version, payload, recorded_at FROM events \
-             WHERE position > ?1 ORDER BY position LIMIT ?2",
-        )?;
-        let mut rows = select.query(params![after, i64::try_from(limit).unwrap_or(i64::MAX)])?;
+             WHERE position > ?1 ORDER BY position LIMIT {limit}"
+        ))?;
+        let mut rows = select.query([after])?;
         let (mut read, mut last) = (0, after);
         while let Some(row) = rows.next()? {
             read += 1;

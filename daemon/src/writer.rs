@@ -207,27 +207,19 @@ fn commit_batch(
 ) {
     // Stored to the millisecond: the events in memory must equal the events read back.
     let now = Timestamp::from_millisecond(Timestamp::now().as_millisecond()).expect("now is a valid time");
-    let mut recorded = Vec::new();
-    let committed = (|| {
-        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut results = Vec::with_capacity(batch.len());
-        for job in batch.iter() {
-            results.push(execute_one(&mut tx, &job.command, now, policy, &mut recorded));
-        }
-        if let Some(last) = recorded.last() {
-            projection::set_checkpoint(&tx, last.position)?;
-        }
-        tx.commit()?;
-        Ok::<_, crate::store::StoreError>(results)
-    })();
+    let committed = match run_batch(conn, batch, now, policy, Isolation::Shared) {
+        Ok(None) => run_batch(conn, batch, now, policy, Isolation::Savepoints),
+        done => done,
+    };
     match committed {
-        Ok(results) => {
+        Ok(Some((results, recorded))) => {
             for (job, result) in batch.drain(..).zip(results) {
                 // The client may have gone away; its command is committed all the same.
                 let _ = job.reply.send(result);
             }
             announcements.committed(&recorded);
         }
+        Ok(None) => unreachable!("with savepoints every command is isolated"),
         Err(error) => {
             tracing::error!(%error, commands = batch.len(), "a batch could not be committed; nothing of it was stored");
             let body = storage_error_body(&error);
@@ -236,6 +228,57 @@ fn commit_batch(
             }
         }
     }
+}
+
+/// How the commands of a batch are kept apart inside its transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Isolation {
+    /// No savepoints (they make SQLite copy every page a command touches). A command refused
+    /// before writing anything needs no undo; one that fails after writing sends the whole
+    /// batch back (`Ok(None)`) to be run again with savepoints.
+    Shared,
+    /// A savepoint per command, so that a failed one is rolled back alone.
+    Savepoints,
+}
+
+type BatchOutcome = Result<Option<(Vec<WriteResult>, Vec<RecordedEvent>)>, crate::store::StoreError>;
+
+/// Runs a batch in one transaction and commits it.
+fn run_batch(
+    conn: &mut Connection,
+    batch: &[CommandJob],
+    now: Timestamp,
+    policy: &Policy,
+    isolation: Isolation,
+) -> BatchOutcome {
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut results = Vec::with_capacity(batch.len());
+    let mut recorded = Vec::new();
+    for job in batch {
+        let result = match isolation {
+            Isolation::Savepoints => execute_one(&mut tx, &job.command, now, policy, &mut recorded),
+            Isolation::Shared => {
+                let mut unit = UnitOfWork::new(&tx, now, policy);
+                match unit.run(&job.command) {
+                    Ok(view) => {
+                        recorded.extend(unit.into_recorded());
+                        Ok(view)
+                    }
+                    Err(error) if !unit.wrote() => Err(error.into_body()),
+                    Err(error) => {
+                        tracing::debug!(%error, "a command failed after writing; running its batch with savepoints");
+                        return Ok(None); // dropping the transaction rolls it back
+                    }
+                }
+            }
+        };
+        results.push(result);
+    }
+    if let Some(last) = recorded.last() {
+        projection::set_checkpoint(&tx, last.position)?;
+    }
+    tx.commit()?;
+    Ok(Some((results, recorded)))
 }
 
 /// Runs one command in its own savepoint, retrying it on a concurrency conflict.
@@ -264,4 +307,80 @@ fn execute_one(
         // Dropping the savepoint rolls it back.
     }
     unreachable!("the last attempt returns")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use orders_shared::protocol::CreateRequest;
+    use orders_shared::{OrderId, OrderStatus, PaymentDecision, StreamId, StreamKind, Total};
+    use rusqlite::params;
+    use tokio::sync::{mpsc, oneshot, watch};
+
+    use super::*;
+    use crate::testing::Db;
+
+    fn job(command: WriteCommand) -> (CommandJob, oneshot::Receiver<WriteResult>) {
+        let (reply, answer) = oneshot::channel();
+        (CommandJob { command, reply }, answer)
+    }
+
+    fn create(total: i64) -> WriteCommand {
+        WriteCommand::Create(CreateRequest {
+            user: "batch".parse().expect("user"),
+            total: Total::try_from(total).expect("total"),
+            idempotency_key: None,
+        })
+    }
+
+    /// A command that fails after it wrote (here: a payment decision whose order was forged
+    /// into `approved` behind the rules' back) must not take the rest of its batch with it,
+    /// nor leave half of itself behind.
+    #[test]
+    fn a_command_failing_after_it_wrote_is_rolled_back_alone() {
+        let mut db = Db::new();
+        let poisoned = db.create(2);
+        db.conn
+            .execute(
+                "INSERT INTO events (event_id, stream_id, version, type, schema_version, payload, correlation_id, \
+                 causation_id, recorded_at) VALUES (?1, ?2, 2, 'OrderApproved', 1, '{}', ?1, ?1, 0)",
+                params![uuid::Uuid::now_v7().to_string(), format!("order-{poisoned}")],
+            )
+            .expect("forge");
+        let before = crate::store::EventStore::new(&db.conn).head().expect("head");
+
+        let (first, first_answer) = job(create(4));
+        let (bad, bad_answer) =
+            job(WriteCommand::DecidePayment { order: poisoned, decision: PaymentDecision::Approved });
+        let (refused, refused_answer) = job(WriteCommand::Cancel(OrderId::from_uuid(uuid::Uuid::now_v7())));
+        let (last, last_answer) = job(create(6));
+        let mut batch = vec![first, bad, refused, last];
+        let (payments, _) = mpsc::unbounded_channel();
+        let (deliveries, _) = mpsc::unbounded_channel();
+        let announcements = Announcements {
+            head: watch::channel(0).0,
+            payments,
+            deliveries,
+            settlements: Arc::new(crate::settlements::Settlements::default()),
+        };
+        let policy = Policy { delivery_delay: jiff::SignedDuration::ZERO };
+        commit_batch(&mut db.conn, &mut batch, &policy, &announcements);
+
+        let answer = |rx: oneshot::Receiver<WriteResult>| rx.blocking_recv().expect("answered");
+        assert_eq!(answer(first_answer).expect("first").status, OrderStatus::Pending);
+        let error = answer(bad_answer).expect_err("the poisoned command fails");
+        assert_eq!(error.code, orders_shared::protocol::ErrorCode::Internal, "{error:?}");
+        assert_eq!(
+            answer(refused_answer).expect_err("no such order").code,
+            orders_shared::protocol::ErrorCode::NotFound
+        );
+        assert_eq!(answer(last_answer).expect("last").status, OrderStatus::Pending);
+        let payment = crate::store::EventStore::new(&db.conn)
+            .read_stream(StreamId::new(StreamKind::Payment, poisoned))
+            .expect("read");
+        assert_eq!(payment.len(), 1, "no PaymentApproved was left behind: {payment:?}");
+        let after = crate::store::EventStore::new(&db.conn).head().expect("head");
+        assert_eq!(after - before, 4, "two creates of two events each");
+    }
 }

