@@ -99,8 +99,8 @@ pub fn data<T: DeserializeOwned>(reply: Reply) -> Result<T, Failure> {
     if let Some(error) = reply.error {
         return Err(error.into());
     }
-    let data = reply.data.unwrap_or(serde_json::Value::Null);
-    serde_json::from_value(data)
+    let text = reply.data.as_deref().map_or("null", |data| data.get());
+    serde_json::from_str(text)
         .map_err(|e| Failure::new(Exit::Failure, format!("unexpected reply from the daemon: {e}")))
 }
 

@@ -14,6 +14,7 @@
 //! The `orders` binary calls [`run`] for `orders daemon run`; tests can call it directly.
 
 pub mod check;
+pub mod checkpointer;
 pub mod commands;
 pub mod lock;
 pub mod logging;
@@ -165,6 +166,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     };
     workers.spawn(sagas::run(payments_rx, provider, context.writer.clone(), context.shutdown.clone()));
     workers.spawn(sagas::run(deliveries_rx, (), context.writer.clone(), context.shutdown.clone()));
+    workers.spawn(checkpointer::run(paths.database(), context.head.clone(), context.shutdown.clone()));
     workers.close();
     tracing::info!(
         pid = std::process::id(),

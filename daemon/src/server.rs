@@ -18,6 +18,7 @@ use orders_shared::protocol::{
     PROTOCOL_VERSION, Reply, Request, WaitRequest,
 };
 use orders_shared::{OrderId, StreamId, StreamKind};
+use serde_json::value::RawValue;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, Framed};
 use tokio_util::sync::CancellationToken;
@@ -186,20 +187,20 @@ async fn route(context: &Context, request: Request) -> Reply {
     let result = match request {
         Request::Create(create) => write(context, WriteCommand::Create(create)).await,
         Request::Cancel(cancel) => write(context, WriteCommand::Cancel(cancel.id)).await,
-        Request::Show(show) => find_order(context, show.id).await.map(to_value),
+        Request::Show(show) => find_order(context, show.id).await.map(to_json),
         Request::List(list) => read(context, move |conn| projection::list(conn, &list)).await,
-        Request::Wait(wait) => wait_until_settled(context, &wait).await.map(to_value),
-        Request::History(history) => order_history(context, history.id).await.map(to_value),
+        Request::Wait(wait) => wait_until_settled(context, &wait).await.map(to_json),
+        Request::History(history) => order_history(context, history.id).await.map(to_json),
         Request::Events(events) => read(context, move |conn| event_page(conn, &events)).await,
         Request::Watch(_) | Request::Replay(_) => {
             unreachable!("streaming requests are handled by the connection")
         }
-        Request::Status => status(context).await.map(to_value),
+        Request::Status => status(context).await.map(to_json),
         Request::Shutdown => {
             let status = status(context).await;
             tracing::info!("shutdown requested by a client");
             context.shutdown.cancel();
-            status.map(to_value)
+            status.map(to_json)
         }
     };
     match result {
@@ -208,20 +209,20 @@ async fn route(context: &Context, request: Request) -> Reply {
     }
 }
 
-fn to_value(data: impl serde::Serialize) -> serde_json::Value {
-    serde_json::to_value(data).expect("reply data is plain serde structs")
+fn to_json(data: impl serde::Serialize) -> Box<RawValue> {
+    orders_shared::protocol::raw(&data)
 }
 
-async fn write(context: &Context, command: WriteCommand) -> Result<serde_json::Value, ErrorBody> {
-    context.writer.execute(command).await.map(to_value)
+async fn write(context: &Context, command: WriteCommand) -> Result<Box<RawValue>, ErrorBody> {
+    context.writer.execute(command).await.map(to_json)
 }
 
-async fn read<T, F>(context: &Context, query: F) -> Result<serde_json::Value, ErrorBody>
+async fn read<T, F>(context: &Context, query: F) -> Result<Box<RawValue>, ErrorBody>
 where
     T: serde::Serialize + Send + 'static,
     F: FnOnce(&rusqlite::Connection) -> Result<T, crate::store::StoreError> + Send + 'static,
 {
-    context.readers.read(query).await.map(to_value).map_err(|error| storage_error_body(&error))
+    context.readers.read(query).await.map(to_json).map_err(|error| storage_error_body(&error))
 }
 
 async fn find_order(context: &Context, id: OrderId) -> Result<OrderView, ErrorBody> {

@@ -7,6 +7,7 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::order::{CancelReason, OrderId, OrderStatus, Total, UserId};
 
@@ -372,11 +373,13 @@ pub struct DaemonStatus {
 
 /// One reply line: the final one of a request carries `data` or `error`; a streaming request
 /// (`events --follow`, `watch`, `replay`) sends `event` or `progress` lines before it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Reply {
     pub ok: bool,
+    /// Kept as the JSON text it is on the wire: written without an intermediate tree, and read
+    /// by the client straight into the type it expects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<Value>,
+    pub data: Option<Box<RawValue>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorBody>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -387,11 +390,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn data(data: impl Serialize) -> Reply {
-        Reply {
-            ok: true,
-            data: Some(serde_json::to_value(data).expect("reply data is plain serde structs")),
-            ..Reply::default()
-        }
+        Reply { ok: true, data: Some(raw(&data)), ..Reply::default() }
     }
 
     pub fn error(error: ErrorBody) -> Reply {
@@ -417,6 +416,11 @@ impl Reply {
         line.push('\n');
         line
     }
+}
+
+/// Serializes reply data to its JSON text.
+pub fn raw(data: &impl Serialize) -> Box<RawValue> {
+    serde_json::value::to_raw_value(data).expect("reply data is plain serde structs")
 }
 
 /// A refused request: a machine-readable code and a message for people.

@@ -79,9 +79,14 @@ pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
+    // The checkpointer task copies the WAL back; the writer only steps in past 32 MiB.
+    conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
+
+/// The WAL size (in pages) past which a committing connection checkpoints by itself.
+const WRITER_AUTOCHECKPOINT_PAGES: i64 = 8192;
 
 /// Opens a read-only connection; under WAL it never waits for the writer.
 pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
