@@ -21,10 +21,14 @@ pub const COLUMNS: &str = "id, user, total, status, created_at, updated_at, canc
 /// Creates an empty read-model table as the current schema has it (the migrations build the live
 /// one; `replay` builds fresh ones with this). `schema` is `main` or `temp`; index names get
 /// `suffix`, because they live on after the table is renamed.
+///
+/// The rows are stored in `(user, created_at, id)` order, so that one customer's orders — what
+/// `list --user` reads — lie side by side; `id` has its own unique index for `show` and for the
+/// projection's updates.
 pub fn create_table(conn: &Connection, schema: &str, table: &str, suffix: &str) -> Result<(), StoreError> {
     conn.execute_batch(&format!(
         "CREATE TABLE {schema}.{table} (
-             id            TEXT    PRIMARY KEY,
+             id            TEXT    NOT NULL,
              user          TEXT    NOT NULL,
              total         INTEGER NOT NULL,
              status        TEXT    NOT NULL,
@@ -33,9 +37,10 @@ pub fn create_table(conn: &Connection, schema: &str, table: &str, suffix: &str) 
              cancel_reason TEXT,
              approved_at   INTEGER,
              delivered_at  INTEGER,
-             cancelled_at  INTEGER
+             cancelled_at  INTEGER,
+             PRIMARY KEY (user, created_at, id)
          ) WITHOUT ROWID;
-         CREATE INDEX {schema}.orders_by_user{suffix} ON {table} (user, created_at, id);
+         CREATE UNIQUE INDEX {schema}.orders_by_id{suffix} ON {table} (id);
          CREATE INDEX {schema}.orders_by_time{suffix} ON {table} (created_at, id);"
     ))?;
     Ok(())

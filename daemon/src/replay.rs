@@ -77,7 +77,7 @@ impl Rebuild {
                 drop_leftovers(conn)?;
                 // Index names outlive the rename, so alternate them between rebuilds.
                 let taken: bool = conn.query_row(
-                    "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'index' AND name = 'orders_by_user_a'",
+                    "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'index' AND name = 'orders_by_id_a'",
                     [],
                     |row| row.get(0),
                 )?;
