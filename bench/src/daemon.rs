@@ -74,6 +74,16 @@ impl Daemon {
         Ok((field("VmHWM:"), field("VmRSS:")))
     }
 
+    /// Resident anonymous memory (the heap and stacks), in KiB (`RssAnon`).
+    pub fn anonymous_kib(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        Ok(status
+            .lines()
+            .find_map(|line| line.strip_prefix("RssAnon:"))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0))
+    }
+
     /// Open file descriptors.
     pub fn open_fds(&self) -> anyhow::Result<usize> {
         Ok(std::fs::read_dir(format!("/proc/{}/fd", self.pid()))?.count())

@@ -343,12 +343,22 @@ async fn soak(report: &mut Report, duration: Duration) -> anyhow::Result<()> {
     let load = tokio::spawn(async move { load::settled(&socket, 64, duration).await });
     let started = Instant::now();
     let mut samples = Vec::new();
-    while started.elapsed() < duration {
-        tokio::time::sleep(Duration::from_secs(10).min(duration)).await;
+    let every = Duration::from_secs(10).min(duration);
+    // Samples while the load runs (the last one before it ends).
+    while started.elapsed() + every < duration {
+        tokio::time::sleep(every).await;
         let (_, rss_kib) = daemon.memory_kib()?;
-        let sample =
-            SoakSample { seconds: started.elapsed().as_secs(), rss_kib, fds: daemon.open_fds()?, settled: 0 };
-        println!("  soak {:>4} s: RSS {:>7} KiB, {:>3} fds", sample.seconds, sample.rss_kib, sample.fds);
+        let sample = SoakSample {
+            seconds: started.elapsed().as_secs(),
+            rss_kib,
+            anon_kib: daemon.anonymous_kib()?,
+            fds: daemon.open_fds()?,
+            settled: 0,
+        };
+        println!(
+            "  soak {:>4} s: RSS {:>7} KiB (heap {:>7} KiB), {:>3} fds",
+            sample.seconds, sample.rss_kib, sample.anon_kib, sample.fds
+        );
         samples.push(sample);
     }
     let (settled, took) = load.await??;

@@ -32,6 +32,8 @@ pub struct Report {
 pub struct SoakSample {
     pub seconds: u64,
     pub rss_kib: u64,
+    /// Of which anonymous memory (the heap), as opposed to mapped files.
+    pub anon_kib: u64,
     pub fds: usize,
     pub settled: usize,
 }

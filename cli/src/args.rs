@@ -88,6 +88,11 @@ pub enum Command {
     )]
     Replay(ReplayArgs),
 
+    /// Verify the whole event log: every order's state machine, stream versions without gaps, the
+    /// sagas' open steps and the read model (exit code 7 on a problem)
+    #[command(after_help = "Example:\n  orders check || echo \"the data needs attention\"")]
+    Check,
+
     /// Cancel an order that is not delivered yet
     #[command(after_help = "Example:\n  orders cancel 019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b")]
     Cancel(OrderArg),

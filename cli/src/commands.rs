@@ -4,8 +4,8 @@ use std::io::{self, IsTerminal, Write};
 
 use orders_daemon::paths::Paths;
 use orders_shared::protocol::{
-    CancelRequest, CreateRequest, EventView, HistoryRequest, ListRequest, OrderPage, OrderView, Request,
-    ShowRequest, WaitRequest,
+    CancelRequest, CheckReport, CreateRequest, EventView, HistoryRequest, ListRequest, OrderPage, OrderView,
+    Request, ShowRequest, WaitRequest,
 };
 
 use crate::args::{Cli, ColorChoice, Command, DaemonCommand, GlobalArgs, ListArgs};
@@ -117,6 +117,21 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 output::orders(out, &orders, color)?;
             }
         }
+        Command::Check => {
+            let report: CheckReport =
+                daemon::connect(&paths, autostart).await?.call_within(&Request::Check, CHECK_TIMEOUT).await?;
+            if global.json {
+                output::json(out, &report)?;
+            } else {
+                output::check(out, &report)?;
+            }
+            if report.problems > 0 {
+                return Err(Failure::new(
+                    Exit::CheckFailed,
+                    format!("the check found {} problems", report.problems),
+                ));
+            }
+        }
         Command::Completions(args) => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(args.shell, &mut command, "orders", out);
@@ -163,6 +178,9 @@ fn print_order_or_id(out: &mut impl Write, order: &OrderView, json: bool) -> Res
     }
     Ok(())
 }
+
+/// A check walks the whole log: give it time (about 10 s per million orders).
+const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 pub fn resolve_paths(global: &GlobalArgs) -> Result<Paths, Failure> {
     Paths::resolve(global.data_dir.clone(), global.socket.clone())

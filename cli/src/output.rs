@@ -166,3 +166,27 @@ pub fn status(out: &mut impl Write, status: &orders_shared::protocol::DaemonStat
     }
     Ok(())
 }
+
+/// What `orders check` found.
+pub fn check(out: &mut impl Write, report: &orders_shared::protocol::CheckReport) -> io::Result<()> {
+    let seconds = report.duration_ms as f64 / 1000.0;
+    if report.problems == 0 {
+        return writeln!(
+            out,
+            "checked {} events of {} orders in {seconds:.2} s: no problems",
+            report.events, report.orders
+        );
+    }
+    writeln!(
+        out,
+        "checked {} events of {} orders in {seconds:.2} s: {} problems",
+        report.events, report.orders, report.problems
+    )?;
+    for problem in &report.listed {
+        writeln!(out, "  {}", problem.message)?;
+    }
+    if (report.listed.len() as u64) < report.problems {
+        writeln!(out, "  ... and {} more", report.problems - report.listed.len() as u64)?;
+    }
+    Ok(())
+}

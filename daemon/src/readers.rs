@@ -1,26 +1,30 @@
 //! Read-only connections for queries, so that reads never wait for the writer (WAL).
 //!
-//! A small pool: r2d2_sqlite and deadpool-sqlite lag behind the rusqlite release we use, and
-//! all a pool needs here is "take an idle connection or open one, give it back afterwards".
+//! A small bounded pool: at most [`MAX_READERS`] connections exist, and all of them are kept once
+//! opened, so memory stays flat under any load (each connection has its own page cache) and
+//! reads beyond the bound wait their turn. r2d2_sqlite and deadpool-sqlite lag behind the
+//! rusqlite release used here, and this is all a pool needs to do.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
+use tokio::sync::Semaphore;
 
 use crate::store::{self, StoreError};
 
-/// Idle connections kept open; more are opened under load and closed afterwards.
-const MAX_IDLE: usize = 8;
+/// The most read connections open at once (and the most reads running at once).
+pub const MAX_READERS: usize = 16;
 
 pub struct Readers {
     database: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    slots: Semaphore,
 }
 
 impl Readers {
     pub fn new(database: PathBuf) -> Arc<Readers> {
-        Arc::new(Readers { database, idle: Mutex::new(Vec::new()) })
+        Arc::new(Readers { database, idle: Mutex::new(Vec::new()), slots: Semaphore::new(MAX_READERS) })
     }
 
     /// Runs a query on a blocking thread with a read-only connection.
@@ -29,14 +33,19 @@ impl Readers {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Corrupt("the reader pool is closed".into()))?;
         let readers = Arc::clone(self);
         tokio::task::spawn_blocking(move || readers.with_connection(query))
             .await
             .map_err(|e| StoreError::Corrupt(format!("a query panicked: {e}")))?
     }
 
-    /// Runs a query on the calling thread (which may block).
-    pub fn with_connection<T>(
+    /// Runs a query on the calling thread (which may block), with a connection of the pool.
+    fn with_connection<T>(
         &self,
         query: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
@@ -46,10 +55,7 @@ impl Readers {
             None => store::open_reader(&self.database)?,
         };
         let result = query(&conn);
-        let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if idle.len() < MAX_IDLE {
-            idle.push(conn);
-        }
+        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(conn);
         result
     }
 }

@@ -195,6 +195,7 @@ async fn route(context: &Context, request: Request) -> Reply {
         Request::Watch(_) | Request::Replay(_) => {
             unreachable!("streaming requests are handled by the connection")
         }
+        Request::Check => read(context, crate::check::check).await,
         Request::Status => status(context).await.map(to_json),
         Request::Shutdown => {
             let status = status(context).await;
@@ -373,15 +374,14 @@ async fn wait_until_settled(context: &Context, request: &WaitRequest) -> Result<
     let id = request.id;
     loop {
         // Subscribe first, then look: a settlement in between cannot be missed.
-        let settled = context.settlements.subscribe(id);
+        let mut subscription = context.settlements.subscribe(id);
         let order = find_order(context, id).await?;
         if order.status.is_settled() {
             return Ok(order);
         }
         tokio::select! {
-            _ = settled => {}
+            () = subscription.settled() => {}
             () = tokio::time::sleep_until(deadline) => {
-                context.settlements.forget_abandoned(id);
                 return Err(ErrorBody::new(
                     ErrorCode::Timeout,
                     format!("order {id} is still {} after {timeout:?}", order.status),

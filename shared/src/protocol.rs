@@ -38,6 +38,7 @@ pub enum Request {
     Watch(WatchRequest),
     Events(EventsRequest),
     Replay(ReplayRequest),
+    Check,
     Status,
     Shutdown,
 }
@@ -55,6 +56,7 @@ impl Request {
             Request::Watch(_) => "watch",
             Request::Events(_) => "events",
             Request::Replay(_) => "replay",
+            Request::Check => "check",
             Request::Status => "status",
             Request::Shutdown => "shutdown",
         }

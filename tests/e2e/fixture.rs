@@ -397,3 +397,38 @@ pub fn code(output: &Output) -> i32 {
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// A tmpfs mounted for a test (a small disk, or one made read-only), unmounted on drop. Needs
+/// the right to mount (root, as in CI); `None` otherwise, and the test says it skipped.
+pub struct Mount {
+    path: PathBuf,
+}
+
+impl Mount {
+    pub fn tmpfs(path: &Path, size: &str) -> Option<Mount> {
+        std::fs::create_dir_all(path).expect("mount point");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(path)
+            .stderr(Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then(|| Mount { path: path.to_owned() })
+    }
+
+    /// `mount -o remount,<options>`, e.g. `ro` or `rw`.
+    pub fn remount(&self, options: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(&self.path)
+            .status()
+            .expect("mount");
+        assert!(status.success(), "remount {options} failed");
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}

@@ -5,6 +5,8 @@ mod fixture;
 mod bad_input;
 mod basics;
 mod cli;
+mod crash;
+mod faults;
 mod lifecycle;
 mod replay;
 mod sagas;
