@@ -27,9 +27,25 @@ pub struct Client {
 
 impl Client {
     /// Connects to a daemon's socket; `NotFound` or `ConnectionRefused` mean none is running.
+    /// The daemon must run as this user: a socket in a shared place (the `/tmp` fallback) could
+    /// otherwise be answered by another user's impostor.
     pub async fn connect(socket: &Path) -> io::Result<Client> {
         let name = socket.to_fs_name::<GenericFilePath>()?;
         let stream = Stream::connect(name).await?;
+        let own = rustix::process::geteuid().as_raw();
+        match stream.peer_creds()?.euid() {
+            Some(uid) if uid == own => {}
+            other => {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!(
+                        "{} is served by {}, not by you (uid {own}); refusing to talk to it",
+                        socket.display(),
+                        other.map_or("an unknown user".to_owned(), |uid| format!("uid {uid}"))
+                    ),
+                ));
+            }
+        }
         Ok(Client {
             unsent: None,
             lines: Framed::new(

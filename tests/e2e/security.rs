@@ -48,8 +48,28 @@ fn a_foreign_uid_is_refused_even_with_the_socket_opened_up() {
     std::fs::set_permissions(daemon.socket(), std::fs::Permissions::from_mode(0o777)).expect("chmod socket");
     let output = daemon.command().args(["list"]).uid(NOBODY).gid(NOBODY).output().expect("run as nobody");
     assert_ne!(code(&output), 0);
-    assert!(stderr(&output).contains("serves uid 0 only"), "{}", stderr(&output));
-    assert!(daemon.log().contains("refused a connection from another user"), "{}", daemon.log());
+    // Both ends check: the client will not talk to another user's daemon ...
+    assert!(stderr(&output).contains("served by uid 0, not by you"), "{}", stderr(&output));
+    // ... and the daemon, whose check this test is about, refused the stranger all the same.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !daemon.log().contains("refused a connection from another user") {
+        assert!(Instant::now() < deadline, "the daemon did not refuse: {}", daemon.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut stranger = std::process::Command::new("python3")
+        .args(["-c", &format!(
+            "import socket\ns=socket.socket(socket.AF_UNIX)\ns.connect({:?})\ns.sendall(b'{{\"v\":1,\"cmd\":\"list\"}}\\n')\nprint(s.makefile().readline(), end='')",
+            daemon.socket().display().to_string()
+        )])
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("a raw client as nobody");
+    let mut reply = String::new();
+    std::io::Read::read_to_string(stranger.stdout.as_mut().expect("stdout"), &mut reply).expect("read");
+    stranger.wait().expect("wait");
+    assert!(reply.contains("permission_denied") && reply.contains("serves uid 0 only"), "{reply}");
     assert_eq!(daemon.json(["list"]), json!([]), "the owner is still served");
 }
 
@@ -202,4 +222,42 @@ fn replies_are_json_even_for_the_worst_user_names() {
         assert_eq!(reply["data"]["user"], user, "{reply}");
     }
     assert_eq!(daemon.json(["list"]).as_array().map(Vec::len), Some(4));
+}
+
+/// Needs root, to run the impostor as `nobody`; skipped otherwise.
+#[test]
+fn a_socket_served_by_another_user_is_not_trusted() {
+    const NOBODY: u32 = 65534;
+    if !std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t")))
+    {
+        eprintln!("skipped: needs root to run an impostor as another user");
+        return;
+    }
+    let daemon = TestDaemon::stopped_with(&[]);
+    std::fs::set_permissions(daemon.dir(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let socket = daemon.dir().join("impostor.sock");
+    // Another user's listener that would happily answer anything.
+    let listen = format!(
+        "import socket,time\ns=socket.socket(socket.AF_UNIX)\ns.bind({:?})\ns.listen(8)\nwhile True:\n c,_=s.accept()\n c.sendall(b'{{\"ok\":true,\"data\":{{\"orders\":[],\"more\":false}}}}\\n')",
+        socket.display().to_string()
+    );
+    let mut impostor = std::process::Command::new("python3")
+        .args(["-c", &listen])
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .spawn()
+        .expect("start the impostor");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "the impostor did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output =
+        daemon.command().env("ORDERS_SOCKET", &socket).args(["list", "--json"]).output().expect("run");
+    let _ = impostor.kill();
+    let _ = impostor.wait();
+    assert_ne!(code(&output), 0, "stdout: {}", String::from_utf8_lossy(&output.stdout));
+    assert!(stderr(&output).contains("served by uid 65534"), "{}", stderr(&output));
+    assert!(output.stdout.is_empty());
 }
