@@ -256,7 +256,7 @@ pub struct RunArgs {
 
     /// Close a connection that sends no request for this long
     #[arg(long, env = "ORDERS_IDLE_TIMEOUT", default_value = "30s", value_name = "DURATION",
-          value_parser = parse_duration)]
+          value_parser = parse_positive_duration)]
     pub idle_timeout: Duration,
 
     /// Log to the file only, not to stderr (set when the client starts the daemon)
@@ -290,6 +290,14 @@ pub fn parse_since(text: &str) -> Result<Timestamp, String> {
     Err(format!(
         "invalid time '{text}': expected 2026-11-25T10:00:00Z, 2026-11-25 10:00, 2026-11-25, or a time ago such as 30m, 2h, 7d"
     ))
+}
+
+/// Parses a duration that must not be zero.
+pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err(format!("invalid duration '{text}': it must be longer than 0")),
+        duration => Ok(duration),
+    }
 }
 
 /// Parses a duration such as `3s`, `250ms`, `1m30s` or `0`.
@@ -335,5 +343,7 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("-3s").is_err());
         assert!(parse_duration("3").is_err());
+        assert!(parse_positive_duration("0").is_err());
+        assert_eq!(parse_positive_duration("1s"), Ok(Duration::from_secs(1)));
     }
 }

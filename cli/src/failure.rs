@@ -69,7 +69,6 @@ impl From<ErrorBody> for Failure {
         let exit = match error.code {
             ErrorCode::NotFound => Exit::NotFound,
             ErrorCode::Rejected => Exit::Rejected,
-            ErrorCode::InvalidArgument => Exit::Usage,
             ErrorCode::Busy | ErrorCode::Unavailable | ErrorCode::ProtocolMismatch => Exit::Unavailable,
             ErrorCode::Timeout => Exit::Timeout,
             ErrorCode::InvalidRequest

@@ -101,6 +101,9 @@ impl Refusal for DeliveryError {
 /// Storage failures as clients see them: a fault they can wait out, or a bug.
 pub fn storage_error_body(error: &StoreError) -> ErrorBody {
     use rusqlite::ErrorCode as Sqlite;
+    if let StoreError::RolledBack(cause) = error {
+        return ErrorBody::new(ErrorCode::Unavailable, format!("nothing was stored: {cause}"));
+    }
     if let StoreError::Sqlite(rusqlite::Error::SqliteFailure(failure, _)) = error {
         let reason = match failure.code {
             Sqlite::DiskFull => Some("the disk is full"),
@@ -162,10 +165,6 @@ impl<'c> UnitOfWork<'c> {
 
     pub fn policy(&self) -> &Policy {
         self.policy
-    }
-
-    pub fn conn(&self) -> &Connection {
-        self.conn
     }
 
     /// An aggregate's current state, folded from its stream.

@@ -42,15 +42,22 @@ impl DataDirLock {
         let io = |source| LockError::Io { path: path.clone(), source };
         let mut file =
             OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(LockError::Held {
-                    data_dir: paths.data_dir.clone(),
-                    holder: read_holder(&mut file),
-                });
+        // A client checking who holds the lock takes it shared for an instant (see [`holder`]):
+        // try a few times before calling the directory taken.
+        let mut attempts = 0;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if attempts < 5 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    let holder = read_holder(&mut file);
+                    return Err(LockError::Held { data_dir: paths.data_dir.clone(), holder });
+                }
+                Err(TryLockError::Error(source)) => return Err(io(source)),
             }
-            Err(TryLockError::Error(source)) => return Err(io(source)),
         }
         file.set_len(0).map_err(io)?;
         file.rewind().map_err(io)?;

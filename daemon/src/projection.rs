@@ -159,22 +159,28 @@ pub fn set_checkpoint(conn: &Connection, position: i64) -> Result<(), StoreError
     Ok(())
 }
 
-/// Applies whatever the log holds past the checkpoint (after a crash between the two, or when a
-/// new projection is added). Returns how many events it applied.
+/// Applies whatever the log holds past the checkpoint: after a schema migration that resets the
+/// read model, or when the projection learns new events. Returns how many events it applied.
 pub fn catch_up(conn: &Connection) -> Result<u64, StoreError> {
-    const CHUNK: usize = 10_000;
-    let mut position = checkpoint(conn)?;
     let mut applied = 0;
-    loop {
-        let (read, last) = live().apply_log(conn, position, CHUNK)?;
-        if read == 0 {
-            break;
-        }
-        position = last;
-        applied += read as u64;
-        set_checkpoint(conn, position)?;
+    while let Some(read) = catch_up_chunk(conn, 10_000)? {
+        applied += read;
     }
     Ok(applied)
+}
+
+/// Applies the next chunk and moves the checkpoint in one transaction, so that a daemon killed
+/// during a catch-up resumes where it stopped (the projection's inserts must never run twice).
+/// `None` when there was nothing left.
+pub fn catch_up_chunk(conn: &Connection, chunk: usize) -> Result<Option<u64>, StoreError> {
+    let tx = conn.unchecked_transaction()?;
+    let (read, last) = live().apply_log(&tx, checkpoint(&tx)?, chunk)?;
+    if read == 0 {
+        return Ok(None);
+    }
+    set_checkpoint(&tx, last)?;
+    tx.commit()?;
+    Ok(Some(read as u64))
 }
 
 const VIEW_COLUMNS: &str =

@@ -49,6 +49,8 @@ pub struct Rebuild {
     total: u64,
     started: Instant,
     projector: Projector,
+    /// The table it fills: `orders_rebuild`, or `temp.orders_check`.
+    table: String,
 }
 
 /// Drops what an interrupted rebuild left behind (the daemon died while it ran).
@@ -96,14 +98,11 @@ impl Rebuild {
                     total: total.try_into().unwrap_or_default(),
                     started: Instant::now(),
                     projector: Projector::new(&table),
+                    table,
                 })
             }
             Err(error) => Err((job, error)),
         }
-    }
-
-    fn table(&self) -> String {
-        if self.job.check { format!("temp.{CHECK_TABLE}") } else { REBUILD_TABLE.to_owned() }
     }
 
     /// The client that asked for it has gone (Ctrl-C): nobody wants the result any more.
@@ -166,7 +165,7 @@ impl Rebuild {
 
     /// Gives up: drops the half-built table; the live read model stays as it was.
     pub fn abandon(self, conn: &Connection, why: ErrorBody) {
-        let table = self.table();
+        let table = &self.table;
         if let Err(error) = conn.execute_batch(&format!("DROP TABLE IF EXISTS {table}")) {
             tracing::warn!(%error, "could not drop the abandoned rebuild; it goes on the next start");
         }

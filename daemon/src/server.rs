@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::commands::{WriteCommand, storage_error_body};
+
 use crate::paths::Paths;
 use crate::projection;
 use crate::readers::Readers;
@@ -56,7 +57,38 @@ pub struct Limits {
     pub idle_timeout: Duration,
 }
 
-type Lines = Framed<Stream, AnyDelimiterCodec>;
+/// How long a reply may wait for a client that does not read, once the daemon is stopping.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// One client's connection: request lines in, reply lines out.
+struct Lines {
+    framed: Framed<Stream, AnyDelimiterCodec>,
+    /// A reply blocked by a client that stopped reading must not hold up the daemon's shutdown.
+    shutdown: CancellationToken,
+}
+
+impl Lines {
+    async fn next(&mut self) -> Option<Result<tokio_util::bytes::Bytes, AnyDelimiterCodecError>> {
+        self.framed.next().await
+    }
+
+    /// Writes one reply line. A slow reader is waited for, except once the daemon is stopping.
+    async fn reply(&mut self, reply: Reply) -> io::Result<()> {
+        let mut text = reply.to_line();
+        text.pop();
+        let shutdown = self.shutdown.clone();
+        let written = tokio::select! {
+            written = self.framed.send(text) => written,
+            () = async { shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "the client does not read its replies"));
+            }
+        };
+        written.map_err(|error| match error {
+            AnyDelimiterCodecError::Io(error) => error,
+            AnyDelimiterCodecError::MaxChunkLengthExceeded => io::Error::other("reply too long"),
+        })
+    }
+}
 
 /// Accepts connections until shutdown, then waits for every handler to finish.
 pub async fn serve(listener: Listener, context: Arc<Context>, limits: Limits) {
@@ -104,20 +136,23 @@ async fn handle_connection(
     limits: &Limits,
 ) -> io::Result<()> {
     let peer_uid = stream.peer_creds().ok().and_then(|creds| creds.euid());
-    let mut lines = Framed::new(
-        stream,
-        AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), b"\n".to_vec(), MAX_REQUEST_BYTES),
-    );
+    let mut lines = Lines {
+        framed: Framed::new(
+            stream,
+            AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), b"\n".to_vec(), MAX_REQUEST_BYTES),
+        ),
+        shutdown: context.shutdown.clone(),
+    };
     if peer_uid != Some(own_uid) {
         tracing::warn!(?peer_uid, "refused a connection from another user");
         let message = format!("this daemon serves uid {own_uid} only");
-        return send(&mut lines, Reply::error(ErrorBody::new(ErrorCode::PermissionDenied, message))).await;
+        return lines.reply(Reply::error(ErrorBody::new(ErrorCode::PermissionDenied, message))).await;
     }
     let Some(_permit) = permit else {
         tracing::warn!(limit = limits.max_connections, "refused a connection: too many open");
         let message =
             format!("the daemon is at its limit of {} connections; retry shortly", limits.max_connections);
-        return send(&mut lines, Reply::error(ErrorBody::new(ErrorCode::Busy, message))).await;
+        return lines.reply(Reply::error(ErrorBody::new(ErrorCode::Busy, message))).await;
     };
     // After a decoding error, the framed stream yields one `None` before it reads on.
     let mut after_error = false;
@@ -129,7 +164,7 @@ async fn handle_connection(
         let line = match next {
             Err(_) => {
                 let message = format!("no request for {:?}; closing the connection", limits.idle_timeout);
-                return send(&mut lines, Reply::error(ErrorBody::new(ErrorCode::Busy, message))).await;
+                return lines.reply(Reply::error(ErrorBody::new(ErrorCode::Busy, message))).await;
             }
             Ok(None) if after_error => {
                 after_error = false;
@@ -139,7 +174,7 @@ async fn handle_connection(
             Ok(Some(Err(AnyDelimiterCodecError::MaxChunkLengthExceeded))) => {
                 // The codec skips the rest of the line; the connection carries on after it.
                 let message = format!("the request is longer than {MAX_REQUEST_BYTES} bytes");
-                send(&mut lines, Reply::error(ErrorBody::new(ErrorCode::TooLarge, message))).await?;
+                lines.reply(Reply::error(ErrorBody::new(ErrorCode::TooLarge, message))).await?;
                 after_error = true;
                 continue;
             }
@@ -169,17 +204,8 @@ async fn handle_connection(
             }
             Err(error) => Reply::error(error),
         };
-        send(&mut lines, reply).await?;
+        lines.reply(reply).await?;
     }
-}
-
-async fn send(lines: &mut Lines, reply: Reply) -> io::Result<()> {
-    let mut text = reply.to_line();
-    text.pop();
-    lines.send(text).await.map_err(|error| match error {
-        AnyDelimiterCodecError::Io(error) => error,
-        AnyDelimiterCodecError::MaxChunkLengthExceeded => io::Error::other("reply too long"),
-    })
 }
 
 /// The one router: every request goes to the handler named after it.
@@ -210,6 +236,11 @@ async fn route(context: &Context, request: Request) -> Reply {
     }
 }
 
+/// A read that failed: classified like a storage failure, told as what it is.
+fn read_error_body(error: &StoreError) -> ErrorBody {
+    ErrorBody { message: format!("cannot read the database: {error}"), ..storage_error_body(error) }
+}
+
 fn to_json(data: impl serde::Serialize) -> Box<RawValue> {
     orders_shared::protocol::raw(&data)
 }
@@ -223,7 +254,7 @@ where
     T: serde::Serialize + Send + 'static,
     F: FnOnce(&rusqlite::Connection) -> Result<T, crate::store::StoreError> + Send + 'static,
 {
-    context.readers.read(query).await.map(to_json).map_err(|error| storage_error_body(&error))
+    context.readers.read(query).await.map(to_json).map_err(|error| read_error_body(&error))
 }
 
 async fn find_order(context: &Context, id: OrderId) -> Result<OrderView, ErrorBody> {
@@ -231,13 +262,15 @@ async fn find_order(context: &Context, id: OrderId) -> Result<OrderView, ErrorBo
         .readers
         .read(move |conn| projection::get(conn, id))
         .await
-        .map_err(|error| storage_error_body(&error))?;
+        .map_err(|error| read_error_body(&error))?;
     found.ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, format!("no order {id}")))
 }
 
 /// Events in log order from `from` (inclusive), a page at most.
 fn event_page(conn: &rusqlite::Connection, request: &EventsRequest) -> Result<EventPage, StoreError> {
-    let store = EventStore::new(conn);
+    // One snapshot for the page and the head it reports.
+    let snapshot = conn.unchecked_transaction()?;
+    let store = EventStore::new(&snapshot);
     let head = store.head()?;
     let after = request.from.unwrap_or(1).max(1) - 1;
     let limit = request.limit.unwrap_or(EventsRequest::MAX_LIMIT).min(EventsRequest::MAX_LIMIT);
@@ -255,22 +288,26 @@ async fn follow_events(context: &Context, lines: &mut Lines, request: EventsRequ
     let mut after = request.from.unwrap_or(1).max(1) - 1;
     let mut left = request.limit;
     loop {
+        if context.shutdown.is_cancelled() {
+            let stopping = ErrorBody::new(ErrorCode::Unavailable, "the daemon is shutting down");
+            return lines.reply(Reply::error(stopping)).await;
+        }
         head.borrow_and_update();
         let wanted = left.map_or(FOLLOW_PAGE, |left| left.min(FOLLOW_PAGE));
         let page = EventsRequest { from: Some(after + 1), limit: Some(wanted), follow: false };
         let page = match context.readers.read(move |conn| event_page(conn, &page)).await {
             Ok(page) => page,
-            Err(error) => return send(lines, Reply::error(storage_error_body(&error))).await,
+            Err(error) => return lines.reply(Reply::error(read_error_body(&error))).await,
         };
         let read = page.events.len() as u64;
         for event in page.events {
             after = event.position;
-            send(lines, Reply::event(event)).await?;
+            lines.reply(Reply::event(event)).await?;
         }
         if let Some(left) = left.as_mut() {
             *left -= read;
             if *left == 0 {
-                return send(lines, Reply::data(serde_json::json!({ "position": after }))).await;
+                return lines.reply(Reply::data(serde_json::json!({ "position": after }))).await;
             }
         }
         if read == wanted {
@@ -292,7 +329,7 @@ async fn wait_for_news(
         tokio::select! {
             changed = head.changed() => return Ok(changed.is_ok()),
             () = context.shutdown.cancelled() => {
-                send(lines, Reply::error(ErrorBody::new(ErrorCode::Unavailable, "the daemon is shutting down"))).await?;
+                lines.reply(Reply::error(ErrorBody::new(ErrorCode::Unavailable, "the daemon is shutting down"))).await?;
                 return Ok(false);
             }
             incoming = lines.next() => match incoming {
@@ -314,26 +351,29 @@ async fn watch_order(context: &Context, lines: &mut Lines, id: OrderId) -> io::R
         let found = context
             .readers
             .read(move |conn| {
+                // One snapshot: three streams and the row, as of the same commit.
+                let snapshot = conn.unchecked_transaction()?;
                 let streams = StreamKind::ALL.map(|kind| StreamId::new(kind, id));
-                let events = EventStore::new(conn).read_streams(&streams)?;
-                Ok((events, projection::get(conn, id)?))
+                let events = EventStore::new(&snapshot).read_streams(&streams)?;
+                Ok((events, projection::get(&snapshot, id)?))
             })
             .await;
         let (events, order) = match found {
             Ok(found) => found,
-            Err(error) => return send(lines, Reply::error(storage_error_body(&error))).await,
+            Err(error) => return lines.reply(Reply::error(read_error_body(&error))).await,
         };
         let Some(order) = order else {
-            return send(lines, Reply::error(ErrorBody::new(ErrorCode::NotFound, format!("no order {id}"))))
+            return lines
+                .reply(Reply::error(ErrorBody::new(ErrorCode::NotFound, format!("no order {id}"))))
                 .await;
         };
         let seen = after;
         for event in events.iter().filter(|event| event.position > seen) {
             after = event.position;
-            send(lines, Reply::event(event_view(event))).await?;
+            lines.reply(Reply::event(event_view(event))).await?;
         }
         if order.status.is_settled() {
-            return send(lines, Reply::data(order)).await;
+            return lines.reply(Reply::data(order)).await;
         }
         if !wait_for_news(context, lines, &mut head).await? {
             return Ok(());
@@ -348,20 +388,20 @@ async fn replay(context: &Context, lines: &mut Lines, check: bool) -> io::Result
     let (done_tx, mut done) = tokio::sync::oneshot::channel();
     let job = ReplayJob { check, progress: progress_tx, done: done_tx };
     if let Err(error) = context.writer.replay(job).await {
-        return send(lines, Reply::error(error)).await;
+        return lines.reply(Reply::error(error)).await;
     }
     tracing::info!(check, "replay started");
     loop {
         tokio::select! {
             biased;
-            Some(step) = progress.recv() => send(lines, Reply::progress(step)).await?,
+            Some(step) = progress.recv() => lines.reply(Reply::progress(step)).await?,
             result = &mut done => {
                 let reply = match result {
                     Ok(Ok(report)) => Reply::data(report),
                     Ok(Err(error)) => Reply::error(error),
                     Err(_) => Reply::error(ErrorBody::new(ErrorCode::Unavailable, "the daemon is shutting down")),
                 };
-                return send(lines, reply).await;
+                return lines.reply(reply).await;
             }
         }
     }
@@ -399,11 +439,13 @@ async fn order_history(context: &Context, id: OrderId) -> Result<Vec<EventView>,
     let events = context
         .readers
         .read(move |conn| {
+            // One snapshot: the three streams as of the same commit.
+            let snapshot = conn.unchecked_transaction()?;
             let streams = StreamKind::ALL.map(|kind| StreamId::new(kind, id));
-            EventStore::new(conn).read_streams(&streams)
+            EventStore::new(&snapshot).read_streams(&streams)
         })
         .await
-        .map_err(|error| storage_error_body(&error))?;
+        .map_err(|error| read_error_body(&error))?;
     if events.is_empty() {
         return Err(ErrorBody::new(ErrorCode::NotFound, format!("no order {id}")));
     }
@@ -437,7 +479,7 @@ async fn status(context: &Context) -> Result<DaemonStatus, ErrorBody> {
             Ok([events, count("orders")?, count("payment_requests")?, count("delivery_timers")?])
         })
         .await
-        .map_err(|error| storage_error_body(&error))?;
+        .map_err(|error| read_error_body(&error))?;
     Ok(DaemonStatus {
         pid: std::process::id(),
         version: env!("CARGO_PKG_VERSION").to_owned(),

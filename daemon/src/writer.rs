@@ -1,13 +1,14 @@
 //! The writer: one thread owns the read-write connection and commits commands in batches.
 //!
 //! Group commit: the thread takes every command waiting in its queue (up to [`MAX_BATCH`]), runs
-//! each in its own savepoint inside one transaction, commits once, and only then acknowledges
-//! them. One fsync pays for the whole batch; a command that fails rolls back its savepoint alone.
-//! rusqlite blocks, so the connection lives on this plain thread and never crosses an `.await`.
-
-use std::thread::JoinHandle;
+//! them in one transaction, commits once, and only then acknowledges them. One fsync pays for the
+//! whole batch. Commands share the transaction without savepoints (see [`Isolation`]): a refused
+//! command wrote nothing, and a batch in which a command failed after writing is run again with a
+//! savepoint per command. rusqlite blocks, so the connection lives on this plain thread and never
+//! crosses an `.await`. Between batches the thread also carries a replay forward, a chunk at a time.
 
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use jiff::Timestamp;
 use orders_shared::protocol::{ErrorBody, ErrorCode, OrderView};
@@ -23,7 +24,7 @@ use crate::replay::{Rebuild, ReplayJob};
 use crate::sagas::delivery::DeliveryDue;
 use crate::sagas::payment::PaymentDue;
 use crate::settlements::Settlements;
-use crate::store::RecordedEvent;
+use crate::store::{RecordedEvent, StoreError};
 
 /// The most commands committed in one transaction.
 pub const MAX_BATCH: usize = 1024;
@@ -124,6 +125,7 @@ fn run(
     announcements: &Announcements,
     shutdown: &CancellationToken,
 ) {
+    let _loud = StopOnPanic(shutdown);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut rebuild: Option<Rebuild> = None;
     loop {
@@ -184,6 +186,19 @@ fn run(
     tracing::debug!("writer stopped: no more commands");
 }
 
+/// A writer that panics takes the daemon down with it, loudly, instead of leaving it up and
+/// answering every write "shutting down".
+struct StopOnPanic<'a>(&'a CancellationToken);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!("the writer thread panicked; the daemon stops");
+            self.0.cancel();
+        }
+    }
+}
+
 fn start_rebuild(conn: &Connection, job: ReplayJob, rebuild: &mut Option<Rebuild>) {
     if rebuild.is_some() {
         let busy = ErrorBody::new(ErrorCode::Busy, "a replay is running already; wait for it to finish");
@@ -241,7 +256,7 @@ enum Isolation {
     Savepoints,
 }
 
-type BatchOutcome = Result<Option<(Vec<WriteResult>, Vec<RecordedEvent>)>, crate::store::StoreError>;
+type BatchOutcome = Result<Option<(Vec<WriteResult>, Vec<RecordedEvent>)>, StoreError>;
 
 /// Runs a batch in one transaction and commits it.
 fn run_batch(
@@ -272,6 +287,14 @@ fn run_batch(
                 }
             }
         };
+        // After SQLITE_FULL or an I/O error SQLite may have rolled the whole transaction back by
+        // itself and returned to autocommit: carrying on would commit the next commands one by
+        // one while their batch is answered "nothing was stored". Refuse the whole batch.
+        if let Err(error) = &result
+            && tx.is_autocommit()
+        {
+            return Err(StoreError::RolledBack(error.message.clone()));
+        }
         results.push(result);
     }
     if let Some(last) = recorded.last() {
@@ -332,6 +355,41 @@ mod tests {
             total: Total::try_from(total).expect("total"),
             idempotency_key: None,
         })
+    }
+
+    /// A full database in the middle of a batch: whatever SQLite rolled back, the batch is
+    /// answered as not stored and nothing of it is, and the next batch works once there is room.
+    #[test]
+    fn a_batch_that_fills_the_database_stores_nothing_of_it() {
+        let mut db = Db::new();
+        db.create(2);
+        let before = crate::store::EventStore::new(&db.conn).head().expect("head");
+        let pages: i64 = db.conn.query_row("PRAGMA page_count", [], |row| row.get(0)).expect("pages");
+        db.conn.pragma_update(None, "max_page_count", pages + 2).expect("a nearly full database");
+        let (payments, _) = mpsc::unbounded_channel();
+        let (deliveries, _) = mpsc::unbounded_channel();
+        let announcements = Announcements {
+            head: watch::channel(0).0,
+            payments,
+            deliveries,
+            settlements: Arc::new(crate::settlements::Settlements::default()),
+        };
+        let policy = Policy { delivery_delay: jiff::SignedDuration::ZERO };
+        let (jobs, answers): (Vec<_>, Vec<_>) = (0..400).map(|n| job(create(2 * n + 2))).unzip();
+        let mut batch = jobs;
+        commit_batch(&mut db.conn, &mut batch, &policy, &announcements);
+        let answers: Vec<WriteResult> =
+            answers.into_iter().map(|rx| rx.blocking_recv().expect("answered")).collect();
+        let stored = answers.iter().filter(|answer| answer.is_ok()).count();
+        let head = crate::store::EventStore::new(&db.conn).head().expect("head");
+        assert_eq!(head - before, 2 * stored as i64, "what was answered stored is stored, and nothing else");
+        assert!(answers.iter().any(Result::is_err), "the database did fill up");
+        assert!(db.conn.is_autocommit(), "no transaction left open");
+
+        db.conn.pragma_update(None, "max_page_count", 1_000_000).expect("room again");
+        let (retry, answer) = job(create(4));
+        commit_batch(&mut db.conn, &mut vec![retry], &policy, &announcements);
+        assert!(answer.blocking_recv().expect("answered").is_ok());
     }
 
     /// A command that fails after it wrote (here: a payment decision whose order was forged

@@ -443,10 +443,9 @@ impl ErrorBody {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
-    /// The line could not be read as a request: bad JSON, unknown command, wrong field types.
+    /// The line could not be read as a request: bad JSON, unknown command, wrong field types,
+    /// or a value the domain refuses (an empty user, a total of 0); the message says which.
     InvalidRequest,
-    /// A well-formed request with a value the domain refuses (an empty user, a total of 0).
-    InvalidArgument,
     /// No order with that id.
     NotFound,
     /// The business rules refuse it (cancelling a delivered order).

@@ -185,3 +185,22 @@ fn a_slow_client_is_cut_off_and_idle_crowds_do_not_block_the_others() {
     drop(idle);
     daemon.create("after", 2);
 }
+
+#[test]
+fn stopping_does_not_wait_for_a_client_that_stopped_reading() {
+    let mut daemon = TestDaemon::start();
+    let stream = UnixStream::connect(daemon.socket()).expect("connect");
+    let mut writer = stream.try_clone().expect("clone");
+    let flooder = std::thread::spawn(move || {
+        let line = b"{\"v\":1,\"cmd\":\"list\",\"limit\":100}\n";
+        while writer.write_all(line).is_ok() {}
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let stopped = daemon.run(["daemon", "stop"]);
+    assert_eq!(code(&stopped), 0, "{}", stderr(&stopped));
+    assert!(started.elapsed() < Duration::from_secs(10), "stopped after {:?}", started.elapsed());
+    assert!(daemon.reap().success(), "a clean exit");
+    stream.shutdown(std::net::Shutdown::Both).expect("hang up");
+    flooder.join().expect("flooder");
+}

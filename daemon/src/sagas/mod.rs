@@ -5,9 +5,9 @@
 //! nothing twice. Their open steps are in the database (`payment_requests`, `delivery_timers`)
 //! and are loaded again on start.
 //!
-//! Both workers are one [`Scheduler`]: a heap of steps by due time; the steps that fall due
+//! Both workers are one scheduler ([`run`]): a heap of steps by due time; the steps that fall due
 //! together go to the writer together (and share its commits); a step that fails for a passing
-//! reason (disk full) is tried again a second later.
+//! reason (disk full) is tried again a second later, any other failure is logged and left open.
 
 pub mod delivery;
 pub mod payment;
@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use orders_shared::OrderId;
+use orders_shared::protocol::ErrorCode;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -96,10 +97,17 @@ pub async fn run<S: Step>(
                 Ok(_) => {}
                 // Shutting down: the step stays open in the database and resumes on the next start.
                 Err(_) if shutdown.is_cancelled() => {}
-                Err(error) => {
-                    tracing::error!(order = %step.order(), step = S::NAME, code = ?error.code,
+                // A passing fault (a full disk, a busy database): try again shortly.
+                Err(error) if matches!(error.code, ErrorCode::Unavailable | ErrorCode::Busy) => {
+                    tracing::warn!(order = %step.order(), step = S::NAME,
                         "{}; retrying in {RETRY_AFTER:?}", error.message);
                     waiting.push(Reverse((Instant::now() + RETRY_AFTER, step)));
+                }
+                // Anything else is a bug or a damaged log: retrying cannot help. The step stays open
+                // in the database (and `orders check` reports it); the next start tries it again.
+                Err(error) => {
+                    tracing::error!(order = %step.order(), step = S::NAME, code = ?error.code,
+                        "{}; left open until the next start", error.message);
                 }
             }
         }

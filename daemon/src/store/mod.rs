@@ -58,6 +58,9 @@ pub enum StoreError {
     Decode { position: i64, source: DecodeError },
     #[error("the database is inconsistent: {0}")]
     Corrupt(String),
+    /// SQLite rolled the whole transaction back by itself (after a full disk or an I/O error).
+    #[error("the transaction was rolled back after: {0}")]
+    RolledBack(String),
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
 }
