@@ -349,6 +349,19 @@ mod tests {
         (CommandJob { command, reply }, answer)
     }
 
+    /// What the writer needs around a batch, with nobody listening to its announcements.
+    fn quiet_writer() -> (Announcements, Policy) {
+        let (payments, _) = mpsc::unbounded_channel();
+        let (deliveries, _) = mpsc::unbounded_channel();
+        let announcements = Announcements {
+            head: watch::channel(0).0,
+            payments,
+            deliveries,
+            settlements: Arc::new(crate::settlements::Settlements::default()),
+        };
+        (announcements, Policy { delivery_delay: jiff::SignedDuration::ZERO })
+    }
+
     fn create(total: i64) -> WriteCommand {
         WriteCommand::Create(CreateRequest {
             user: "batch".parse().expect("user"),
@@ -366,15 +379,7 @@ mod tests {
         let before = crate::store::EventStore::new(&db.conn).head().expect("head");
         let pages: i64 = db.conn.query_row("PRAGMA page_count", [], |row| row.get(0)).expect("pages");
         db.conn.pragma_update(None, "max_page_count", pages + 2).expect("a nearly full database");
-        let (payments, _) = mpsc::unbounded_channel();
-        let (deliveries, _) = mpsc::unbounded_channel();
-        let announcements = Announcements {
-            head: watch::channel(0).0,
-            payments,
-            deliveries,
-            settlements: Arc::new(crate::settlements::Settlements::default()),
-        };
-        let policy = Policy { delivery_delay: jiff::SignedDuration::ZERO };
+        let (announcements, policy) = quiet_writer();
         let (jobs, answers): (Vec<_>, Vec<_>) = (0..400).map(|n| job(create(2 * n + 2))).unzip();
         let mut batch = jobs;
         commit_batch(&mut db.conn, &mut batch, &policy, &announcements);
@@ -414,15 +419,7 @@ mod tests {
         let (refused, refused_answer) = job(WriteCommand::Cancel(OrderId::from_uuid(uuid::Uuid::now_v7())));
         let (last, last_answer) = job(create(6));
         let mut batch = vec![first, bad, refused, last];
-        let (payments, _) = mpsc::unbounded_channel();
-        let (deliveries, _) = mpsc::unbounded_channel();
-        let announcements = Announcements {
-            head: watch::channel(0).0,
-            payments,
-            deliveries,
-            settlements: Arc::new(crate::settlements::Settlements::default()),
-        };
-        let policy = Policy { delivery_delay: jiff::SignedDuration::ZERO };
+        let (announcements, policy) = quiet_writer();
         commit_batch(&mut db.conn, &mut batch, &policy, &announcements);
 
         let answer = |rx: oneshot::Receiver<WriteResult>| rx.blocking_recv().expect("answered");
