@@ -8,7 +8,7 @@ use orders_shared::protocol::{
     Request, ShowRequest, WaitRequest,
 };
 
-use crate::args::{Cli, ColorChoice, Command, DaemonCommand, GlobalArgs, ListArgs};
+use crate::args::{Cli, Command, DaemonCommand, GlobalArgs, ListArgs};
 use crate::failure::{Exit, Failure};
 use crate::output;
 use crate::{daemon, eventlog};
@@ -19,14 +19,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     let global = &cli.global;
     let out = &mut io::stdout().lock();
     let autostart = !global.no_autostart;
-    let color = match global.color {
-        ColorChoice::Always => true,
-        ColorChoice::Never => false,
-        // https://no-color.org: set and not empty means no colour.
-        ColorChoice::Auto => {
-            io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-        }
-    };
+    let color = global.color.colours(io::stdout().is_terminal());
     match cli.command {
         Command::Create(args) => {
             let request = Request::Create(CreateRequest {

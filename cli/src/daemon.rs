@@ -4,13 +4,16 @@
 //! at the same instant, the first starts one and the others, once they get the lock, find it
 //! answering. The daemon itself holds a lock on its data directory, so that a second one can
 //! never serve the same data.
+//!
+//! Nothing here deletes anything at the socket path: a file there that is not a live socket is
+//! for the daemon to replace (a dead socket) or refuse (anything else).
 
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use orders_daemon::files::{self, Access};
 use orders_daemon::lock::{self, Holder};
 use orders_daemon::paths::{Paths, default_log_file};
 use orders_shared::protocol::{DaemonStatus, Request};
@@ -66,12 +69,8 @@ fn path_failure(error: impl std::fmt::Display) -> Failure {
 pub async fn start_in_background(paths: &Paths, args: &[String]) -> Result<bool, Failure> {
     paths.ensure_socket_dir().map_err(path_failure)?;
     let lock_path = paths.start_lock_file();
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| path_failure(format!("{}: {e}", lock_path.display())))?;
+    // 0600, and never through a symlink: as root, a planted link would create or truncate its target.
+    let lock = files::open_private(&lock_path, Access::ReadWrite).map_err(path_failure)?.file;
     lock.lock().map_err(|e| path_failure(format!("cannot lock {}: {e}", lock_path.display())))?;
 
     // Another client may have started one while this one waited for the lock.
@@ -165,7 +164,7 @@ pub async fn status(paths: &Paths) -> Result<DaemonStatus, Failure> {
     let mut client = match Client::connect(&paths.socket).await {
         Ok(client) => client,
         Err(error) if is_absent(&error) => {
-            return Err(match lock::holder(&paths.lock_file()) {
+            return Err(match lock::holder(&paths.data_dir) {
                 Some(holder) => {
                     wedged(paths, &holder, &format!("its socket {} is gone", paths.socket.display()))
                 }
@@ -177,7 +176,7 @@ pub async fn status(paths: &Paths) -> Result<DaemonStatus, Failure> {
     match tokio::time::timeout(ANSWER_TIMEOUT, client.call(&Request::Status)).await {
         Ok(answer) => answer,
         Err(_) => {
-            let holder = lock::holder(&paths.lock_file()).unwrap_or(Holder { pid: None, socket: None });
+            let holder = lock::holder(&paths.data_dir).unwrap_or(Holder { pid: None, socket: None });
             Err(wedged(
                 paths,
                 &holder,
@@ -205,12 +204,11 @@ pub async fn stop(paths: &Paths) -> Result<Option<DaemonStatus>, Failure> {
         match tokio::time::timeout(ANSWER_TIMEOUT, client.call(&Request::Shutdown)).await {
             Ok(answer) => answer?,
             Err(_) => {
-                let holder = lock::holder(&paths.lock_file()).unwrap_or(Holder { pid: None, socket: None });
+                let holder = lock::holder(&paths.data_dir).unwrap_or(Holder { pid: None, socket: None });
                 return Err(wedged(paths, &holder, "does not answer"));
             }
         };
-    let lock_file = Path::new(&status.data_dir).join(orders_daemon::paths::LOCK_FILE);
-    if !wait_for_exit(&lock_file, STOP_TIMEOUT).await {
+    if !wait_for_exit(Path::new(&status.data_dir), STOP_TIMEOUT).await {
         return Err(Failure::new(
             Exit::Failure,
             format!("the daemon (pid {}) did not exit within {STOP_TIMEOUT:?}", status.pid),
@@ -222,9 +220,9 @@ pub async fn stop(paths: &Paths) -> Result<Option<DaemonStatus>, Failure> {
 
 /// Waits until nobody holds the data directory's lock: the daemon holds it until its very last
 /// instruction, and the kernel releases it when the process dies.
-async fn wait_for_exit(lock_file: &Path, timeout: Duration) -> bool {
+async fn wait_for_exit(data_dir: &Path, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
-    while lock::holder(lock_file).is_some() {
+    while lock::holder(data_dir).is_some() {
         if Instant::now() > deadline {
             return false;
         }
@@ -239,7 +237,7 @@ pub async fn restart(paths: &Paths, args: &RunArgs) -> Result<DaemonStatus, Fail
     if let Err(failure) = stop(paths).await {
         eprintln!("note: {}; stopping it by signal", failure.message);
     }
-    if let Some(holder) = lock::holder(&paths.lock_file()) {
+    if let Some(holder) = lock::holder(&paths.data_dir) {
         terminate(paths, &holder).await?;
     }
     start(paths, args).await
@@ -247,19 +245,18 @@ pub async fn restart(paths: &Paths, args: &RunArgs) -> Result<DaemonStatus, Fail
 
 /// SIGTERM (and SIGCONT, so that a stopped process can act on it), then SIGKILL if it lingers.
 async fn terminate(paths: &Paths, holder: &Holder) -> Result<(), Failure> {
-    let lock_file = paths.lock_file();
     let pid =
         holder.pid.and_then(|pid| i32::try_from(pid).ok()).and_then(Pid::from_raw).ok_or_else(|| {
-            Failure::new(Exit::Failure, format!("{} names no daemon pid", lock_file.display()))
+            Failure::new(Exit::Failure, format!("{} names no daemon pid", paths.holder_file().display()))
         })?;
     let _ = kill_process(pid, Signal::TERM);
     let _ = kill_process(pid, Signal::CONT);
-    if wait_for_exit(&lock_file, Duration::from_secs(10)).await {
+    if wait_for_exit(&paths.data_dir, Duration::from_secs(10)).await {
         return Ok(());
     }
     eprintln!("note: the daemon (pid {}) ignored SIGTERM; sending SIGKILL", pid.as_raw_nonzero());
     let _ = kill_process(pid, Signal::KILL);
-    if wait_for_exit(&lock_file, Duration::from_secs(10)).await {
+    if wait_for_exit(&paths.data_dir, Duration::from_secs(10)).await {
         return Ok(());
     }
     Err(Failure::new(Exit::Failure, format!("the daemon (pid {}) would not exit", pid.as_raw_nonzero())))

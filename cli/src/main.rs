@@ -1,12 +1,13 @@
 //! `orders`: parse the command line, run the command, exit with a documented code.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
 use orders::args::{Cli, Command, DaemonCommand, GlobalArgs, RunArgs};
 use orders::commands;
 use orders::failure::{Exit, Failure};
+use orders_daemon::logging::Stderr;
 use orders_daemon::paths::default_log_file;
 
 fn main() -> ExitCode {
@@ -42,7 +43,14 @@ fn run_daemon(global: &GlobalArgs, args: &RunArgs) -> Result<(), Failure> {
         Some(path) => path.clone(),
         None => default_log_file().map_err(|e| Failure::new(Exit::Failure, e.to_string()))?,
     };
-    orders_daemon::logging::init(&args.log_level, &log_file, !args.background).map_err(failed)?;
+    let stderr = if args.background {
+        Stderr::Off
+    } else if global.color.colours(std::io::stderr().is_terminal()) {
+        Stderr::Coloured
+    } else {
+        Stderr::Plain
+    };
+    orders_daemon::logging::init(&args.log_level, &log_file, stderr).map_err(failed)?;
     let mut config = orders_daemon::Config::new(paths);
     config.log_file = log_file.clone();
     config.limits.max_connections = args.max_connections as usize;

@@ -9,13 +9,15 @@
 //! - [`replay`]: rebuilding the read model from the log, online;
 //! - [`check`]: the invariant checker over the whole log;
 //! - [`server`]: the Unix socket server and its router;
-//! - [`paths`], [`lock`], [`logging`]: where things live, one daemon per data directory, logs.
+//! - [`paths`], [`lock`], [`logging`]: where things live, one daemon per data directory, logs;
+//! - [`files`]: the daemon's own files, owner-only and never opened through a symlink.
 //!
 //! The `orders` binary calls [`run`] for `orders daemon run`; tests can call it directly.
 
 pub mod check;
 pub mod checkpointer;
 pub mod commands;
+pub mod files;
 pub mod lock;
 pub mod logging;
 pub mod paths;
@@ -34,6 +36,7 @@ mod testing;
 
 use std::future::Future;
 use std::io;
+use std::os::unix::fs::FileTypeExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -212,25 +215,39 @@ fn raise_fd_limit() -> u64 {
     limit.current.unwrap_or(u64::MAX)
 }
 
-/// Binds the socket, replacing a stale one left by a crashed daemon but never a live one.
+/// Binds the socket, replacing a stale one left by a crashed daemon but never a live one, and
+/// never anything that is not a socket: a regular file, a FIFO or a device at the path (a
+/// mistyped `--socket /dev/null`) is an error naming it, never deleted (issue 11).
 async fn bind(paths: &Paths) -> anyhow::Result<Listener> {
     paths.ensure_socket_dir()?;
     let socket = &paths.socket;
-    if std::fs::symlink_metadata(socket).is_ok() {
-        let name = socket.as_path().to_fs_name::<GenericFilePath>()?;
-        match interprocess::local_socket::tokio::Stream::connect(name).await {
-            Ok(_) => anyhow::bail!(
-                "another daemon answers on {}; stop it first (orders daemon stop) or choose another socket (--socket, ORDERS_SOCKET)",
-                socket.display()
-            ),
-            Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => {
-                tracing::info!(socket = %socket.display(), "replacing a stale socket left by a daemon that died");
-                std::fs::remove_file(socket)
-                    .with_context(|| format!("cannot remove the stale socket {}", socket.display()))?;
-            }
-            Err(error) => {
-                return Err(error)
-                    .with_context(|| format!("cannot check the existing socket {}", socket.display()));
+    match std::fs::symlink_metadata(socket) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot check the socket path {}", socket.display()));
+        }
+        Ok(meta) if !meta.file_type().is_socket() => anyhow::bail!(
+            "{} is {}, not a socket; refusing to replace it. Remove it yourself if it is not needed, \
+             or choose another socket (--socket, ORDERS_SOCKET)",
+            socket.display(),
+            files::kind(&meta)
+        ),
+        Ok(_) => {
+            let name = socket.as_path().to_fs_name::<GenericFilePath>()?;
+            match interprocess::local_socket::tokio::Stream::connect(name).await {
+                Ok(_) => anyhow::bail!(
+                    "another daemon answers on {}; stop it first (orders daemon stop) or choose another socket (--socket, ORDERS_SOCKET)",
+                    socket.display()
+                ),
+                Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => {
+                    tracing::info!(socket = %socket.display(), "replacing a stale socket left by a daemon that died");
+                    std::fs::remove_file(socket)
+                        .with_context(|| format!("cannot remove the stale socket {}", socket.display()))?;
+                }
+                Err(error) => {
+                    return Err(error)
+                        .with_context(|| format!("cannot check the existing socket {}", socket.display()));
+                }
             }
         }
     }

@@ -1,10 +1,13 @@
 //! Where the daemon keeps its files and listens, resolved the same way by the daemon and the CLI.
 //!
 //! - data directory: `--data-dir`, else `$ORDERS_DATA_DIR`, else the user's data directory
-//!   (`$XDG_DATA_HOME/orders` or `~/.local/share/orders`): the database and the daemon lock;
+//!   (`$XDG_DATA_HOME/orders` or `~/.local/share/orders`): the database and the holder file;
 //! - socket: `--socket`, else `$ORDERS_SOCKET`, else `$XDG_RUNTIME_DIR/orders/orders.sock`, else
-//!   (cron, sudo, CI: no runtime directory) `/tmp/orders-<uid>/orders.sock`, a private directory
-//!   that must belong to the user and be closed to others; it is checked before use.
+//!   (cron, sudo, CI: no runtime directory) `/tmp/orders-<uid>/orders.sock`.
+//!
+//! Wherever the socket's directory comes from, it must be a real directory that belongs to the
+//! user and is closed to group and others (0700): another user who can write there could swap
+//! the socket or plant links. It is checked before anything is put in it (issue 11).
 //!
 //! Flags and environment variables are merged by clap; this module supplies the defaults.
 
@@ -16,7 +19,9 @@ use directories::ProjectDirs;
 
 /// The file names inside the data directory.
 pub const DATABASE_FILE: &str = "orders.db";
-pub const LOCK_FILE: &str = "daemon.lock";
+/// Names the daemon holding the data directory (pid, socket), for messages only: the lock is an
+/// `flock` on the directory itself (see [`crate::lock`]).
+pub const HOLDER_FILE: &str = "daemon.pid";
 pub const LOG_FILE: &str = "daemon.log";
 const SOCKET_FILE: &str = "orders.sock";
 
@@ -52,8 +57,8 @@ impl Paths {
         self.data_dir.join(DATABASE_FILE)
     }
 
-    pub fn lock_file(&self) -> PathBuf {
-        self.data_dir.join(LOCK_FILE)
+    pub fn holder_file(&self) -> PathBuf {
+        self.data_dir.join(HOLDER_FILE)
     }
 
     /// Serialises daemon start-ups between clients racing to autostart one.
@@ -68,15 +73,12 @@ impl Paths {
         create_private_dir(&self.data_dir)
     }
 
-    /// Creates the socket's directory (mode 0700 when new) and, for the shared `/tmp` fallback,
-    /// proves it is ours and closed to others before anything is put in it.
+    /// Creates the socket's directory (mode 0700 when new) and proves it is ours and closed to
+    /// others before anything is put in it, wherever it comes from.
     pub fn ensure_socket_dir(&self) -> Result<(), PathError> {
         let dir = self.socket.parent().unwrap_or(Path::new("/"));
         create_private_dir(dir)?;
-        if dir == fallback_socket_dir() {
-            check_private(dir)?;
-        }
-        Ok(())
+        check_private(dir)
     }
 }
 
@@ -122,12 +124,30 @@ fn create_private_dir(dir: &Path) -> Result<(), PathError> {
         .map_err(|source| PathError::Io { path: dir.to_path_buf(), source })
 }
 
+/// The socket's directory must be a directory (not a link to one), owned by this user, mode 0700.
 fn check_private(dir: &Path) -> Result<(), PathError> {
     let meta =
         std::fs::symlink_metadata(dir).map_err(|source| PathError::Io { path: dir.to_path_buf(), source })?;
-    let uid = rustix::process::getuid().as_raw();
-    if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
-        return Err(PathError::NotPrivate { path: dir.to_path_buf() });
+    let not_private = |why: String, fix: String| PathError::NotPrivate { path: dir.to_path_buf(), why, fix };
+    let uid = rustix::process::geteuid().as_raw();
+    let mode = meta.permissions().mode() & 0o7777;
+    if !meta.is_dir() {
+        return Err(not_private(
+            format!("is {}, not a directory", crate::files::kind(&meta)),
+            "Remove it".to_owned(),
+        ));
+    }
+    if meta.uid() != uid {
+        return Err(not_private(
+            format!("belongs to uid {}, not to you (uid {uid})", meta.uid()),
+            format!("Run `chown {uid} {}` if it is yours", dir.display()),
+        ));
+    }
+    if mode & 0o077 != 0 {
+        return Err(not_private(
+            format!("has mode {mode:04o}: group or others may use it"),
+            format!("Run `chmod 700 {}`", dir.display()),
+        ));
     }
     Ok(())
 }
@@ -144,10 +164,10 @@ pub enum PathError {
     )]
     SocketTooLong { path: PathBuf, length: usize },
     #[error(
-        "{path} is not a private directory of this user (it must be owned by you with mode 0700); \
-         remove it or choose another socket with --socket or ORDERS_SOCKET"
+        "the socket directory {path} {why}; it must be a directory of yours with mode 0700. \
+         {fix}, or choose another socket with --socket or ORDERS_SOCKET"
     )]
-    NotPrivate { path: PathBuf },
+    NotPrivate { path: PathBuf, why: String, fix: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
@@ -176,13 +196,19 @@ mod tests {
     }
 
     #[test]
-    fn a_shared_fallback_directory_must_be_private() {
+    fn a_socket_directory_must_be_private() {
         let base = tempfile::tempdir().expect("tempdir");
         let dir = base.path().join("orders-test");
         std::fs::create_dir(&dir).expect("mkdir");
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
-        assert!(matches!(check_private(&dir), Err(PathError::NotPrivate { .. })));
+        let error = check_private(&dir).expect_err("open to others");
+        let message = error.to_string();
+        assert!(message.contains("mode 0777") && message.contains("chmod 700"), "{message}");
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
         check_private(&dir).expect("private now");
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).expect("symlink");
+        let message = check_private(&link).expect_err("a link").to_string();
+        assert!(message.contains("is a symbolic link"), "{message}");
     }
 }

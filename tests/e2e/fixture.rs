@@ -41,6 +41,9 @@ impl TestDaemon {
     /// The directories of a daemon, none running yet.
     pub fn stopped_with(env: &[(&str, &str)]) -> TestDaemon {
         let dir = tempfile::Builder::new().prefix("orders-e2e").tempdir().expect("tempdir");
+        // It holds the socket: the daemon and the client refuse a directory open to others.
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .expect("chmod the tempdir");
         TestDaemon {
             dir,
             child: None,
@@ -368,9 +371,7 @@ impl Drop for TestDaemon {
             let _ = child.wait();
         }
         // A daemon a client started on demand is nobody's child: find it by its lock.
-        if let Some(pid) =
-            orders_daemon::lock::holder(&self.data_dir().join("daemon.lock")).and_then(|h| h.pid)
-        {
+        if let Some(pid) = orders_daemon::lock::holder(&self.data_dir()).and_then(|h| h.pid) {
             let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
         }
     }

@@ -7,6 +7,7 @@ mod basics;
 mod cli;
 mod crash;
 mod faults;
+mod hostile_files;
 mod lifecycle;
 mod replay;
 mod sagas;

@@ -63,6 +63,9 @@ pub enum StoreError {
     RolledBack(String),
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
+    /// The database file is a symlink, no regular file, or cannot be opened.
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
 }
 
 impl From<rusqlite::types::FromSqlError> for StoreError {
@@ -73,10 +76,32 @@ impl From<rusqlite::types::FromSqlError> for StoreError {
 
 /// Opens the one read-write connection: WAL, and `synchronous=FULL` so that a commit is on disk
 /// before it is acknowledged.
+///
+/// The database is created 0600 whatever the umask (SQLite would make it 0644), never through a
+/// symlink; SQLite gives its `-wal` and `-shm` the database's mode. Files left open to others
+/// by an older version are tightened to 0600, and the log says so (issue 11).
 pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    let opened = crate::files::open_private(path, crate::files::Access::ReadWrite)?;
+    drop(opened.file);
+    let mut tightened = vec![(path.to_path_buf(), opened.tightened_from)];
+    for suffix in ["-wal", "-shm"] {
+        let mut companion = path.as_os_str().to_owned();
+        companion.push(suffix);
+        let companion = std::path::PathBuf::from(companion);
+        let from = crate::files::tighten_if_present(&companion)?;
+        tightened.push((companion, from));
+    }
+    for (file, from) in tightened {
+        if let Some(mode) = from {
+            tracing::warn!(file = %file.display(), "the file was open to others (mode {mode:04o}); made it 0600");
+        }
+    }
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_NOFOLLOW,
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -95,7 +120,7 @@ const WRITER_AUTOCHECKPOINT_PAGES: i64 = 8192;
 pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_NOFOLLOW,
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(64);
