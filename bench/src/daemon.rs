@@ -25,6 +25,9 @@ pub struct Daemon {
 impl Daemon {
     /// Starts a daemon on `dir` (its data in `dir/data`) and waits until it answers.
     pub fn start(dir: &Path, env: &[(&str, &str)]) -> anyhow::Result<Daemon> {
+        // The socket's directory must be private (0700): the daemon refuses one open to others.
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .with_context(|| format!("chmod 700 {}", dir.display()))?;
         let socket = dir.join("orders.sock");
         let data_dir = dir.join("data");
         let mut command = Command::new(orders_binary()?);

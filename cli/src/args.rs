@@ -40,7 +40,8 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub json: bool,
 
-    /// Colour the text output: auto (on a terminal, unless NO_COLOR is set), always, never
+    /// Colour the text output and the log of `daemon run` on stderr: auto (on a terminal, unless
+    /// NO_COLOR is set), always, never
     #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
     pub color: ColorChoice,
 

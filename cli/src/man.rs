@@ -47,7 +47,10 @@ const FILES: &[(&str, &str)] = &[
         "$XDG_DATA_HOME/orders/orders.db",
         "The SQLite database: the event log, the read model and the open saga steps.",
     ),
-    ("$XDG_DATA_HOME/orders/daemon.lock", "Held by the running daemon; names its pid and socket."),
+    (
+        "$XDG_DATA_HOME/orders/daemon.pid",
+        "Names the running daemon's pid and socket (the daemon locks the directory itself).",
+    ),
     (
         "$XDG_RUNTIME_DIR/orders/orders.sock",
         "The daemon's socket (/tmp/orders-UID/orders.sock without XDG_RUNTIME_DIR).",

@@ -40,47 +40,24 @@ fn run_expecting_exit(mut command: Command) -> Output {
 fn nothing_but_a_dead_socket_at_the_socket_path_is_ever_replaced() {
     let daemon = TestDaemon::stopped_with(&[]);
     let socket = daemon.socket();
-    let mut cases: Vec<(&str, Box<dyn Fn(&Path)>)> = vec![
-        ("a regular file", Box::new(|path| std::fs::write(path, "precious").expect("write"))),
-        (
-            "a FIFO",
-            Box::new(|path| {
-                rustix::fs::mknodat(rustix::fs::CWD, path, rustix::fs::FileType::Fifo, 0o600.into(), 0)
-                    .expect("mkfifo")
-            }),
-        ),
-    ];
-    let null_device = rustix::fs::makedev(1, 3);
+    use rustix::fs::{CWD, FileType, makedev, mknodat};
+    // What to plant: a regular file, or a node made with mknod (a FIFO, the null device).
+    let mut cases: Vec<(&str, Option<(FileType, u64)>)> =
+        vec![("a regular file", None), ("a FIFO", Some((FileType::Fifo, 0)))];
+    let null_device = (FileType::CharacterDevice, makedev(1, 3));
     let probe = daemon.dir().join("probe-device");
-    if is_root()
-        && rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &probe,
-            rustix::fs::FileType::CharacterDevice,
-            0o600.into(),
-            null_device,
-        )
-        .is_ok()
-    {
+    if is_root() && mknodat(CWD, &probe, null_device.0, 0o600.into(), null_device.1).is_ok() {
         std::fs::remove_file(&probe).expect("remove the probe");
-        cases.push((
-            "a character device",
-            Box::new(move |path| {
-                rustix::fs::mknodat(
-                    rustix::fs::CWD,
-                    path,
-                    rustix::fs::FileType::CharacterDevice,
-                    0o600.into(),
-                    null_device,
-                )
-                .expect("mknod")
-            }),
-        ));
+        cases.push(("a character device", Some(null_device)));
     } else {
         eprintln!("skipped the device node: needs root (and CAP_MKNOD) to mknod");
     }
-    for (kind, make) in &cases {
-        make(&socket);
+    let make = |node: &Option<(FileType, u64)>| match node {
+        None => std::fs::write(&socket, "precious").expect("write"),
+        Some((file_type, device)) => mknodat(CWD, &socket, *file_type, 0o600.into(), *device).expect("mknod"),
+    };
+    for (kind, node) in &cases {
+        make(node);
         let file_type = std::fs::symlink_metadata(&socket).expect("made").file_type();
         // The daemon itself, and a client starting one: neither may delete it.
         let mut run = daemon.command();
