@@ -4,8 +4,8 @@ use std::io::{self, IsTerminal, Write};
 
 use orders_daemon::paths::Paths;
 use orders_shared::protocol::{
-    CancelRequest, CheckReport, CreateRequest, EventView, HistoryRequest, ListRequest, OrderPage, OrderView,
-    Request, ShowRequest, WaitRequest,
+    CancelRequest, CheckReport, CheckRequest, CreateRequest, EventView, HistoryRequest, ListRequest,
+    OrderPage, OrderView, Request, ShowRequest, WaitRequest,
 };
 
 use crate::args::{Cli, ColorChoice, Command, DaemonCommand, GlobalArgs, ListArgs};
@@ -118,8 +118,10 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Check => {
-            let report: CheckReport =
-                daemon::connect(&paths, autostart).await?.call_within(&Request::Check, CHECK_TIMEOUT).await?;
+            let report: CheckReport = daemon::connect(&paths, autostart)
+                .await?
+                .call_within(&Request::Check(CheckRequest {}), CHECK_TIMEOUT)
+                .await?;
             if global.json {
                 output::json(out, &report)?;
             } else {

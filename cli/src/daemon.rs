@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use orders_daemon::lock::{self, Holder};
 use orders_daemon::paths::{Paths, default_log_file};
-use orders_shared::protocol::{DaemonStatus, Request};
+use orders_shared::protocol::{DaemonStatus, Request, ShutdownRequest, StatusRequest};
 use rustix::process::{Pid, Signal, kill_process};
 
 use crate::args::RunArgs;
@@ -174,7 +174,7 @@ pub async fn status(paths: &Paths) -> Result<DaemonStatus, Failure> {
         }
         Err(error) => return Err(cannot_connect(paths, &error)),
     };
-    match tokio::time::timeout(ANSWER_TIMEOUT, client.call(&Request::Status)).await {
+    match tokio::time::timeout(ANSWER_TIMEOUT, client.call(&Request::Status(StatusRequest {}))).await {
         Ok(answer) => answer,
         Err(_) => {
             let holder = lock::holder(&paths.lock_file()).unwrap_or(Holder { pid: None, socket: None });
@@ -202,7 +202,8 @@ pub async fn stop(paths: &Paths) -> Result<Option<DaemonStatus>, Failure> {
         Err(error) => return Err(cannot_connect(paths, &error)),
     };
     let status: DaemonStatus =
-        match tokio::time::timeout(ANSWER_TIMEOUT, client.call(&Request::Shutdown)).await {
+        match tokio::time::timeout(ANSWER_TIMEOUT, client.call(&Request::Shutdown(ShutdownRequest {}))).await
+        {
             Ok(answer) => answer?,
             Err(_) => {
                 let holder = lock::holder(&paths.lock_file()).unwrap_or(Holder { pid: None, socket: None });

@@ -1,6 +1,8 @@
 //! Bad input is refused with a clear message and a non-zero exit, and creates nothing.
 
-use crate::fixture::{TestDaemon, code, stderr};
+use serde_json::json;
+
+use crate::fixture::{RawClient, TestDaemon, code, stderr};
 
 fn assert_nothing_created(daemon: &TestDaemon) {
     assert_eq!(daemon.json(["list"]), serde_json::json!([]), "nothing was created");
@@ -62,5 +64,35 @@ fn unknown_order_ids_are_not_found() {
         assert_eq!(code(&output), 3, "{command}: {}", stderr(&output));
         assert!(stderr(&output).contains(&format!("no order {unknown}")), "{}", stderr(&output));
     }
+    assert_nothing_created(&daemon);
+}
+
+/// Issue 11: `shutdown` with an unknown field stopped the daemon, `check` and `status` took any
+/// field, and a key given twice was merged (`"total":3,"total":4` placed an order of 4).
+#[test]
+fn unknown_fields_and_keys_given_twice_are_refused_on_the_wire() {
+    let daemon = TestDaemon::start();
+    let mut client = RawClient::connect(&daemon.socket());
+    let cases: [(&str, &str); 9] = [
+        (r#"{"v":1,"cmd":"shutdown","dry_run":true}"#, "unknown field `dry_run`"),
+        (r#"{"v":1,"cmd":"status","verbose":1}"#, "unknown field `verbose`"),
+        (r#"{"v":1,"cmd":"check","fix":true}"#, "unknown field `fix`"),
+        (r#"{"v":1,"cmd":"create","user":"alice","total":3,"totl":4}"#, "unknown field `totl`"),
+        (r#"{"v":1,"cmd":"create","user":"alice","total":3,"total":4}"#, r#"the field "total" is given twice"#),
+        (r#"{"v":1,"cmd":"create","user":"alice","user":"bob","total":2}"#, r#"the field "user" is given twice"#),
+        (r#"{"v":1,"v":1,"cmd":"status"}"#, r#"the field "v" is given twice"#),
+        (r#"{"v":1,"cmd":"status","cmd":"shutdown"}"#, r#"the field "cmd" is given twice"#),
+        (r#"{"v":1,"cmd":"list","since":{"a":1,"a":2}}"#, r#"the field "since.a" is given twice"#),
+    ];
+    for (line, says) in cases {
+        client.send_raw(format!("{line}\n").as_bytes());
+        let reply = client.reply().unwrap_or_else(|| panic!("no reply to {line}: the daemon went away"));
+        assert_eq!(reply["ok"], false, "{line}: {reply}");
+        assert_eq!(reply["error"]["code"], "invalid_request", "{line}: {reply}");
+        let message = reply["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{line}: {message}");
+    }
+    let status = client.call(json!({"v": 1, "cmd": "status"}));
+    assert_eq!(status["ok"], true, "the daemon still serves: {status}");
     assert_nothing_created(&daemon);
 }
