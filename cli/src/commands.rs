@@ -44,7 +44,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 writeln!(out, "{}", order.id)?;
                 out.flush()?;
             }
-            let timeout_ms = u64::try_from(args.timeout.as_millis()).unwrap_or(u64::MAX);
+            let timeout_ms = crate::args::whole_millis_up(args.timeout);
             let wait = Request::Wait(WaitRequest { id: order.id, timeout_ms: Some(timeout_ms) });
             match client.call::<OrderView>(&wait).await {
                 Ok(settled) if global.json => output::json(out, &settled)?,
