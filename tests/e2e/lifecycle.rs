@@ -409,3 +409,47 @@ fn daemon_start_and_run_refuse_exactly_the_same_values() {
         assert!(!daemon.data_dir().exists(), "{flag} {value}: no daemon touched the data");
     }
 }
+
+/// Issue 11: a create that timed out against a stopped daemon said only "did not answer", yet
+/// it was committed once the daemon resumed. A write that times out now says it may still be
+/// carried out, and how to retry safely.
+#[test]
+fn a_write_that_times_out_says_it_may_still_be_carried_out() {
+    let daemon = TestDaemon::start_with(&[("ORDERS_PAYMENT_DELAY", "1h")]);
+    let pending = daemon.create("alice", 2);
+    let pid = daemon.pid().to_string();
+    std::process::Command::new("kill").args(["-STOP", &pid]).status().expect("SIGSTOP");
+    let impatient = |args: &[&str]| {
+        let output = daemon.command().env("ORDERS_REPLY_TIMEOUT", "300ms").args(args).output().expect("run");
+        assert_eq!(code(&output), 5, "{args:?}: {}", stderr(&output));
+        assert!(stderr(&output).contains("the daemon did not answer within 300ms"), "{}", stderr(&output));
+        stderr(&output)
+    };
+    let create = impatient(&["create", "--user", "bob", "--total", "4"]);
+    assert!(create.contains("the create may still be carried out"), "{create}");
+    assert!(create.contains("--idempotency-key K") && create.contains("orders list --user bob"), "{create}");
+    let keyed = impatient(&["create", "--user", "carol", "--total", "4", "--idempotency-key", "k-1"]);
+    assert!(keyed.contains("same `--idempotency-key k-1` is safe"), "{keyed}");
+    let cancel = impatient(&["cancel", &pending]);
+    assert!(cancel.contains("the cancel may still be carried out"), "{cancel}");
+    assert!(cancel.contains(&format!("orders show {pending}")), "{cancel}");
+    let show = impatient(&["show", &pending]);
+    assert!(!show.contains("carried out"), "a read changes nothing: {show}");
+
+    std::process::Command::new("kill").args(["-CONT", &pid]).status().expect("SIGCONT");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (mut bob, mut carol) = (serde_json::json!([]), serde_json::json!([]));
+    while std::time::Instant::now() < deadline {
+        bob = daemon.json(["list", "--user", "bob"]);
+        carol = daemon.json(["list", "--user", "carol"]);
+        if bob.as_array().is_some_and(|o| !o.is_empty()) && carol.as_array().is_some_and(|o| !o.is_empty()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(bob.as_array().map(Vec::len), Some(1), "the create was carried out after all: {bob}");
+    assert_eq!(carol.as_array().map(Vec::len), Some(1), "{carol}");
+    let retried = daemon.ok(["create", "--user", "carol", "--total", "4", "--idempotency-key", "k-1"]);
+    assert_eq!(retried.trim(), carol[0]["id"], "the retry with the key returned the same order");
+    assert_eq!(daemon.json(["show", &pending])["status"], "cancelled", "so was the cancel");
+}
