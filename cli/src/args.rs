@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use jiff::Timestamp;
+use orders_daemon::settings::{self, Bound};
 use orders_shared::protocol::IdempotencyKey;
 use orders_shared::{OrderId, OrderStatus, Total, UserId};
 
@@ -151,8 +152,9 @@ pub struct CreateArgs {
     #[arg(long, short)]
     pub wait: bool,
 
-    /// With --wait: give up after this long (exit code 6)
-    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration, requires = "wait")]
+    /// With --wait: give up after this long (exit code 6); at most 30 days (720h), counted in
+    /// whole milliseconds (rounded up)
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_wait_timeout, requires = "wait")]
     pub timeout: Duration,
 
     /// A retry key: repeating the command with the same key returns the same order instead of
@@ -257,19 +259,20 @@ pub struct RunArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 
-    /// From an order's approval to its delivery
+    /// From an order's approval to its delivery; at most 7 days (168h)
     #[arg(long, env = "ORDERS_DELIVERY_DELAY", default_value = "3s", value_name = "DURATION",
-          value_parser = parse_duration)]
+          value_parser = parse_delivery_delay)]
     pub delivery_delay: Duration,
 
-    /// How long the payment provider takes to decide (simulated latency, for demos and tests)
+    /// How long the payment provider takes to decide (simulated latency, for demos and tests); at
+    /// most 1 day (24h)
     #[arg(long, env = "ORDERS_PAYMENT_DELAY", default_value = "0", value_name = "DURATION",
-          value_parser = parse_duration)]
+          value_parser = parse_payment_delay)]
     pub payment_delay: Duration,
 
-    /// Close a connection that sends no request for this long
+    /// Close a connection that sends no request for this long; more than 0, at most 1 day (24h)
     #[arg(long, env = "ORDERS_IDLE_TIMEOUT", default_value = "30s", value_name = "DURATION",
-          value_parser = parse_positive_duration)]
+          value_parser = parse_idle_timeout)]
     pub idle_timeout: Duration,
 
     /// Log to the file only, not to stderr (set when the client starts the daemon)
@@ -303,6 +306,41 @@ pub fn parse_since(text: &str) -> Result<Timestamp, String> {
     Err(format!(
         "invalid time '{text}': expected 2026-11-25T10:00:00Z, 2026-11-25 10:00, 2026-11-25, or a time ago such as 30m, 2h, 7d"
     ))
+}
+
+/// The longest `create --wait --timeout`: longer than any order can take to settle.
+pub const WAIT_TIMEOUT: Bound =
+    Bound { name: "the timeout", max: Duration::from_secs(30 * 24 * 3600), max_in_words: "30 days (720h)" };
+
+/// `--delivery-delay`, within [`settings::DELIVERY_DELAY`] (issue 11).
+pub fn parse_delivery_delay(text: &str) -> Result<Duration, String> {
+    bounded(text, parse_duration(text)?, settings::DELIVERY_DELAY)
+}
+
+/// `--payment-delay`, within [`settings::PAYMENT_DELAY`].
+pub fn parse_payment_delay(text: &str) -> Result<Duration, String> {
+    bounded(text, parse_duration(text)?, settings::PAYMENT_DELAY)
+}
+
+/// `--idle-timeout`: more than 0, within [`settings::IDLE_TIMEOUT`].
+pub fn parse_idle_timeout(text: &str) -> Result<Duration, String> {
+    bounded(text, parse_positive_duration(text)?, settings::IDLE_TIMEOUT)
+}
+
+/// `create --timeout`, within [`WAIT_TIMEOUT`].
+pub fn parse_wait_timeout(text: &str) -> Result<Duration, String> {
+    bounded(text, parse_duration(text)?, WAIT_TIMEOUT)
+}
+
+fn bounded(text: &str, duration: Duration, bound: Bound) -> Result<Duration, String> {
+    bound.check(duration).map_err(|why| format!("invalid duration '{text}': {why}"))
+}
+
+/// A duration as whole milliseconds for the wire (`wait`'s `timeout_ms`), rounded up so that a
+/// wait is never shorter than asked: `500us` is 1 ms, not 0 (issue 11).
+pub fn whole_millis_up(duration: Duration) -> u64 {
+    let millis = duration.as_nanos().div_ceil(1_000_000);
+    u64::try_from(millis).unwrap_or(u64::MAX)
 }
 
 /// Parses a duration that must not be zero.
@@ -358,5 +396,37 @@ mod tests {
         assert!(parse_duration("3").is_err());
         assert!(parse_positive_duration("0").is_err());
         assert_eq!(parse_positive_duration("1s"), Ok(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn delays_and_timeouts_past_their_bound_are_refused_in_words() {
+        assert_eq!(parse_delivery_delay("168h"), Ok(Duration::from_secs(7 * 24 * 3600)));
+        for (parse, text, says) in [
+            (
+                parse_delivery_delay as fn(&str) -> Result<Duration, String>,
+                "999999999999s",
+                "at most 7 days (168h)",
+            ),
+            (parse_delivery_delay, "168h 1ns", "the delivery delay must be at most 7 days (168h)"),
+            (parse_payment_delay, "25h", "the payment delay must be at most 1 day (24h)"),
+            (parse_idle_timeout, "24h 1s", "the idle timeout must be at most 1 day (24h)"),
+            (parse_idle_timeout, "0", "longer than 0"),
+            (parse_wait_timeout, "721h", "the timeout must be at most 30 days (720h)"),
+        ] {
+            let refused = parse(text).expect_err(text);
+            assert!(refused.contains(says) && refused.contains(text), "{text}: {refused}");
+        }
+        assert_eq!(parse_idle_timeout("500us"), Ok(Duration::from_micros(500)));
+        assert_eq!(parse_wait_timeout("720h"), Ok(WAIT_TIMEOUT.max));
+    }
+
+    #[test]
+    fn a_wait_is_sent_in_whole_milliseconds_rounded_up() {
+        assert_eq!(whole_millis_up(Duration::ZERO), 0);
+        assert_eq!(whole_millis_up(Duration::from_nanos(1)), 1);
+        assert_eq!(whole_millis_up(Duration::from_micros(500)), 1);
+        assert_eq!(whole_millis_up(Duration::from_micros(1500)), 2);
+        assert_eq!(whole_millis_up(Duration::from_secs(60)), 60_000);
+        assert_eq!(whole_millis_up(Duration::MAX), u64::MAX);
     }
 }

@@ -88,9 +88,9 @@ impl Client {
             // The daemon answers a wait by its own deadline.
             Request::Wait(wait) => {
                 Duration::from_millis(wait.timeout_ms.unwrap_or(WaitRequest::DEFAULT_TIMEOUT_MS))
-                    + REPLY_TIMEOUT
+                    + reply_timeout()
             }
-            _ => REPLY_TIMEOUT,
+            _ => reply_timeout(),
         };
         self.call_within(request, patience).await
     }
@@ -105,7 +105,8 @@ impl Client {
             self.send(request).await.map_err(lost)?;
             self.receive().await.map_err(lost)?.ok_or_else(|| lost(io::ErrorKind::UnexpectedEof.into()))
         };
-        let reply = tokio::time::timeout(patience, exchange).await.map_err(|_| no_answer(patience))??;
+        let reply =
+            tokio::time::timeout(patience, exchange).await.map_err(|_| no_answer(request, patience))??;
         data(reply)
     }
 }
@@ -123,11 +124,44 @@ pub fn data<T: DeserializeOwned>(reply: Reply) -> Result<T, Failure> {
 /// How long a request may wait for its reply.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The daemon took the connection but never answered.
-pub fn no_answer(patience: Duration) -> Failure {
-    Failure::new(Exit::Unavailable, format!("the daemon did not answer within {patience:?}")).with_hint(
-        "check it with `orders daemon status`; `orders daemon restart` replaces a daemon that is stuck",
-    )
+/// [`REPLY_TIMEOUT`], unless `ORDERS_REPLY_TIMEOUT` (undocumented: for tests, which cannot wait
+/// 30 s) sets another duration.
+pub fn reply_timeout() -> Duration {
+    std::env::var("ORDERS_REPLY_TIMEOUT")
+        .ok()
+        .and_then(|text| crate::args::parse_positive_duration(&text).ok())
+        .unwrap_or(REPLY_TIMEOUT)
+}
+
+/// The daemon took the connection but never answered. It has the request, though: a daemon that
+/// is stopped or slow carries out a write once it resumes (issue 11: eight creates that timed out
+/// against a stopped daemon were all committed after it resumed), so a write says so.
+pub fn no_answer(request: &Request, patience: Duration) -> Failure {
+    let message = format!("the daemon did not answer within {patience:?}");
+    let stuck = "`orders daemon status` tells whether it is stuck; `orders daemon restart` replaces it";
+    match request {
+        Request::Create(create) => {
+            let retry = match &create.idempotency_key {
+                Some(key) => format!(
+                    "retrying with the same `--idempotency-key {}` is safe: it returns that order \
+                     instead of placing another",
+                    key.as_str()
+                ),
+                None => format!(
+                    "check with `orders list --user {}` before placing it again; with \
+                     `--idempotency-key K` a retry is safe (it returns the same order)",
+                    create.user
+                ),
+            };
+            Failure::new(Exit::Unavailable, format!("{message}; the create may still be carried out"))
+                .with_hint(format!("{retry}; {stuck}"))
+        }
+        Request::Cancel(cancel) => {
+            Failure::new(Exit::Unavailable, format!("{message}; the cancel may still be carried out"))
+                .with_hint(format!("check with `orders show {}`; {stuck}", cancel.id))
+        }
+        _ => Failure::new(Exit::Unavailable, message).with_hint(stuck),
+    }
 }
 
 /// The connection broke mid-request.

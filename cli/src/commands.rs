@@ -4,8 +4,8 @@ use std::io::{self, IsTerminal, Write};
 
 use orders_daemon::paths::Paths;
 use orders_shared::protocol::{
-    CancelRequest, CheckReport, CreateRequest, EventView, HistoryRequest, ListRequest, OrderPage, OrderView,
-    Request, ShowRequest, WaitRequest,
+    CancelRequest, CheckReport, CheckRequest, CreateRequest, EventView, HistoryRequest, ListRequest,
+    OrderPage, OrderView, Request, ShowRequest, WaitRequest,
 };
 
 use crate::args::{Cli, Command, DaemonCommand, GlobalArgs, ListArgs};
@@ -37,7 +37,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 writeln!(out, "{}", order.id)?;
                 out.flush()?;
             }
-            let timeout_ms = u64::try_from(args.timeout.as_millis()).unwrap_or(u64::MAX);
+            let timeout_ms = crate::args::whole_millis_up(args.timeout);
             let wait = Request::Wait(WaitRequest { id: order.id, timeout_ms: Some(timeout_ms) });
             match client.call::<OrderView>(&wait).await {
                 Ok(settled) if global.json => output::json(out, &settled)?,
@@ -111,8 +111,10 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Check => {
-            let report: CheckReport =
-                daemon::connect(&paths, autostart).await?.call_within(&Request::Check, CHECK_TIMEOUT).await?;
+            let report: CheckReport = daemon::connect(&paths, autostart)
+                .await?
+                .call_within(&Request::Check(CheckRequest {}), CHECK_TIMEOUT)
+                .await?;
             if global.json {
                 output::json(out, &report)?;
             } else {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use orders_daemon::files::{self, Access};
 use orders_daemon::lock::{self, Holder};
 use orders_daemon::paths::{Paths, default_log_file};
-use orders_shared::protocol::{DaemonStatus, Request};
+use orders_shared::protocol::{DaemonStatus, Request, ShutdownRequest, StatusRequest};
 use rustix::process::{Pid, Signal, kill_process};
 
 use crate::args::RunArgs;
@@ -142,17 +142,23 @@ pub async fn start(paths: &Paths, args: &RunArgs) -> Result<DaemonStatus, Failur
         "--max-connections".to_owned(),
         args.max_connections.to_string(),
         "--idle-timeout".to_owned(),
-        format!("{}ms", args.idle_timeout.as_millis()),
+        exact(args.idle_timeout),
         "--delivery-delay".to_owned(),
-        format!("{}ms", args.delivery_delay.as_millis()),
+        exact(args.delivery_delay),
         "--payment-delay".to_owned(),
-        format!("{}ms", args.payment_delay.as_millis()),
+        exact(args.payment_delay),
     ];
     if let Some(log_file) = &args.log_file {
         forwarded.extend(["--log-file".to_owned(), log_file.display().to_string()]);
     }
     start_in_background(paths, &forwarded).await?;
     status(paths).await
+}
+
+/// A duration as `daemon run` reads it back unchanged: in nanoseconds. Whole milliseconds lost
+/// what was finer (issue 11: `--idle-timeout 500us` became `0ms`, which `run` refuses).
+fn exact(duration: std::time::Duration) -> String {
+    format!("{}ns", duration.as_nanos())
 }
 
 /// How long `status`, `stop` and `restart` wait for an answer before calling a daemon wedged.
@@ -173,7 +179,7 @@ pub async fn status(paths: &Paths) -> Result<DaemonStatus, Failure> {
         }
         Err(error) => return Err(cannot_connect(paths, &error)),
     };
-    match tokio::time::timeout(ANSWER_TIMEOUT, client.call(&Request::Status)).await {
+    match tokio::time::timeout(ANSWER_TIMEOUT, client.call(&Request::Status(StatusRequest {}))).await {
         Ok(answer) => answer,
         Err(_) => {
             let holder = lock::holder(&paths.data_dir).unwrap_or(Holder { pid: None, socket: None });
@@ -201,7 +207,8 @@ pub async fn stop(paths: &Paths) -> Result<Option<DaemonStatus>, Failure> {
         Err(error) => return Err(cannot_connect(paths, &error)),
     };
     let status: DaemonStatus =
-        match tokio::time::timeout(ANSWER_TIMEOUT, client.call(&Request::Shutdown)).await {
+        match tokio::time::timeout(ANSWER_TIMEOUT, client.call(&Request::Shutdown(ShutdownRequest {}))).await
+        {
             Ok(answer) => answer?,
             Err(_) => {
                 let holder = lock::holder(&paths.data_dir).unwrap_or(Holder { pid: None, socket: None });
@@ -260,4 +267,27 @@ async fn terminate(paths: &Paths, holder: &Holder) -> Result<(), Failure> {
         return Ok(());
     }
     Err(Failure::new(Exit::Failure, format!("the daemon (pid {}) would not exit", pid.as_raw_nonzero())))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::exact;
+    use crate::args::{parse_delivery_delay, parse_idle_timeout, parse_payment_delay};
+
+    #[test]
+    fn forwarded_durations_read_back_unchanged() {
+        let max = orders_daemon::settings::DELIVERY_DELAY.max;
+        for duration in
+            [Duration::from_nanos(1), Duration::from_micros(500), Duration::from_micros(1500), max]
+        {
+            assert_eq!(parse_delivery_delay(&exact(duration)), Ok(duration));
+            assert_eq!(
+                parse_idle_timeout(&exact(duration.min(Duration::from_secs(3600)))),
+                Ok(duration.min(Duration::from_secs(3600)))
+            );
+        }
+        assert_eq!(parse_payment_delay(&exact(Duration::ZERO)), Ok(Duration::ZERO));
+    }
 }

@@ -10,7 +10,8 @@
 //! - [`check`]: the invariant checker over the whole log;
 //! - [`server`]: the Unix socket server and its router;
 //! - [`paths`], [`lock`], [`logging`]: where things live, one daemon per data directory, logs;
-//! - [`files`]: the daemon's own files, owner-only and never opened through a symlink.
+//! - [`files`]: the daemon's own files, owner-only and never opened through a symlink;
+//! - [`settings`]: the bounds of the daemon's durations.
 //!
 //! The `orders` binary calls [`run`] for `orders daemon run`; tests can call it directly.
 
@@ -27,6 +28,7 @@ pub mod readers;
 pub mod replay;
 pub mod sagas;
 pub mod server;
+pub mod settings;
 pub mod settlements;
 pub mod store;
 pub mod writer;
@@ -86,11 +88,21 @@ impl Config {
             payment_provider: Arc::new(EvenOddProvider),
         }
     }
+
+    /// Refuses durations past their [`settings`] bounds, as the command line does: a delay too
+    /// long would be stored in every delivery's due time (issue 11).
+    pub fn check(&self) -> anyhow::Result<()> {
+        settings::DELIVERY_DELAY.check(self.delivery_delay).map_err(anyhow::Error::msg)?;
+        settings::PAYMENT_DELAY.check(self.payment_latency).map_err(anyhow::Error::msg)?;
+        settings::IDLE_TIMEOUT.check(self.limits.idle_timeout).map_err(anyhow::Error::msg)?;
+        Ok(())
+    }
 }
 
 /// Serves until `shutdown` resolves or a client asks it to stop, then finishes the requests in
 /// flight, closes the database and removes the socket.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    config.check()?;
     let paths = config.paths.clone();
     paths.ensure_data_dir()?;
     let _lock = DataDirLock::acquire(&paths)?;
@@ -177,6 +189,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         data_dir = %paths.data_dir.display(),
         events = head,
         delivery_delay = ?config.delivery_delay,
+        payment_delay = ?config.payment_latency,
+        idle_timeout = ?limits.idle_timeout,
         resumed_payments = resumed.0,
         resumed_deliveries = resumed.1,
         "daemon ready"

@@ -221,9 +221,9 @@ async fn route(context: &Context, request: Request) -> Reply {
         Request::Watch(_) | Request::Replay(_) => {
             unreachable!("streaming requests are handled by the connection")
         }
-        Request::Check => read(context, crate::check::check).await,
-        Request::Status => status(context).await.map(to_json),
-        Request::Shutdown => {
+        Request::Check(_) => read(context, crate::check::check).await,
+        Request::Status(_) => status(context).await.map(to_json),
+        Request::Shutdown(_) => {
             let status = status(context).await;
             tracing::info!("shutdown requested by a client");
             context.shutdown.cancel();

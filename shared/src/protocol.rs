@@ -38,9 +38,9 @@ pub enum Request {
     Watch(WatchRequest),
     Events(EventsRequest),
     Replay(ReplayRequest),
-    Check,
-    Status,
-    Shutdown,
+    Check(CheckRequest),
+    Status(StatusRequest),
+    Shutdown(ShutdownRequest),
 }
 
 impl Request {
@@ -56,24 +56,33 @@ impl Request {
             Request::Watch(_) => "watch",
             Request::Events(_) => "events",
             Request::Replay(_) => "replay",
-            Request::Check => "check",
-            Request::Status => "status",
-            Request::Shutdown => "shutdown",
+            Request::Check(_) => "check",
+            Request::Status(_) => "status",
+            Request::Shutdown(_) => "shutdown",
         }
     }
 
     /// Reads one request line. The version is checked before the command, so that a peer of
     /// another version gets `protocol_mismatch` rather than a confusing decoding error.
+    ///
+    /// Strict, so that a typo or a confused client is told rather than half-obeyed (issue 11):
+    /// a key named twice, at any depth, is refused (serde_json alone keeps the last one, and
+    /// `"total":3,"total":4` placed an order of 4), and so is any field a command does not
+    /// know, the field-less commands included.
     pub fn parse(line: &[u8]) -> Result<Request, ErrorBody> {
-        let text = std::str::from_utf8(line)
-            .map_err(|_| ErrorBody::new(ErrorCode::InvalidRequest, "the request is not valid UTF-8"))?;
-        let value: Value = serde_json::from_str(text).map_err(|e| {
-            ErrorBody::new(ErrorCode::InvalidRequest, format!("the request is not valid JSON: {e}"))
+        let invalid = |message: String| ErrorBody::new(ErrorCode::InvalidRequest, message);
+        let text =
+            std::str::from_utf8(line).map_err(|_| invalid("the request is not valid UTF-8".to_owned()))?;
+        // First the keys, because a `Value` keeps only the last of two.
+        serde_json::from_str::<UniqueKeys>(text).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => invalid(format!("invalid request: {e}")),
+            _ => invalid(format!("the request is not valid JSON: {e}")),
         })?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| invalid(format!("the request is not valid JSON: {e}")))?;
         let Value::Object(mut fields) = value else {
-            return Err(ErrorBody::new(
-                ErrorCode::InvalidRequest,
-                "the request must be a JSON object such as {\"v\":1,\"cmd\":\"status\"}",
+            return Err(invalid(
+                "the request must be a JSON object such as {\"v\":1,\"cmd\":\"status\"}".to_owned(),
             ));
         };
         match fields.remove("v") {
@@ -86,29 +95,113 @@ impl Request {
                     ),
                 ));
             }
-            Some(_) => {
-                return Err(ErrorBody::new(ErrorCode::InvalidRequest, "the field \"v\" must be a number"));
-            }
-            None => {
-                return Err(ErrorBody::new(
-                    ErrorCode::InvalidRequest,
-                    "the request has no protocol version (the field \"v\")",
-                ));
-            }
+            Some(_) => return Err(invalid("the field \"v\" must be a number".to_owned())),
+            None => return Err(invalid("the request has no protocol version (the field \"v\")".to_owned())),
         }
         match fields.get("cmd") {
             Some(Value::String(_)) => {}
-            Some(_) => {
-                return Err(ErrorBody::new(ErrorCode::InvalidRequest, "the field \"cmd\" must be a string"));
-            }
-            None => {
-                return Err(ErrorBody::new(ErrorCode::InvalidRequest, "the request has no \"cmd\" field"));
-            }
+            Some(_) => return Err(invalid("the field \"cmd\" must be a string".to_owned())),
+            None => return Err(invalid("the request has no \"cmd\" field".to_owned())),
         }
-        serde_json::from_value(Value::Object(fields))
-            .map_err(|e| ErrorBody::new(ErrorCode::InvalidRequest, format!("invalid request: {e}")))
+        serde_json::from_value(Value::Object(fields)).map_err(|e| invalid(format!("invalid request: {e}")))
     }
 }
+
+/// A JSON document in which no object names a key twice, at any depth; its content is not kept.
+/// Hand-written because serde_json has no such setting, and the crates that add one build a
+/// whole `Value` tree or pull in a policy engine: this is one visitor over the parser's events.
+struct UniqueKeys;
+
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde::de::DeserializeSeed::deserialize(Unique { path: "" }, deserializer)
+    }
+}
+
+/// Checks one value found at `path` (`""` for the document, then `total`, `a.b`, `a[2]`).
+#[derive(Clone, Copy)]
+struct Unique<'p> {
+    path: &'p str,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Unique<'_> {
+    type Value = UniqueKeys;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<UniqueKeys, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Unique<'_> {
+    type Value = UniqueKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_unit<E>(self) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut items: A) -> Result<UniqueKeys, A::Error> {
+        let mut index = 0_usize;
+        loop {
+            let path = format!("{}[{index}]", self.path);
+            if items.next_element_seed(Unique { path: &path })?.is_none() {
+                return Ok(UniqueKeys);
+            }
+            index += 1;
+        }
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut entries: A) -> Result<UniqueKeys, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = entries.next_key::<String>()? {
+            let path = if self.path.is_empty() { key.clone() } else { format!("{}.{key}", self.path) };
+            if !seen.insert(key) {
+                return Err(serde::de::Error::custom(format_args!("the field \"{path}\" is given twice")));
+            }
+            entries.next_value_seed(Unique { path: &path })?;
+        }
+        Ok(UniqueKeys)
+    }
+}
+
+/// `check`, `status` and `shutdown` take no fields; a struct each, so that an unknown field is
+/// refused (serde ignores the fields of a unit variant of an internally tagged enum).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckRequest {}
+
+/// See [`CheckRequest`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusRequest {}
+
+/// See [`CheckRequest`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownRequest {}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -492,7 +585,7 @@ mod tests {
             serde_json::to_string(&Envelope { v: PROTOCOL_VERSION, request: &request }).expect("serializes");
         assert_eq!(line, r#"{"v":1,"cmd":"create","user":"alice","total":2}"#);
         assert_eq!(parse(&line), Ok(request));
-        assert_eq!(parse(r#"{"v":1,"cmd":"status"}"#), Ok(Request::Status));
+        assert_eq!(parse(r#"{"v":1,"cmd":"status"}"#), Ok(Request::Status(StatusRequest {})));
     }
 
     #[test]
@@ -517,6 +610,81 @@ mod tests {
         assert_eq!(
             Request::parse(b"{\"v\":1,\"cmd\":\"status\xff\"}").expect_err("refused").code,
             ErrorCode::InvalidRequest
+        );
+    }
+
+    /// One request of every command (a new command belongs here too).
+    fn one_of_each() -> Vec<Request> {
+        let id: OrderId = "019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b".parse().expect("valid id");
+        let requests = vec![
+            Request::Create(CreateRequest {
+                user: "alice".parse().expect("valid user"),
+                total: Total::try_from(2).expect("valid total"),
+                idempotency_key: None,
+            }),
+            Request::Show(ShowRequest { id }),
+            Request::List(ListRequest::default()),
+            Request::Cancel(CancelRequest { id }),
+            Request::Wait(WaitRequest { id, timeout_ms: None }),
+            Request::History(HistoryRequest { id }),
+            Request::Watch(WatchRequest { id }),
+            Request::Events(EventsRequest::default()),
+            Request::Replay(ReplayRequest::default()),
+            Request::Check(CheckRequest {}),
+            Request::Status(StatusRequest {}),
+            Request::Shutdown(ShutdownRequest {}),
+        ];
+        let names: std::collections::HashSet<_> = requests.iter().map(Request::name).collect();
+        assert_eq!(names.len(), requests.len(), "one request per command");
+        requests
+    }
+
+    fn line_of(request: &Request) -> String {
+        serde_json::to_string(&Envelope { v: PROTOCOL_VERSION, request }).expect("serializes")
+    }
+
+    #[test]
+    fn every_command_refuses_a_field_it_does_not_know() {
+        for request in one_of_each() {
+            let line = line_of(&request);
+            assert_eq!(parse(&line), Ok(request.clone()), "{line}");
+            let extra = format!("{},\"dry_run\":true}}", line.trim_end_matches('}'));
+            let refused = parse(&extra).expect_err(&extra);
+            assert_eq!(refused.code, ErrorCode::InvalidRequest, "{extra}");
+            assert!(refused.message.contains("unknown field `dry_run`"), "{extra}: {}", refused.message);
+        }
+        // Issue 11: this one stopped the daemon.
+        assert!(parse(r#"{"v":1,"cmd":"shutdown","dry_run":true}"#).is_err());
+        assert!(parse(r#"{"v":1,"cmd":"status","extra":null}"#).is_err());
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused_at_any_depth_and_named() {
+        for (line, field) in [
+            // Issue 11: this one placed an order of 4.
+            (r#"{"v":1,"cmd":"create","user":"alice","total":3,"total":4}"#, "total"),
+            (r#"{"v":1,"cmd":"create","user":"alice","total":4,"total":4}"#, "total"),
+            (r#"{"v":1,"cmd":"create","user":"alice","total":2,"tot\u0061l":2}"#, "total"),
+            (r#"{"v":1,"v":1,"cmd":"status"}"#, "v"),
+            (r#"{"v":1,"cmd":"status","cmd":"shutdown"}"#, "cmd"),
+            (r#"{"v":1,"cmd":"list","user":"a","user":"b"}"#, "user"),
+            (r#"{"v":1,"cmd":"list","since":{"at":1,"at":2}}"#, "since.at"),
+            (r#"{"v":1,"cmd":"list","x":[0,{"a":{"b":1,"b":1}}]}"#, "x[1].a.b"),
+        ] {
+            let refused = parse(line).expect_err(line);
+            assert_eq!(refused.code, ErrorCode::InvalidRequest, "{line}");
+            assert!(
+                refused.message.contains(&format!("the field \"{field}\" is given twice")),
+                "{line}: {}",
+                refused.message
+            );
+        }
+        // The same name in different objects is no duplicate.
+        assert!(
+            UniqueKeys::deserialize(&mut serde_json::Deserializer::from_str(
+                r#"{"a":{"a":1},"b":[{"a":1},{"a":2}]}"#
+            ))
+            .is_ok()
         );
     }
 
@@ -611,6 +779,35 @@ mod tests {
             #[test]
             fn any_bytes_are_parsed_or_refused(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
                 let _ = Request::parse(&bytes);
+            }
+
+            /// Any request with one of its keys given twice is refused, whatever the values.
+            #[test]
+            fn a_request_with_a_key_given_twice_is_refused(
+                cmd in command_name(),
+                fields in prop::collection::vec((field_name(), json_value()), 0..4),
+                twice in prop_oneof![field_name(), Just("v".to_owned()), Just("cmd".to_owned())],
+                values in (json_value(), json_value()),
+                at in (any::<prop::sample::Index>(), any::<prop::sample::Index>()),
+            ) {
+                let mut entries: Vec<(String, Value)> =
+                    vec![("v".into(), json!(PROTOCOL_VERSION)), ("cmd".into(), Value::from(cmd))];
+                for (key, value) in fields {
+                    if !entries.iter().any(|(k, _)| *k == key) {
+                        entries.push((key, value));
+                    }
+                }
+                entries.retain(|(key, _)| *key != twice);
+                entries.insert(at.0.index(entries.len() + 1), (twice.clone(), values.0));
+                entries.insert(at.1.index(entries.len() + 1), (twice.clone(), values.1));
+                let members: Vec<String> = entries
+                    .iter()
+                    .map(|(key, value)| format!("{}:{value}", Value::from(key.as_str())))
+                    .collect();
+                let line = format!("{{{}}}", members.join(","));
+                let refused = Request::parse(line.as_bytes()).expect_err("refused");
+                prop_assert_eq!(refused.code, ErrorCode::InvalidRequest);
+                prop_assert!(refused.message.contains(&format!("\"{twice}\" is given twice")), "{}", refused.message);
             }
 
             /// Requests of any shape: a known command with any fields, of any types. Whatever

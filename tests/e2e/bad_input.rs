@@ -1,6 +1,8 @@
 //! Bad input is refused with a clear message and a non-zero exit, and creates nothing.
 
-use crate::fixture::{TestDaemon, code, stderr};
+use serde_json::json;
+
+use crate::fixture::{RawClient, TestDaemon, code, stderr};
 
 fn assert_nothing_created(daemon: &TestDaemon) {
     assert_eq!(daemon.json(["list"]), serde_json::json!([]), "nothing was created");
@@ -63,4 +65,93 @@ fn unknown_order_ids_are_not_found() {
         assert!(stderr(&output).contains(&format!("no order {unknown}")), "{}", stderr(&output));
     }
     assert_nothing_created(&daemon);
+}
+
+/// Issue 11: `shutdown` with an unknown field stopped the daemon, `check` and `status` took any
+/// field, and a key given twice was merged (`"total":3,"total":4` placed an order of 4).
+#[test]
+fn unknown_fields_and_keys_given_twice_are_refused_on_the_wire() {
+    let daemon = TestDaemon::start();
+    let mut client = RawClient::connect(&daemon.socket());
+    let cases: [(&str, &str); 9] = [
+        (r#"{"v":1,"cmd":"shutdown","dry_run":true}"#, "unknown field `dry_run`"),
+        (r#"{"v":1,"cmd":"status","verbose":1}"#, "unknown field `verbose`"),
+        (r#"{"v":1,"cmd":"check","fix":true}"#, "unknown field `fix`"),
+        (r#"{"v":1,"cmd":"create","user":"alice","total":3,"totl":4}"#, "unknown field `totl`"),
+        (
+            r#"{"v":1,"cmd":"create","user":"alice","total":3,"total":4}"#,
+            r#"the field "total" is given twice"#,
+        ),
+        (
+            r#"{"v":1,"cmd":"create","user":"alice","user":"bob","total":2}"#,
+            r#"the field "user" is given twice"#,
+        ),
+        (r#"{"v":1,"v":1,"cmd":"status"}"#, r#"the field "v" is given twice"#),
+        (r#"{"v":1,"cmd":"status","cmd":"shutdown"}"#, r#"the field "cmd" is given twice"#),
+        (r#"{"v":1,"cmd":"list","since":{"a":1,"a":2}}"#, r#"the field "since.a" is given twice"#),
+    ];
+    for (line, says) in cases {
+        client.send_raw(format!("{line}\n").as_bytes());
+        let reply = client.reply().unwrap_or_else(|| panic!("no reply to {line}: the daemon went away"));
+        assert_eq!(reply["ok"], false, "{line}: {reply}");
+        assert_eq!(reply["error"]["code"], "invalid_request", "{line}: {reply}");
+        let message = reply["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{line}: {message}");
+    }
+    let status = client.call(json!({"v": 1, "cmd": "status"}));
+    assert_eq!(status["ok"], true, "the daemon still serves: {status}");
+    assert_nothing_created(&daemon);
+}
+
+/// Issue 11: `--delivery-delay 999999999999s` was accepted and put every delivery's due time at
+/// the year 9999. Each bound is enforced on the flag and on its environment variable alike.
+#[test]
+fn a_duration_past_its_bound_is_refused_from_the_flag_and_the_environment() {
+    for (flag, variable, value, says) in [
+        (
+            "--delivery-delay",
+            "ORDERS_DELIVERY_DELAY",
+            "999999999999s",
+            "the delivery delay must be at most 7 days (168h)",
+        ),
+        (
+            "--delivery-delay",
+            "ORDERS_DELIVERY_DELAY",
+            "169h",
+            "the delivery delay must be at most 7 days (168h)",
+        ),
+        ("--payment-delay", "ORDERS_PAYMENT_DELAY", "25h", "the payment delay must be at most 1 day (24h)"),
+        ("--idle-timeout", "ORDERS_IDLE_TIMEOUT", "48h", "the idle timeout must be at most 1 day (24h)"),
+    ] {
+        let daemon = TestDaemon::stopped_with(&[]);
+        let by_flag = || {
+            let mut command = daemon.command();
+            command.args(["daemon", "run", flag, value]);
+            command
+        };
+        let by_variable = || {
+            let mut command = daemon.command();
+            command.args(["daemon", "run"]).env(variable, value);
+            command
+        };
+        for mut command in [by_flag(), by_variable()] {
+            let mut child = command
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn");
+            let Some(status) = crate::fixture::wait_timeout(&mut child, std::time::Duration::from_secs(10))
+            else {
+                let _ = child.kill();
+                panic!("{flag} / {variable} = {value} was accepted: the daemon runs");
+            };
+            let output = child.wait_with_output().expect("output");
+            assert_eq!(status.code(), Some(2), "{variable}={value}: {}", stderr(&output));
+            assert!(stderr(&output).contains(says), "{variable}={value}: {}", stderr(&output));
+        }
+        assert!(!daemon.data_dir().exists(), "{value}: the data directory was not touched");
+    }
+    let create = TestDaemon::start().run(["create", "-u", "a", "-t", "2", "--wait", "--timeout", "721h"]);
+    assert_eq!(code(&create), 2, "{}", stderr(&create));
+    assert!(stderr(&create).contains("the timeout must be at most 30 days (720h)"), "{}", stderr(&create));
 }

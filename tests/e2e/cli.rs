@@ -205,3 +205,13 @@ fn a_retried_create_with_the_same_key_returns_the_same_order() {
     assert_eq!(eves.as_array().map(Vec::len), Some(2));
     assert_eq!(code(&daemon.run(["create", "--user", "eve", "--total", "2", "-k", ""])), 2, "an empty key");
 }
+
+/// Issue 11: `--timeout` went to the daemon in whole milliseconds rounded down, so `500us` asked
+/// for a wait of 0 ms. It is rounded up: a wait is never shorter than asked.
+#[test]
+fn a_wait_timeout_finer_than_a_millisecond_is_rounded_up() {
+    let daemon = TestDaemon::start_with(&[("ORDERS_PAYMENT_DELAY", "1h")]);
+    let output = daemon.run(["create", "-u", "alice", "-t", "2", "--wait", "--timeout", "500us"]);
+    assert_eq!(code(&output), 6, "{}", stderr(&output));
+    assert!(stderr(&output).contains("is still pending after 1ms"), "{}", stderr(&output));
+}

@@ -322,3 +322,134 @@ fn the_daemon_logs_to_its_file_and_to_stderr_in_the_foreground() {
     quiet.signal("TERM");
     assert!(!quiet.log().contains("daemon ready"), "the level is honoured: {}", quiet.log());
 }
+
+/// The durations the daemon says it took, from its "daemon ready" log line.
+fn settings_taken(log: &str) -> Vec<String> {
+    let ready = log.lines().find(|line| line.contains("daemon ready")).unwrap_or_else(|| panic!("{log}"));
+    ready
+        .split_whitespace()
+        .filter(|field| {
+            ["delivery_delay=", "payment_delay=", "idle_timeout="].iter().any(|k| field.starts_with(k))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The settings a foreground `daemon run` takes with these flags.
+fn taken_by_run(flags: &[&str]) -> Vec<String> {
+    let daemon = TestDaemon::stopped_with(&[]);
+    let mut child = daemon
+        .command()
+        .args(["daemon", "run"])
+        .args(flags)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn daemon run");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !daemon.log().contains("daemon ready") {
+        assert!(
+            child.try_wait().expect("try_wait").is_none(),
+            "daemon run {flags:?} exited:\n{}",
+            daemon.log()
+        );
+        assert!(std::time::Instant::now() < deadline, "daemon run {flags:?} never got ready");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    settings_taken(&daemon.log())
+}
+
+/// Issue 11: `daemon start` forwarded whole milliseconds, so `--idle-timeout 500us` became `0ms`
+/// (refused by the daemon it started) and `1500us` became `1ms`.
+#[test]
+fn daemon_start_hands_the_daemon_exactly_what_run_takes() {
+    for flags in [
+        ["--idle-timeout", "500us", "--delivery-delay", "1500us", "--payment-delay", "1ns"],
+        ["--idle-timeout", "1500us", "--delivery-delay", "500us", "--payment-delay", "0"],
+        ["--idle-timeout", "24h", "--delivery-delay", "168h", "--payment-delay", "24h"],
+        ["--idle-timeout", "2s", "--delivery-delay", "1s 999999999ns", "--payment-delay", "0"],
+    ] {
+        let by_run = taken_by_run(&flags);
+        let daemon = TestDaemon::stopped_with(&[]);
+        let started = daemon.run([&["daemon", "start"][..], &flags].concat());
+        // With an idle timeout this short, `start`'s own status request may come too late on a
+        // busy machine: the daemon then says so, naming the exact timeout it took.
+        let idle = by_run.iter().find_map(|field| field.strip_prefix("idle_timeout=")).expect("logged");
+        assert!(
+            code(&started) == 0 || stderr(&started).contains(&format!("no request for {idle}")),
+            "daemon start {flags:?}: {}",
+            stderr(&started)
+        );
+        assert_eq!(settings_taken(&daemon.log()), by_run, "{flags:?}");
+    }
+    let taken = taken_by_run(&["--idle-timeout", "500us", "--delivery-delay", "1500us"]);
+    assert_eq!(taken, ["delivery_delay=1.5ms", "payment_delay=0ns", "idle_timeout=500µs"]);
+}
+
+#[test]
+fn daemon_start_and_run_refuse_exactly_the_same_values() {
+    for (flag, value) in [
+        ("--idle-timeout", "0"),
+        ("--idle-timeout", "24h 1ns"),
+        ("--delivery-delay", "999999999999s"),
+        ("--delivery-delay", "-1s"),
+        ("--payment-delay", "25h"),
+        ("--payment-delay", "soon"),
+    ] {
+        let daemon = TestDaemon::stopped_with(&[]);
+        let start = daemon.run(["daemon", "start", flag, value]);
+        let run = daemon.run(["daemon", "run", flag, value]);
+        assert_eq!(code(&start), 2, "start {flag} {value}: {}", stderr(&start));
+        assert_eq!(code(&run), 2, "run {flag} {value}: {}", stderr(&run));
+        let words =
+            |output: &std::process::Output| stderr(output).lines().next().unwrap_or_default().to_owned();
+        assert_eq!(words(&start), words(&run), "{flag} {value}");
+        assert!(!daemon.data_dir().exists(), "{flag} {value}: no daemon touched the data");
+    }
+}
+
+/// Issue 11: a create that timed out against a stopped daemon said only "did not answer", yet
+/// it was committed once the daemon resumed. A write that times out now says it may still be
+/// carried out, and how to retry safely.
+#[test]
+fn a_write_that_times_out_says_it_may_still_be_carried_out() {
+    let daemon = TestDaemon::start_with(&[("ORDERS_PAYMENT_DELAY", "1h")]);
+    let pending = daemon.create("alice", 2);
+    let pid = daemon.pid().to_string();
+    std::process::Command::new("kill").args(["-STOP", &pid]).status().expect("SIGSTOP");
+    let impatient = |args: &[&str]| {
+        let output = daemon.command().env("ORDERS_REPLY_TIMEOUT", "300ms").args(args).output().expect("run");
+        assert_eq!(code(&output), 5, "{args:?}: {}", stderr(&output));
+        assert!(stderr(&output).contains("the daemon did not answer within 300ms"), "{}", stderr(&output));
+        stderr(&output)
+    };
+    let create = impatient(&["create", "--user", "bob", "--total", "4"]);
+    assert!(create.contains("the create may still be carried out"), "{create}");
+    assert!(create.contains("--idempotency-key K") && create.contains("orders list --user bob"), "{create}");
+    let keyed = impatient(&["create", "--user", "carol", "--total", "4", "--idempotency-key", "k-1"]);
+    assert!(keyed.contains("same `--idempotency-key k-1` is safe"), "{keyed}");
+    let cancel = impatient(&["cancel", &pending]);
+    assert!(cancel.contains("the cancel may still be carried out"), "{cancel}");
+    assert!(cancel.contains(&format!("orders show {pending}")), "{cancel}");
+    let show = impatient(&["show", &pending]);
+    assert!(!show.contains("carried out"), "a read changes nothing: {show}");
+
+    std::process::Command::new("kill").args(["-CONT", &pid]).status().expect("SIGCONT");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (mut bob, mut carol) = (serde_json::json!([]), serde_json::json!([]));
+    while std::time::Instant::now() < deadline {
+        bob = daemon.json(["list", "--user", "bob"]);
+        carol = daemon.json(["list", "--user", "carol"]);
+        if bob.as_array().is_some_and(|o| !o.is_empty()) && carol.as_array().is_some_and(|o| !o.is_empty()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(bob.as_array().map(Vec::len), Some(1), "the create was carried out after all: {bob}");
+    assert_eq!(carol.as_array().map(Vec::len), Some(1), "{carol}");
+    let retried = daemon.ok(["create", "--user", "carol", "--total", "4", "--idempotency-key", "k-1"]);
+    assert_eq!(retried.trim(), carol[0]["id"], "the retry with the key returned the same order");
+    assert_eq!(daemon.json(["show", &pending])["status"], "cancelled", "so was the cancel");
+}

@@ -1,0 +1,72 @@
+//! The longest durations a daemon accepts for its settings, and the words that say so.
+//!
+//! Issue 11: `--delivery-delay 999999999999s` was accepted, put each delivery's due time past the
+//! year 9999, and every later start of the daemon failed on it. The command line and [`Config`]
+//! now refuse anything past these bounds, with the same message.
+//!
+//! [`Config`]: crate::Config
+
+use std::time::Duration;
+
+/// A setting's upper bound.
+#[derive(Clone, Copy, Debug)]
+pub struct Bound {
+    /// The setting, as a sentence names it.
+    pub name: &'static str,
+    pub max: Duration,
+    /// `max` for people, in the units the duration syntax accepts too.
+    pub max_in_words: &'static str,
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// From approval to delivery: a week.
+pub const DELIVERY_DELAY: Bound =
+    Bound { name: "the delivery delay", max: HOUR.saturating_mul(24 * 7), max_in_words: "7 days (168h)" };
+
+/// The simulated payment provider's latency: a day (tests hold orders pending with an hour).
+pub const PAYMENT_DELAY: Bound =
+    Bound { name: "the payment delay", max: HOUR.saturating_mul(24), max_in_words: "1 day (24h)" };
+
+/// How long an idle connection is kept: a day.
+pub const IDLE_TIMEOUT: Bound =
+    Bound { name: "the idle timeout", max: HOUR.saturating_mul(24), max_in_words: "1 day (24h)" };
+
+impl Bound {
+    /// `value` if it is within the bound; otherwise a message naming the bound.
+    pub fn check(&self, value: Duration) -> Result<Duration, String> {
+        if value > self.max {
+            return Err(format!("{} must be at most {}", self.name, self.max_in_words));
+        }
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bound_takes_its_maximum_and_refuses_a_nanosecond_more() {
+        for bound in [DELIVERY_DELAY, PAYMENT_DELAY, IDLE_TIMEOUT] {
+            assert_eq!(bound.check(Duration::ZERO), Ok(Duration::ZERO));
+            assert_eq!(bound.check(bound.max), Ok(bound.max));
+            let refused = bound.check(bound.max + Duration::from_nanos(1)).expect_err("past the bound");
+            assert!(refused.contains(bound.name) && refused.contains(bound.max_in_words), "{refused}");
+        }
+        assert_eq!(DELIVERY_DELAY.max, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(IDLE_TIMEOUT.max, Duration::from_secs(24 * 3600));
+    }
+
+    #[tokio::test]
+    async fn a_daemon_refuses_a_config_past_the_bounds_before_touching_its_data() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let paths = crate::Paths::resolve(Some(dir.path().join("data")), Some(dir.path().join("s.sock")))
+            .expect("paths");
+        let mut config = crate::Config::new(paths);
+        config.delivery_delay = Duration::from_secs(999_999_999_999);
+        let refused = crate::run(config, std::future::pending()).await.expect_err("refused");
+        assert_eq!(refused.to_string(), "the delivery delay must be at most 7 days (168h)");
+        assert!(!dir.path().join("data").exists(), "nothing was created");
+    }
+}
