@@ -10,7 +10,7 @@ use crate::commands::{CommandError, Policy, UnitOfWork, WriteCommand};
 use crate::store::{self, EventStore};
 
 pub struct Db {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     pub conn: Connection,
     pub policy: Policy,
 }
@@ -20,7 +20,12 @@ impl Db {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut conn = store::open_writer(&dir.path().join("t.db")).expect("open");
         store::schema::migrate(&mut conn).expect("migrate");
-        Db { _dir: dir, conn, policy: Policy { delivery_delay: SignedDuration::from_secs(3) } }
+        Db { dir, conn, policy: Policy { delivery_delay: SignedDuration::from_secs(3) } }
+    }
+
+    /// The database file.
+    pub fn path(&self) -> std::path::PathBuf {
+        self.dir.path().join("t.db")
     }
 
     /// The same, with another delay from approval to delivery.
