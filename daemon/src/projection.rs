@@ -247,11 +247,7 @@ type Query = (String, Vec<Box<dyn ToSql>>);
 
 /// The query of a page (one row more than `limit`, to tell whether more follow) and its
 /// values; `None` when the cursor names no order.
-fn list_query(
-    conn: &Connection,
-    request: &ListRequest,
-    limit: u32,
-) -> Result<Option<Query>, StoreError> {
+fn list_query(conn: &Connection, request: &ListRequest, limit: u32) -> Result<Option<Query>, StoreError> {
     let mut conditions = Vec::new();
     let mut values: Vec<Box<dyn ToSql>> = Vec::new();
     if let Some(user) = &request.user {
