@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use orders::client::Client;
-use orders_shared::Total;
 use orders_shared::protocol::{CreateRequest, ListRequest, OrderPage, OrderView, Request, WaitRequest};
+use orders_shared::{OrderStatus, Total};
 
 /// Request latencies, and what they add up to.
 #[derive(Debug, Default)]
@@ -123,6 +123,25 @@ pub async fn lists(socket: &Path, users: usize, queries: usize) -> anyhow::Resul
         let page: OrderPage = client.call(&request).await.map_err(|f| anyhow::anyhow!(f.message))?;
         latencies.push(sent.elapsed());
         anyhow::ensure!(!page.orders.is_empty(), "no orders listed");
+    }
+    Ok(Latencies(latencies))
+}
+
+/// `list --status <status>`, a page of 100, newest first, `queries` times.
+pub async fn lists_by_status(
+    socket: &Path,
+    status: OrderStatus,
+    queries: usize,
+) -> anyhow::Result<Latencies> {
+    let mut client = Client::connect(socket).await?;
+    let mut latencies = Vec::with_capacity(queries);
+    for _ in 0..queries {
+        let request =
+            Request::List(ListRequest { status: Some(status), limit: Some(100), ..ListRequest::default() });
+        let sent = Instant::now();
+        let page: OrderPage = client.call(&request).await.map_err(|f| anyhow::anyhow!(f.message))?;
+        latencies.push(sent.elapsed());
+        anyhow::ensure!(!page.orders.is_empty(), "no {status} orders listed");
     }
     Ok(Latencies(latencies))
 }

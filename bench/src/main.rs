@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use orders::client::Client;
+use orders_shared::OrderStatus;
 use orders_shared::protocol::{ReplayReport, ReplayRequest, Request};
 
 use crate::daemon::Daemon;
@@ -34,7 +35,7 @@ struct Args {
     #[arg(long, default_value = "target/bench/results.json")]
     out: PathBuf,
 
-    /// Only these sections (comma-separated): creates, settled, replay, list, cli
+    /// Only these sections (comma-separated): creates, settled, index, replay, list, cli
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 
@@ -68,6 +69,9 @@ fn main() -> anyhow::Result<()> {
     if wanted("settled") {
         settled_ours =
             Some(runtime.block_on(settled(&mut report, args.quick, Duration::from_secs_f64(seconds)))?);
+    }
+    if wanted("index") {
+        runtime.block_on(status_index_cost(&mut report, Duration::from_secs_f64(seconds)))?;
     }
     if wanted("replay") {
         let sizes: &[u64] = if args.quick { &[20_000] } else { &[100_000, 1_000_000] };
@@ -165,6 +169,63 @@ async fn settled(report: &mut Report, quick: bool, duration: Duration) -> anyhow
     Ok(ours)
 }
 
+/// What the status index costs the writer: creates and settled orders at 64 connections, each
+/// on a fresh daemon with the index and on one whose index was dropped, in the same run.
+async fn status_index_cost(report: &mut Report, duration: Duration) -> anyhow::Result<()> {
+    let mut figures = Vec::new();
+    // A fresh data directory at the current schema, with or without the index.
+    let fresh = |with_index: bool| -> anyhow::Result<tempfile::TempDir> {
+        let dir = tempfile::tempdir()?;
+        let data_dir = dir.path().join("data");
+        std::fs::create_dir_all(&data_dir)?;
+        let mut conn =
+            orders_daemon::store::open_writer(&data_dir.join(orders_daemon::paths::DATABASE_FILE))?;
+        orders_daemon::store::schema::migrate(&mut conn)?;
+        if !with_index {
+            conn.execute_batch("DROP INDEX orders_by_status")?;
+        }
+        Ok(dir)
+    };
+    for with_index in [false, true, false, true] {
+        let dir = fresh(with_index)?;
+        let daemon = Daemon::start(dir.path(), &[("ORDERS_PAYMENT_DELAY", "1h")])?;
+        let (created, took, _) = load::creates(&daemon.socket, 64, duration).await?;
+        daemon.stop()?;
+        // Not the same directory: its held-back payments would all resume at once.
+        let dir = fresh(with_index)?;
+        let daemon = Daemon::start(dir.path(), &[])?;
+        let (settled, settled_took) = load::settled(&daemon.socket, 64, duration).await?;
+        daemon.stop()?;
+        figures.push((
+            with_index,
+            created as f64 / took.as_secs_f64(),
+            settled as f64 / settled_took.as_secs_f64(),
+        ));
+    }
+    // Best of two each: the machine is shared.
+    let best = |with: bool, pick: fn(&(bool, f64, f64)) -> f64| {
+        figures.iter().filter(|f| f.0 == with).map(pick).fold(0.0, f64::max)
+    };
+    for (name, unit, pick) in [
+        (
+            "creates, 64 connections",
+            "creates/s",
+            (|f: &(bool, f64, f64)| f.1) as fn(&(bool, f64, f64)) -> f64,
+        ),
+        ("settled orders, 64 connections", "orders/s", |f: &(bool, f64, f64)| f.2),
+    ] {
+        let (with, without) = (best(true, pick), best(false, pick));
+        report.add(
+            format!("{name}, with the status index"),
+            unit,
+            with,
+            None,
+            format!("without it {without:.0} ({:+.1} %); best of two each", (with / without - 1.0) * 100.0),
+        );
+    }
+    Ok(())
+}
+
 /// Replay of a log of about `events` events: the daemon's `replay` against a plain loop
 /// rebuilding the same table in the same chunks. Best of two runs each.
 async fn replay(events: u64, report: &mut Report) -> anyhow::Result<()> {
@@ -228,6 +289,12 @@ async fn list_and_memory(report: &mut Report, orders: usize) -> anyhow::Result<(
     println!("  (seeded {orders} delivered orders in {:.0} s)", seeding.elapsed().as_secs_f64());
     let database = data_dir.join(orders_daemon::paths::DATABASE_FILE);
     let raw = Latencies(tokio::task::block_in_place(|| raw::list_latencies(&database, users, 2_000))?);
+    let old_plan = Latencies(tokio::task::block_in_place(|| {
+        raw::status_list_latencies(&database, "cancelled", 20, true)
+    })?);
+    let raw_by_status = Latencies(tokio::task::block_in_place(|| {
+        raw::status_list_latencies(&database, "cancelled", 2_000, false)
+    })?);
 
     let daemon = Daemon::start(dir.path(), &[])?;
     let ours = load::lists(&daemon.socket, users, 2_000).await?;
@@ -244,6 +311,23 @@ async fn list_and_memory(report: &mut Report, orders: usize) -> anyhow::Result<(
         ms(ours.percentile(99.0)),
         None,
         format!("raw query p99 {:.3} ms", ms(raw.percentile(99.0))),
+    );
+    let by_status = load::lists_by_status(&daemon.socket, OrderStatus::Cancelled, 2_000).await?;
+    report.add(
+        format!(
+            "list --status cancelled ({} of {}) among {orders}, p50",
+            (orders / seed::CANCELLED_EVERY).min(100),
+            orders / seed::CANCELLED_EVERY
+        ),
+        "ms",
+        ms(by_status.percentile(50.0)),
+        None,
+        format!(
+            "p99 {:.3} ms; raw query p50 {:.3} ms, without the status index {:.1} ms",
+            ms(by_status.percentile(99.0)),
+            ms(raw_by_status.percentile(50.0)),
+            ms(old_plan.percentile(50.0))
+        ),
     );
     load::creates(&daemon.socket, 64, Duration::from_secs(3)).await?;
     load::settled(&daemon.socket, 64, Duration::from_secs(3)).await?;

@@ -259,3 +259,28 @@ pub fn list_latencies(database: &Path, users: usize, queries: usize) -> anyhow::
     }
     Ok(latencies)
 }
+
+/// `list --status` straight from SQLite, newest first, a page of 100: through the status index,
+/// or (`old_plan`) as before it existed — `+status` keeps SQLite off the index, so it walks
+/// everyone's orders newest first and filters them.
+pub fn status_list_latencies(
+    database: &Path,
+    status: &str,
+    queries: usize,
+    old_plan: bool,
+) -> anyhow::Result<Vec<Duration>> {
+    let conn = store::open_reader(database)?;
+    let column = if old_plan { "+status" } else { "status" };
+    let mut select = conn.prepare(&format!(
+        "SELECT id, user, total, status FROM orders WHERE {column} = ?1 \
+         ORDER BY created_at DESC, id DESC LIMIT 101"
+    ))?;
+    let mut latencies = Vec::with_capacity(queries);
+    for _ in 0..queries {
+        let started = Instant::now();
+        let count = select.query_map([status], |row| row.get::<_, String>(0))?.count();
+        latencies.push(started.elapsed());
+        anyhow::ensure!(count > 0, "no {status} orders");
+    }
+    Ok(latencies)
+}

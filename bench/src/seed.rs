@@ -12,7 +12,12 @@ use orders_shared::{PaymentDecision, Total};
 /// Orders per transaction while seeding.
 const BATCH: usize = 1_000;
 
-/// Seeds `orders` delivered orders spread over `users` customers; returns the log's length.
+/// One order in this many is cancelled after approval instead of delivered (a rare status, for
+/// `list --status`).
+pub const CANCELLED_EVERY: usize = 1_000;
+
+/// Seeds `orders` delivered orders spread over `users` customers (one in [`CANCELLED_EVERY`]
+/// cancelled instead); returns the log's length.
 pub fn delivered_orders(data_dir: &Path, orders: usize, users: usize) -> anyhow::Result<i64> {
     std::fs::create_dir_all(data_dir)?;
     let mut conn = store::open_writer(&data_dir.join(orders_daemon::paths::DATABASE_FILE))?;
@@ -29,7 +34,11 @@ pub fn delivered_orders(data_dir: &Path, orders: usize, users: usize) -> anyhow:
             let order =
                 unit.run(&WriteCommand::Create(CreateRequest { user, total, idempotency_key: None }))?.id;
             unit.run(&WriteCommand::DecidePayment { order, decision: PaymentDecision::Approved })?;
-            unit.run(&WriteCommand::Deliver(order))?;
+            if n % CANCELLED_EVERY == CANCELLED_EVERY - 1 {
+                unit.run(&WriteCommand::Cancel(order))?;
+            } else {
+                unit.run(&WriteCommand::Deliver(order))?;
+            }
         }
         let head = store::EventStore::new(&tx).head()?;
         projection::set_checkpoint(&tx, head)?;

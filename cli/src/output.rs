@@ -164,6 +164,16 @@ pub fn status(out: &mut impl Write, status: &orders_shared::protocol::DaemonStat
     for (name, value) in rows {
         writeln!(out, "  {:<10} {value}", format!("{name}:"))?;
     }
+    if status.stuck_steps > 0 {
+        writeln!(
+            out,
+            "  {:<10} {} saga steps cannot be carried out (kept, not run; orders check names them all)",
+            "stuck:", status.stuck_steps
+        )?;
+        for stuck in &status.stuck {
+            writeln!(out, "    {} of order {}: {}", stuck.step, stuck.order, stuck.problem)?;
+        }
+    }
     Ok(())
 }
 

@@ -10,15 +10,16 @@
 use std::collections::HashMap;
 
 use jiff::Timestamp;
-use orders_shared::protocol::{CheckProblem, CheckReport, OrderView};
+use orders_shared::protocol::{CheckProblem, CheckReport, OrderView, StuckStep};
 use orders_shared::{
     Aggregate, CancelReason, Delivery, Order, OrderEvent, OrderId, OrderStatus, Payment, PaymentEvent,
     StreamId, StreamKind,
 };
+use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension};
 
-use crate::projection;
 use crate::store::{EventStore, RecordedEvent, StoreError};
+use crate::{projection, sagas};
 
 /// How many problems a report lists (it counts them all).
 const MAX_LISTED: usize = 100;
@@ -58,21 +59,26 @@ pub fn check(conn: &Connection) -> Result<CheckReport, StoreError> {
     }
     drop(orphans);
 
-    // Open saga steps and read-model rows must belong to an order.
-    for (table, what) in [
-        ("payment_requests", "payment request"),
-        ("delivery_timers", "delivery timer"),
-        ("orders", "read model row"),
-    ] {
-        let mut stray = tx.prepare(&format!(
-            "SELECT order_id FROM (SELECT {id} AS order_id FROM {table}) t WHERE NOT EXISTS \
-             (SELECT 1 FROM events WHERE stream_id = 'order-' || t.order_id AND version = 1)",
-            id = if table == "orders" { "id" } else { "order_id" }
-        ))?;
-        for order in stray.query_map([], |row| row.get::<_, String>(0))? {
-            report.problem(None, format!("a {what} for {}, which is not an order of the log", order?));
-        }
+    // Every open saga step can be carried out: its row decodes, its due time can be represented,
+    // its order is in the log (the daemon starts without them, and reports them the same way).
+    let stuck = sagas::payment::open(&tx)?.stuck.into_iter().chain(sagas::delivery::open(&tx)?.stuck);
+    for stuck in stuck {
+        let StuckStep { step, order, problem } = stuck.step;
+        report.problem(
+            order.parse().ok(),
+            format!("the {step} step of order {order} cannot be carried out: {problem}"),
+        );
     }
+
+    // Read-model rows must belong to an order.
+    let mut stray = tx.prepare(
+        "SELECT id FROM orders t WHERE NOT EXISTS \
+         (SELECT 1 FROM events WHERE stream_id = 'order-' || t.id AND version = 1)",
+    )?;
+    for order in stray.query_map([], |row| row.get::<_, String>(0))? {
+        report.problem(None, format!("a read model row for {}, which is not an order of the log", order?));
+    }
+    drop(stray);
 
     let events = store.head()?;
     let counted: i64 = tx.query_row("SELECT count(*) FROM events", [], |row| row.get(0))?;
@@ -211,28 +217,35 @@ fn check_order(
     }
 
     // Every open saga step has its row, and every row an open step.
-    let requested_row: Option<i64> = conn
+    // A row that does not decode is reported with the stuck steps; here only numbers compare.
+    let requested_row: Option<Value> = conn
         .query_row("SELECT amount FROM payment_requests WHERE order_id = ?1", [id.to_string()], |row| {
             row.get(0)
         })
         .optional()?;
     match (&payment, requested_row) {
-        (Payment::Requested { amount }, Some(row)) if row == amount.get() => {}
-        (Payment::Requested { .. }, Some(_)) => problem("its open payment request has another amount"),
+        (Payment::Requested { amount }, Some(Value::Integer(row))) if row == amount.get() => {}
+        (Payment::Requested { .. }, Some(Value::Integer(_))) => {
+            problem("its open payment request has another amount")
+        }
+        (Payment::Requested { .. }, Some(_)) => {}
         (Payment::Requested { .. }, None) => {
             problem("its payment awaits a decision, but no payment request is open")
         }
         (_, Some(_)) => problem("a payment request is open for a payment decided already"),
         _ => {}
     }
-    let timer: Option<i64> = conn
+    let timer: Option<Value> = conn
         .query_row("SELECT due_at FROM delivery_timers WHERE order_id = ?1", [id.to_string()], |row| {
             row.get(0)
         })
         .optional()?;
     match (&delivery, timer) {
-        (Delivery::Scheduled { due_at }, Some(row)) if row == due_at.as_millisecond() => {}
-        (Delivery::Scheduled { .. }, Some(_)) => problem("its delivery timer is due at another time"),
+        (Delivery::Scheduled { due_at }, Some(Value::Integer(row))) if row == due_at.as_millisecond() => {}
+        (Delivery::Scheduled { .. }, Some(Value::Integer(_))) => {
+            problem("its delivery timer is due at another time")
+        }
+        (Delivery::Scheduled { .. }, Some(_)) => {}
         (Delivery::Scheduled { .. }, None) => problem("its delivery is scheduled, but no timer is set"),
         (_, Some(_)) => problem("a delivery timer is set, but no delivery is scheduled"),
         _ => {}

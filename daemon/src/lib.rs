@@ -133,8 +133,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         tracing::info!(events = caught_up, "read model caught up with the event log");
     }
     let head = store::EventStore::new(&conn).head()?;
-    let open_payments = sagas::payment::open(&conn)?;
-    let open_deliveries = sagas::delivery::open(&conn)?;
+    // A stored step that cannot be carried out is reported and kept, never a reason not to start.
+    let stuck = Arc::new(sagas::StuckSteps::default());
+    let sagas::Stored { steps: open_payments, stuck: stuck_payments } = sagas::payment::open(&conn)?;
+    let sagas::Stored { steps: open_deliveries, stuck: stuck_deliveries } = sagas::delivery::open(&conn)?;
+    for step in stuck_payments.into_iter().chain(stuck_deliveries) {
+        stuck.add(step);
+    }
 
     let (head_tx, head_rx) = tokio::sync::watch::channel(head);
     let (payments_tx, payments_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -173,14 +178,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         head: head_rx,
         settlements,
         log_file: config.log_file.clone(),
+        stuck: Arc::clone(&stuck),
     });
     let workers = TaskTracker::new();
     let provider = sagas::payment::Provider {
         decides: Arc::clone(&config.payment_provider),
         latency: config.payment_latency,
     };
-    workers.spawn(sagas::run(payments_rx, provider, context.writer.clone(), context.shutdown.clone()));
-    workers.spawn(sagas::run(deliveries_rx, (), context.writer.clone(), context.shutdown.clone()));
+    let (writer, stopping) = (&context.writer, &context.shutdown);
+    workers.spawn(sagas::run(payments_rx, provider, writer.clone(), Arc::clone(&stuck), stopping.clone()));
+    workers.spawn(sagas::run(deliveries_rx, (), writer.clone(), Arc::clone(&stuck), stopping.clone()));
     workers.spawn(checkpointer::run(paths.database(), context.head.clone(), context.shutdown.clone()));
     workers.close();
     tracing::info!(
@@ -195,6 +202,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         resumed_deliveries = resumed.1,
         "daemon ready"
     );
+    let stuck_count = stuck.count();
+    if stuck_count > 0 {
+        tracing::warn!(
+            stuck = stuck_count,
+            "{stuck_count} stored saga steps cannot be carried out; everything else is served \
+             (orders daemon status and orders check name them)"
+        );
+    }
 
     let stop = context.shutdown.clone();
     let stop_on_signal = async move {

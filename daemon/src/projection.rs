@@ -24,7 +24,9 @@ pub const COLUMNS: &str = "id, user, total, status, created_at, updated_at, canc
 ///
 /// The rows are stored in `(user, created_at, id)` order, so that one customer's orders — what
 /// `list --user` reads — lie side by side; `id` has its own unique index for `show` and for the
-/// projection's updates.
+/// projection's updates. `(created_at, id)` serves listing everyone's orders newest first, and
+/// `(status, created_at, id)` the same filtered by status (`list --status`); with a user as well,
+/// SQLite keeps to the primary key, one customer's orders, and filters them.
 pub fn create_table(conn: &Connection, schema: &str, table: &str, suffix: &str) -> Result<(), StoreError> {
     conn.execute_batch(&format!(
         "CREATE TABLE {schema}.{table} (
@@ -41,7 +43,8 @@ pub fn create_table(conn: &Connection, schema: &str, table: &str, suffix: &str) 
              PRIMARY KEY (user, created_at, id)
          ) WITHOUT ROWID;
          CREATE UNIQUE INDEX {schema}.orders_by_id{suffix} ON {table} (id);
-         CREATE INDEX {schema}.orders_by_time{suffix} ON {table} (created_at, id);"
+         CREATE INDEX {schema}.orders_by_time{suffix} ON {table} (created_at, id);
+         CREATE INDEX {schema}.orders_by_status{suffix} ON {table} (status, created_at, id);"
     ))?;
     Ok(())
 }
@@ -227,6 +230,24 @@ pub fn get(conn: &Connection, id: OrderId) -> Result<Option<OrderView>, StoreErr
 /// A page of orders, newest first, filtered as asked.
 pub fn list(conn: &Connection, request: &ListRequest) -> Result<OrderPage, StoreError> {
     let limit = request.limit.unwrap_or(ListRequest::DEFAULT_LIMIT).clamp(1, ListRequest::MAX_LIMIT);
+    let Some((sql, values)) = list_query(conn, request, limit)? else {
+        return Ok(OrderPage { orders: Vec::new(), more: false });
+    };
+    let mut select = conn.prepare_cached(&sql)?;
+    let params: Vec<&dyn ToSql> = values.iter().map(|value| value.as_ref()).collect();
+    let mut orders =
+        select.query_map(params.as_slice(), read_view)?.map(|row| row?).collect::<Result<Vec<_>, _>>()?;
+    let more = orders.len() > limit as usize;
+    orders.truncate(limit as usize);
+    Ok(OrderPage { orders, more })
+}
+
+/// An SQL statement and the values of its parameters.
+type Query = (String, Vec<Box<dyn ToSql>>);
+
+/// The query of a page (one row more than `limit`, to tell whether more follow) and its
+/// values; `None` when the cursor names no order.
+fn list_query(conn: &Connection, request: &ListRequest, limit: u32) -> Result<Option<Query>, StoreError> {
     let mut conditions = Vec::new();
     let mut values: Vec<Box<dyn ToSql>> = Vec::new();
     if let Some(user) = &request.user {
@@ -244,7 +265,7 @@ pub fn list(conn: &Connection, request: &ListRequest) -> Result<OrderPage, Store
     if let Some(before) = request.before {
         // Orders older than the cursor, in (created_at, id) order: the order of the indexes.
         let Some(cursor) = get(conn, before)? else {
-            return Ok(OrderPage { orders: Vec::new(), more: false });
+            return Ok(None);
         };
         values.push(Box::new(cursor.created_at.as_millisecond()));
         values.push(Box::new(cursor.id.to_string()));
@@ -257,11 +278,56 @@ pub fn list(conn: &Connection, request: &ListRequest) -> Result<OrderPage, Store
         "SELECT {VIEW_COLUMNS} FROM {ORDERS_TABLE} {filter} ORDER BY created_at DESC, id DESC LIMIT ?{}",
         values.len()
     );
-    let mut select = conn.prepare_cached(&sql)?;
-    let params: Vec<&dyn ToSql> = values.iter().map(|value| value.as_ref()).collect();
-    let mut orders =
-        select.query_map(params.as_slice(), read_view)?.map(|row| row?).collect::<Result<Vec<_>, _>>()?;
-    let more = orders.len() > limit as usize;
-    orders.truncate(limit as usize);
-    Ok(OrderPage { orders, more })
+    Ok(Some((sql, values)))
+}
+
+#[cfg(test)]
+mod tests {
+    use orders_shared::OrderStatus;
+    use orders_shared::protocol::ListRequest;
+    use rusqlite::ToSql;
+
+    use super::list_query;
+    use crate::testing::Db;
+
+    /// How SQLite runs the page query of a request.
+    fn plan(db: &Db, request: &ListRequest) -> String {
+        let (sql, values) = list_query(&db.conn, request, 100).expect("query").expect("no cursor");
+        let params: Vec<&dyn ToSql> = values.iter().map(|value| value.as_ref()).collect();
+        let mut explain = db.conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).expect("explain");
+        let steps = explain.query_map(params.as_slice(), |row| row.get::<_, String>(3)).expect("plan");
+        steps.collect::<Result<Vec<_>, _>>().expect("steps").join("; ")
+    }
+
+    fn request(user: Option<&str>, status: Option<OrderStatus>) -> ListRequest {
+        ListRequest { user: user.map(|u| u.parse().expect("user")), status, ..ListRequest::default() }
+    }
+
+    /// `list --status S` seeks its status in an index kept in the page's order (no scan, no
+    /// sort); with a user it keeps to that customer's orders. On the migrated table and on one a
+    /// replay built.
+    #[test]
+    fn status_filters_read_an_index_in_the_page_order() {
+        let mut db = Db::new().with_order(2);
+        for table in ["migrated", "rebuilt"] {
+            let by_status = plan(&db, &request(None, Some(OrderStatus::Pending)));
+            assert!(by_status.contains("USING INDEX orders_by_status"), "{table}: {by_status}");
+            assert!(!by_status.contains("TEMP B-TREE"), "{table}: sorted: {by_status}");
+            let mine = plan(&db, &request(Some("alice"), Some(OrderStatus::Pending)));
+            assert!(mine.contains("USING PRIMARY KEY (user=?)"), "{table}: {mine}");
+            assert!(!mine.contains("TEMP B-TREE"), "{table}: sorted: {mine}");
+            let everyone = plan(&db, &request(None, None));
+            assert!(everyone.contains("USING INDEX orders_by_time"), "{table}: {everyone}");
+
+            if table == "rebuilt" {
+                break;
+            }
+            // What replay does: a fresh table, renamed into place.
+            super::create_table(&db.conn, "main", "orders_rebuild", "_a").expect("create");
+            db.conn
+                .execute_batch("DROP TABLE orders; ALTER TABLE orders_rebuild RENAME TO orders;")
+                .expect("swap");
+            db.create(4);
+        }
+    }
 }

@@ -48,6 +48,8 @@ pub struct Context {
     pub settlements: Arc<Settlements>,
     /// Where the daemon logs, for `status`.
     pub log_file: std::path::PathBuf,
+    /// The saga steps that cannot be carried out, for `status`.
+    pub stuck: Arc<crate::sagas::StuckSteps>,
 }
 
 /// Limits that keep one client from starving the others.
@@ -467,16 +469,18 @@ pub fn event_view(recorded: &RecordedEvent) -> EventView {
 }
 
 async fn status(context: &Context) -> Result<DaemonStatus, ErrorBody> {
-    let [events, orders, pending_payments, pending_deliveries] = context
+    let stuck = Arc::clone(&context.stuck);
+    let ([events, orders, pending_payments, pending_deliveries], (stuck_steps, stuck)) = context
         .readers
-        .read(|conn| {
+        .read(move |conn| {
             let count = |table: &str| -> Result<u64, StoreError> {
                 let n: i64 =
                     conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| row.get(0))?;
                 Ok(n.try_into().unwrap_or_default())
             };
             let events = EventStore::new(conn).head()?.try_into().unwrap_or_default();
-            Ok([events, count("orders")?, count("payment_requests")?, count("delivery_timers")?])
+            let counts = [events, count("orders")?, count("payment_requests")?, count("delivery_timers")?];
+            Ok((counts, stuck.still_stored(conn)?))
         })
         .await
         .map_err(|error| read_error_body(&error))?;
@@ -493,5 +497,7 @@ async fn status(context: &Context) -> Result<DaemonStatus, ErrorBody> {
         pending_payments,
         pending_deliveries,
         log_file: context.log_file.display().to_string(),
+        stuck_steps,
+        stuck,
     })
 }

@@ -10,9 +10,9 @@ use crate::commands::{CommandError, Policy, UnitOfWork, WriteCommand};
 use crate::store::{self, EventStore};
 
 pub struct Db {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     pub conn: Connection,
-    policy: Policy,
+    pub policy: Policy,
 }
 
 impl Db {
@@ -20,7 +20,17 @@ impl Db {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut conn = store::open_writer(&dir.path().join("t.db")).expect("open");
         store::schema::migrate(&mut conn).expect("migrate");
-        Db { _dir: dir, conn, policy: Policy { delivery_delay: SignedDuration::from_secs(3) } }
+        Db { dir, conn, policy: Policy { delivery_delay: SignedDuration::from_secs(3) } }
+    }
+
+    /// The database file.
+    pub fn path(&self) -> std::path::PathBuf {
+        self.dir.path().join("t.db")
+    }
+
+    /// The same, with another delay from approval to delivery.
+    pub fn with_delivery_delay(delay: SignedDuration) -> Db {
+        Db { policy: Policy { delivery_delay: delay }, ..Db::new() }
     }
 
     /// One command in its own committed transaction, as the writer runs it.
@@ -64,14 +74,21 @@ impl Db {
     pub fn open_payment(&self, order: OrderId) -> Option<Total> {
         crate::sagas::payment::open(&self.conn)
             .expect("open")
+            .steps
             .into_iter()
             .find(|p| p.order == order)
             .map(|p| p.amount)
     }
 
+    /// How many delivery timers are stored, whatever they hold.
+    pub fn timer_rows(&self) -> i64 {
+        self.conn.query_row("SELECT count(*) FROM delivery_timers", [], |row| row.get(0)).expect("count")
+    }
+
     pub fn timer(&self, order: OrderId) -> Option<Timestamp> {
         crate::sagas::delivery::open(&self.conn)
             .expect("open")
+            .steps
             .into_iter()
             .find(|d| d.order == order)
             .map(|d| d.due_at)

@@ -464,6 +464,26 @@ pub struct DaemonStatus {
     /// Deliveries scheduled and not yet due or done (open steps of the delivery saga).
     pub pending_deliveries: u64,
     pub log_file: String,
+    /// Stored saga steps the daemon cannot carry out (kept in the database, not run; see
+    /// [`StuckStep`]). Absent from older daemons, hence the defaults.
+    #[serde(default)]
+    pub stuck_steps: u64,
+    /// The first few of them.
+    #[serde(default)]
+    pub stuck: Vec<StuckStep>,
+}
+
+/// A stored saga step the daemon cannot carry out: a row that does not decode, a due time it
+/// cannot represent, an order the step cannot find. The daemon serves everything else and keeps
+/// the row, untouched, for a fixed build or a repair.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StuckStep {
+    /// `payment decision` or `delivery`.
+    pub step: String,
+    /// The order's id as stored (it may be the damaged part).
+    pub order: String,
+    /// What is wrong with it.
+    pub problem: String,
 }
 
 /// One reply line: the final one of a request carries `data` or `error`; a streaming request

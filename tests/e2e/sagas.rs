@@ -248,3 +248,57 @@ fn a_cancel_racing_the_delivery_never_yields_both() {
     }
     eprintln!("race outcomes: {outcomes:?}");
 }
+
+/// A build that accepted `--delivery-delay 999999999999s` stored a due time clamped to the end
+/// of year 9999, which no later start could read: the daemon refused the whole data directory.
+/// Now such a step, and every other stored step it cannot carry out, is reported (status, check,
+/// log) and kept, while everything else is served.
+#[test]
+fn a_stored_step_the_daemon_cannot_carry_out_is_reported_and_everything_else_served() {
+    let mut daemon = TestDaemon::start_with(&[("ORDERS_DELIVERY_DELAY", "1h")]);
+    let stuck = daemon.create("alice", 2);
+    daemon.wait_for_status(&stuck, "approved");
+    daemon.signal("TERM");
+    let unknown = "019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b";
+    let db = daemon.database();
+    // What the old build wrote for that delay: `Timestamp::MAX`, in milliseconds.
+    db.execute(
+        "UPDATE delivery_timers SET due_at = ?2 WHERE order_id = ?1",
+        rusqlite::params![stuck, Timestamp::MAX.as_millisecond()],
+    )
+    .expect("the old build's timer");
+    db.execute("INSERT INTO delivery_timers VALUES (?1, 0)", [unknown]).expect("a timer without an order");
+    db.execute("INSERT INTO payment_requests VALUES ('019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6c', 'two', 0)", [])
+        .expect("a row that does not decode");
+    drop(db);
+
+    daemon.set_env("ORDERS_DELIVERY_DELAY", Some("200ms"));
+    daemon.spawn();
+    let other = daemon.json(["create", "--user", "bob", "--total", "4", "--wait"]);
+    assert_eq!(other["status"], "delivered", "everything else is served: {other}");
+
+    let status = daemon.json(["daemon", "status"]);
+    assert_eq!(status["stuck_steps"], 3, "{status}");
+    let listed = status["stuck"].to_string();
+    assert!(listed.contains(&stuck) && listed.contains("past the last time"), "{listed}");
+    assert!(listed.contains(unknown) && listed.contains("not in the event log"), "{listed}");
+    assert!(listed.contains("not a whole number"), "{listed}");
+    let text = daemon.ok(["daemon", "status"]);
+    assert!(text.contains("3 saga steps cannot be carried out"), "{text}");
+    assert!(text.contains(&format!("delivery of order {stuck}: it is due")), "{text}");
+
+    let check = daemon.run(["check"]);
+    assert_eq!(code(&check), 7, "{}", stderr(&check));
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        report.contains(&format!("the delivery step of order {stuck} cannot be carried out")),
+        "{report}"
+    );
+    assert!(daemon.log().contains("kept in the database but not carried out"), "{}", daemon.log());
+
+    // The remedy for a delivery that will never fall due: cancel the order (refunded, its timer
+    // closed by the saga itself).
+    assert_eq!(daemon.json(["cancel", &stuck])["status"], "cancelled");
+    assert_eq!(daemon.json(["daemon", "status"])["stuck_steps"], 2);
+    assert_eq!(daemon.json(["show", &stuck])["status"], "cancelled");
+}

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use orders_shared::OrderId;
+use rusqlite::types::ValueRef;
+
+use super::{Stored, stored_order, stored_text, stuck_row};
 
 use crate::commands::WriteCommand;
 
@@ -17,6 +20,7 @@ pub struct DeliveryDue {
 
 impl super::Step for DeliveryDue {
     const NAME: &'static str = "delivery";
+    const TABLE: &'static str = "delivery_timers";
     type Context = ();
 
     fn order(&self) -> OrderId {
@@ -32,17 +36,40 @@ impl super::Step for DeliveryDue {
     }
 }
 
-/// The deliveries still scheduled, as stored (to resume them on start).
-pub fn open(conn: &rusqlite::Connection) -> Result<Vec<DeliveryDue>, crate::store::StoreError> {
-    let mut select = conn.prepare("SELECT order_id, due_at FROM delivery_timers")?;
-    let rows = select.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))?;
-    rows.map(|row| {
-        let (order, due_at) = row?;
-        let corrupt = || crate::store::StoreError::Corrupt(format!("delivery timer {order}"));
-        Ok(DeliveryDue {
-            order: order.parse().map_err(|_| corrupt())?,
-            due_at: Timestamp::from_millisecond(due_at).map_err(|_| corrupt())?,
-        })
-    })
-    .collect()
+/// The deliveries still scheduled, as stored (to resume them on start), and those that cannot
+/// be carried out.
+pub fn open(conn: &rusqlite::Connection) -> Result<Stored<DeliveryDue>, crate::store::StoreError> {
+    let mut select = conn.prepare(
+        "SELECT order_id, due_at, EXISTS (SELECT 1 FROM events \
+             WHERE stream_id = 'order-' || t.order_id AND version = 1) \
+         FROM delivery_timers t",
+    )?;
+    let mut rows = select.query([])?;
+    let mut stored = Stored { steps: Vec::new(), stuck: Vec::new() };
+    while let Some(row) = rows.next()? {
+        let (order, due_at, known) = (row.get_ref(0)?, row.get_ref(1)?, row.get::<_, bool>(2)?);
+        match decode(order, due_at, known) {
+            Ok(due) => stored.steps.push(due),
+            Err(problem) => stored.stuck.push(stuck_row::<DeliveryDue>(order, problem)),
+        }
+    }
+    Ok(stored)
+}
+
+/// One stored timer, or what keeps it from being carried out.
+fn decode(order: ValueRef<'_>, due_at: ValueRef<'_>, known: bool) -> Result<DeliveryDue, String> {
+    let order = stored_order(order)?;
+    let ValueRef::Integer(ms) = due_at else {
+        return Err(format!("its due time is {}, not a number of milliseconds", stored_text(due_at)));
+    };
+    if ms < 0 {
+        // No daemon writes one: approval happens now, and the delay is never negative.
+        return Err(format!("it is due {ms} ms before 1970, a time no daemon writes"));
+    }
+    let due_at = Timestamp::from_millisecond(ms)
+        .map_err(|_| format!("it is due {ms} ms after 1970, past the last time this daemon can represent"))?;
+    if !known {
+        return Err("its order is not in the event log".to_owned());
+    }
+    Ok(DeliveryDue { due_at, order })
 }

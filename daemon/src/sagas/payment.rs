@@ -4,6 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orders_shared::{OrderId, PaymentProvider, Total};
+use rusqlite::types::ValueRef;
+
+use super::{Stored, stored_order, stored_text, stuck_row};
 
 use crate::commands::WriteCommand;
 
@@ -23,6 +26,7 @@ pub struct Provider {
 
 impl super::Step for PaymentDue {
     const NAME: &'static str = "payment decision";
+    const TABLE: &'static str = "payment_requests";
     type Context = Provider;
 
     fn order(&self) -> OrderId {
@@ -39,17 +43,37 @@ impl super::Step for PaymentDue {
     }
 }
 
-/// The payments still waiting for a decision, as stored (to resume them on start).
-pub fn open(conn: &rusqlite::Connection) -> Result<Vec<PaymentDue>, crate::store::StoreError> {
-    let mut select = conn.prepare("SELECT order_id, amount FROM payment_requests ORDER BY requested_at")?;
-    let rows = select.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))?;
-    rows.map(|row| {
-        let (order, amount) = row?;
-        let corrupt = || crate::store::StoreError::Corrupt(format!("payment request {order}"));
-        Ok(PaymentDue {
-            order: order.parse().map_err(|_| corrupt())?,
-            amount: Total::try_from(amount).map_err(|_| corrupt())?,
-        })
-    })
-    .collect()
+/// The payments still waiting for a decision, as stored (to resume them on start), and those
+/// that cannot be carried out.
+pub fn open(conn: &rusqlite::Connection) -> Result<Stored<PaymentDue>, crate::store::StoreError> {
+    let mut select = conn.prepare(
+        "SELECT order_id, amount, EXISTS (SELECT 1 FROM events \
+             WHERE stream_id = 'order-' || t.order_id AND version = 1) \
+         FROM payment_requests t ORDER BY requested_at",
+    )?;
+    let mut rows = select.query([])?;
+    let mut stored = Stored { steps: Vec::new(), stuck: Vec::new() };
+    while let Some(row) = rows.next()? {
+        let (order, amount, known) = (row.get_ref(0)?, row.get_ref(1)?, row.get::<_, bool>(2)?);
+        match decode(order, amount, known) {
+            Ok(due) => stored.steps.push(due),
+            Err(problem) => stored.stuck.push(stuck_row::<PaymentDue>(order, problem)),
+        }
+    }
+    Ok(stored)
+}
+
+/// One stored payment request, or what keeps it from being carried out.
+fn decode(order: ValueRef<'_>, amount: ValueRef<'_>, known: bool) -> Result<PaymentDue, String> {
+    let order = stored_order(order)?;
+    let amount = match amount {
+        ValueRef::Integer(n) => {
+            Total::try_from(n).map_err(|_| format!("its amount {n} is not a valid total"))?
+        }
+        other => return Err(format!("its amount is {}, not a whole number", stored_text(other))),
+    };
+    if !known {
+        return Err("its order is not in the event log".to_owned());
+    }
+    Ok(PaymentDue { order, amount })
 }

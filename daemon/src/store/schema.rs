@@ -99,6 +99,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX orders_by_time ON orders (created_at, id);
     UPDATE checkpoints SET position = 0 WHERE projection = 'orders';
     ",
+    // 5: status filters (`list --status S`, newest first) read an index instead of the whole
+    // table. `list --user U --status S` keeps the primary key (one customer's orders) and
+    // filters those by status.
+    "
+    CREATE INDEX orders_by_status ON orders (status, created_at, id);
+    ",
 ];
 
 /// The schema version this build writes.
@@ -229,5 +235,73 @@ mod tests {
         assert_eq!(columns(ORDERS_TABLE), columns("fresh"));
         let names: Vec<String> = columns("fresh").into_iter().map(|(name, ..)| name).collect();
         assert_eq!(names.join(", "), projection::COLUMNS);
+        // And index for index (their names differ by the suffix alone).
+        assert_eq!(indexes(&conn, ORDERS_TABLE, ""), indexes(&conn, "fresh", "_test"));
+    }
+
+    /// A table's indexes: name without `suffix`, unique, and columns.
+    fn indexes(conn: &rusqlite::Connection, table: &str, suffix: &str) -> Vec<(String, bool, String)> {
+        let mut list = conn.prepare(&format!("PRAGMA index_list({table})")).expect("pragma");
+        let mut found: Vec<(String, bool, String)> = list
+            .query_map([], |row| Ok((row.get::<_, String>(1)?, row.get::<_, bool>(2)?)))
+            .expect("rows")
+            .map(|row| {
+                let (name, unique) = row.expect("index");
+                let mut info = conn.prepare(&format!("PRAGMA index_info({name})")).expect("pragma");
+                let columns: Vec<String> = info
+                    .query_map([], |row| row.get::<_, String>(2))
+                    .expect("rows")
+                    .collect::<Result<_, _>>()
+                    .expect("columns");
+                (name.strip_suffix(suffix).unwrap_or(&name).to_owned(), unique, columns.join(", "))
+            })
+            .filter(|(name, ..)| !name.starts_with("sqlite_autoindex"))
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// A database of the previous release (schema 4, no status index) opens, gains the index and
+    /// keeps its read model: the migration adds an index and rebuilds nothing.
+    #[test]
+    fn a_schema_4_database_gains_the_status_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.db");
+        let mut db = crate::testing::Db::new();
+        let order = db.create(2);
+        // The same events in a schema-4 file.
+        let mut conn = open_writer(&path).expect("open");
+        migrate_to(&mut conn, 4).expect("schema 4");
+        conn.execute_batch(&format!(
+            "ATTACH '{}' AS current; INSERT INTO events SELECT * FROM current.events; \
+             INSERT INTO orders SELECT * FROM current.orders; \
+             UPDATE checkpoints SET position = (SELECT max(position) FROM events); DETACH current;",
+            db.path().display()
+        ))
+        .expect("copy");
+        assert!(!indexes(&conn, ORDERS_TABLE, "").iter().any(|(name, ..)| name == "orders_by_status"));
+
+        migrate(&mut conn).expect("migrate");
+        let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0)).expect("version");
+        assert_eq!(version, CURRENT_VERSION);
+        assert!(
+            indexes(&conn, ORDERS_TABLE, "").contains(&(
+                "orders_by_status".to_owned(),
+                false,
+                "status, created_at, id".to_owned()
+            )),
+            "{:?}",
+            indexes(&conn, ORDERS_TABLE, "")
+        );
+        assert_eq!(projection::catch_up(&conn).expect("catch up"), 0, "the read model is kept");
+        let page = projection::list(
+            &conn,
+            &orders_shared::protocol::ListRequest {
+                status: Some(OrderStatus::Pending),
+                ..Default::default()
+            },
+        )
+        .expect("list");
+        assert_eq!(page.orders.iter().map(|o| o.id).collect::<Vec<_>>(), [order]);
     }
 }
