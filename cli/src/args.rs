@@ -259,6 +259,11 @@ pub struct RunArgs {
           value_parser = parse_positive_duration)]
     pub idle_timeout: Duration,
 
+    /// Drop a connection whose client takes no part of a reply for this long
+    #[arg(long, env = "ORDERS_DRAIN_TIMEOUT", default_value = "10s", value_name = "DURATION",
+          value_parser = parse_positive_duration)]
+    pub drain_timeout: Duration,
+
     /// Log to the file only, not to stderr (set when the client starts the daemon)
     #[arg(long, hide = true)]
     pub background: bool,

@@ -144,6 +144,8 @@ pub async fn start(paths: &Paths, args: &RunArgs) -> Result<DaemonStatus, Failur
         args.max_connections.to_string(),
         "--idle-timeout".to_owned(),
         format!("{}ms", args.idle_timeout.as_millis()),
+        "--drain-timeout".to_owned(),
+        format!("{}ms", args.drain_timeout.as_millis()),
         "--delivery-delay".to_owned(),
         format!("{}ms", args.delivery_delay.as_millis()),
         "--payment-delay".to_owned(),

@@ -11,3 +11,4 @@ mod lifecycle;
 mod replay;
 mod sagas;
 mod security;
+mod slow_readers;
