@@ -118,7 +118,7 @@ pub async fn events_page(context: &Context, lines: &mut Lines, request: EventsRe
     let mut upto = None;
     loop {
         let framing = Framing::Page { first: upto.is_none() };
-        let read = context.readers.read(move |conn| read_piece(conn, after, upto, left, framing)).await;
+        let read = context.readers.read_bulk(move |conn| read_piece(conn, after, upto, left, framing)).await;
         let piece = match read {
             Ok(piece) => piece,
             Err(error) if upto.is_none() => return lines.reply(Reply::error(read_error_body(&error))).await,
@@ -148,7 +148,7 @@ pub async fn follow_events(context: &Context, lines: &mut Lines, request: Events
         head.borrow_and_update();
         let most = left.unwrap_or(u64::MAX);
         let read =
-            context.readers.read(move |conn| read_piece(conn, after, None, most, Framing::Lines)).await;
+            context.readers.read_bulk(move |conn| read_piece(conn, after, None, most, Framing::Lines)).await;
         let piece = match read {
             Ok(piece) => piece,
             Err(error) => return lines.reply(Reply::error(read_error_body(&error))).await,
