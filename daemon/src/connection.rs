@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 pub const WRITE_CHUNK: usize = 64 << 10;
 
 /// The most bytes of replies longer than [`WRITE_CHUNK`] held at once, all connections together.
-pub const REPLY_BUDGET: usize = 32 << 20;
+pub const REPLY_BUDGET: usize = 16 << 20;
 
 /// How long a piece of a reply may wait for the client to take it, by default.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -89,26 +89,32 @@ impl Lines {
     /// Writes one reply line. A long one is held only within the daemon-wide budget; without
     /// room in it, the client is told `busy` instead.
     pub async fn reply(&mut self, reply: Reply) -> io::Result<()> {
-        let line = reply.to_line();
-        if line.len() <= WRITE_CHUNK {
-            return self.write_piece(line.as_bytes()).await;
+        // The data is most of a long reply: room is sought before the line is made from it.
+        let size = reply.data.as_deref().map_or(0, |data| data.get().len());
+        let plain_data =
+            reply.ok && reply.error.is_none() && reply.event.is_none() && reply.progress.is_none();
+        if size + 64 <= WRITE_CHUNK || !plain_data {
+            return self.write_piece(reply.to_line().as_bytes()).await;
         }
-        let held = u32::try_from(line.len())
+        let held = u32::try_from(size)
             .ok()
             .and_then(|bytes| Arc::clone(&self.budget).try_acquire_many_owned(bytes).ok());
         let Some(_held): Option<OwnedSemaphorePermit> = held else {
-            tracing::warn!(bytes = line.len(), "answered busy: too many long replies wait for their readers");
+            tracing::warn!(bytes = size, "answered busy: too many long replies wait for their readers");
+            drop(reply);
             let busy = ErrorBody::new(
                 ErrorCode::Busy,
                 "the daemon holds too many long replies for clients that do not read them; retry shortly",
             );
-            drop(line);
             return self.write_piece(Reply::error(busy).to_line().as_bytes()).await;
         };
-        for piece in line.as_bytes().chunks(WRITE_CHUNK) {
+        // Written from the data itself, without a copy: `{"ok":true,"data":...}`, as `to_line`.
+        let data = reply.data.as_deref().map_or("null", |data| data.get());
+        self.write_piece(b"{\"ok\":true,\"data\":").await?;
+        for piece in data.as_bytes().chunks(WRITE_CHUNK) {
             self.write_piece(piece).await?;
         }
-        Ok(())
+        self.write_piece(b"}\n").await
     }
 
     /// Writes bytes of a reply (at most about [`WRITE_CHUNK`]): the client must take them within

@@ -240,7 +240,8 @@ where
     T: serde::Serialize + Send + 'static,
     F: FnOnce(&rusqlite::Connection) -> Result<T, crate::store::StoreError> + Send + 'static,
 {
-    context.readers.read(query).await.map(to_json).map_err(|error| read_error_body(&error))
+    // Serialised on the reader's thread: the rows are dropped there, only their JSON comes back.
+    context.readers.read(move |conn| query(conn).map(to_json)).await.map_err(|error| read_error_body(&error))
 }
 
 async fn find_order(context: &Context, id: OrderId) -> Result<OrderView, ErrorBody> {
