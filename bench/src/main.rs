@@ -35,7 +35,7 @@ struct Args {
     #[arg(long, default_value = "target/bench/results.json")]
     out: PathBuf,
 
-    /// Only these sections (comma-separated): creates, settled, index, replay, list, cli
+    /// Only these sections (comma-separated): creates, settled, index, replay, list, cli, slow-readers
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 
@@ -81,6 +81,10 @@ fn main() -> anyhow::Result<()> {
     }
     if wanted("list") {
         runtime.block_on(list_and_memory(&mut report, if args.quick { 20_000 } else { 1_000_000 }))?;
+    }
+    if wanted("slow-readers") {
+        let clients = if args.quick { 60 } else { 600 };
+        runtime.block_on(slow_readers(&mut report, clients, Duration::from_secs_f64(seconds)))?;
     }
     if wanted("cli") {
         cli(&mut report, if args.quick { 20 } else { 200 })?;
@@ -348,6 +352,48 @@ async fn list_and_memory(report: &mut Report, orders: usize) -> anyhow::Result<(
         None,
         "idle, after the load",
     );
+    Ok(())
+}
+
+/// `clients` connections that each ask for a page of 10,000 events (about 3 MB) and never read
+/// it, while one other client places orders: the daemon's peak memory meanwhile, and that
+/// client's create latency beside its latency with no slow readers, on the same daemon.
+async fn slow_readers(report: &mut Report, clients: usize, duration: Duration) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir()?;
+    tokio::task::block_in_place(|| seed::delivered_orders(&dir.path().join("data"), 2_000, 20))?;
+    let daemon = Daemon::start(dir.path(), &[("ORDERS_PAYMENT_DELAY", "1h")])?;
+    let (_, _, alone) = load::creates(&daemon.socket, 1, duration).await?;
+    let (_, before_kib) = daemon.memory_kib()?;
+    let mut stuck = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        let mut stream = std::os::unix::net::UnixStream::connect(&daemon.socket)?;
+        stream.write_all(b"{\"v\":1,\"cmd\":\"events\",\"limit\":10000}\n")?;
+        stuck.push(stream);
+    }
+    let (_, _, beside) = load::creates(&daemon.socket, 1, duration).await?;
+    let (peak_kib, _) = daemon.memory_kib()?;
+    drop(stuck);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, after_kib) = daemon.memory_kib()?;
+    daemon.stop()?;
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    report.add(
+        format!("daemon peak RSS, {clients} clients never reading a 10,000-event page"),
+        "MiB",
+        mib(peak_kib),
+        None,
+        format!("{:.1} MiB before them, {:.1} MiB once they left", mib(before_kib), mib(after_kib)),
+    );
+    for (p, name) in [(50.0, "p50"), (99.0, "p99")] {
+        report.add(
+            format!("create latency {name}, beside {clients} slow readers"),
+            "ms",
+            ms(beside.percentile(p)),
+            None,
+            format!("{:.2} ms with none, same daemon", ms(alone.percentile(p))),
+        );
+    }
     Ok(())
 }
 

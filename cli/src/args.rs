@@ -275,6 +275,11 @@ pub struct RunArgs {
           value_parser = parse_idle_timeout)]
     pub idle_timeout: Duration,
 
+    /// Drop a connection whose client takes no part of a reply for this long; more than 0, at most 1 day (24h)
+    #[arg(long, env = "ORDERS_DRAIN_TIMEOUT", default_value = "10s", value_name = "DURATION",
+          value_parser = parse_drain_timeout)]
+    pub drain_timeout: Duration,
+
     /// Log to the file only, not to stderr (set when the client starts the daemon)
     #[arg(long, hide = true)]
     pub background: bool,
@@ -325,6 +330,11 @@ pub fn parse_payment_delay(text: &str) -> Result<Duration, String> {
 /// `--idle-timeout`: more than 0, within [`settings::IDLE_TIMEOUT`].
 pub fn parse_idle_timeout(text: &str) -> Result<Duration, String> {
     bounded(text, parse_positive_duration(text)?, settings::IDLE_TIMEOUT)
+}
+
+/// `--drain-timeout`: more than 0, within [`settings::DRAIN_TIMEOUT`].
+pub fn parse_drain_timeout(text: &str) -> Result<Duration, String> {
+    bounded(text, parse_positive_duration(text)?, settings::DRAIN_TIMEOUT)
 }
 
 /// `create --timeout`, within [`WAIT_TIMEOUT`].
@@ -411,6 +421,8 @@ mod tests {
             (parse_payment_delay, "25h", "the payment delay must be at most 1 day (24h)"),
             (parse_idle_timeout, "24h 1s", "the idle timeout must be at most 1 day (24h)"),
             (parse_idle_timeout, "0", "longer than 0"),
+            (parse_drain_timeout, "24h 1s", "the drain timeout must be at most 1 day (24h)"),
+            (parse_drain_timeout, "0", "longer than 0"),
             (parse_wait_timeout, "721h", "the timeout must be at most 30 days (720h)"),
         ] {
             let refused = parse(text).expect_err(text);

@@ -143,6 +143,8 @@ pub async fn start(paths: &Paths, args: &RunArgs) -> Result<DaemonStatus, Failur
         args.max_connections.to_string(),
         "--idle-timeout".to_owned(),
         exact(args.idle_timeout),
+        "--drain-timeout".to_owned(),
+        exact(args.drain_timeout),
         "--delivery-delay".to_owned(),
         exact(args.delivery_delay),
         "--payment-delay".to_owned(),

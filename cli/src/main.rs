@@ -55,6 +55,7 @@ fn run_daemon(global: &GlobalArgs, args: &RunArgs) -> Result<(), Failure> {
     config.log_file = log_file.clone();
     config.limits.max_connections = args.max_connections as usize;
     config.limits.idle_timeout = args.idle_timeout;
+    config.limits.drain_timeout = args.drain_timeout;
     config.delivery_delay = args.delivery_delay;
     config.payment_latency = args.payment_delay;
     let runtime = tokio::runtime::Builder::new_multi_thread()

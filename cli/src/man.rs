@@ -34,7 +34,10 @@ const ENVIRONMENT: &[(&str, &str)] = &[
     ("ORDERS_LOG, ORDERS_LOG_FILE", "The daemon's log level and log file."),
     ("ORDERS_DELIVERY_DELAY", "The daemon's delay from approval to delivery (3s)."),
     ("ORDERS_PAYMENT_DELAY", "The simulated latency of the payment provider (0)."),
-    ("ORDERS_MAX_CONNECTIONS, ORDERS_IDLE_TIMEOUT", "The daemon's connection limit and idle timeout."),
+    (
+        "ORDERS_MAX_CONNECTIONS, ORDERS_IDLE_TIMEOUT, ORDERS_DRAIN_TIMEOUT",
+        "The daemon's connection limit, idle timeout and drain timeout.",
+    ),
     (
         "XDG_DATA_HOME, XDG_STATE_HOME, XDG_RUNTIME_DIR",
         "Where the defaults of the data directory, the log and the socket are.",

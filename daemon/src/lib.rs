@@ -8,7 +8,8 @@
 //! - [`writer`]: the thread that owns the write connection and group-commits commands;
 //! - [`replay`]: rebuilding the read model from the log, online;
 //! - [`check`]: the invariant checker over the whole log;
-//! - [`server`]: the Unix socket server and its router;
+//! - [`server`]: the Unix socket server and its router; [`connection`]: one client's
+//!   connection, with what it may hold bounded; [`event_stream`]: `events` pages and follows;
 //! - [`paths`], [`lock`], [`logging`]: where things live, one daemon per data directory, logs;
 //! - [`files`]: the daemon's own files, owner-only and never opened through a symlink;
 //! - [`settings`]: the bounds of the daemon's durations.
@@ -18,6 +19,8 @@
 pub mod check;
 pub mod checkpointer;
 pub mod commands;
+pub mod connection;
+pub mod event_stream;
 pub mod files;
 pub mod lock;
 pub mod logging;
@@ -81,7 +84,11 @@ impl Config {
     pub fn new(paths: Paths) -> Config {
         Config {
             paths,
-            limits: Limits { max_connections: 1024, idle_timeout: Duration::from_secs(30) },
+            limits: Limits {
+                max_connections: 1024,
+                idle_timeout: Duration::from_secs(30),
+                drain_timeout: connection::DEFAULT_DRAIN_TIMEOUT,
+            },
             log_file: std::path::PathBuf::new(),
             delivery_delay: Self::DEFAULT_DELIVERY_DELAY,
             payment_latency: Duration::ZERO,
@@ -95,6 +102,7 @@ impl Config {
         settings::DELIVERY_DELAY.check(self.delivery_delay).map_err(anyhow::Error::msg)?;
         settings::PAYMENT_DELAY.check(self.payment_latency).map_err(anyhow::Error::msg)?;
         settings::IDLE_TIMEOUT.check(self.limits.idle_timeout).map_err(anyhow::Error::msg)?;
+        settings::DRAIN_TIMEOUT.check(self.limits.drain_timeout).map_err(anyhow::Error::msg)?;
         Ok(())
     }
 }

@@ -9,22 +9,23 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use interprocess::local_socket::tokio::Listener;
 use interprocess::local_socket::tokio::prelude::*;
-use interprocess::local_socket::tokio::{Listener, Stream};
 use jiff::Timestamp;
 use orders_shared::protocol::{
-    DaemonStatus, ErrorBody, ErrorCode, EventPage, EventView, EventsRequest, MAX_REQUEST_BYTES, OrderView,
-    PROTOCOL_VERSION, Reply, Request, WaitRequest,
+    DaemonStatus, ErrorBody, ErrorCode, EventView, MAX_REQUEST_BYTES, OrderView, PROTOCOL_VERSION, Reply,
+    Request, WaitRequest,
 };
 use orders_shared::{OrderId, StreamId, StreamKind};
 use serde_json::value::RawValue;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
-use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, Framed};
+use tokio_util::codec::AnyDelimiterCodecError;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::commands::{WriteCommand, storage_error_body};
+use crate::connection::{Lines, MAX_LINGERING, REPLY_BUDGET};
+use crate::event_stream::{events_page, follow_events};
 
 use crate::paths::Paths;
 use crate::projection;
@@ -57,44 +58,15 @@ pub struct Context {
 pub struct Limits {
     pub max_connections: usize,
     pub idle_timeout: Duration,
-}
-
-/// How long a reply may wait for a client that does not read, once the daemon is stopping.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
-
-/// One client's connection: request lines in, reply lines out.
-struct Lines {
-    framed: Framed<Stream, AnyDelimiterCodec>,
-    /// A reply blocked by a client that stopped reading must not hold up the daemon's shutdown.
-    shutdown: CancellationToken,
-}
-
-impl Lines {
-    async fn next(&mut self) -> Option<Result<tokio_util::bytes::Bytes, AnyDelimiterCodecError>> {
-        self.framed.next().await
-    }
-
-    /// Writes one reply line. A slow reader is waited for, except once the daemon is stopping.
-    async fn reply(&mut self, reply: Reply) -> io::Result<()> {
-        let mut text = reply.to_line();
-        text.pop();
-        let shutdown = self.shutdown.clone();
-        let written = tokio::select! {
-            written = self.framed.send(text) => written,
-            () = async { shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "the client does not read its replies"));
-            }
-        };
-        written.map_err(|error| match error {
-            AnyDelimiterCodecError::Io(error) => error,
-            AnyDelimiterCodecError::MaxChunkLengthExceeded => io::Error::other("reply too long"),
-        })
-    }
+    /// How long a piece of a reply may wait for its client to read it (see [`crate::connection`]).
+    pub drain_timeout: Duration,
 }
 
 /// Accepts connections until shutdown, then waits for every handler to finish.
 pub async fn serve(listener: Listener, context: Arc<Context>, limits: Limits) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let budget = Arc::new(Semaphore::new(REPLY_BUDGET));
+    let lingering = Arc::new(Semaphore::new(MAX_LINGERING));
     let handlers = TaskTracker::new();
     let own_uid = rustix::process::geteuid().as_raw();
     let mut backoff = Duration::from_millis(10);
@@ -119,8 +91,11 @@ pub async fn serve(listener: Listener, context: Arc<Context>, limits: Limits) {
         let permit = Arc::clone(&slots).try_acquire_owned().ok();
         let context = Arc::clone(&context);
         let limits = limits.clone();
+        let lines = Lines::new(stream, context.shutdown.clone(), limits.drain_timeout, Arc::clone(&budget));
+        let lingering = Arc::clone(&lingering);
         handlers.spawn(async move {
-            if let Err(error) = handle_connection(stream, permit, own_uid, &context, &limits).await {
+            let refused = Refused { own_uid, lingering };
+            if let Err(error) = handle_connection(lines, permit, refused, &context, &limits).await {
                 tracing::debug!(%error, "connection ended with an error");
             }
         });
@@ -130,31 +105,38 @@ pub async fn serve(listener: Listener, context: Arc<Context>, limits: Limits) {
     handlers.wait().await;
 }
 
-async fn handle_connection(
-    stream: Stream,
-    permit: Option<OwnedSemaphorePermit>,
+/// What a refusal needs: whom the daemon serves, and room to linger.
+struct Refused {
     own_uid: u32,
+    /// Refused connections lingering to drain their request ([`MAX_LINGERING`] permits).
+    lingering: Arc<Semaphore>,
+}
+
+impl Refused {
+    async fn tell(self, lines: Lines, error: ErrorBody) -> io::Result<()> {
+        lines.refuse(Reply::error(error), self.lingering.try_acquire_owned().ok()).await
+    }
+}
+
+async fn handle_connection(
+    mut lines: Lines,
+    permit: Option<OwnedSemaphorePermit>,
+    refused: Refused,
     context: &Context,
     limits: &Limits,
 ) -> io::Result<()> {
-    let peer_uid = stream.peer_creds().ok().and_then(|creds| creds.euid());
-    let mut lines = Lines {
-        framed: Framed::new(
-            stream,
-            AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), b"\n".to_vec(), MAX_REQUEST_BYTES),
-        ),
-        shutdown: context.shutdown.clone(),
-    };
+    let own_uid = refused.own_uid;
+    let peer_uid = lines.peer_uid();
     if peer_uid != Some(own_uid) {
         tracing::warn!(?peer_uid, "refused a connection from another user");
         let message = format!("this daemon serves uid {own_uid} only");
-        return lines.reply(Reply::error(ErrorBody::new(ErrorCode::PermissionDenied, message))).await;
+        return refused.tell(lines, ErrorBody::new(ErrorCode::PermissionDenied, message)).await;
     }
     let Some(_permit) = permit else {
         tracing::warn!(limit = limits.max_connections, "refused a connection: too many open");
         let message =
             format!("the daemon is at its limit of {} connections; retry shortly", limits.max_connections);
-        return lines.reply(Reply::error(ErrorBody::new(ErrorCode::Busy, message))).await;
+        return refused.tell(lines, ErrorBody::new(ErrorCode::Busy, message)).await;
     };
     // After a decoding error, the framed stream yields one `None` before it reads on.
     let mut after_error = false;
@@ -192,6 +174,11 @@ async fn handle_connection(
                 follow_events(context, &mut lines, request).await?;
                 continue;
             }
+            // A page is written a piece at a time, as it is read.
+            Ok(Request::Events(request)) => {
+                events_page(context, &mut lines, request).await?;
+                continue;
+            }
             Ok(Request::Watch(request)) => {
                 watch_order(context, &mut lines, request.id).await?;
                 continue;
@@ -219,8 +206,7 @@ async fn route(context: &Context, request: Request) -> Reply {
         Request::List(list) => read(context, move |conn| projection::list(conn, &list)).await,
         Request::Wait(wait) => wait_until_settled(context, &wait).await.map(to_json),
         Request::History(history) => order_history(context, history.id).await.map(to_json),
-        Request::Events(events) => read(context, move |conn| event_page(conn, &events)).await,
-        Request::Watch(_) | Request::Replay(_) => {
+        Request::Events(_) | Request::Watch(_) | Request::Replay(_) => {
             unreachable!("streaming requests are handled by the connection")
         }
         Request::Check(_) => read(context, crate::check::check).await,
@@ -239,7 +225,7 @@ async fn route(context: &Context, request: Request) -> Reply {
 }
 
 /// A read that failed: classified like a storage failure, told as what it is.
-fn read_error_body(error: &StoreError) -> ErrorBody {
+pub(crate) fn read_error_body(error: &StoreError) -> ErrorBody {
     ErrorBody { message: format!("cannot read the database: {error}"), ..storage_error_body(error) }
 }
 
@@ -256,7 +242,8 @@ where
     T: serde::Serialize + Send + 'static,
     F: FnOnce(&rusqlite::Connection) -> Result<T, crate::store::StoreError> + Send + 'static,
 {
-    context.readers.read(query).await.map(to_json).map_err(|error| read_error_body(&error))
+    // Serialised on the reader's thread: the rows are dropped there, only their JSON comes back.
+    context.readers.read(move |conn| query(conn).map(to_json)).await.map_err(|error| read_error_body(&error))
 }
 
 async fn find_order(context: &Context, id: OrderId) -> Result<OrderView, ErrorBody> {
@@ -268,61 +255,8 @@ async fn find_order(context: &Context, id: OrderId) -> Result<OrderView, ErrorBo
     found.ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, format!("no order {id}")))
 }
 
-/// Events in log order from `from` (inclusive), a page at most.
-fn event_page(conn: &rusqlite::Connection, request: &EventsRequest) -> Result<EventPage, StoreError> {
-    // One snapshot for the page and the head it reports.
-    let snapshot = conn.unchecked_transaction()?;
-    let store = EventStore::new(&snapshot);
-    let head = store.head()?;
-    let after = request.from.unwrap_or(1).max(1) - 1;
-    let limit = request.limit.unwrap_or(EventsRequest::MAX_LIMIT).min(EventsRequest::MAX_LIMIT);
-    let events = store.read_all(after, usize::try_from(limit).unwrap_or(usize::MAX))?;
-    Ok(EventPage { events: events.iter().map(event_view).collect(), head })
-}
-
-/// How many events a follower reads at a time.
-const FOLLOW_PAGE: u64 = 1_000;
-
-/// `events --follow`: the log from a position, then every new event as it is committed, until
-/// the client leaves, the limit is reached or the daemon stops.
-async fn follow_events(context: &Context, lines: &mut Lines, request: EventsRequest) -> io::Result<()> {
-    let mut head = context.head.clone();
-    let mut after = request.from.unwrap_or(1).max(1) - 1;
-    let mut left = request.limit;
-    loop {
-        if context.shutdown.is_cancelled() {
-            let stopping = ErrorBody::new(ErrorCode::Unavailable, "the daemon is shutting down");
-            return lines.reply(Reply::error(stopping)).await;
-        }
-        head.borrow_and_update();
-        let wanted = left.map_or(FOLLOW_PAGE, |left| left.min(FOLLOW_PAGE));
-        let page = EventsRequest { from: Some(after + 1), limit: Some(wanted), follow: false };
-        let page = match context.readers.read(move |conn| event_page(conn, &page)).await {
-            Ok(page) => page,
-            Err(error) => return lines.reply(Reply::error(read_error_body(&error))).await,
-        };
-        let read = page.events.len() as u64;
-        for event in page.events {
-            after = event.position;
-            lines.reply(Reply::event(event)).await?;
-        }
-        if let Some(left) = left.as_mut() {
-            *left -= read;
-            if *left == 0 {
-                return lines.reply(Reply::data(serde_json::json!({ "position": after }))).await;
-            }
-        }
-        if read == wanted {
-            continue;
-        }
-        if !wait_for_news(context, lines, &mut head).await? {
-            return Ok(());
-        }
-    }
-}
-
 /// Waits for the next commit. `false` when the client left; an error reply when the daemon stops.
-async fn wait_for_news(
+pub(crate) async fn wait_for_news(
     context: &Context,
     lines: &mut Lines,
     head: &mut watch::Receiver<i64>,

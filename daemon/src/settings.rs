@@ -32,6 +32,10 @@ pub const PAYMENT_DELAY: Bound =
 pub const IDLE_TIMEOUT: Bound =
     Bound { name: "the idle timeout", max: HOUR.saturating_mul(24), max_in_words: "1 day (24h)" };
 
+/// How long a client may take no part of a reply before it is dropped: a day.
+pub const DRAIN_TIMEOUT: Bound =
+    Bound { name: "the drain timeout", max: HOUR.saturating_mul(24), max_in_words: "1 day (24h)" };
+
 impl Bound {
     /// `value` if it is within the bound; otherwise a message naming the bound.
     pub fn check(&self, value: Duration) -> Result<Duration, String> {
@@ -48,7 +52,7 @@ mod tests {
 
     #[test]
     fn a_bound_takes_its_maximum_and_refuses_a_nanosecond_more() {
-        for bound in [DELIVERY_DELAY, PAYMENT_DELAY, IDLE_TIMEOUT] {
+        for bound in [DELIVERY_DELAY, PAYMENT_DELAY, IDLE_TIMEOUT, DRAIN_TIMEOUT] {
             assert_eq!(bound.check(Duration::ZERO), Ok(Duration::ZERO));
             assert_eq!(bound.check(bound.max), Ok(bound.max));
             let refused = bound.check(bound.max + Duration::from_nanos(1)).expect_err("past the bound");

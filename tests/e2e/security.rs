@@ -73,6 +73,68 @@ fn a_foreign_uid_is_refused_even_with_the_socket_opened_up() {
     assert_eq!(daemon.json(["list"]), json!([]), "the owner is still served");
 }
 
+/// A client writes its request, then reads. A refused one must get to read its refusal, however
+/// late its write comes: the daemon drains what it sends before closing (no `EPIPE`). Needs
+/// root, to run the client as `nobody`; skipped otherwise.
+#[test]
+fn a_refused_foreign_client_reads_its_refusal_every_time() {
+    const NOBODY: u32 = 65534;
+    if !std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t")))
+    {
+        eprintln!("skipped: needs root to run a client as another user");
+        return;
+    }
+    let daemon = TestDaemon::start();
+    for dir in daemon.socket().ancestors().skip(1).take_while(|dir| dir.starts_with(daemon.dir())) {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+    }
+    std::fs::set_permissions(daemon.socket(), std::fs::Permissions::from_mode(0o777)).expect("chmod socket");
+    // 50 clients in a row, each a little slow to write (as a loaded machine makes any client).
+    let script = format!(
+        "import socket,time\nfor _ in range(50):\n s=socket.socket(socket.AF_UNIX)\n s.connect({:?})\n time.sleep(0.02)\n s.sendall(b'{{\"v\":1,\"cmd\":\"list\"}}\\n')\n print(s.makefile().readline(), end='', flush=True)\n s.close()",
+        daemon.socket().display().to_string()
+    );
+    let output = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .expect("raw clients as nobody");
+    let replies = String::from_utf8_lossy(&output.stdout);
+    let refused = replies.lines().filter(|line| line.contains("permission_denied")).count();
+    assert_eq!(refused, 50, "{}\n{replies}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
+fn a_client_refused_busy_reads_its_refusal_even_when_it_writes_late() {
+    let daemon = TestDaemon::start_with(&[("ORDERS_MAX_CONNECTIONS", "1")]);
+    // The one slot, once the fixture's probe connection has let go of it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let held = loop {
+        let mut client = RawClient::connect(&daemon.socket());
+        if client.try_send(b"{\"v\":1,\"cmd\":\"status\"}\n").is_ok()
+            && client.reply().is_some_and(|reply| reply["ok"] == true)
+        {
+            break client;
+        }
+        assert!(Instant::now() < deadline, "the daemon never had its one slot free");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for n in 0..50 {
+        let mut client = RawClient::connect(&daemon.socket());
+        std::thread::sleep(Duration::from_millis(20));
+        client.try_send(b"{\"v\":1,\"cmd\":\"status\"}\n").unwrap_or_else(|e| panic!("write {n}: {e}"));
+        let reply = client.reply().unwrap_or_else(|| panic!("no refusal to read, client {n}"));
+        assert_eq!(reply["error"]["code"], "busy", "{reply}");
+        assert!(client.reply().is_none(), "then the connection is closed");
+    }
+    drop(held);
+    std::thread::sleep(Duration::from_millis(100));
+    daemon.create("after", 2);
+}
+
 #[test]
 fn hostile_lines_each_get_an_error_and_the_daemon_keeps_serving() {
     let daemon = TestDaemon::start();
