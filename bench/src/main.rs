@@ -113,7 +113,7 @@ async fn creates(report: &mut Report, quick: bool, duration: Duration) -> anyhow
         let ceiling = ids.len() as f64 / took.as_secs_f64();
 
         let daemon = Daemon::start(dir.path(), &[("ORDERS_PAYMENT_DELAY", "1h")])?;
-        let (acknowledged, took, latencies) = load::creates(&daemon.socket, connections, duration).await?;
+        let (acknowledged, took, latencies) = load::creates(&daemon.paths, connections, duration).await?;
         daemon.stop()?;
         report.add(
             format!("creates, {connections} connections"),
@@ -156,7 +156,7 @@ async fn settled(report: &mut Report, quick: bool, duration: Duration) -> anyhow
     let (orders, took) = tokio::task::block_in_place(|| raw::settled(&dir.path().join("raw.db"), 64, count))?;
     let ceiling = orders as f64 / took.as_secs_f64();
     let daemon = Daemon::start(dir.path(), &[])?;
-    let (settled, took) = load::settled(&daemon.socket, 64, duration).await?;
+    let (settled, took) = load::settled(&daemon.paths, 64, duration).await?;
     daemon.stop()?;
     let ours = settled as f64 / took.as_secs_f64();
     report.add(
@@ -189,12 +189,12 @@ async fn status_index_cost(report: &mut Report, duration: Duration) -> anyhow::R
     for with_index in [false, true, false, true] {
         let dir = fresh(with_index)?;
         let daemon = Daemon::start(dir.path(), &[("ORDERS_PAYMENT_DELAY", "1h")])?;
-        let (created, took, _) = load::creates(&daemon.socket, 64, duration).await?;
+        let (created, took, _) = load::creates(&daemon.paths, 64, duration).await?;
         daemon.stop()?;
         // Not the same directory: its held-back payments would all resume at once.
         let dir = fresh(with_index)?;
         let daemon = Daemon::start(dir.path(), &[])?;
-        let (settled, settled_took) = load::settled(&daemon.socket, 64, duration).await?;
+        let (settled, settled_took) = load::settled(&daemon.paths, 64, duration).await?;
         daemon.stop()?;
         figures.push((
             with_index,
@@ -245,13 +245,13 @@ async fn replay(events: u64, report: &mut Report) -> anyhow::Result<()> {
     let daemon = Daemon::start(dir.path(), &[])?;
     let mut ours: f64 = 0.0;
     for _ in 0..2 {
-        let mut client = Client::connect(&daemon.socket).await?;
+        let mut client = Client::connect(&daemon.paths).await?;
         let started = Instant::now();
         client.send(&Request::Replay(ReplayRequest { check: false })).await?;
         let done: ReplayReport = loop {
             let reply = client.receive().await?.ok_or_else(|| anyhow::anyhow!("the daemon hung up"))?;
             if reply.progress.is_none() {
-                break orders::client::data(reply).map_err(|f| anyhow::anyhow!(f.message))?;
+                break client.data(reply).map_err(|f| anyhow::anyhow!(f.message))?;
             }
         };
         let took = started.elapsed();
@@ -297,7 +297,7 @@ async fn list_and_memory(report: &mut Report, orders: usize) -> anyhow::Result<(
     })?);
 
     let daemon = Daemon::start(dir.path(), &[])?;
-    let ours = load::lists(&daemon.socket, users, 2_000).await?;
+    let ours = load::lists(&daemon.paths, users, 2_000).await?;
     report.add(
         format!("list one user's 100 orders among {orders}, p50"),
         "ms",
@@ -312,7 +312,7 @@ async fn list_and_memory(report: &mut Report, orders: usize) -> anyhow::Result<(
         None,
         format!("raw query p99 {:.3} ms", ms(raw.percentile(99.0))),
     );
-    let by_status = load::lists_by_status(&daemon.socket, OrderStatus::Cancelled, 2_000).await?;
+    let by_status = load::lists_by_status(&daemon.paths, OrderStatus::Cancelled, 2_000).await?;
     report.add(
         format!(
             "list --status cancelled ({} of {}) among {orders}, p50",
@@ -329,8 +329,8 @@ async fn list_and_memory(report: &mut Report, orders: usize) -> anyhow::Result<(
             ms(old_plan.percentile(50.0))
         ),
     );
-    load::creates(&daemon.socket, 64, Duration::from_secs(3)).await?;
-    load::settled(&daemon.socket, 64, Duration::from_secs(3)).await?;
+    load::creates(&daemon.paths, 64, Duration::from_secs(3)).await?;
+    load::settled(&daemon.paths, 64, Duration::from_secs(3)).await?;
     let (peak_kib, rss_kib) = daemon.memory_kib()?;
     let fds = daemon.open_fds()?;
     daemon.stop()?;
@@ -356,7 +356,8 @@ fn cli(report: &mut Report, times: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let daemon = Daemon::start(dir.path(), &[])?;
     let orders = daemon::orders_binary()?;
-    let env = [("ORDERS_SOCKET", daemon.socket.as_path())];
+    let env =
+        [("ORDERS_SOCKET", daemon.socket.as_path()), ("ORDERS_DATA_DIR", daemon.paths.data_dir.as_path())];
     let create = load::processes(&orders, &env, &["create", "--user", "cli", "--total", "2"], times)?;
     let version = load::processes(&orders, &env, &["--version"], times)?;
     daemon.stop()?;
@@ -423,8 +424,8 @@ fn compare_with_peer(
 async fn soak(report: &mut Report, duration: Duration) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let daemon = Daemon::start(dir.path(), &[])?;
-    let socket = daemon.socket.clone();
-    let load = tokio::spawn(async move { load::settled(&socket, 64, duration).await });
+    let paths = daemon.paths.clone();
+    let load = tokio::spawn(async move { load::settled(&paths, 64, duration).await });
     let started = Instant::now();
     let mut samples = Vec::new();
     let every = Duration::from_secs(10).min(duration);

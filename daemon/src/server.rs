@@ -14,8 +14,8 @@ use interprocess::local_socket::tokio::prelude::*;
 use interprocess::local_socket::tokio::{Listener, Stream};
 use jiff::Timestamp;
 use orders_shared::protocol::{
-    DaemonStatus, ErrorBody, ErrorCode, EventPage, EventView, EventsRequest, MAX_REQUEST_BYTES, OrderView,
-    PROTOCOL_VERSION, Reply, Request, WaitRequest,
+    Addressed, DaemonStatus, ErrorBody, ErrorCode, EventPage, EventView, EventsRequest, MAX_REQUEST_BYTES,
+    OrderView, PROTOCOL_VERSION, Reply, Request, WaitRequest,
 };
 use orders_shared::{OrderId, StreamId, StreamKind};
 use serde_json::value::RawValue;
@@ -26,7 +26,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::commands::{WriteCommand, storage_error_body};
 
-use crate::paths::Paths;
+use crate::paths::{Paths, ServedStore};
 use crate::projection;
 use crate::readers::Readers;
 use crate::replay::ReplayJob;
@@ -39,6 +39,8 @@ pub struct Context {
     pub writer: Writer,
     pub readers: Arc<Readers>,
     pub paths: Paths,
+    /// The store every request must name (issue 12).
+    pub store: ServedStore,
     pub started_at: Timestamp,
     /// Cancelled once to stop the daemon: by a signal, or by a `shutdown` request.
     pub shutdown: CancellationToken,
@@ -186,7 +188,7 @@ async fn handle_connection(
         if line.trim_ascii().is_empty() {
             continue;
         }
-        let reply = match Request::parse(&line) {
+        let reply = match parse(context, &line) {
             // Streaming requests write their own lines.
             Ok(Request::Events(request)) if request.follow => {
                 follow_events(context, &mut lines, request).await?;
@@ -210,6 +212,14 @@ async fn handle_connection(
     }
 }
 
+/// Reads a request line meant for the store this daemon serves: one naming another store is
+/// answered `wrong_store`, never served from the wrong data (issue 12).
+fn parse(context: &Context, line: &[u8]) -> Result<Request, ErrorBody> {
+    let Addressed { store, request } = Request::parse(line)?;
+    context.store.check(&store)?;
+    Ok(request)
+}
+
 /// The one router: every request goes to the handler named after it.
 async fn route(context: &Context, request: Request) -> Reply {
     let result = match request {
@@ -219,7 +229,13 @@ async fn route(context: &Context, request: Request) -> Reply {
         Request::List(list) => read(context, move |conn| projection::list(conn, &list)).await,
         Request::Wait(wait) => wait_until_settled(context, &wait).await.map(to_json),
         Request::History(history) => order_history(context, history.id).await.map(to_json),
-        Request::Events(events) => read(context, move |conn| event_page(conn, &events)).await,
+        Request::Events(events) => match first_position(&events) {
+            Ok(from) => {
+                let limit = events.limit.unwrap_or(EventsRequest::MAX_LIMIT);
+                read(context, move |conn| event_page(conn, from - 1, limit)).await
+            }
+            Err(error) => Err(error),
+        },
         Request::Watch(_) | Request::Replay(_) => {
             unreachable!("streaming requests are handled by the connection")
         }
@@ -268,16 +284,27 @@ async fn find_order(context: &Context, id: OrderId) -> Result<OrderView, ErrorBo
     found.ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, format!("no order {id}")))
 }
 
-/// Events in log order from `from` (inclusive), a page at most.
-fn event_page(conn: &rusqlite::Connection, request: &EventsRequest) -> Result<EventPage, StoreError> {
+/// The position an `events` request starts at: its cursor's, or the start of the log.
+fn first_position(request: &EventsRequest) -> Result<i64, ErrorBody> {
+    let Some(cursor) = &request.from else { return Ok(1) };
+    crate::store::position(cursor).ok_or_else(|| {
+        ErrorBody::new(
+            ErrorCode::InvalidRequest,
+            format!("invalid cursor '{cursor}': use one that `orders events` printed (its `cursor` field)"),
+        )
+    })
+}
+
+/// Events in log order after position `after`, a page at most.
+fn event_page(conn: &rusqlite::Connection, after: i64, limit: u64) -> Result<EventPage, StoreError> {
     // One snapshot for the page and the head it reports.
     let snapshot = conn.unchecked_transaction()?;
     let store = EventStore::new(&snapshot);
     let head = store.head()?;
-    let after = request.from.unwrap_or(1).max(1) - 1;
-    let limit = request.limit.unwrap_or(EventsRequest::MAX_LIMIT).min(EventsRequest::MAX_LIMIT);
+    let limit = limit.min(EventsRequest::MAX_LIMIT);
     let events = store.read_all(after, usize::try_from(limit).unwrap_or(usize::MAX))?;
-    Ok(EventPage { events: events.iter().map(event_view).collect(), head })
+    let next = crate::store::cursor(events.last().map_or(after, |last| last.position) + 1);
+    Ok(EventPage { events: events.iter().map(event_view).collect(), next, head })
 }
 
 /// How many events a follower reads at a time.
@@ -287,7 +314,10 @@ const FOLLOW_PAGE: u64 = 1_000;
 /// the client leaves, the limit is reached or the daemon stops.
 async fn follow_events(context: &Context, lines: &mut Lines, request: EventsRequest) -> io::Result<()> {
     let mut head = context.head.clone();
-    let mut after = request.from.unwrap_or(1).max(1) - 1;
+    let mut after = match first_position(&request) {
+        Ok(from) => from - 1,
+        Err(error) => return lines.reply(Reply::error(error)).await,
+    };
     let mut left = request.limit;
     loop {
         if context.shutdown.is_cancelled() {
@@ -296,8 +326,7 @@ async fn follow_events(context: &Context, lines: &mut Lines, request: EventsRequ
         }
         head.borrow_and_update();
         let wanted = left.map_or(FOLLOW_PAGE, |left| left.min(FOLLOW_PAGE));
-        let page = EventsRequest { from: Some(after + 1), limit: Some(wanted), follow: false };
-        let page = match context.readers.read(move |conn| event_page(conn, &page)).await {
+        let page = match context.readers.read(move |conn| event_page(conn, after, wanted)).await {
             Ok(page) => page,
             Err(error) => return lines.reply(Reply::error(read_error_body(&error))).await,
         };
@@ -309,7 +338,8 @@ async fn follow_events(context: &Context, lines: &mut Lines, request: EventsRequ
         if let Some(left) = left.as_mut() {
             *left -= read;
             if *left == 0 {
-                return lines.reply(Reply::data(serde_json::json!({ "position": after }))).await;
+                let next = crate::store::cursor(after + 1);
+                return lines.reply(Reply::data(serde_json::json!({ "next": next }))).await;
             }
         }
         if read == wanted {
@@ -457,6 +487,7 @@ async fn order_history(context: &Context, id: OrderId) -> Result<Vec<EventView>,
 pub fn event_view(recorded: &RecordedEvent) -> EventView {
     EventView {
         position: recorded.position,
+        cursor: crate::store::cursor(recorded.position),
         event_id: recorded.event_id.to_string(),
         stream: recorded.stream.to_string(),
         version: recorded.version,

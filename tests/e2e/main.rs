@@ -12,3 +12,4 @@ mod lifecycle;
 mod replay;
 mod sagas;
 mod security;
+mod stores;
