@@ -204,8 +204,8 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct EventsArgs {
-    /// Start at this event: a cursor that `events --json` printed (its `cursor` field), or a
-    /// position of the log (positions start at 1) [default: the start of the log]
+    /// Start at this event: a cursor that `events --json` printed (its `cursor` field); with the
+    /// SQLite store a position of the log (from 1) is a cursor too [default: the start of the log]
     #[arg(long, value_name = "CURSOR")]
     pub from: Option<Cursor>,
 
