@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use orders_daemon::paths::Paths;
 
 /// The `orders` binary built beside this one.
 pub fn orders_binary() -> anyhow::Result<PathBuf> {
@@ -20,6 +21,8 @@ pub fn orders_binary() -> anyhow::Result<PathBuf> {
 pub struct Daemon {
     child: Child,
     pub socket: PathBuf,
+    /// The data directory and socket, as clients name them (every request names its store).
+    pub paths: Paths,
 }
 
 impl Daemon {
@@ -45,7 +48,8 @@ impl Daemon {
             command.env(key, value);
         }
         let child = command.spawn().context("start the daemon")?;
-        let mut daemon = Daemon { child, socket };
+        let paths = Paths { data_dir, socket: socket.clone() };
+        let mut daemon = Daemon { child, socket, paths };
         let deadline = Instant::now() + Duration::from_secs(60);
         while UnixStream::connect(&daemon.socket).is_err() {
             if let Some(status) = daemon.child.try_wait()? {

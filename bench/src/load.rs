@@ -1,9 +1,10 @@
 //! Load on a running daemon over its socket, from many connections at once.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use orders::client::Client;
+use orders_daemon::paths::Paths;
 use orders_shared::protocol::{CreateRequest, ListRequest, OrderPage, OrderView, Request, WaitRequest};
 use orders_shared::{OrderStatus, Total};
 
@@ -38,13 +39,13 @@ fn create(user: String, total: i64) -> anyhow::Result<Request> {
 /// `connections` clients, each placing orders one after the other for `duration`. Returns the
 /// acknowledged creates, the time they took and every request's latency.
 pub async fn creates(
-    socket: &Path,
+    paths: &Paths,
     connections: usize,
     duration: Duration,
 ) -> anyhow::Result<(usize, Duration, Latencies)> {
     let mut clients = Vec::with_capacity(connections);
     for _ in 0..connections {
-        clients.push(Client::connect(socket).await?);
+        clients.push(Client::connect(paths).await?);
     }
     let started = Instant::now();
     let deadline = started + duration;
@@ -75,7 +76,7 @@ pub async fn creates(
 /// wait until delivered or cancelled; three in four totals even). Returns the settled orders and
 /// the time they took.
 pub async fn settled(
-    socket: &Path,
+    paths: &Paths,
     connections: usize,
     duration: Duration,
 ) -> anyhow::Result<(usize, Duration)> {
@@ -83,9 +84,9 @@ pub async fn settled(
     let deadline = started + duration;
     let tasks: Vec<_> = (0..connections)
         .map(|n| {
-            let socket: PathBuf = socket.to_path_buf();
+            let paths = paths.clone();
             tokio::spawn(async move {
-                let mut client = Client::connect(&socket).await?;
+                let mut client = Client::connect(&paths).await?;
                 let mut settled = 0;
                 let mut round = 0;
                 while Instant::now() < deadline {
@@ -112,8 +113,8 @@ pub async fn settled(
 }
 
 /// One connection listing one user's newest orders, `queries` times over `users` users.
-pub async fn lists(socket: &Path, users: usize, queries: usize) -> anyhow::Result<Latencies> {
-    let mut client = Client::connect(socket).await?;
+pub async fn lists(paths: &Paths, users: usize, queries: usize) -> anyhow::Result<Latencies> {
+    let mut client = Client::connect(paths).await?;
     let mut latencies = Vec::with_capacity(queries);
     for n in 0..queries {
         let user = format!("user{:06}", (n * 7919) % users).parse()?;
@@ -129,11 +130,11 @@ pub async fn lists(socket: &Path, users: usize, queries: usize) -> anyhow::Resul
 
 /// `list --status <status>`, a page of 100, newest first, `queries` times.
 pub async fn lists_by_status(
-    socket: &Path,
+    paths: &Paths,
     status: OrderStatus,
     queries: usize,
 ) -> anyhow::Result<Latencies> {
-    let mut client = Client::connect(socket).await?;
+    let mut client = Client::connect(paths).await?;
     let mut latencies = Vec::with_capacity(queries);
     for _ in 0..queries {
         let request =

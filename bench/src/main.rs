@@ -117,7 +117,7 @@ async fn creates(report: &mut Report, quick: bool, duration: Duration) -> anyhow
         let ceiling = ids.len() as f64 / took.as_secs_f64();
 
         let daemon = Daemon::start(dir.path(), &[("ORDERS_PAYMENT_DELAY", "1h")])?;
-        let (acknowledged, took, latencies) = load::creates(&daemon.socket, connections, duration).await?;
+        let (acknowledged, took, latencies) = load::creates(&daemon.paths, connections, duration).await?;
         daemon.stop()?;
         report.add(
             format!("creates, {connections} connections"),
@@ -160,7 +160,7 @@ async fn settled(report: &mut Report, quick: bool, duration: Duration) -> anyhow
     let (orders, took) = tokio::task::block_in_place(|| raw::settled(&dir.path().join("raw.db"), 64, count))?;
     let ceiling = orders as f64 / took.as_secs_f64();
     let daemon = Daemon::start(dir.path(), &[])?;
-    let (settled, took) = load::settled(&daemon.socket, 64, duration).await?;
+    let (settled, took) = load::settled(&daemon.paths, 64, duration).await?;
     daemon.stop()?;
     let ours = settled as f64 / took.as_secs_f64();
     report.add(
@@ -193,12 +193,12 @@ async fn status_index_cost(report: &mut Report, duration: Duration) -> anyhow::R
     for with_index in [false, true, false, true] {
         let dir = fresh(with_index)?;
         let daemon = Daemon::start(dir.path(), &[("ORDERS_PAYMENT_DELAY", "1h")])?;
-        let (created, took, _) = load::creates(&daemon.socket, 64, duration).await?;
+        let (created, took, _) = load::creates(&daemon.paths, 64, duration).await?;
         daemon.stop()?;
         // Not the same directory: its held-back payments would all resume at once.
         let dir = fresh(with_index)?;
         let daemon = Daemon::start(dir.path(), &[])?;
-        let (settled, settled_took) = load::settled(&daemon.socket, 64, duration).await?;
+        let (settled, settled_took) = load::settled(&daemon.paths, 64, duration).await?;
         daemon.stop()?;
         figures.push((
             with_index,
@@ -249,13 +249,13 @@ async fn replay(events: u64, report: &mut Report) -> anyhow::Result<()> {
     let daemon = Daemon::start(dir.path(), &[])?;
     let mut ours: f64 = 0.0;
     for _ in 0..2 {
-        let mut client = Client::connect(&daemon.socket).await?;
+        let mut client = Client::connect(&daemon.paths).await?;
         let started = Instant::now();
         client.send(&Request::Replay(ReplayRequest { check: false })).await?;
         let done: ReplayReport = loop {
             let reply = client.receive().await?.ok_or_else(|| anyhow::anyhow!("the daemon hung up"))?;
             if reply.progress.is_none() {
-                break orders::client::data(reply).map_err(|f| anyhow::anyhow!(f.message))?;
+                break client.data(reply).map_err(|f| anyhow::anyhow!(f.message))?;
             }
         };
         let took = started.elapsed();
@@ -301,7 +301,7 @@ async fn list_and_memory(report: &mut Report, orders: usize) -> anyhow::Result<(
     })?);
 
     let daemon = Daemon::start(dir.path(), &[])?;
-    let ours = load::lists(&daemon.socket, users, 2_000).await?;
+    let ours = load::lists(&daemon.paths, users, 2_000).await?;
     report.add(
         format!("list one user's 100 orders among {orders}, p50"),
         "ms",
@@ -316,7 +316,7 @@ async fn list_and_memory(report: &mut Report, orders: usize) -> anyhow::Result<(
         None,
         format!("raw query p99 {:.3} ms", ms(raw.percentile(99.0))),
     );
-    let by_status = load::lists_by_status(&daemon.socket, OrderStatus::Cancelled, 2_000).await?;
+    let by_status = load::lists_by_status(&daemon.paths, OrderStatus::Cancelled, 2_000).await?;
     report.add(
         format!(
             "list --status cancelled ({} of {}) among {orders}, p50",
@@ -333,8 +333,8 @@ async fn list_and_memory(report: &mut Report, orders: usize) -> anyhow::Result<(
             ms(old_plan.percentile(50.0))
         ),
     );
-    load::creates(&daemon.socket, 64, Duration::from_secs(3)).await?;
-    load::settled(&daemon.socket, 64, Duration::from_secs(3)).await?;
+    load::creates(&daemon.paths, 64, Duration::from_secs(3)).await?;
+    load::settled(&daemon.paths, 64, Duration::from_secs(3)).await?;
     let (peak_kib, rss_kib) = daemon.memory_kib()?;
     let fds = daemon.open_fds()?;
     daemon.stop()?;
@@ -363,15 +363,23 @@ async fn slow_readers(report: &mut Report, clients: usize, duration: Duration) -
     let dir = tempfile::tempdir()?;
     tokio::task::block_in_place(|| seed::delivered_orders(&dir.path().join("data"), 2_000, 20))?;
     let daemon = Daemon::start(dir.path(), &[("ORDERS_PAYMENT_DELAY", "1h")])?;
-    let (_, _, alone) = load::creates(&daemon.socket, 1, duration).await?;
+    let (_, _, alone) = load::creates(&daemon.paths, 1, duration).await?;
     let (_, before_kib) = daemon.memory_kib()?;
+    let store = std::fs::canonicalize(&daemon.paths.data_dir)?;
+    let request = serde_json::json!({
+        "v": orders_shared::PROTOCOL_VERSION,
+        "store": store.display().to_string(),
+        "cmd": "events",
+        "limit": 10_000,
+    });
+    let line = format!("{request}\n");
     let mut stuck = Vec::with_capacity(clients);
     for _ in 0..clients {
         let mut stream = std::os::unix::net::UnixStream::connect(&daemon.socket)?;
-        stream.write_all(b"{\"v\":1,\"cmd\":\"events\",\"limit\":10000}\n")?;
+        stream.write_all(line.as_bytes())?;
         stuck.push(stream);
     }
-    let (_, _, beside) = load::creates(&daemon.socket, 1, duration).await?;
+    let (_, _, beside) = load::creates(&daemon.paths, 1, duration).await?;
     let (peak_kib, _) = daemon.memory_kib()?;
     drop(stuck);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -402,7 +410,8 @@ fn cli(report: &mut Report, times: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let daemon = Daemon::start(dir.path(), &[])?;
     let orders = daemon::orders_binary()?;
-    let env = [("ORDERS_SOCKET", daemon.socket.as_path())];
+    let env =
+        [("ORDERS_SOCKET", daemon.socket.as_path()), ("ORDERS_DATA_DIR", daemon.paths.data_dir.as_path())];
     let create = load::processes(&orders, &env, &["create", "--user", "cli", "--total", "2"], times)?;
     let version = load::processes(&orders, &env, &["--version"], times)?;
     daemon.stop()?;
@@ -469,8 +478,8 @@ fn compare_with_peer(
 async fn soak(report: &mut Report, duration: Duration) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let daemon = Daemon::start(dir.path(), &[])?;
-    let socket = daemon.socket.clone();
-    let load = tokio::spawn(async move { load::settled(&socket, 64, duration).await });
+    let paths = daemon.paths.clone();
+    let load = tokio::spawn(async move { load::settled(&paths, 64, duration).await });
     let started = Instant::now();
     let mut samples = Vec::new();
     let every = Duration::from_secs(10).min(duration);

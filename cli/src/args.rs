@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use jiff::Timestamp;
 use orders_daemon::settings::{self, Bound};
-use orders_shared::protocol::IdempotencyKey;
+use orders_shared::protocol::{Cursor, IdempotencyKey};
 use orders_shared::{OrderId, OrderStatus, Total, UserId};
 
 const ABOUT: &str = "Place, follow and cancel orders";
@@ -204,9 +204,10 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct EventsArgs {
-    /// Start at this position of the log (positions start at 1)
-    #[arg(long, default_value_t = 1, value_name = "POSITION", value_parser = clap::value_parser!(i64).range(1..))]
-    pub from: i64,
+    /// Start at this event: a cursor that `events --json` printed (its `cursor` field); with the
+    /// SQLite store a position of the log (from 1) is a cursor too [default: the start of the log]
+    #[arg(long, value_name = "CURSOR")]
+    pub from: Option<Cursor>,
 
     /// Stop after this many events
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]

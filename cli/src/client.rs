@@ -1,15 +1,15 @@
 //! The socket client: one connection, one request line, one reply line (or a stream of them).
 
 use std::io;
-use std::path::Path;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use interprocess::local_socket::tokio::Stream;
 use interprocess::local_socket::tokio::prelude::*;
 use interprocess::local_socket::{GenericFilePath, ToFsName};
+use orders_daemon::paths::{Paths, quoted};
 use orders_shared::PROTOCOL_VERSION;
-use orders_shared::protocol::{Envelope, Reply, Request, WaitRequest};
+use orders_shared::protocol::{Envelope, ErrorBody, ErrorCode, Reply, Request, WaitRequest};
 use serde::de::DeserializeOwned;
 use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, Framed};
 
@@ -23,13 +23,19 @@ pub struct Client {
     /// A request that could not be written because the daemon had closed the connection. Its
     /// reason may still be waiting to be read (a refused connection is told why, then closed).
     unsent: Option<io::Error>,
+    /// The paths this client resolved: its failures and hints speak of them.
+    paths: Paths,
+    /// The store every request names ([`Paths::store`]), so that a daemon serving another one
+    /// says so instead of answering from the wrong data (issue 12).
+    store: String,
 }
 
 impl Client {
     /// Connects to a daemon's socket; `NotFound` or `ConnectionRefused` mean none is running.
     /// The daemon must run as this user: a socket in a shared place (the `/tmp` fallback) could
     /// otherwise be answered by another user's impostor.
-    pub async fn connect(socket: &Path) -> io::Result<Client> {
+    pub async fn connect(paths: &Paths) -> io::Result<Client> {
+        let socket = paths.socket.as_path();
         let name = socket.to_fs_name::<GenericFilePath>()?;
         let stream = Stream::connect(name).await?;
         let own = rustix::process::geteuid().as_raw();
@@ -48,6 +54,8 @@ impl Client {
         }
         Ok(Client {
             unsent: None,
+            paths: paths.clone(),
+            store: paths.store(),
             lines: Framed::new(
                 stream,
                 AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), b"\n".to_vec(), MAX_REPLY_BYTES),
@@ -55,10 +63,15 @@ impl Client {
         })
     }
 
+    /// The paths this client resolved.
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
     /// Sends one request.
     pub async fn send(&mut self, request: &Request) -> io::Result<()> {
-        let line =
-            serde_json::to_string(&Envelope { v: PROTOCOL_VERSION, request }).map_err(io::Error::other)?;
+        let envelope = Envelope { v: PROTOCOL_VERSION, store: &self.store, request };
+        let line = serde_json::to_string(&envelope).map_err(io::Error::other)?;
         match self.lines.send(line).await.map_err(codec_error) {
             Err(error)
                 if matches!(error.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) =>
@@ -102,23 +115,65 @@ impl Client {
         patience: Duration,
     ) -> Result<T, Failure> {
         let exchange = async {
-            self.send(request).await.map_err(lost)?;
-            self.receive().await.map_err(lost)?.ok_or_else(|| lost(io::ErrorKind::UnexpectedEof.into()))
+            self.send(request).await.map_err(|e| self.lost(e))?;
+            self.receive()
+                .await
+                .map_err(|e| self.lost(e))?
+                .ok_or_else(|| self.lost(io::ErrorKind::UnexpectedEof.into()))
         };
-        let reply =
-            tokio::time::timeout(patience, exchange).await.map_err(|_| no_answer(request, patience))??;
-        data(reply)
+        let reply = tokio::time::timeout(patience, exchange)
+            .await
+            .map_err(|_| no_answer(&self.paths, request, patience))??;
+        self.data(reply)
     }
-}
 
-/// The data of a successful reply, or the daemon's error as a failure.
-pub fn data<T: DeserializeOwned>(reply: Reply) -> Result<T, Failure> {
-    if let Some(error) = reply.error {
-        return Err(error.into());
+    /// The data of a successful reply, or the daemon's error as a failure.
+    pub fn data<T: DeserializeOwned>(&self, reply: Reply) -> Result<T, Failure> {
+        if let Some(error) = reply.error {
+            return Err(self.failure(error));
+        }
+        let text = reply.data.as_deref().map_or("null", |data| data.get());
+        serde_json::from_str(text)
+            .map_err(|e| Failure::new(Exit::Failure, format!("unexpected reply from the daemon: {e}")))
     }
-    let text = reply.data.as_deref().map_or("null", |data| data.get());
-    serde_json::from_str(text)
-        .map_err(|e| Failure::new(Exit::Failure, format!("unexpected reply from the daemon: {e}")))
+
+    /// The daemon's refusal, told of the paths in use.
+    pub fn failure(&self, error: ErrorBody) -> Failure {
+        let paths = &self.paths;
+        match error.code {
+            ErrorCode::WrongStore => {
+                let served = error.served.clone().unwrap_or_else(|| "another store".to_owned());
+                let theirs = Paths { data_dir: served.clone().into(), socket: paths.socket.clone() };
+                Failure::new(
+                    Exit::Unavailable,
+                    format!("the daemon on {} serves {served}, not {}", paths.socket.display(), self.store),
+                )
+                .with_refusal(error.code)
+                .with_hint(format!(
+                    "one socket serves one data directory: give {} a socket of its own (--socket PATH or \
+                     ORDERS_SOCKET), or stop that daemon first with `{}`",
+                    self.store,
+                    theirs.command_line("daemon stop")
+                ))
+            }
+            ErrorCode::ProtocolMismatch => Failure::from(error).with_hint(format!(
+                "the running daemon is from another version of orders: restart it with `{}` (this binary \
+                 then starts its own version)",
+                paths.command_line("daemon restart")
+            )),
+            _ => Failure::from(error),
+        }
+    }
+
+    /// The connection broke mid-request.
+    pub fn lost(&self, error: io::Error) -> Failure {
+        Failure::new(Exit::Unavailable, format!("lost the connection to the daemon: {error}")).with_hint(
+            format!(
+                "the command may or may not have been carried out; check with `{}`",
+                self.paths.command_line("list")
+            ),
+        )
+    }
 }
 
 /// How long a request may wait for its reply.
@@ -136,9 +191,13 @@ pub fn reply_timeout() -> Duration {
 /// The daemon took the connection but never answered. It has the request, though: a daemon that
 /// is stopped or slow carries out a write once it resumes (issue 11: eight creates that timed out
 /// against a stopped daemon were all committed after it resumed), so a write says so.
-pub fn no_answer(request: &Request, patience: Duration) -> Failure {
+pub fn no_answer(paths: &Paths, request: &Request, patience: Duration) -> Failure {
     let message = format!("the daemon did not answer within {patience:?}");
-    let stuck = "`orders daemon status` tells whether it is stuck; `orders daemon restart` replaces it";
+    let stuck = format!(
+        "`{}` tells whether it is stuck; `{}` replaces it",
+        paths.command_line("daemon status"),
+        paths.command_line("daemon restart")
+    );
     match request {
         Request::Create(create) => {
             let retry = match &create.idempotency_key {
@@ -148,9 +207,9 @@ pub fn no_answer(request: &Request, patience: Duration) -> Failure {
                     key.as_str()
                 ),
                 None => format!(
-                    "check with `orders list --user {}` before placing it again; with \
-                     `--idempotency-key K` a retry is safe (it returns the same order)",
-                    create.user
+                    "check with `{}` before placing it again; with `--idempotency-key K` a retry is safe (it \
+                     returns the same order)",
+                    paths.command_line(&format!("list --user {}", quoted(create.user.as_str())))
                 ),
             };
             Failure::new(Exit::Unavailable, format!("{message}; the create may still be carried out"))
@@ -158,16 +217,13 @@ pub fn no_answer(request: &Request, patience: Duration) -> Failure {
         }
         Request::Cancel(cancel) => {
             Failure::new(Exit::Unavailable, format!("{message}; the cancel may still be carried out"))
-                .with_hint(format!("check with `orders show {}`; {stuck}", cancel.id))
+                .with_hint(format!(
+                    "check with `{}`; {stuck}",
+                    paths.command_line(&format!("show {}", cancel.id))
+                ))
         }
         _ => Failure::new(Exit::Unavailable, message).with_hint(stuck),
     }
-}
-
-/// The connection broke mid-request.
-pub fn lost(error: io::Error) -> Failure {
-    Failure::new(Exit::Unavailable, format!("lost the connection to the daemon: {error}"))
-        .with_hint("the command may or may not have been carried out; check with `orders list`")
 }
 
 fn codec_error(error: AnyDelimiterCodecError) -> io::Error {

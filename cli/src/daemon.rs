@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use orders_daemon::files::{self, Access};
 use orders_daemon::lock::{self, Holder};
 use orders_daemon::paths::{Paths, default_log_file};
-use orders_shared::protocol::{DaemonStatus, Request, ShutdownRequest, StatusRequest};
+use orders_shared::protocol::{DaemonStatus, ErrorCode, Request, ShutdownRequest, StatusRequest};
 use rustix::process::{Pid, Signal, kill_process};
 
 use crate::args::RunArgs;
@@ -30,18 +30,22 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Connects to the daemon, starting one first if none runs and `autostart` allows it.
 pub async fn connect(paths: &Paths, autostart: bool) -> Result<Client, Failure> {
-    match Client::connect(&paths.socket).await {
+    match Client::connect(paths).await {
         Ok(client) => return Ok(client),
         Err(error) if is_absent(&error) => {}
         Err(error) => return Err(cannot_connect(paths, &error)),
     }
     if !autostart {
-        return Err(not_running(paths).with_hint(
-            "start one with `orders daemon start`, or unset ORDERS_NO_AUTOSTART to have it started on demand",
-        ));
+        return Err(match whereabouts(paths).await {
+            Whereabouts::Nobody => not_running(paths).with_hint(format!(
+                "start one with `{}`, or unset ORDERS_NO_AUTOSTART to have it started on demand",
+                paths.command_line("daemon start")
+            )),
+            other => other.failure(paths, None),
+        });
     }
     start_in_background(paths, &[]).await?;
-    Client::connect(&paths.socket).await.map_err(|error| cannot_connect(paths, &error))
+    Client::connect(paths).await.map_err(|error| cannot_connect(paths, &error))
 }
 
 /// Nothing listens on the socket: no file, or a file left by a daemon that died.
@@ -51,7 +55,7 @@ fn is_absent(error: &io::Error) -> bool {
 
 fn not_running(paths: &Paths) -> Failure {
     Failure::new(Exit::Unavailable, format!("no daemon is running on {}", paths.socket.display()))
-        .with_hint("start one with `orders daemon start`")
+        .with_hint(format!("start one with `{}`", paths.command_line("daemon start")))
 }
 
 fn cannot_connect(paths: &Paths, error: &io::Error) -> Failure {
@@ -59,6 +63,75 @@ fn cannot_connect(paths: &Paths, error: &io::Error) -> Failure {
         Exit::Unavailable,
         format!("cannot connect to the daemon on {}: {error}", paths.socket.display()),
     )
+}
+
+/// Where the daemon of a data directory is, when nothing answers on the socket in use.
+enum Whereabouts {
+    /// Nobody holds the data directory.
+    Nobody,
+    /// Its daemon answers on its own socket, which is another one (issue 12: `--socket alt.sock`).
+    Elsewhere { holder: Holder, theirs: Paths },
+    /// Its daemon does not answer, on this socket or on its own.
+    Wedged { holder: Holder, theirs: Paths, what: String },
+}
+
+/// Asks the lock who holds the data directory, and that holder whether it answers where it listens.
+async fn whereabouts(paths: &Paths) -> Whereabouts {
+    let Some(holder) = lock::holder(&paths.data_dir) else { return Whereabouts::Nobody };
+    let socket = holder.socket.clone().unwrap_or_else(|| paths.socket.clone());
+    let theirs = Paths { data_dir: paths.data_dir.clone(), socket };
+    if theirs.socket == paths.socket {
+        let what = format!("its socket {} is gone", paths.socket.display());
+        return Whereabouts::Wedged { holder, theirs, what };
+    }
+    if answers(&theirs).await {
+        return Whereabouts::Elsewhere { holder, theirs };
+    }
+    let what = format!("does not answer on its socket {}", theirs.socket.display());
+    Whereabouts::Wedged { holder, theirs, what }
+}
+
+/// Whether a daemon answers on these paths' socket (with anything, a refusal included).
+async fn answers(paths: &Paths) -> bool {
+    let Ok(mut client) = Client::connect(paths).await else { return false };
+    let status = client.call::<DaemonStatus>(&Request::Status(StatusRequest {}));
+    tokio::time::timeout(ANSWER_TIMEOUT, status)
+        .await
+        .is_ok_and(|answer| answer.is_ok() || answer.is_err_and(|failure| failure.refusal.is_some()))
+}
+
+impl Whereabouts {
+    /// Why nothing answers on `paths.socket`; `example` is the command the hint shows.
+    fn failure(self, paths: &Paths, example: Option<&str>) -> Failure {
+        match self {
+            Whereabouts::Nobody => not_running(paths),
+            Whereabouts::Elsewhere { holder, theirs } => elsewhere(paths, &holder, &theirs, example),
+            Whereabouts::Wedged { holder, theirs, what } => wedged(&theirs, &holder, &what),
+        }
+    }
+}
+
+/// The daemon of this data directory is healthy on another socket: name it, never call it gone.
+fn elsewhere(paths: &Paths, holder: &Holder, theirs: &Paths, example: Option<&str>) -> Failure {
+    let pid = holder.pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default();
+    let hint = match example {
+        Some(args) => format!(
+            "reach it with `--socket {}` (or ORDERS_SOCKET): `{}`",
+            theirs.socket.display(),
+            theirs.command_line(args)
+        ),
+        None => format!("reach it with `--socket {}` (or ORDERS_SOCKET)", theirs.socket.display()),
+    };
+    Failure::new(
+        Exit::Unavailable,
+        format!(
+            "the daemon{pid} serving {} listens on {}, not on {}",
+            paths.data_dir.display(),
+            theirs.socket.display(),
+            paths.socket.display()
+        ),
+    )
+    .with_hint(hint)
 }
 
 fn path_failure(error: impl std::fmt::Display) -> Failure {
@@ -74,8 +147,14 @@ pub async fn start_in_background(paths: &Paths, args: &[String]) -> Result<bool,
     lock.lock().map_err(|e| path_failure(format!("cannot lock {}: {e}", lock_path.display())))?;
 
     // Another client may have started one while this one waited for the lock.
-    if Client::connect(&paths.socket).await.is_ok() {
+    if Client::connect(paths).await.is_ok() {
         return Ok(false);
+    }
+    // A daemon holding the data directory elsewhere, or wedged, is told of: one started here
+    // could not get the data directory anyway.
+    match whereabouts(paths).await {
+        Whereabouts::Nobody => {}
+        other => return Err(other.failure(paths, None)),
     }
     let exe =
         std::env::current_exe().map_err(|e| path_failure(format!("cannot find the orders binary: {e}")))?;
@@ -92,17 +171,18 @@ pub async fn start_in_background(paths: &Paths, args: &[String]) -> Result<bool,
 
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
-        match Client::connect(&paths.socket).await {
+        match Client::connect(paths).await {
             Ok(_) => return Ok(true),
             Err(error) if is_absent(&error) => {}
             Err(error) => return Err(cannot_connect(paths, &error)),
         }
         if let Some(status) = child.try_wait().map_err(|e| path_failure(e.to_string()))? {
-            return Err(start_failed(&mut child, &format!("the daemon exited at start ({status})")));
+            return Err(start_failed(&mut child, args, &format!("the daemon exited at start ({status})")));
         }
         if Instant::now() > deadline {
             return Err(start_failed(
                 &mut child,
+                args,
                 &format!("the daemon did not answer within {START_TIMEOUT:?}"),
             ));
         }
@@ -110,7 +190,7 @@ pub async fn start_in_background(paths: &Paths, args: &[String]) -> Result<bool,
     }
 }
 
-fn start_failed(child: &mut Child, what: &str) -> Failure {
+fn start_failed(child: &mut Child, args: &[String], what: &str) -> Failure {
     let mut stderr = String::new();
     if let Some(mut pipe) = child.stderr.take()
         && child.try_wait().ok().flatten().is_some()
@@ -124,12 +204,14 @@ fn start_failed(child: &mut Child, what: &str) -> Failure {
         message.push_str(stderr);
     }
     Failure::new(Exit::Unavailable, message)
-        .with_hint(format!("see the daemon's log: {}", log_file_hint().display()))
+        .with_hint(format!("see the daemon's log: {}", log_file_hint(args).display()))
 }
 
-fn log_file_hint() -> PathBuf {
-    std::env::var_os("ORDERS_LOG_FILE")
-        .map(PathBuf::from)
+/// Where the daemon started with `args` logs: `--log-file` if forwarded, else as it resolves it.
+fn log_file_hint(args: &[String]) -> PathBuf {
+    let forwarded = args.windows(2).find(|pair| pair[0] == "--log-file").map(|pair| PathBuf::from(&pair[1]));
+    forwarded
+        .or_else(|| std::env::var_os("ORDERS_LOG_FILE").map(PathBuf::from))
         .or_else(|| default_log_file().ok())
         .unwrap_or_else(|| PathBuf::from("daemon.log"))
 }
@@ -167,17 +249,13 @@ fn exact(duration: std::time::Duration) -> String {
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `orders daemon status`: the running daemon's own report, or why there is none: not running,
-/// or wedged (it holds the data directory but does not answer, or its socket is gone).
+/// listening on another socket, or wedged (it holds the data directory but does not answer, or
+/// its socket is gone).
 pub async fn status(paths: &Paths) -> Result<DaemonStatus, Failure> {
-    let mut client = match Client::connect(&paths.socket).await {
+    let mut client = match Client::connect(paths).await {
         Ok(client) => client,
         Err(error) if is_absent(&error) => {
-            return Err(match lock::holder(&paths.data_dir) {
-                Some(holder) => {
-                    wedged(paths, &holder, &format!("its socket {} is gone", paths.socket.display()))
-                }
-                None => not_running(paths),
-            });
+            return Err(whereabouts(paths).await.failure(paths, Some("daemon status")));
         }
         Err(error) => return Err(cannot_connect(paths, &error)),
     };
@@ -194,37 +272,73 @@ pub async fn status(paths: &Paths) -> Result<DaemonStatus, Failure> {
     }
 }
 
+/// The daemon holds the data directory but cannot be reached where it listens (`paths`).
 fn wedged(paths: &Paths, holder: &Holder, what: &str) -> Failure {
     let pid = holder.pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default();
     Failure::new(Exit::Unavailable, format!("the daemon{pid} holds {} but {what}", paths.data_dir.display()))
-        .with_hint("replace it with `orders daemon restart`")
+        .with_hint(format!("replace it with `{}`", paths.command_line("daemon restart")))
+}
+
+/// What asking a daemon to stop came to.
+enum Stopping {
+    /// No daemon holds the data directory.
+    Nothing,
+    Stopped(DaemonStatus),
+    /// It holds the data directory but does not answer or exit, or speaks another version: a
+    /// signal may stop it.
+    Unresponsive(Failure),
+    /// It answers and must not be stopped by force: it serves another store, or listens on
+    /// another socket.
+    Refused(Failure),
+}
+
+async fn ask_to_stop(paths: &Paths) -> Stopping {
+    let mut client = match Client::connect(paths).await {
+        Ok(client) => client,
+        Err(error) if is_absent(&error) => {
+            return match whereabouts(paths).await {
+                Whereabouts::Nobody => Stopping::Nothing,
+                elsewhere @ Whereabouts::Elsewhere { .. } => {
+                    Stopping::Refused(elsewhere.failure(paths, Some("daemon stop")))
+                }
+                wedged @ Whereabouts::Wedged { .. } => Stopping::Unresponsive(wedged.failure(paths, None)),
+            };
+        }
+        Err(error) => return Stopping::Refused(cannot_connect(paths, &error)),
+    };
+    let status: DaemonStatus =
+        match tokio::time::timeout(ANSWER_TIMEOUT, client.call(&Request::Shutdown(ShutdownRequest {}))).await
+        {
+            Ok(Ok(status)) => status,
+            Ok(Err(failure)) if failure.refusal == Some(ErrorCode::ProtocolMismatch) => {
+                return Stopping::Unresponsive(failure);
+            }
+            Ok(Err(failure)) => return Stopping::Refused(failure),
+            Err(_) => {
+                let holder = lock::holder(&paths.data_dir).unwrap_or(Holder { pid: None, socket: None });
+                return Stopping::Unresponsive(wedged(paths, &holder, "does not answer"));
+            }
+        };
+    if !wait_for_exit(Path::new(&status.data_dir), STOP_TIMEOUT).await {
+        return Stopping::Unresponsive(
+            Failure::new(
+                Exit::Failure,
+                format!("the daemon (pid {}) did not exit within {STOP_TIMEOUT:?}", status.pid),
+            )
+            .with_hint(format!("`{}` stops it by force", paths.command_line("daemon restart"))),
+        );
+    }
+    Stopping::Stopped(status)
 }
 
 /// `orders daemon stop`: asks the daemon to stop and waits until it has exited. Returns the
 /// stopped daemon's last status, or `None` when none was running.
 pub async fn stop(paths: &Paths) -> Result<Option<DaemonStatus>, Failure> {
-    let mut client = match Client::connect(&paths.socket).await {
-        Ok(client) => client,
-        Err(error) if is_absent(&error) => return Ok(None),
-        Err(error) => return Err(cannot_connect(paths, &error)),
-    };
-    let status: DaemonStatus =
-        match tokio::time::timeout(ANSWER_TIMEOUT, client.call(&Request::Shutdown(ShutdownRequest {}))).await
-        {
-            Ok(answer) => answer?,
-            Err(_) => {
-                let holder = lock::holder(&paths.data_dir).unwrap_or(Holder { pid: None, socket: None });
-                return Err(wedged(paths, &holder, "does not answer"));
-            }
-        };
-    if !wait_for_exit(Path::new(&status.data_dir), STOP_TIMEOUT).await {
-        return Err(Failure::new(
-            Exit::Failure,
-            format!("the daemon (pid {}) did not exit within {STOP_TIMEOUT:?}", status.pid),
-        )
-        .with_hint("`orders daemon restart` stops it by force"));
+    match ask_to_stop(paths).await {
+        Stopping::Nothing => Ok(None),
+        Stopping::Stopped(status) => Ok(Some(status)),
+        Stopping::Unresponsive(failure) | Stopping::Refused(failure) => Err(failure),
     }
-    Ok(Some(status))
 }
 
 /// Waits until nobody holds the data directory's lock: the daemon holds it until its very last
@@ -241,15 +355,39 @@ async fn wait_for_exit(data_dir: &Path, timeout: Duration) -> bool {
 }
 
 /// `orders daemon restart`: stops the daemon — politely, or by signal when it is wedged (it holds
-/// the data directory but does not answer, or its socket is gone) — then starts a new one.
+/// the data directory but does not answer, or its socket is gone) — then starts a new one. A
+/// daemon that answers is never killed: not one serving another store, nor one of this data
+/// directory that listens on another socket (issue 12: that moved a healthy daemon).
 pub async fn restart(paths: &Paths, args: &RunArgs) -> Result<DaemonStatus, Failure> {
-    if let Err(failure) = stop(paths).await {
-        eprintln!("note: {}; stopping it by signal", failure.message);
-    }
-    if let Some(holder) = lock::holder(&paths.data_dir) {
-        terminate(paths, &holder).await?;
+    match ask_to_stop(paths).await {
+        Stopping::Nothing | Stopping::Stopped(_) => {}
+        Stopping::Refused(failure) => return Err(refuse_restart(paths, failure)),
+        Stopping::Unresponsive(failure) => {
+            eprintln!("note: {}; stopping it by signal", failure.message);
+            if let Some(holder) = lock::holder(&paths.data_dir) {
+                terminate(paths, &holder).await?;
+            }
+        }
     }
     start(paths, args).await
+}
+
+/// Why a restart leaves an answering daemon alone, and how to do what was meant.
+fn refuse_restart(paths: &Paths, failure: Failure) -> Failure {
+    let Some(socket) = lock::holder(&paths.data_dir).and_then(|holder| holder.socket) else {
+        return failure;
+    };
+    if socket == paths.socket || failure.refusal.is_some() {
+        return failure;
+    }
+    let theirs = Paths { data_dir: paths.data_dir.clone(), socket };
+    Failure { message: format!("{}; it answers there, so it is not restarted", failure.message), ..failure }
+        .with_hint(format!(
+            "restart it where it listens with `{}`; to move it, `{}` then `{}`",
+            theirs.command_line("daemon restart"),
+            theirs.command_line("daemon stop"),
+            paths.command_line("daemon start")
+        ))
 }
 
 /// SIGTERM (and SIGCONT, so that a stopped process can act on it), then SIGKILL if it lingers.

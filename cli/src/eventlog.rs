@@ -11,7 +11,7 @@ use orders_shared::protocol::{
 use serde_json::Value;
 
 use crate::args::EventsArgs;
-use crate::client::{Client, data, lost};
+use crate::client::Client;
 use crate::failure::{Exit, Failure};
 use crate::output;
 
@@ -29,11 +29,15 @@ fn print_event(out: &mut impl Write, event: &EventView, json: bool) -> Result<()
 
 /// Reads the next line of a streaming reply.
 async fn next(client: &mut Client) -> Result<Reply, Failure> {
-    client.receive().await.map_err(lost)?.ok_or_else(|| lost(std::io::ErrorKind::UnexpectedEof.into()))
+    match client.receive().await {
+        Ok(Some(reply)) => Ok(reply),
+        Ok(None) => Err(client.lost(std::io::ErrorKind::UnexpectedEof.into())),
+        Err(error) => Err(client.lost(error)),
+    }
 }
 
-/// `orders events`: the log from a position, page by page; with `--follow`, then every new
-/// event as it is appended.
+/// `orders events`: the log from a cursor, page by page; with `--follow`, then every new event
+/// as it is appended.
 pub async fn events(
     client: &mut Client,
     args: EventsArgs,
@@ -41,9 +45,8 @@ pub async fn events(
     out: &mut impl Write,
 ) -> Result<(), Failure> {
     if args.follow {
-        let request =
-            Request::Events(EventsRequest { from: Some(args.from), limit: args.limit, follow: true });
-        client.send(&request).await.map_err(lost)?;
+        let request = Request::Events(EventsRequest { from: args.from, limit: args.limit, follow: true });
+        client.send(&request).await.map_err(|e| client.lost(e))?;
         loop {
             let reply = next(client).await?;
             match reply.event {
@@ -51,7 +54,7 @@ pub async fn events(
                     print_event(out, &event, json)?;
                     out.flush()?;
                 }
-                None => return data::<Value>(reply).map(drop),
+                None => return client.data::<Value>(reply).map(drop),
             }
         }
     }
@@ -59,7 +62,8 @@ pub async fn events(
     let mut left = args.limit;
     loop {
         let limit = left.map_or(EventsRequest::MAX_LIMIT, |left| left.min(EventsRequest::MAX_LIMIT));
-        let request = Request::Events(EventsRequest { from: Some(from), limit: Some(limit), follow: false });
+        let request =
+            Request::Events(EventsRequest { from: from.clone(), limit: Some(limit), follow: false });
         let page: EventPage = client.call(&request).await?;
         let read = page.events.len() as u64;
         for event in &page.events {
@@ -67,8 +71,8 @@ pub async fn events(
         }
         match (page.events.last(), left.as_mut()) {
             (_, Some(left)) if *left <= read => return Ok(()),
-            (Some(last), _) if read == limit => {
-                from = last.position + 1;
+            (Some(_), _) if read == limit => {
+                from = Some(page.next.clone());
                 if let Some(left) = left.as_mut() {
                     *left -= read;
                 }
@@ -85,7 +89,7 @@ pub async fn watch(
     json: bool,
     out: &mut impl Write,
 ) -> Result<(), Failure> {
-    client.send(&Request::Watch(WatchRequest { id })).await.map_err(lost)?;
+    client.send(&Request::Watch(WatchRequest { id })).await.map_err(|e| client.lost(e))?;
     loop {
         let reply = next(client).await?;
         if let Some(event) = reply.event {
@@ -93,7 +97,7 @@ pub async fn watch(
             out.flush()?;
             continue;
         }
-        let order: OrderView = data(reply)?;
+        let order: OrderView = client.data(reply)?;
         if json {
             output::json(out, &order)?;
         } else {
@@ -113,7 +117,7 @@ pub async fn replay(
     json: bool,
     out: &mut impl Write,
 ) -> Result<(), Failure> {
-    client.send(&Request::Replay(ReplayRequest { check })).await.map_err(lost)?;
+    client.send(&Request::Replay(ReplayRequest { check })).await.map_err(|e| client.lost(e))?;
     let show_bar = !json && std::io::stderr().is_terminal();
     let mut bar: Option<ProgressBar> = None;
     let report: ReplayReport = loop {
@@ -122,7 +126,7 @@ pub async fn replay(
             if let Some(bar) = bar.take() {
                 bar.finish_and_clear();
             }
-            break data(reply)?;
+            break client.data(reply)?;
         };
         if show_bar && bar.is_none() && progress.elapsed_ms >= QUIET_REPLAY.as_millis() as u64 {
             let style = ProgressStyle::with_template(
@@ -151,7 +155,7 @@ pub async fn replay(
             Exit::CheckFailed,
             format!("the read model differs from the event log in {} orders", report.differences),
         )
-        .with_hint("rebuild it with `orders replay`"));
+        .with_hint(format!("rebuild it with `{}`", client.paths().command_line("replay"))));
     }
     Ok(())
 }

@@ -37,15 +37,22 @@ pub struct Failure {
     pub hint: Option<String>,
     /// Stop without a word and with success: the reader of our output went away.
     pub broken_pipe: bool,
+    /// The daemon's error code, when the failure is its refusal.
+    pub refusal: Option<ErrorCode>,
 }
 
 impl Failure {
     pub fn new(exit: Exit, message: impl Into<String>) -> Self {
-        Self { exit, message: message.into(), hint: None, broken_pipe: false }
+        Self { exit, message: message.into(), hint: None, broken_pipe: false, refusal: None }
     }
 
     pub fn broken_pipe() -> Self {
         Self { broken_pipe: true, ..Self::new(Exit::Failure, "broken pipe") }
+    }
+
+    pub fn with_refusal(mut self, code: ErrorCode) -> Self {
+        self.refusal = Some(code);
+        self
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
@@ -69,7 +76,10 @@ impl From<ErrorBody> for Failure {
         let exit = match error.code {
             ErrorCode::NotFound => Exit::NotFound,
             ErrorCode::Rejected => Exit::Rejected,
-            ErrorCode::Busy | ErrorCode::Unavailable | ErrorCode::ProtocolMismatch => Exit::Unavailable,
+            ErrorCode::Busy
+            | ErrorCode::Unavailable
+            | ErrorCode::ProtocolMismatch
+            | ErrorCode::WrongStore => Exit::Unavailable,
             ErrorCode::Timeout => Exit::Timeout,
             ErrorCode::InvalidRequest
             | ErrorCode::TooLarge
@@ -77,12 +87,9 @@ impl From<ErrorBody> for Failure {
             | ErrorCode::Internal
             | ErrorCode::Unknown => Exit::Failure,
         };
-        let failure = Failure::new(exit, error.message);
+        // The hints that name a command are the client's: it knows the paths in use.
+        let failure = Failure::new(exit, error.message).with_refusal(error.code);
         match error.code {
-                        ErrorCode::ProtocolMismatch => failure.with_hint(
-                "the running daemon is from another version of orders: restart it with `orders daemon restart` \
-                 (this binary then starts its own version)",
-            ),
             ErrorCode::Internal => failure.with_hint("see the daemon's log for details"),
             _ => failure,
         }

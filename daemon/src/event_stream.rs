@@ -13,7 +13,7 @@
 
 use std::io;
 
-use orders_shared::protocol::{EventsRequest, Reply};
+use orders_shared::protocol::{ErrorBody, ErrorCode, EventsRequest, Reply};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -93,7 +93,7 @@ fn read_piece(
     let took_all = piece.events == events.len() as u64;
     piece.at_end = piece.last >= head || (took_all && (events.len() as u64) < asked);
     if matches!(framing, Framing::Page { .. }) && (piece.at_end || piece.events == most) {
-        piece.text.extend_from_slice(page_closing(head).as_bytes());
+        piece.text.extend_from_slice(page_closing(piece.last, head).as_bytes());
     }
     Ok(piece)
 }
@@ -101,9 +101,21 @@ fn read_piece(
 /// How every page reply begins: `{"ok":true,"data":{"events":[`, as `Reply::data(EventPage)`.
 const PAGE_OPENING: &[u8] = b"{\"ok\":true,\"data\":{\"events\":[";
 
-/// How a page reply ends.
-fn page_closing(head: i64) -> String {
-    format!("],\"head\":{head}}}}}\n")
+/// How a page reply ends: where to read on (after `last`, the page's last position) and the head.
+fn page_closing(last: i64, head: i64) -> String {
+    let next = serde_json::to_string(&crate::store::cursor(last + 1)).expect("a cursor is a string");
+    format!("],\"next\":{next},\"head\":{head}}}}}\n")
+}
+
+/// The position an `events` request starts at: its cursor's, or the start of the log.
+fn first_position(request: &EventsRequest) -> Result<i64, ErrorBody> {
+    let Some(cursor) = &request.from else { return Ok(1) };
+    crate::store::position(cursor).ok_or_else(|| {
+        ErrorBody::new(
+            ErrorCode::InvalidRequest,
+            format!("invalid cursor '{cursor}': use one that `orders events` printed (its `cursor` field)"),
+        )
+    })
 }
 
 fn write_json(text: &mut Vec<u8>, value: &impl Serialize) {
@@ -112,7 +124,10 @@ fn write_json(text: &mut Vec<u8>, value: &impl Serialize) {
 
 /// `events`: a page of the log from `from` (inclusive), at most `limit` events.
 pub async fn events_page(context: &Context, lines: &mut Lines, request: EventsRequest) -> io::Result<()> {
-    let mut after = request.from.unwrap_or(1).max(1) - 1;
+    let mut after = match first_position(&request) {
+        Ok(from) => from - 1,
+        Err(error) => return lines.reply(Reply::error(error)).await,
+    };
     let mut left = request.limit.unwrap_or(EventsRequest::MAX_LIMIT).min(EventsRequest::MAX_LIMIT);
     // The head of the first piece's snapshot, once it is read.
     let mut upto = None;
@@ -139,7 +154,10 @@ pub async fn events_page(context: &Context, lines: &mut Lines, request: EventsRe
 /// the client leaves, the limit is reached or the daemon stops.
 pub async fn follow_events(context: &Context, lines: &mut Lines, request: EventsRequest) -> io::Result<()> {
     let mut head: watch::Receiver<i64> = context.head.clone();
-    let mut after = request.from.unwrap_or(1).max(1) - 1;
+    let mut after = match first_position(&request) {
+        Ok(from) => from - 1,
+        Err(error) => return lines.reply(Reply::error(error)).await,
+    };
     let mut left = request.limit;
     loop {
         if context.shutdown.is_cancelled() {
@@ -158,7 +176,8 @@ pub async fn follow_events(context: &Context, lines: &mut Lines, request: Events
         if let Some(left) = left.as_mut() {
             *left -= piece.events;
             if *left == 0 {
-                return lines.reply(Reply::data(serde_json::json!({ "position": after }))).await;
+                let next = crate::store::cursor(after + 1);
+                return lines.reply(Reply::data(serde_json::json!({ "next": next }))).await;
             }
         }
         if !piece.at_end {
@@ -170,11 +189,8 @@ pub async fn follow_events(context: &Context, lines: &mut Lines, request: Events
     }
 }
 
-fn unavailable() -> orders_shared::protocol::ErrorBody {
-    orders_shared::protocol::ErrorBody::new(
-        orders_shared::protocol::ErrorCode::Unavailable,
-        "the daemon is shutting down",
-    )
+fn unavailable() -> ErrorBody {
+    ErrorBody::new(ErrorCode::Unavailable, "the daemon is shutting down")
 }
 
 #[cfg(test)]
@@ -217,8 +233,12 @@ mod tests {
     fn page_whole(conn: &rusqlite::Connection, from: i64, limit: u64) -> Vec<u8> {
         let store = EventStore::new(conn);
         let events = store.read_all(from - 1, limit as usize).expect("read");
-        let page =
-            EventPage { events: events.iter().map(event_view).collect(), head: store.head().expect("head") };
+        let last = events.last().map_or(from - 1, |last| last.position);
+        let page = EventPage {
+            events: events.iter().map(event_view).collect(),
+            next: crate::store::cursor(last + 1),
+            head: store.head().expect("head"),
+        };
         Reply::data(page).to_line().into_bytes()
     }
 

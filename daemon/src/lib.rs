@@ -181,6 +181,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         writer,
         readers: Readers::new(database),
         paths: paths.clone(),
+        store: paths::ServedStore::new(&paths)?,
         started_at: Timestamp::now(),
         shutdown: stop,
         head: head_rx,
@@ -273,7 +274,9 @@ async fn bind(paths: &Paths) -> anyhow::Result<Listener> {
             let name = socket.as_path().to_fs_name::<GenericFilePath>()?;
             match interprocess::local_socket::tokio::Stream::connect(name).await {
                 Ok(_) => anyhow::bail!(
-                    "another daemon answers on {}; stop it first (orders daemon stop) or choose another socket (--socket, ORDERS_SOCKET)",
+                    "another daemon answers on {}; `orders --socket {} daemon status` names the data directory it \
+                     serves (stop it there), or choose another socket (--socket, ORDERS_SOCKET)",
+                    socket.display(),
                     socket.display()
                 ),
                 Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => {

@@ -31,12 +31,7 @@ pub struct Holder {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error(
-        "another daemon{} already serves {data_dir}{}; stop it first (orders daemon stop), or replace it with \
-         `orders daemon restart` if it does not answer",
-        holder.pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default(),
-        holder.socket.as_ref().map(|s| format!(" on {}", s.display())).unwrap_or_default()
-    )]
+    #[error("{}", held(data_dir, holder))]
     Held { data_dir: PathBuf, holder: Holder },
     #[error(
         "the data directory {path} {why}: others could replace the database. {fix}, or choose another \
@@ -47,6 +42,24 @@ pub enum LockError {
     Io { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     File(#[from] files::FileError),
+}
+
+/// Who holds the data directory, and the commands that stop or replace it where it listens (its
+/// socket may not be this one: issue 12).
+fn held(data_dir: &Path, holder: &Holder) -> String {
+    let pid = holder.pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default();
+    let Some(socket) = &holder.socket else {
+        return format!("another daemon{pid} already serves {}; stop it first", data_dir.display());
+    };
+    let theirs = Paths { data_dir: data_dir.to_path_buf(), socket: socket.clone() };
+    format!(
+        "another daemon{pid} already serves {} on {}; stop it first (`{}`), or replace it with `{}` if it \
+         does not answer",
+        data_dir.display(),
+        socket.display(),
+        theirs.command_line("daemon stop"),
+        theirs.command_line("daemon restart")
+    )
 }
 
 impl DataDirLock {

@@ -10,12 +10,18 @@
 //! the socket or plant links. It is checked before anything is put in it (issue 11).
 //!
 //! Flags and environment variables are merged by clap; this module supplies the defaults.
+//!
+//! The socket is a fixed path that does not depend on the data directory (a service manager's
+//! unit names one): two data directories of one user share the default socket unless one is given
+//! its own. Every request names its store (the data directory), so a daemon serving another one
+//! answers `wrong_store` instead of answering for the wrong data (issue 12).
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use directories::ProjectDirs;
+use orders_shared::protocol::ErrorBody;
 
 /// The file names inside the data directory.
 pub const DATABASE_FILE: &str = "orders.db";
@@ -53,6 +59,31 @@ impl Paths {
         Ok(Paths { data_dir, socket })
     }
 
+    /// The store as requests name it: the data directory, canonical when it exists (links and
+    /// `..` resolved), else as given (absolute). Non-UTF-8 bytes are replaced, on both sides alike.
+    pub fn store(&self) -> String {
+        std::fs::canonicalize(&self.data_dir)
+            .unwrap_or_else(|_| self.data_dir.clone())
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// The `orders` command line that runs `args` on these paths: with `--data-dir` and `--socket`
+    /// where they are not the defaults, so that a hint is true for the paths in use (issue 12).
+    pub fn command_line(&self, args: &str) -> String {
+        let defaults = Paths::resolve(None, None).ok();
+        let mut line = "orders".to_owned();
+        if defaults.as_ref().is_none_or(|d| d.data_dir != self.data_dir) {
+            line.push_str(&format!(" --data-dir {}", quoted(&self.data_dir.to_string_lossy())));
+        }
+        if defaults.as_ref().is_none_or(|d| d.socket != self.socket) {
+            line.push_str(&format!(" --socket {}", quoted(&self.socket.to_string_lossy())));
+        }
+        line.push(' ');
+        line.push_str(args);
+        line
+    }
+
     pub fn database(&self) -> PathBuf {
         self.data_dir.join(DATABASE_FILE)
     }
@@ -79,6 +110,49 @@ impl Paths {
         let dir = self.socket.parent().unwrap_or(Path::new("/"));
         create_private_dir(dir)?;
         check_private(dir)
+    }
+}
+
+/// A word as a shell reads it back, for the commands that hints suggest.
+pub fn quoted(text: &str) -> String {
+    shlex::try_quote(text).map_or_else(|_| text.to_owned(), |quoted| quoted.into_owned())
+}
+
+/// The store a daemon serves, to compare with the one each request names (issue 12).
+#[derive(Clone, Debug)]
+pub struct ServedStore {
+    /// As requests name it ([`Paths::store`]).
+    name: String,
+    /// The canonical data directory, to compare with the canonical form of a name that differs.
+    canonical: PathBuf,
+}
+
+impl ServedStore {
+    /// The daemon's own store; its data directory exists by now.
+    pub fn new(paths: &Paths) -> Result<ServedStore, PathError> {
+        let canonical = std::fs::canonicalize(&paths.data_dir)
+            .map_err(|source| PathError::Io { path: paths.data_dir.clone(), source })?;
+        Ok(ServedStore { name: canonical.to_string_lossy().into_owned(), canonical })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether a request naming `named` is meant for this store: the same name, or an absolute
+    /// path that resolves to the same directory (a link to it, a client that named the directory
+    /// before it existed).
+    pub fn check(&self, named: &str) -> Result<(), ErrorBody> {
+        if named == self.name {
+            return Ok(());
+        }
+        let path = Path::new(named);
+        if path.is_absolute()
+            && std::fs::canonicalize(path).is_ok_and(|canonical| canonical == self.canonical)
+        {
+            return Ok(());
+        }
+        Err(ErrorBody::wrong_store(&self.name, named))
     }
 }
 
@@ -184,6 +258,38 @@ mod tests {
         assert_eq!(paths.socket, PathBuf::from("/run/x/orders.sock"));
         assert!(paths.database().ends_with("data/orders.db"));
         assert_eq!(paths.start_lock_file(), PathBuf::from("/run/x/orders.sock.lock"));
+    }
+
+    #[test]
+    fn a_store_is_recognised_by_any_path_that_leads_to_it() {
+        let base = tempfile::tempdir().expect("tempdir");
+        let data = base.path().join("data");
+        std::fs::create_dir(&data).expect("mkdir");
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&data, &link).expect("symlink");
+        let paths = Paths::resolve(Some(data.clone()), Some(base.path().join("s.sock"))).expect("paths");
+        let served = ServedStore::new(&paths).expect("served");
+        assert_eq!(served.name(), paths.store());
+        served.check(&paths.store()).expect("the same store");
+        served.check(&link.to_string_lossy()).expect("a link to it");
+        served.check(&format!("{}/../data", data.display())).expect("a longer way to it");
+        let other = base.path().join("other");
+        let refused = served.check(&other.to_string_lossy()).expect_err("another store");
+        assert_eq!(refused.served.as_deref(), Some(served.name()));
+        assert!(refused.message.contains(&other.display().to_string()), "{}", refused.message);
+        assert!(served.check("data").is_err(), "a relative name is nobody's store");
+    }
+
+    #[test]
+    fn a_command_line_names_the_paths_that_are_not_the_defaults() {
+        let paths =
+            Paths::resolve(Some("/srv/my data".into()), Some("/run/x/orders.sock".into())).expect("paths");
+        assert_eq!(
+            paths.command_line("daemon restart"),
+            "orders --data-dir '/srv/my data' --socket /run/x/orders.sock daemon restart"
+        );
+        let defaults = Paths::resolve(None, None).expect("defaults");
+        assert_eq!(defaults.command_line("list"), "orders list");
     }
 
     #[test]

@@ -13,8 +13,8 @@ use interprocess::local_socket::tokio::Listener;
 use interprocess::local_socket::tokio::prelude::*;
 use jiff::Timestamp;
 use orders_shared::protocol::{
-    DaemonStatus, ErrorBody, ErrorCode, EventView, MAX_REQUEST_BYTES, OrderView, PROTOCOL_VERSION, Reply,
-    Request, WaitRequest,
+    Addressed, DaemonStatus, ErrorBody, ErrorCode, EventView, MAX_REQUEST_BYTES, OrderView, PROTOCOL_VERSION,
+    Reply, Request, WaitRequest,
 };
 use orders_shared::{OrderId, StreamId, StreamKind};
 use serde_json::value::RawValue;
@@ -27,7 +27,7 @@ use crate::commands::{WriteCommand, storage_error_body};
 use crate::connection::{Lines, MAX_LINGERING, REPLY_BUDGET};
 use crate::event_stream::{events_page, follow_events};
 
-use crate::paths::Paths;
+use crate::paths::{Paths, ServedStore};
 use crate::projection;
 use crate::readers::Readers;
 use crate::replay::ReplayJob;
@@ -40,6 +40,8 @@ pub struct Context {
     pub writer: Writer,
     pub readers: Arc<Readers>,
     pub paths: Paths,
+    /// The store every request must name (issue 12).
+    pub store: ServedStore,
     pub started_at: Timestamp,
     /// Cancelled once to stop the daemon: by a signal, or by a `shutdown` request.
     pub shutdown: CancellationToken,
@@ -168,7 +170,7 @@ async fn handle_connection(
         if line.trim_ascii().is_empty() {
             continue;
         }
-        let reply = match Request::parse(&line) {
+        let reply = match parse(context, &line) {
             // Streaming requests write their own lines.
             Ok(Request::Events(request)) if request.follow => {
                 follow_events(context, &mut lines, request).await?;
@@ -195,6 +197,14 @@ async fn handle_connection(
         };
         lines.reply(reply).await?;
     }
+}
+
+/// Reads a request line meant for the store this daemon serves: one naming another store is
+/// answered `wrong_store`, never served from the wrong data (issue 12).
+fn parse(context: &Context, line: &[u8]) -> Result<Request, ErrorBody> {
+    let Addressed { store, request } = Request::parse(line)?;
+    context.store.check(&store)?;
+    Ok(request)
 }
 
 /// The one router: every request goes to the handler named after it.
@@ -391,6 +401,7 @@ async fn order_history(context: &Context, id: OrderId) -> Result<Vec<EventView>,
 pub fn event_view(recorded: &RecordedEvent) -> EventView {
     EventView {
         position: recorded.position,
+        cursor: crate::store::cursor(recorded.position),
         event_id: recorded.event_id.to_string(),
         stream: recorded.stream.to_string(),
         version: recorded.version,

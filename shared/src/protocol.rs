@@ -1,6 +1,7 @@
 //! The wire protocol between the `orders` client and the daemon: newline-delimited JSON.
 //!
-//! A request is one line, `{"v": 1, "cmd": "create", ...}`; the daemon answers with one line,
+//! A request is one line, `{"v": 2, "store": "/home/alice/.local/share/orders", "cmd": "create", ...}`;
+//! the daemon answers with one line,
 //! `{"ok": true, "data": ...}` or `{"ok": false, "error": {"code": ..., "message": ...}}`.
 //! `docs/PROTOCOL.md` is the prose version of this module.
 
@@ -11,18 +12,31 @@ use serde_json::value::RawValue;
 
 use crate::order::{CancelReason, OrderId, OrderStatus, Total, UserId};
 
-/// Bumped on any change a peer of the previous version would misread.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Bumped on any change a peer of the previous version would misread. Version 2 (issue 12): every
+/// request names its `store`, unknown fields and repeated keys are refused (issue 11), and the
+/// `events` cursor is an opaque string.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The longest request line the daemon reads, in bytes.
 pub const MAX_REQUEST_BYTES: usize = 1 << 20;
 
-/// A request as sent on the wire: the protocol version beside the command.
+/// A request as sent on the wire: the protocol version and the store it is meant for, beside the
+/// command.
 #[derive(Clone, Debug, Serialize)]
 pub struct Envelope<'a> {
     pub v: u32,
+    /// The store the client resolved: for SQLite, its data directory as an absolute path
+    /// (canonical when it exists). A daemon serving another store answers `wrong_store` (issue 12).
+    pub store: &'a str,
     #[serde(flatten)]
     pub request: &'a Request,
+}
+
+/// A request read from the wire, with the store it names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Addressed {
+    pub store: String,
+    pub request: Request,
 }
 
 /// Every command the daemon understands, tagged by `cmd`.
@@ -63,13 +77,14 @@ impl Request {
     }
 
     /// Reads one request line. The version is checked before the command, so that a peer of
-    /// another version gets `protocol_mismatch` rather than a confusing decoding error.
+    /// another version gets `protocol_mismatch` rather than a confusing decoding error. The store
+    /// it names is returned beside it, for the daemon to compare with its own.
     ///
     /// Strict, so that a typo or a confused client is told rather than half-obeyed (issue 11):
     /// a key named twice, at any depth, is refused (serde_json alone keeps the last one, and
     /// `"total":3,"total":4` placed an order of 4), and so is any field a command does not
     /// know, the field-less commands included.
-    pub fn parse(line: &[u8]) -> Result<Request, ErrorBody> {
+    pub fn parse(line: &[u8]) -> Result<Addressed, ErrorBody> {
         let invalid = |message: String| ErrorBody::new(ErrorCode::InvalidRequest, message);
         let text =
             std::str::from_utf8(line).map_err(|_| invalid("the request is not valid UTF-8".to_owned()))?;
@@ -81,9 +96,10 @@ impl Request {
         let value: Value =
             serde_json::from_str(text).map_err(|e| invalid(format!("the request is not valid JSON: {e}")))?;
         let Value::Object(mut fields) = value else {
-            return Err(invalid(
-                "the request must be a JSON object such as {\"v\":1,\"cmd\":\"status\"}".to_owned(),
-            ));
+            return Err(invalid(format!(
+                "the request must be a JSON object such as \
+                 {{\"v\":{PROTOCOL_VERSION},\"store\":\"/path/to/data\",\"cmd\":\"status\"}}"
+            )));
         };
         match fields.remove("v") {
             Some(Value::Number(v)) if v.as_u64() == Some(u64::from(PROTOCOL_VERSION)) => {}
@@ -98,12 +114,26 @@ impl Request {
             Some(_) => return Err(invalid("the field \"v\" must be a number".to_owned())),
             None => return Err(invalid("the request has no protocol version (the field \"v\")".to_owned())),
         }
+        let store = match fields.remove("store") {
+            Some(Value::String(store)) if !store.is_empty() => store,
+            Some(_) => {
+                return Err(invalid("the field \"store\" must be a non-empty string".to_owned()));
+            }
+            None => {
+                return Err(invalid(
+                    "the request names no store (the field \"store\": the data directory it is meant for)"
+                        .to_owned(),
+                ));
+            }
+        };
         match fields.get("cmd") {
             Some(Value::String(_)) => {}
             Some(_) => return Err(invalid("the field \"cmd\" must be a string".to_owned())),
             None => return Err(invalid("the request has no \"cmd\" field".to_owned())),
         }
-        serde_json::from_value(Value::Object(fields)).map_err(|e| invalid(format!("invalid request: {e}")))
+        let request = serde_json::from_value(Value::Object(fields))
+            .map_err(|e| invalid(format!("invalid request: {e}")))?;
+        Ok(Addressed { store, request })
     }
 }
 
@@ -290,13 +320,14 @@ pub struct WatchRequest {
     pub id: OrderId,
 }
 
-/// The global event log from a position: a page, or (`follow`) a stream that never ends.
+/// The global event log from a cursor: a page, or (`follow`) a stream that never ends.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventsRequest {
-    /// The first position to return (positions start at 1).
+    /// Where to start: the event with this cursor, or the first one after it; the start of the
+    /// log when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<i64>,
+    pub from: Option<Cursor>,
     /// At most this many events in the page; the daemon caps it at [`EventsRequest::MAX_LIMIT`].
     /// With `follow`, the stream ends after this many events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -310,10 +341,58 @@ impl EventsRequest {
     pub const MAX_LIMIT: u64 = 10_000;
 }
 
+/// A place in the event log, opaque to clients (issue 12): every event carries its own, and a
+/// page says where to read on. On SQLite it is the decimal position, but clients must not rely
+/// on that: on PostgreSQL it carries the transaction id too. Compared by the store, never here.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Cursor(String);
+
+impl Cursor {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Cursor {
+    type Error = String;
+
+    fn try_from(cursor: String) -> Result<Self, Self::Error> {
+        if cursor.is_empty() || cursor.len() > 256 || cursor.chars().any(char::is_control) {
+            return Err(format!(
+                "invalid cursor '{cursor}': use one that `orders events` printed (its `cursor` field)"
+            ));
+        }
+        Ok(Self(cursor))
+    }
+}
+
+impl std::str::FromStr for Cursor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::try_from(s.to_owned())
+    }
+}
+
+impl From<Cursor> for String {
+    fn from(cursor: Cursor) -> Self {
+        cursor.0
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A page of the event log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventPage {
     pub events: Vec<EventView>,
+    /// Where to read on: pass it as `from` for the events after this page.
+    pub next: Cursor,
     /// The position of the newest event in the log when the page was read.
     pub head: i64,
 }
@@ -425,6 +504,8 @@ pub struct OrderView {
 pub struct EventView {
     /// The event's place in the global log.
     pub position: i64,
+    /// The event's place as `events` reads it: `from` this cursor starts at this event.
+    pub cursor: Cursor,
     pub event_id: String,
     /// `order-<id>`, `payment-<id>` or `delivery-<id>`.
     pub stream: String,
@@ -544,11 +625,23 @@ pub fn raw(data: &impl Serialize) -> Box<RawValue> {
 pub struct ErrorBody {
     pub code: ErrorCode,
     pub message: String,
+    /// With `wrong_store`: the store this daemon serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served: Option<String>,
 }
 
 impl ErrorBody {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self { code, message: message.into(), served: None }
+    }
+
+    /// The request names another store than the one this daemon serves (issue 12).
+    pub fn wrong_store(served: &str, named: &str) -> Self {
+        Self {
+            code: ErrorCode::WrongStore,
+            message: format!("this daemon serves {served}, not {named}"),
+            served: Some(served.to_owned()),
+        }
     }
 }
 
@@ -565,6 +658,8 @@ pub enum ErrorCode {
     Rejected,
     /// Client and daemon speak different protocol versions.
     ProtocolMismatch,
+    /// The request names another store than the one this daemon serves; `served` names its own.
+    WrongStore,
     /// The request line is longer than the daemon reads.
     TooLarge,
     /// The connecting process belongs to another user.
@@ -587,7 +682,7 @@ mod tests {
     use super::*;
 
     fn parse(line: &str) -> Result<Request, ErrorBody> {
-        Request::parse(line.as_bytes())
+        Request::parse(line.as_bytes()).map(|addressed| addressed.request)
     }
 
     fn code(line: &str) -> ErrorCode {
@@ -601,11 +696,15 @@ mod tests {
             total: Total::try_from(2).expect("valid total"),
             idempotency_key: None,
         });
-        let line =
-            serde_json::to_string(&Envelope { v: PROTOCOL_VERSION, request: &request }).expect("serializes");
-        assert_eq!(line, r#"{"v":1,"cmd":"create","user":"alice","total":2}"#);
+        let line = serde_json::to_string(&Envelope { v: PROTOCOL_VERSION, store: "/s", request: &request })
+            .expect("serializes");
+        assert_eq!(line, r#"{"v":2,"store":"/s","cmd":"create","user":"alice","total":2}"#);
+        assert_eq!(
+            Request::parse(line.as_bytes()),
+            Ok(Addressed { store: "/s".to_owned(), request: request.clone() })
+        );
         assert_eq!(parse(&line), Ok(request));
-        assert_eq!(parse(r#"{"v":1,"cmd":"status"}"#), Ok(Request::Status(StatusRequest {})));
+        assert_eq!(parse(r#"{"v":2,"store":"/s","cmd":"status"}"#), Ok(Request::Status(StatusRequest {})));
     }
 
     #[test]
@@ -617,13 +716,13 @@ mod tests {
             "42",
             r#"{"cmd":"status"}"#,
             r#"{"v":"1","cmd":"status"}"#,
-            r#"{"v":1}"#,
-            r#"{"v":1,"cmd":7}"#,
-            r#"{"v":1,"cmd":"teleport"}"#,
-            r#"{"v":1,"cmd":"create","user":"alice"}"#,
-            r#"{"v":1,"cmd":"create","user":"alice","total":"2"}"#,
-            r#"{"v":1,"cmd":"create","user":"alice","total":2,"extra":true}"#,
-            r#"{"v":1,"cmd":"show","id":"not-a-uuid"}"#,
+            r#"{"v":2,"store":"/s"}"#,
+            r#"{"v":2,"store":"/s","cmd":7}"#,
+            r#"{"v":2,"store":"/s","cmd":"teleport"}"#,
+            r#"{"v":2,"store":"/s","cmd":"create","user":"alice"}"#,
+            r#"{"v":2,"store":"/s","cmd":"create","user":"alice","total":"2"}"#,
+            r#"{"v":2,"store":"/s","cmd":"create","user":"alice","total":2,"extra":true}"#,
+            r#"{"v":2,"store":"/s","cmd":"show","id":"not-a-uuid"}"#,
         ] {
             assert_eq!(code(line), ErrorCode::InvalidRequest, "{line}");
         }
@@ -660,7 +759,7 @@ mod tests {
     }
 
     fn line_of(request: &Request) -> String {
-        serde_json::to_string(&Envelope { v: PROTOCOL_VERSION, request }).expect("serializes")
+        serde_json::to_string(&Envelope { v: PROTOCOL_VERSION, store: "/s", request }).expect("serializes")
     }
 
     #[test]
@@ -674,22 +773,22 @@ mod tests {
             assert!(refused.message.contains("unknown field `dry_run`"), "{extra}: {}", refused.message);
         }
         // Issue 11: this one stopped the daemon.
-        assert!(parse(r#"{"v":1,"cmd":"shutdown","dry_run":true}"#).is_err());
-        assert!(parse(r#"{"v":1,"cmd":"status","extra":null}"#).is_err());
+        assert!(parse(r#"{"v":2,"store":"/s","cmd":"shutdown","dry_run":true}"#).is_err());
+        assert!(parse(r#"{"v":2,"store":"/s","cmd":"status","extra":null}"#).is_err());
     }
 
     #[test]
     fn a_key_given_twice_is_refused_at_any_depth_and_named() {
         for (line, field) in [
             // Issue 11: this one placed an order of 4.
-            (r#"{"v":1,"cmd":"create","user":"alice","total":3,"total":4}"#, "total"),
-            (r#"{"v":1,"cmd":"create","user":"alice","total":4,"total":4}"#, "total"),
-            (r#"{"v":1,"cmd":"create","user":"alice","total":2,"tot\u0061l":2}"#, "total"),
-            (r#"{"v":1,"v":1,"cmd":"status"}"#, "v"),
-            (r#"{"v":1,"cmd":"status","cmd":"shutdown"}"#, "cmd"),
-            (r#"{"v":1,"cmd":"list","user":"a","user":"b"}"#, "user"),
-            (r#"{"v":1,"cmd":"list","since":{"at":1,"at":2}}"#, "since.at"),
-            (r#"{"v":1,"cmd":"list","x":[0,{"a":{"b":1,"b":1}}]}"#, "x[1].a.b"),
+            (r#"{"v":2,"store":"/s","cmd":"create","user":"alice","total":3,"total":4}"#, "total"),
+            (r#"{"v":2,"store":"/s","cmd":"create","user":"alice","total":4,"total":4}"#, "total"),
+            (r#"{"v":2,"store":"/s","cmd":"create","user":"alice","total":2,"tot\u0061l":2}"#, "total"),
+            (r#"{"v":2,"store":"/s","v":1,"cmd":"status"}"#, "v"),
+            (r#"{"v":2,"store":"/s","cmd":"status","cmd":"shutdown"}"#, "cmd"),
+            (r#"{"v":2,"store":"/s","cmd":"list","user":"a","user":"b"}"#, "user"),
+            (r#"{"v":2,"store":"/s","cmd":"list","since":{"at":1,"at":2}}"#, "since.at"),
+            (r#"{"v":2,"store":"/s","cmd":"list","x":[0,{"a":{"b":1,"b":1}}]}"#, "x[1].a.b"),
         ] {
             let refused = parse(line).expect_err(line);
             assert_eq!(refused.code, ErrorCode::InvalidRequest, "{line}");
@@ -710,19 +809,58 @@ mod tests {
 
     #[test]
     fn another_protocol_version_is_named_as_such() {
-        let refused = parse(r#"{"v":2,"cmd":"status"}"#).expect_err("refused");
-        assert_eq!(refused.code, ErrorCode::ProtocolMismatch);
-        assert!(refused.message.contains("version 2"), "{}", refused.message);
+        // A client of version 1 (no store, a numeric cursor) is told, not misread (issue 12).
+        for line in [r#"{"v":1,"cmd":"status"}"#, r#"{"v":1,"cmd":"events","from":5}"#] {
+            let refused = parse(line).expect_err("refused");
+            assert_eq!(refused.code, ErrorCode::ProtocolMismatch, "{line}");
+            assert!(
+                refused.message.contains("version 1") && refused.message.contains("version 2"),
+                "{}",
+                refused.message
+            );
+        }
+    }
+
+    #[test]
+    fn every_request_names_its_store() {
+        for (line, says) in [
+            (r#"{"v":2,"cmd":"status"}"#, "names no store"),
+            (r#"{"v":2,"store":"","cmd":"status"}"#, "non-empty string"),
+            (r#"{"v":2,"store":7,"cmd":"status"}"#, "non-empty string"),
+        ] {
+            let refused = parse(line).expect_err(line);
+            assert_eq!(refused.code, ErrorCode::InvalidRequest, "{line}");
+            assert!(refused.message.contains(says), "{line}: {}", refused.message);
+        }
+    }
+
+    #[test]
+    fn a_cursor_is_a_string_and_pages_say_where_to_read_on() {
+        let Request::Events(events) =
+            parse(r#"{"v":2,"store":"/s","cmd":"events","from":"17"}"#).expect("parses")
+        else {
+            panic!("an events request");
+        };
+        assert_eq!(events.from.as_ref().map(Cursor::as_str), Some("17"));
+        for line in [
+            r#"{"v":2,"store":"/s","cmd":"events","from":17}"#,
+            r#"{"v":2,"store":"/s","cmd":"events","from":""}"#,
+        ] {
+            assert_eq!(code(line), ErrorCode::InvalidRequest, "{line}");
+        }
+        let error = ErrorBody::wrong_store("/a", "/b");
+        let text = serde_json::to_string(&error).expect("serializes");
+        assert_eq!(text, r#"{"code":"wrong_store","message":"this daemon serves /a, not /b","served":"/a"}"#);
     }
 
     #[test]
     fn domain_values_are_validated_while_decoding() {
         for line in [
-            r#"{"v":1,"cmd":"create","user":"","total":2}"#,
-            r#"{"v":1,"cmd":"create","user":"alice","total":0}"#,
-            r#"{"v":1,"cmd":"create","user":"alice","total":-1}"#,
-            r#"{"v":1,"cmd":"create","user":"alice","total":2.5}"#,
-            r#"{"v":1,"cmd":"create","user":"alice","total":9223372036854775808}"#,
+            r#"{"v":2,"store":"/s","cmd":"create","user":"","total":2}"#,
+            r#"{"v":2,"store":"/s","cmd":"create","user":"alice","total":0}"#,
+            r#"{"v":2,"store":"/s","cmd":"create","user":"alice","total":-1}"#,
+            r#"{"v":2,"store":"/s","cmd":"create","user":"alice","total":2.5}"#,
+            r#"{"v":2,"store":"/s","cmd":"create","user":"alice","total":9223372036854775808}"#,
         ] {
             assert!(parse(line).is_err(), "{line}");
         }
@@ -806,12 +944,12 @@ mod tests {
             fn a_request_with_a_key_given_twice_is_refused(
                 cmd in command_name(),
                 fields in prop::collection::vec((field_name(), json_value()), 0..4),
-                twice in prop_oneof![field_name(), Just("v".to_owned()), Just("cmd".to_owned())],
+                twice in prop_oneof![field_name(), Just("v".to_owned()), Just("store".to_owned()), Just("cmd".to_owned())],
                 values in (json_value(), json_value()),
                 at in (any::<prop::sample::Index>(), any::<prop::sample::Index>()),
             ) {
                 let mut entries: Vec<(String, Value)> =
-                    vec![("v".into(), json!(PROTOCOL_VERSION)), ("cmd".into(), Value::from(cmd))];
+                    vec![("v".into(), json!(PROTOCOL_VERSION)), ("store".into(), json!("/s")), ("cmd".into(), Value::from(cmd))];
                 for (key, value) in fields {
                     if !entries.iter().any(|(k, _)| *k == key) {
                         entries.push((key, value));
@@ -839,12 +977,13 @@ mod tests {
             ) {
                 let mut object: Map<String, Value> = fields.into_iter().collect();
                 object.insert("v".into(), json!(PROTOCOL_VERSION));
+                object.insert("store".into(), json!("/s"));
                 object.insert("cmd".into(), Value::from(cmd));
                 match Request::parse(Value::Object(object).to_string().as_bytes()) {
-                    Ok(request) => {
-                        let line = serde_json::to_string(&Envelope { v: PROTOCOL_VERSION, request: &request })
-                            .expect("serializes");
-                        prop_assert_eq!(Request::parse(line.as_bytes()), Ok(request));
+                    Ok(addressed) => {
+                        let envelope = Envelope { v: PROTOCOL_VERSION, store: &addressed.store, request: &addressed.request };
+                        let line = serde_json::to_string(&envelope).expect("serializes");
+                        prop_assert_eq!(Request::parse(line.as_bytes()), Ok(addressed));
                     }
                     Err(error) => prop_assert!(!error.message.is_empty()),
                 }

@@ -30,7 +30,7 @@ fn setting(name: &str, default: usize) -> usize {
 /// One writer: creates orders (random totals) and cancels some even ones, until the daemon dies
 /// under it or it is told to stop.
 fn writer(
-    socket: std::path::PathBuf,
+    (socket, store): (std::path::PathBuf, String),
     seed: u64,
     stop: Arc<AtomicBool>,
     acknowledged: Arc<Mutex<Acknowledged>>,
@@ -42,10 +42,11 @@ fn writer(
     while !stop.load(Ordering::Relaxed) {
         let cancel = !mine.is_empty() && rng.u8(0..4) == 0;
         let request = if cancel {
-            json!({"v": 1, "cmd": "cancel", "id": mine[rng.usize(0..mine.len())]})
+            json!({"cmd": "cancel", "id": mine[rng.usize(0..mine.len())]})
         } else {
-            json!({"v": 1, "cmd": "create", "user": format!("crash{}", seed % 4), "total": rng.i64(1..=9)})
+            json!({"cmd": "create", "user": format!("crash{}", seed % 4), "total": rng.i64(1..=9)})
         };
+        let request = crate::fixture::request(&store, request);
         let mut line = request.to_string();
         line.push('\n');
         if client.try_send(line.as_bytes()).is_err() {
@@ -88,7 +89,7 @@ fn kill_9_under_load_loses_nothing_and_breaks_no_order() {
         let threads: Vec<_> = (0..writers)
             .map(|n| {
                 let (socket, stop, acknowledged) =
-                    (daemon.socket(), Arc::clone(&stop), Arc::clone(&acknowledged));
+                    ((daemon.socket(), daemon.store()), Arc::clone(&stop), Arc::clone(&acknowledged));
                 let seed = seed ^ ((round * writers + n) as u64 + 1);
                 thread::spawn(move || writer(socket, seed, stop, acknowledged))
             })

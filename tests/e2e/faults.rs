@@ -117,12 +117,14 @@ fn a_client_killed_mid_request_harms_nobody() {
     let daemon = TestDaemon::start();
     for _ in 0..50 {
         let mut stream = UnixStream::connect(daemon.socket()).expect("connect");
-        stream.write_all(b"{\"v\":1,\"cmd\":\"create\",\"user\":\"half").expect("half a request");
+        stream
+            .write_all(daemon.raw_line(r#""cmd":"create","user":"half"#).as_bytes())
+            .expect("half a request");
         drop(stream);
     }
     let mut stream = UnixStream::connect(daemon.socket()).expect("connect");
     stream
-        .write_all(b"{\"v\":1,\"cmd\":\"create\",\"user\":\"gone\",\"total\":2}\n")
+        .write_all(daemon.raw_line("\"cmd\":\"create\",\"user\":\"gone\",\"total\":2}\n").as_bytes())
         .expect("a whole request");
     drop(stream); // gone before the reply
     daemon.create("after", 2);
@@ -137,11 +139,11 @@ fn a_client_that_stops_reading_stalls_only_itself() {
     let daemon = TestDaemon::start();
     let stream = UnixStream::connect(daemon.socket()).expect("connect");
     let mut writer = stream.try_clone().expect("clone");
+    let line = daemon.raw_line("\"cmd\":\"list\",\"limit\":100}\n");
     let flooder = std::thread::spawn(move || {
         // Requests, and never a read: the replies pile up until the daemon cannot send more.
-        let line = b"{\"v\":1,\"cmd\":\"list\",\"limit\":100}\n";
         for _ in 0..200_000 {
-            if writer.write_all(line).is_err() {
+            if writer.write_all(line.as_bytes()).is_err() {
                 break;
             }
         }
@@ -165,8 +167,9 @@ fn a_slow_client_is_cut_off_and_idle_crowds_do_not_block_the_others() {
     // A slowloris: a byte every 100 ms never makes a line in time.
     let mut slow = UnixStream::connect(daemon.socket()).expect("connect");
     let started = Instant::now();
+    let drip = daemon.raw_line("\"cmd\":\"status\"}").repeat(4);
     let dripped = std::thread::spawn(move || {
-        for byte in b"{\"v\":1,\"cmd\":\"status\"}".repeat(4) {
+        for byte in drip.into_bytes() {
             if slow.write_all(&[byte]).is_err() {
                 return Some(started.elapsed());
             }
@@ -178,7 +181,7 @@ fn a_slow_client_is_cut_off_and_idle_crowds_do_not_block_the_others() {
     let idle: Vec<UnixStream> =
         (0..200).map(|_| UnixStream::connect(daemon.socket()).expect("connect")).collect();
     let mut client = RawClient::connect(&daemon.socket());
-    let reply = client.call(json!({"v": 1, "cmd": "create", "user": "busy", "total": 2}));
+    let reply = client.call(daemon.request(json!({"cmd": "create", "user": "busy", "total": 2})));
     assert_eq!(reply["ok"], true, "served despite the crowd: {reply}");
     let cut = dripped.join().expect("slowloris").expect("the slow client was cut off");
     assert!(cut < Duration::from_secs(3), "cut off after {cut:?}");
@@ -191,10 +194,8 @@ fn stopping_does_not_wait_for_a_client_that_stopped_reading() {
     let mut daemon = TestDaemon::start();
     let stream = UnixStream::connect(daemon.socket()).expect("connect");
     let mut writer = stream.try_clone().expect("clone");
-    let flooder = std::thread::spawn(move || {
-        let line = b"{\"v\":1,\"cmd\":\"list\",\"limit\":100}\n";
-        while writer.write_all(line).is_ok() {}
-    });
+    let line = daemon.raw_line("\"cmd\":\"list\",\"limit\":100}\n");
+    let flooder = std::thread::spawn(move || while writer.write_all(line.as_bytes()).is_ok() {});
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
     let stopped = daemon.run(["daemon", "stop"]);

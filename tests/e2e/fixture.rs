@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use orders_shared::PROTOCOL_VERSION;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -61,6 +62,22 @@ impl TestDaemon {
 
     pub fn data_dir(&self) -> PathBuf {
         self.dir().join("data")
+    }
+
+    /// The store as requests name it: the canonical data directory.
+    pub fn store(&self) -> String {
+        let data_dir = self.data_dir();
+        std::fs::canonicalize(&data_dir).unwrap_or(data_dir).display().to_string()
+    }
+
+    /// A request of the current protocol for this daemon's store: `fields` with `v` and `store`.
+    pub fn request(&self, fields: Value) -> Value {
+        request(&self.store(), fields)
+    }
+
+    /// A raw request line: `{"v":..,"store":..,` followed by `rest` (the rest of the object, as is).
+    pub fn raw_line(&self, rest: &str) -> String {
+        format!("{{\"v\":{PROTOCOL_VERSION},\"store\":{},{rest}", Value::from(self.store()))
     }
 
     pub fn log_file(&self) -> PathBuf {
@@ -256,16 +273,19 @@ impl TestDaemon {
     pub fn bulk_create(&self, orders: usize, users: usize) -> Vec<String> {
         const CONNECTIONS: usize = 16;
         let socket = self.socket();
+        let store = self.store();
         let workers: Vec<_> = (0..CONNECTIONS)
             .map(|worker| {
                 let socket = socket.clone();
+                let store = store.clone();
                 std::thread::spawn(move || {
                     let mut client = RawClient::connect(&socket);
                     let mine: Vec<usize> = (worker..orders).step_by(CONNECTIONS).collect();
                     let mut lines = String::new();
                     for n in &mine {
                         let request = serde_json::json!({
-                            "v": 1, "cmd": "create", "user": format!("user{}", n % users), "total": 1 + n % 7
+                            "v": PROTOCOL_VERSION, "store": store, "cmd": "create",
+                            "user": format!("user{}", n % users), "total": 1 + n % 7
                         });
                         lines.push_str(&request.to_string());
                         lines.push('\n');
@@ -388,6 +408,14 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> 
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// A request of the current protocol for `store`: `fields` with `v` and `store`.
+pub fn request(store: &str, fields: Value) -> Value {
+    let Value::Object(mut fields) = fields else { panic!("a request is an object") };
+    fields.insert("v".into(), PROTOCOL_VERSION.into());
+    fields.insert("store".into(), store.into());
+    Value::Object(fields)
 }
 
 /// The exit code of a finished command.

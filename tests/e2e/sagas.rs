@@ -213,9 +213,10 @@ fn a_cancel_racing_the_delivery_never_yields_both() {
         let offset_ms = (round as i64 % 6) * 2 - 4;
         let start = due.checked_add(jiff::SignedDuration::from_millis(offset_ms)).expect("time");
         let socket = daemon.socket();
+        let store = daemon.store();
         let cancels: Vec<_> = (0..CANCELS)
             .map(|i| {
-                let (socket, id) = (socket.clone(), id.clone());
+                let (socket, id, store) = (socket.clone(), id.clone(), store.clone());
                 thread::spawn(move || {
                     let mut client = crate::fixture::RawClient::connect(&socket);
                     let at =
@@ -223,7 +224,7 @@ fn a_cancel_racing_the_delivery_never_yields_both() {
                     if let Ok(wait) = Duration::try_from(at.duration_since(Timestamp::now())) {
                         thread::sleep(wait);
                     }
-                    client.call(json!({"v": 1, "cmd": "cancel", "id": id}))
+                    client.call(crate::fixture::request(&store, json!({"cmd": "cancel", "id": id})))
                 })
             })
             .collect();

@@ -1,6 +1,6 @@
 //! A private socket, a peer-uid check, and hostile input survived.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
@@ -114,7 +114,7 @@ fn a_client_refused_busy_reads_its_refusal_even_when_it_writes_late() {
     let deadline = Instant::now() + Duration::from_secs(5);
     let held = loop {
         let mut client = RawClient::connect(&daemon.socket());
-        if client.try_send(b"{\"v\":1,\"cmd\":\"status\"}\n").is_ok()
+        if client.try_send(daemon.raw_line("\"cmd\":\"status\"}\n").as_bytes()).is_ok()
             && client.reply().is_some_and(|reply| reply["ok"] == true)
         {
             break client;
@@ -125,7 +125,9 @@ fn a_client_refused_busy_reads_its_refusal_even_when_it_writes_late() {
     for n in 0..50 {
         let mut client = RawClient::connect(&daemon.socket());
         std::thread::sleep(Duration::from_millis(20));
-        client.try_send(b"{\"v\":1,\"cmd\":\"status\"}\n").unwrap_or_else(|e| panic!("write {n}: {e}"));
+        client
+            .try_send(daemon.raw_line("\"cmd\":\"status\"}\n").as_bytes())
+            .unwrap_or_else(|e| panic!("write {n}: {e}"));
         let reply = client.reply().unwrap_or_else(|| panic!("no refusal to read, client {n}"));
         assert_eq!(reply["error"]["code"], "busy", "{reply}");
         assert!(client.reply().is_none(), "then the connection is closed");
@@ -140,34 +142,40 @@ fn hostile_lines_each_get_an_error_and_the_daemon_keeps_serving() {
     let daemon = TestDaemon::start();
     let mut client = RawClient::connect(&daemon.socket());
     let deep = "[".repeat(100_000);
-    let cases: Vec<(&[u8], &str)> = vec![
-        (b"not json at all", "invalid_request"),
-        (b"{\"v\":1,\"cmd\":\"status\"", "invalid_request"),
-        (b"\xff\xfe\x00garbage", "invalid_request"),
-        (b"{\"v\":1,\"cmd\":\"st\xc3\x28tus\"}", "invalid_request"),
-        (b"[1,2,3]", "invalid_request"),
-        (b"42", "invalid_request"),
-        (b"null", "invalid_request"),
-        (b"{\"cmd\":\"status\"}", "invalid_request"),
-        (b"{\"v\":1,\"cmd\":\"teleport\"}", "invalid_request"),
-        (b"{\"v\":1,\"cmd\":{\"nested\":true}}", "invalid_request"),
-        (b"{\"v\":1,\"cmd\":\"create\",\"user\":42,\"total\":\"two\"}", "invalid_request"),
-        (b"{\"v\":1,\"cmd\":\"create\",\"user\":\"a\",\"total\":1e400}", "invalid_request"),
-        (b"{\"v\":1,\"cmd\":\"create\",\"user\":\"a\",\"total\":-5}", "invalid_request"),
-        (b"{\"v\":1,\"cmd\":\"show\",\"id\":[]}", "invalid_request"),
-        (b"{\"v\":1,\"cmd\":\"list\",\"limit\":-1}", "invalid_request"),
-        (b"{\"v\":99,\"cmd\":\"status\"}", "protocol_mismatch"),
-        (deep.as_bytes(), "invalid_request"),
+    let current = |rest: &[u8]| [daemon.raw_line("").as_bytes(), rest].concat();
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"not json at all".to_vec(), "invalid_request"),
+        (current(b"\"cmd\":\"status\""), "invalid_request"),
+        (b"\xff\xfe\x00garbage".to_vec(), "invalid_request"),
+        (current(b"\"cmd\":\"st\xc3\x28tus\"}"), "invalid_request"),
+        (b"[1,2,3]".to_vec(), "invalid_request"),
+        (b"42".to_vec(), "invalid_request"),
+        (b"null".to_vec(), "invalid_request"),
+        (b"{\"cmd\":\"status\"}".to_vec(), "invalid_request"),
+        (current(b"\"cmd\":\"teleport\"}"), "invalid_request"),
+        (current(b"\"cmd\":{\"nested\":true}}"), "invalid_request"),
+        (current(b"\"cmd\":\"create\",\"user\":42,\"total\":\"two\"}"), "invalid_request"),
+        (current(b"\"cmd\":\"create\",\"user\":\"a\",\"total\":1e400}"), "invalid_request"),
+        (current(b"\"cmd\":\"create\",\"user\":\"a\",\"total\":-5}"), "invalid_request"),
+        (current(b"\"cmd\":\"show\",\"id\":[]}"), "invalid_request"),
+        (current(b"\"cmd\":\"list\",\"limit\":-1}"), "invalid_request"),
+        (b"{\"v\":99,\"cmd\":\"status\"}".to_vec(), "protocol_mismatch"),
+        (b"{\"v\":1,\"cmd\":\"status\"}".to_vec(), "protocol_mismatch"),
+        (
+            format!("{{\"v\":{},\"cmd\":\"status\"}}", orders_shared::PROTOCOL_VERSION).into_bytes(),
+            "invalid_request",
+        ),
+        (deep.into_bytes(), "invalid_request"),
     ];
-    for (line, expected) in cases {
+    for (line, expected) in &cases {
         client.send_raw(line);
         client.send_raw(b"\n");
         let reply = client.reply().expect("a reply to every line");
         assert_eq!(reply["ok"], false, "{}", String::from_utf8_lossy(&line[..line.len().min(60)]));
-        assert_eq!(reply["error"]["code"], expected, "{reply}");
+        assert_eq!(reply["error"]["code"], *expected, "{reply}");
         assert!(reply["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
-    let status = client.call(json!({"v": 1, "cmd": "status"}));
+    let status = client.call(daemon.request(json!({"cmd": "status"})));
     assert_eq!(status["ok"], true, "the same connection still works: {status}");
     assert_eq!(daemon.json(["list"]), json!([]), "nothing was created");
 }
@@ -177,12 +185,13 @@ fn a_64_mib_line_is_answered_too_large_and_the_connection_carries_on() {
     let daemon = TestDaemon::start();
     let stream = UnixStream::connect(daemon.socket()).expect("connect");
     let mut writer = stream.try_clone().expect("clone");
+    let status = format!("\n{}\n", daemon.request(json!({"cmd": "status"})));
     let sender = std::thread::spawn(move || {
         let chunk = vec![b'x'; 1 << 20];
         for _ in 0..64 {
             writer.write_all(&chunk).expect("the daemon keeps reading");
         }
-        writer.write_all(b"\n{\"v\":1,\"cmd\":\"status\"}\n").expect("then a good request");
+        writer.write_all(status.as_bytes()).expect("then a good request");
     });
     let mut client = RawClient::from_stream(stream);
     let refused = client.reply().expect("a reply");
@@ -223,11 +232,12 @@ fn connections_past_the_limit_are_refused_busy_and_the_daemon_survives() {
     let daemon = TestDaemon::start_with(&[("ORDERS_MAX_CONNECTIONS", "20")]);
     let mut held: Vec<RawClient> = Vec::new();
     let mut refused = 0;
+    let status = format!("{}\n", daemon.request(json!({"cmd": "status"})));
     for _ in 0..300 {
         let mut client = RawClient::connect(&daemon.socket());
         // A refused connection gets its reply without asking, and may be closed before the
         // request is written.
-        let _ = client.try_send(b"{\"v\":1,\"cmd\":\"status\"}\n");
+        let _ = client.try_send(status.as_bytes());
         let reply = client.reply().expect("a reply");
         if reply["ok"] == true {
             held.push(client);
@@ -244,31 +254,42 @@ fn connections_past_the_limit_are_refused_busy_and_the_daemon_survives() {
     daemon.create("after", 2);
 }
 
+/// Issue 12: version 2 (the store named in every request, strict fields, an opaque cursor).
 #[test]
 fn a_client_of_another_protocol_version_is_told_so_plainly() {
     let daemon = TestDaemon::start();
-    let reply = RawClient::connect(&daemon.socket()).call(json!({"v": 2, "cmd": "status"}));
-    assert_eq!(reply["error"]["code"], "protocol_mismatch");
-    let message = reply["error"]["message"].as_str().expect("message");
-    assert!(message.contains("version 2") && message.contains("version 1"), "{message}");
+    let mut client = RawClient::connect(&daemon.socket());
+    // Lines exactly as a version 1 client wrote them: no store, a numeric cursor.
+    for line in [json!({"v": 1, "cmd": "status"}), json!({"v": 1, "cmd": "events", "from": 5})] {
+        let reply = client.call(line.clone());
+        assert_eq!(reply["error"]["code"], "protocol_mismatch", "{line}: {reply}");
+        let message = reply["error"]["message"].as_str().expect("message");
+        assert!(message.contains("version 1") && message.contains("version 2"), "{message}");
+    }
+    assert_eq!(client.call(daemon.request(json!({"cmd": "status"})))["ok"], true, "then it serves on");
 
-    // The other way round: this client meets a daemon of another version.
+    // The other way round: this client meets a daemon of the previous version.
     let other = TestDaemon::stopped_with(&[]);
     let listener = UnixListener::bind(other.socket()).expect("bind");
     let old_daemon = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().expect("accept");
-        let mut request = [0_u8; 4096];
-        let _ = stream.read(&mut request).expect("read");
+        let (stream, _) = listener.accept().expect("accept");
+        let mut request = String::new();
+        BufReader::new(&stream).read_line(&mut request).expect("read");
         let refusal = json!({"ok": false, "error": {"code": "protocol_mismatch",
-            "message": "the client speaks protocol version 1, this daemon speaks version 2"}});
-        writeln!(stream, "{refusal}").expect("reply");
+            "message": "the client speaks protocol version 2, this daemon speaks version 1"}});
+        writeln!(&stream, "{refusal}").expect("reply");
+        serde_json::from_str::<Value>(&request).expect("a JSON request")
     });
     let output = other.run(["list"]);
-    old_daemon.join().expect("old daemon");
+    let request = old_daemon.join().expect("old daemon");
+    assert_eq!(request["v"], 2, "{request}");
+    assert_eq!(request["store"], other.data_dir().display().to_string(), "{request}");
     assert_eq!(code(&output), 5);
     let message = stderr(&output);
-    assert!(message.contains("this daemon speaks version 2"), "{message}");
-    assert!(message.contains("orders daemon restart"), "{message}");
+    assert!(message.contains("this daemon speaks version 1"), "{message}");
+    // The hint names the socket in use, so that it restarts that daemon and no other.
+    let restart = format!("--socket {} daemon restart", other.socket().display());
+    assert!(message.contains(&restart), "{message}");
 }
 
 #[test]
@@ -276,7 +297,7 @@ fn replies_are_json_even_for_the_worst_user_names() {
     let daemon = TestDaemon::start();
     let mut client = RawClient::connect(&daemon.socket());
     for user in ["\"; DROP TABLE orders; --", "Ω≈ç√∫", "tab\there", "🦀🦀🦀", "'quote'"] {
-        let reply: Value = client.call(json!({"v": 1, "cmd": "create", "user": user, "total": 2}));
+        let reply: Value = client.call(daemon.request(json!({"cmd": "create", "user": user, "total": 2})));
         if user.contains('\t') {
             assert_eq!(reply["ok"], false, "control characters are refused: {reply}");
             continue;

@@ -39,7 +39,9 @@ fn never_reading_clients(daemon: &TestDaemon, count: usize) -> Vec<UnixStream> {
     (0..count)
         .map(|_| {
             let mut stream = UnixStream::connect(daemon.socket()).expect("connect");
-            stream.write_all(b"{\"v\":1,\"cmd\":\"events\",\"limit\":10000}\n").expect("request");
+            stream
+                .write_all(daemon.raw_line("\"cmd\":\"events\",\"limit\":10000}\n").as_bytes())
+                .expect("request");
             stream
         })
         .collect()
@@ -49,7 +51,8 @@ fn never_reading_clients(daemon: &TestDaemon, count: usize) -> Vec<UnixStream> {
 fn clients_that_never_read_large_replies_keep_memory_bounded_and_others_served() {
     let daemon = TestDaemon::start();
     seed_events(&daemon, 10_000);
-    let page = RawClient::connect(&daemon.socket()).call(json!({"v": 1, "cmd": "events", "limit": 10000}));
+    let page =
+        RawClient::connect(&daemon.socket()).call(daemon.request(json!({"cmd": "events", "limit": 10000})));
     let page = page.to_string().len();
     assert!(page > 2_000_000, "a page is megabytes ({page} bytes)");
     let (before_kib, _) = memory_kib(daemon.pid());
@@ -60,7 +63,8 @@ fn clients_that_never_read_large_replies_keep_memory_bounded_and_others_served()
     let mut peak_kib = 0;
     for n in 0..40 {
         let sent = Instant::now();
-        let reply = client.call(json!({"v": 1, "cmd": "create", "user": "patient", "total": 2 * n + 2}));
+        let reply =
+            client.call(daemon.request(json!({"cmd": "create", "user": "patient", "total": 2 * n + 2})));
         slowest = slowest.max(sent.elapsed());
         assert_eq!(reply["ok"], true, "{reply}");
         peak_kib = peak_kib.max(memory_kib(daemon.pid()).0);
@@ -69,7 +73,8 @@ fn clients_that_never_read_large_replies_keep_memory_bounded_and_others_served()
     // Bulk reads are served in turn: once a later page is answered, every stuck client has had
     // its pieces read, as many as its socket takes.
     for _ in 0..3 {
-        let probe = RawClient::connect(&daemon.socket()).call(json!({"v": 1, "cmd": "events", "limit": 10}));
+        let probe =
+            RawClient::connect(&daemon.socket()).call(daemon.request(json!({"cmd": "events", "limit": 10})));
         assert_eq!(probe["ok"], true, "{probe}");
         peak_kib = peak_kib.max(memory_kib(daemon.pid()).0);
     }
@@ -106,13 +111,13 @@ fn a_page_streamed_in_pieces_is_the_page_a_fast_reader_expects() {
     let daemon = TestDaemon::start();
     seed_events(&daemon, 3_000);
     let mut client = RawClient::connect(&daemon.socket());
-    let page = client.call(json!({"v": 1, "cmd": "events", "from": 7, "limit": 2500}));
+    let page = client.call(daemon.request(json!({"cmd": "events", "from": "7", "limit": 2500})));
     let events = page["data"]["events"].as_array().expect("events");
     assert_eq!(events.len(), 2500);
     let positions: Vec<i64> = events.iter().map(|e| e["position"].as_i64().expect("position")).collect();
     assert_eq!(positions, (7..2507).collect::<Vec<_>>(), "every event once, in order");
     let head = page["data"]["head"].as_i64().expect("head");
-    let rest = client.call(json!({"v": 1, "cmd": "events", "from": 2507, "limit": 10000}));
+    let rest = client.call(daemon.request(json!({"cmd": "events", "from": "2507", "limit": 10000})));
     let rest = rest["data"]["events"].as_array().expect("events");
     assert_eq!(rest.last().and_then(|e| e["position"].as_i64()), Some(head), "the page ends at the head");
 }
@@ -126,12 +131,15 @@ fn long_lists_for_clients_that_do_not_read_are_held_within_a_budget_then_answere
     let stuck: Vec<UnixStream> = (0..CLIENTS)
         .map(|_| {
             let mut stream = UnixStream::connect(daemon.socket()).expect("connect");
-            stream.write_all(b"{\"v\":1,\"cmd\":\"list\",\"limit\":10000}\n").expect("request");
+            stream
+                .write_all(daemon.raw_line("\"cmd\":\"list\",\"limit\":10000}\n").as_bytes())
+                .expect("request");
             stream
         })
         .collect();
     // Reads are served in turn: once a later client's list is answered, the others' are built.
-    let probe = RawClient::connect(&daemon.socket()).call(json!({"v": 1, "cmd": "list", "limit": 10000}));
+    let probe =
+        RawClient::connect(&daemon.socket()).call(daemon.request(json!({"cmd": "list", "limit": 10000})));
     assert!(probe["ok"] == true || probe["error"]["code"] == "busy", "{probe}");
     let (now_kib, _) = memory_kib(daemon.pid());
     // Unbounded: 150 lists of half a megabyte each, and every copy made of them (194 MiB seen).

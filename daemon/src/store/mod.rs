@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use jiff::Timestamp;
+use orders_shared::protocol::Cursor;
 use orders_shared::{DecodeError, DomainEvent, StreamId};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Row, params};
 use uuid::Uuid;
@@ -43,6 +44,18 @@ pub struct RecordedEvent {
     pub recorded_at: Timestamp,
     pub metadata: Metadata,
     pub event: DomainEvent,
+}
+
+/// The cursor of the event at `position`, or of the place where it will be (issue 12). On SQLite
+/// it is the decimal position; clients must not rely on that (another store's carries more).
+pub fn cursor(position: i64) -> Cursor {
+    Cursor::try_from(position.to_string()).expect("a decimal number is a valid cursor")
+}
+
+/// The first position a cursor reads from; `None` for one this store never gave out (positions
+/// start at 1).
+pub fn position(cursor: &Cursor) -> Option<i64> {
+    cursor.as_str().parse::<i64>().ok().filter(|position| *position >= 1)
 }
 
 #[derive(Debug, thiserror::Error)]
