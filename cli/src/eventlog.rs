@@ -6,7 +6,8 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use orders_shared::OrderId;
 use orders_shared::protocol::{
-    EventPage, EventView, EventsRequest, OrderView, ReplayReport, ReplayRequest, Reply, Request, WatchRequest,
+    ErrorCode, EventPage, EventView, EventsRequest, OrderView, ReplayReport, ReplayRequest, Reply, Request,
+    WatchRequest,
 };
 use serde_json::Value;
 
@@ -54,17 +55,22 @@ pub async fn events(
                     print_event(out, &event, json)?;
                     out.flush()?;
                 }
-                None => return client.data::<Value>(reply).map(drop),
+                None => return client.data::<Value>(reply).map(drop).map_err(refused_cursor),
             }
         }
     }
     let mut from = args.from;
+    let mut first = true;
     let mut left = args.limit;
     loop {
         let limit = left.map_or(EventsRequest::MAX_LIMIT, |left| left.min(EventsRequest::MAX_LIMIT));
         let request =
             Request::Events(EventsRequest { from: from.clone(), limit: Some(limit), follow: false });
-        let page: EventPage = client.call(&request).await?;
+        let page: EventPage = match client.call(&request).await {
+            Err(failure) if first => return Err(refused_cursor(failure)),
+            page => page?,
+        };
+        first = false;
         let read = page.events.len() as u64;
         for event in &page.events {
             print_event(out, event, json)?;
@@ -80,6 +86,15 @@ pub async fn events(
             _ => return Ok(()),
         }
     }
+}
+
+/// The daemon refused the request made of the user's own `--from`: a usage error (exit 2), as a
+/// bad argument is.
+fn refused_cursor(failure: Failure) -> Failure {
+    if failure.refusal == Some(ErrorCode::InvalidRequest) {
+        return Failure { exit: Exit::Usage, ..failure };
+    }
+    failure
 }
 
 /// `orders watch`: an order's events as they happen, then its settled state.

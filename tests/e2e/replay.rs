@@ -159,7 +159,7 @@ fn events_lists_the_log_a_page_at_a_time() {
     assert!(all.lines().next().is_some_and(|line| line.contains("OrderPlaced")), "{all}");
     assert_eq!(daemon.ok(["events", "--from", "9"]), "", "nothing past the end");
     let zero = daemon.run(["events", "--from", "0"]);
-    assert_eq!(code(&zero), 1, "{}", stderr(&zero));
+    assert_eq!(code(&zero), 2, "{}", stderr(&zero));
     assert!(stderr(&zero).contains("invalid cursor '0'"), "{}", stderr(&zero));
 }
 
