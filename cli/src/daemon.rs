@@ -98,19 +98,20 @@ pub async fn start_in_background(paths: &Paths, args: &[String]) -> Result<bool,
             Err(error) => return Err(cannot_connect(paths, &error)),
         }
         if let Some(status) = child.try_wait().map_err(|e| path_failure(e.to_string()))? {
-            return Err(start_failed(&mut child, &format!("the daemon exited at start ({status})")));
+            return Err(start_failed(&mut child, &format!("the daemon exited at start ({status})"), args));
         }
         if Instant::now() > deadline {
             return Err(start_failed(
                 &mut child,
                 &format!("the daemon did not answer within {START_TIMEOUT:?}"),
+                args,
             ));
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
-fn start_failed(child: &mut Child, what: &str) -> Failure {
+fn start_failed(child: &mut Child, what: &str, args: &[String]) -> Failure {
     let mut stderr = String::new();
     if let Some(mut pipe) = child.stderr.take()
         && child.try_wait().ok().flatten().is_some()
@@ -124,12 +125,15 @@ fn start_failed(child: &mut Child, what: &str) -> Failure {
         message.push_str(stderr);
     }
     Failure::new(Exit::Unavailable, message)
-        .with_hint(format!("see the daemon's log: {}", log_file_hint().display()))
+        .with_hint(format!("see the daemon's log: {}", log_file_hint(args).display()))
 }
 
-fn log_file_hint() -> PathBuf {
-    std::env::var_os("ORDERS_LOG_FILE")
-        .map(PathBuf::from)
+/// The log the daemon was told to use: `--log-file` as forwarded, else as the daemon finds it.
+fn log_file_hint(args: &[String]) -> PathBuf {
+    args.windows(2)
+        .find(|pair| pair[0] == "--log-file")
+        .map(|pair| PathBuf::from(&pair[1]))
+        .or_else(|| std::env::var_os("ORDERS_LOG_FILE").map(PathBuf::from))
         .or_else(|| default_log_file().ok())
         .unwrap_or_else(|| PathBuf::from("daemon.log"))
 }
@@ -193,6 +197,9 @@ pub async fn status(paths: &Paths) -> Result<DaemonStatus, Failure> {
 }
 
 fn wedged(paths: &Paths, holder: &Holder, what: &str) -> Failure {
+    if let Err(why) = holder_is_daemon(paths, holder) {
+        return not_a_daemon(paths, &why);
+    }
     let pid = holder.pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default();
     Failure::new(Exit::Unavailable, format!("the daemon{pid} holds {} but {what}", paths.data_dir.display()))
         .with_hint("replace it with `orders daemon restart`")
@@ -215,7 +222,7 @@ pub async fn stop(paths: &Paths) -> Result<Option<DaemonStatus>, Failure> {
                 return Err(wedged(paths, &holder, "does not answer"));
             }
         };
-    if !wait_for_exit(Path::new(&status.data_dir), STOP_TIMEOUT).await {
+    if !wait_for_exit(Path::new(&status.data_dir), Some(status.pid), STOP_TIMEOUT).await {
         return Err(Failure::new(
             Exit::Failure,
             format!("the daemon (pid {}) did not exit within {STOP_TIMEOUT:?}", status.pid),
@@ -225,11 +232,14 @@ pub async fn stop(paths: &Paths) -> Result<Option<DaemonStatus>, Failure> {
     Ok(Some(status))
 }
 
-/// Waits until nobody holds the data directory's lock: the daemon holds it until its very last
-/// instruction, and the kernel releases it when the process dies.
-async fn wait_for_exit(data_dir: &Path, timeout: Duration) -> bool {
+/// Waits until nobody holds the data directory's lock (the daemon holds it until its very last
+/// instruction, and the kernel releases it when the process dies), or until `pid` is no longer
+/// an orders daemon holding it: someone else's lock on the directory must not keep a stop
+/// waiting (issue 11).
+async fn wait_for_exit(data_dir: &Path, pid: Option<u32>, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
-    while lock::holder(data_dir).is_some() {
+    while lock::holder(data_dir).is_some() && pid.is_none_or(|pid| lock::verify_daemon(pid, data_dir).is_ok())
+    {
         if Instant::now() > deadline {
             return false;
         }
@@ -250,20 +260,42 @@ pub async fn restart(paths: &Paths, args: &RunArgs) -> Result<DaemonStatus, Fail
     start(paths, args).await
 }
 
-/// SIGTERM (and SIGCONT, so that a stopped process can act on it), then SIGKILL if it lingers.
+/// Whether the holder file names an orders daemon of ours holding the data directory; why not
+/// otherwise (a pid left by a daemon that crashed may name any process by now).
+fn holder_is_daemon(paths: &Paths, holder: &Holder) -> Result<u32, String> {
+    let pid = holder.pid.ok_or_else(|| format!("{} names no daemon pid", paths.holder_file().display()))?;
+    lock::verify_daemon(pid, &paths.data_dir)
+        .map_err(|why| format!("{} names pid {pid}, but {why}", paths.holder_file().display()))?;
+    Ok(pid)
+}
+
+fn not_a_daemon(paths: &Paths, why: &str) -> Failure {
+    Failure::new(
+        Exit::Unavailable,
+        format!("something holds the lock on {} but is no orders daemon: {why}", paths.data_dir.display()),
+    )
+    .with_hint(format!(
+        "nothing was signalled; find the process that holds it (`fuser -v {}`) and stop it",
+        paths.data_dir.display()
+    ))
+}
+
+/// SIGTERM (and SIGCONT, so that a stopped process can act on it), then SIGKILL if it lingers;
+/// only to a pid proven to be an orders daemon of ours holding this data directory.
 async fn terminate(paths: &Paths, holder: &Holder) -> Result<(), Failure> {
-    let pid =
-        holder.pid.and_then(|pid| i32::try_from(pid).ok()).and_then(Pid::from_raw).ok_or_else(|| {
-            Failure::new(Exit::Failure, format!("{} names no daemon pid", paths.holder_file().display()))
-        })?;
+    let raw = holder_is_daemon(paths, holder).map_err(|why| not_a_daemon(paths, &why))?;
+    let pid = i32::try_from(raw)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| not_a_daemon(paths, &format!("{raw} is no pid")))?;
     let _ = kill_process(pid, Signal::TERM);
     let _ = kill_process(pid, Signal::CONT);
-    if wait_for_exit(&paths.data_dir, Duration::from_secs(10)).await {
+    if wait_for_exit(&paths.data_dir, Some(raw), Duration::from_secs(10)).await {
         return Ok(());
     }
     eprintln!("note: the daemon (pid {}) ignored SIGTERM; sending SIGKILL", pid.as_raw_nonzero());
     let _ = kill_process(pid, Signal::KILL);
-    if wait_for_exit(&paths.data_dir, Duration::from_secs(10)).await {
+    if wait_for_exit(&paths.data_dir, Some(raw), Duration::from_secs(10)).await {
         return Ok(());
     }
     Err(Failure::new(Exit::Failure, format!("the daemon (pid {}) would not exit", pid.as_raw_nonzero())))
