@@ -1,5 +1,6 @@
 //! The command line, as clap reads it. The man pages are generated from these definitions.
 
+use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -42,7 +43,7 @@ pub struct GlobalArgs {
     pub json: bool,
 
     /// Colour the text output and the log of `daemon run` on stderr: auto (on a terminal, unless
-    /// NO_COLOR is set), always, never
+    /// NO_COLOR is set or TERM is dumb), always, never
     #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
     pub color: ColorChoice,
 
@@ -121,12 +122,22 @@ pub enum ColorChoice {
 
 impl ColorChoice {
     /// Whether to colour a stream: `auto` colours a terminal, unless `NO_COLOR` is set and not
-    /// empty (https://no-color.org).
+    /// empty (https://no-color.org) or `TERM` is `dumb`.
     pub fn colours(self, is_terminal: bool) -> bool {
+        self.colours_in(
+            is_terminal,
+            std::env::var_os("NO_COLOR").as_deref(),
+            std::env::var_os("TERM").as_deref(),
+        )
+    }
+
+    fn colours_in(self, is_terminal: bool, no_color: Option<&OsStr>, term: Option<&OsStr>) -> bool {
         match self {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            ColorChoice::Auto => {
+                is_terminal && no_color.is_none_or(OsStr::is_empty) && term != Some(OsStr::new("dumb"))
+            }
         }
     }
 }
@@ -381,6 +392,17 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn auto_colours_a_terminal_unless_no_color_or_a_dumb_terminal() {
+        let auto = ColorChoice::Auto;
+        assert!(auto.colours_in(true, None, Some(OsStr::new("xterm"))));
+        assert!(auto.colours_in(true, Some(OsStr::new("")), None));
+        assert!(!auto.colours_in(false, None, Some(OsStr::new("xterm"))));
+        assert!(!auto.colours_in(true, Some(OsStr::new("1")), Some(OsStr::new("xterm"))));
+        assert!(!auto.colours_in(true, None, Some(OsStr::new("dumb"))));
+        assert!(ColorChoice::Always.colours_in(false, None, Some(OsStr::new("dumb"))));
     }
 
     #[test]

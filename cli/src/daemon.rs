@@ -274,6 +274,9 @@ pub async fn status(paths: &Paths) -> Result<DaemonStatus, Failure> {
 
 /// The daemon holds the data directory but cannot be reached where it listens (`paths`).
 fn wedged(paths: &Paths, holder: &Holder, what: &str) -> Failure {
+    if let Err(why) = holder_is_daemon(paths, holder) {
+        return not_a_daemon(paths, &why);
+    }
     let pid = holder.pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default();
     Failure::new(Exit::Unavailable, format!("the daemon{pid} holds {} but {what}", paths.data_dir.display()))
         .with_hint(format!("replace it with `{}`", paths.command_line("daemon restart")))
@@ -319,7 +322,7 @@ async fn ask_to_stop(paths: &Paths) -> Stopping {
                 return Stopping::Unresponsive(wedged(paths, &holder, "does not answer"));
             }
         };
-    if !wait_for_exit(Path::new(&status.data_dir), STOP_TIMEOUT).await {
+    if !wait_for_exit(Path::new(&status.data_dir), Some(status.pid), STOP_TIMEOUT).await {
         return Stopping::Unresponsive(
             Failure::new(
                 Exit::Failure,
@@ -341,11 +344,14 @@ pub async fn stop(paths: &Paths) -> Result<Option<DaemonStatus>, Failure> {
     }
 }
 
-/// Waits until nobody holds the data directory's lock: the daemon holds it until its very last
-/// instruction, and the kernel releases it when the process dies.
-async fn wait_for_exit(data_dir: &Path, timeout: Duration) -> bool {
+/// Waits until nobody holds the data directory's lock (the daemon holds it until its very last
+/// instruction, and the kernel releases it when the process dies), or until `pid` is no longer
+/// an orders daemon holding it: someone else's lock on the directory must not keep a stop
+/// waiting (issue 11).
+async fn wait_for_exit(data_dir: &Path, pid: Option<u32>, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
-    while lock::holder(data_dir).is_some() {
+    while lock::holder(data_dir).is_some() && pid.is_none_or(|pid| lock::verify_daemon(pid, data_dir).is_ok())
+    {
         if Instant::now() > deadline {
             return false;
         }
@@ -390,20 +396,42 @@ fn refuse_restart(paths: &Paths, failure: Failure) -> Failure {
         ))
 }
 
-/// SIGTERM (and SIGCONT, so that a stopped process can act on it), then SIGKILL if it lingers.
+/// Whether the holder file names an orders daemon of ours holding the data directory; why not
+/// otherwise (a pid left by a daemon that crashed may name any process by now).
+fn holder_is_daemon(paths: &Paths, holder: &Holder) -> Result<u32, String> {
+    let pid = holder.pid.ok_or_else(|| format!("{} names no daemon pid", paths.holder_file().display()))?;
+    lock::verify_daemon(pid, &paths.data_dir)
+        .map_err(|why| format!("{} names pid {pid}, but {why}", paths.holder_file().display()))?;
+    Ok(pid)
+}
+
+fn not_a_daemon(paths: &Paths, why: &str) -> Failure {
+    Failure::new(
+        Exit::Unavailable,
+        format!("something holds the lock on {} but is no orders daemon: {why}", paths.data_dir.display()),
+    )
+    .with_hint(format!(
+        "nothing was signalled; find the process that holds it (`fuser -v {}`) and stop it",
+        paths.data_dir.display()
+    ))
+}
+
+/// SIGTERM (and SIGCONT, so that a stopped process can act on it), then SIGKILL if it lingers;
+/// only to a pid proven to be an orders daemon of ours holding this data directory.
 async fn terminate(paths: &Paths, holder: &Holder) -> Result<(), Failure> {
-    let pid =
-        holder.pid.and_then(|pid| i32::try_from(pid).ok()).and_then(Pid::from_raw).ok_or_else(|| {
-            Failure::new(Exit::Failure, format!("{} names no daemon pid", paths.holder_file().display()))
-        })?;
+    let raw = holder_is_daemon(paths, holder).map_err(|why| not_a_daemon(paths, &why))?;
+    let pid = i32::try_from(raw)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| not_a_daemon(paths, &format!("{raw} is no pid")))?;
     let _ = kill_process(pid, Signal::TERM);
     let _ = kill_process(pid, Signal::CONT);
-    if wait_for_exit(&paths.data_dir, Duration::from_secs(10)).await {
+    if wait_for_exit(&paths.data_dir, Some(raw), Duration::from_secs(10)).await {
         return Ok(());
     }
     eprintln!("note: the daemon (pid {}) ignored SIGTERM; sending SIGKILL", pid.as_raw_nonzero());
     let _ = kill_process(pid, Signal::KILL);
-    if wait_for_exit(&paths.data_dir, Duration::from_secs(10)).await {
+    if wait_for_exit(&paths.data_dir, Some(raw), Duration::from_secs(10)).await {
         return Ok(());
     }
     Err(Failure::new(Exit::Failure, format!("the daemon (pid {}) would not exit", pid.as_raw_nonzero())))

@@ -43,6 +43,7 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "Where the defaults of the data directory, the log and the socket are.",
     ),
     ("NO_COLOR", "Set (and not empty) to turn colour off."),
+    ("TERM", "dumb turns colour off under --color auto."),
 ];
 
 const FILES: &[(&str, &str)] = &[
@@ -52,7 +53,7 @@ const FILES: &[(&str, &str)] = &[
     ),
     (
         "$XDG_DATA_HOME/orders/daemon.pid",
-        "Names the running daemon's pid and socket (the daemon locks the directory itself).",
+        "Names the running daemon's pid and socket, removed when it exits (the daemon locks the directory itself, which must be mode 0700).",
     ),
     (
         "$XDG_RUNTIME_DIR/orders/orders.sock",

@@ -21,7 +21,8 @@ const INTERVAL: Duration = Duration::from_millis(100);
 
 /// Checkpoints after commits until shutdown.
 pub async fn run(database: PathBuf, mut head: watch::Receiver<i64>, shutdown: CancellationToken) {
-    let conn = match store::open_writer(&database) {
+    // Never `open_writer`: its raw opens would drop the writer's locks (see there).
+    let conn = match store::open_another_writer(&database) {
         Ok(conn) => Arc::new(Mutex::new(conn)),
         Err(error) => {
             tracing::warn!(%error, "no background checkpoints; the writer checkpoints by itself");

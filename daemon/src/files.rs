@@ -5,7 +5,7 @@
 
 use std::fs::{File, Metadata, OpenOptions, Permissions};
 use std::io::{self, Read};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::OFlags;
@@ -26,8 +26,19 @@ pub enum FileError {
     Symlink { path: PathBuf },
     #[error("{path} is {kind}, not a regular file; refusing to use it. Remove it or choose another path")]
     NotRegular { path: PathBuf, kind: &'static str },
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    #[error(
+        "{path} belongs to uid {owner}, not to you (uid {uid}); refusing to use it. Remove it if it is \
+         not needed: orders creates this file itself"
+    )]
+    NotOwned { path: PathBuf, owner: u32, uid: u32 },
+    #[error(
+        "{path} has {links} hard links: another name shares it (a `cp -al` copy, or a link to someone \
+         else's file); refusing to use it. Copy it without links (`cp --preserve=all`), or remove it"
+    )]
+    Linked { path: PathBuf, links: u64 },
+    // The error is in the message, not a `source`: `{:#}` would print it twice.
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
 }
 
 /// A private file, opened.
@@ -56,15 +67,12 @@ pub fn open_private(path: &Path, access: Access) -> Result<Opened, FileError> {
         Access::ReadWrite => options.read(true).write(true),
         Access::Append => options.append(true),
     };
-    let file =
-        options.create(true).mode(OWNER_ONLY).custom_flags(flags()).open(path).map_err(
-            |source| match source.raw_os_error() {
-                Some(code) if code == rustix::io::Errno::LOOP.raw_os_error() => {
-                    FileError::Symlink { path: path.to_path_buf() }
-                }
-                _ => FileError::Io { path: path.to_path_buf(), source },
-            },
-        )?;
+    let file = options
+        .create(true)
+        .mode(OWNER_ONLY)
+        .custom_flags(flags())
+        .open(path)
+        .map_err(|error| open_error(path, error))?;
     let tightened_from = restrict(&file, path)?;
     Ok(Opened { file, tightened_from })
 }
@@ -74,11 +82,21 @@ pub fn open_private(path: &Path, access: Access) -> Result<Opened, FileError> {
 pub fn tighten_if_present(path: &Path) -> Result<Option<u32>, FileError> {
     match OpenOptions::new().read(true).custom_flags(flags()).open(path) {
         Ok(file) => restrict(&file, path),
-        Err(source) if source.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) if source.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
-            Err(FileError::Symlink { path: path.to_path_buf() })
-        }
-        Err(source) => Err(FileError::Io { path: path.to_path_buf(), source }),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(open_error(path, error)),
+    }
+}
+
+/// Why an open failed, in words: a symlink, or something that is no regular file (a FIFO
+/// without a reader fails with `ENXIO`, a directory with `EISDIR`), rather than the bare errno.
+fn open_error(path: &Path, error: io::Error) -> FileError {
+    if error.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+        return FileError::Symlink { path: path.to_path_buf() };
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => FileError::Symlink { path: path.to_path_buf() },
+        Ok(meta) if !meta.is_file() => FileError::NotRegular { path: path.to_path_buf(), kind: kind(&meta) },
+        _ => FileError::Io { path: path.to_path_buf(), error },
     }
 }
 
@@ -93,13 +111,21 @@ pub fn read_small(path: &Path) -> Option<String> {
     Some(text)
 }
 
-/// Requires a regular file and sets it to 0600 when it is anything else; returns the old mode
-/// when it was open to group or others.
+/// Requires a regular file of this user's with no other name, and sets it to 0600 when it is
+/// anything else; returns the old mode when it was open to group or others. Someone else's file
+/// (planted, or hard-linked in) is refused before anything is changed in it (issue 11).
 fn restrict(file: &File, path: &Path) -> Result<Option<u32>, FileError> {
-    let io = |source| FileError::Io { path: path.to_path_buf(), source };
+    let io = |error| FileError::Io { path: path.to_path_buf(), error };
     let meta = file.metadata().map_err(io)?;
     if !meta.is_file() {
         return Err(FileError::NotRegular { path: path.to_path_buf(), kind: kind(&meta) });
+    }
+    let uid = rustix::process::geteuid().as_raw();
+    if meta.uid() != uid {
+        return Err(FileError::NotOwned { path: path.to_path_buf(), owner: meta.uid(), uid });
+    }
+    if meta.nlink() > 1 {
+        return Err(FileError::Linked { path: path.to_path_buf(), links: meta.nlink() });
     }
     let mode = meta.permissions().mode() & 0o777;
     if mode == OWNER_ONLY {
@@ -174,13 +200,30 @@ mod tests {
     }
 
     #[test]
+    fn a_file_with_a_second_name_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        std::fs::write(&path, "").expect("write");
+        std::fs::set_permissions(&path, Permissions::from_mode(0o644)).expect("chmod");
+        std::fs::hard_link(&path, dir.path().join("other")).expect("link");
+        let error = open_private(&path, Access::ReadWrite).expect_err("two links");
+        assert!(error.to_string().contains("has 2 hard links"), "{error}");
+        assert!(matches!(tighten_if_present(&path), Err(FileError::Linked { links: 2, .. })));
+        assert_eq!(mode(&path), 0o644);
+    }
+
+    #[test]
     fn a_fifo_is_refused_without_blocking() {
         let dir = tempfile::tempdir().expect("tempdir");
         let fifo = dir.path().join("fifo");
         rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, 0o600.into(), 0)
             .expect("mkfifo");
-        let error = open_private(&fifo, Access::ReadWrite).expect_err("a fifo");
-        assert!(error.to_string().contains("FIFO"), "{error}");
+        for access in [Access::ReadWrite, Access::Append] {
+            let error = open_private(&fifo, access).expect_err("a fifo");
+            assert!(error.to_string().contains("is a FIFO"), "{error}");
+        }
+        let error = open_private(dir.path(), Access::Append).expect_err("a directory");
+        assert_eq!(error.to_string().matches("directory").count(), 1, "{error}");
         assert_eq!(read_small(&fifo), None);
     }
 }

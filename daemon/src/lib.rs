@@ -131,6 +131,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let database = paths.database();
     let mut conn = store::open_writer(&database)
         .with_context(|| format!("cannot open the database {}", database.display()))?;
+    // The database was opened by path: prove the path still leads into the locked directory.
+    _lock.check_unchanged()?;
     store::schema::migrate(&mut conn)
         .with_context(|| format!("cannot use the database {}", database.display()))?;
     if replay::drop_leftovers(&conn)? {

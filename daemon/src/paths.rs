@@ -131,7 +131,7 @@ impl ServedStore {
     /// The daemon's own store; its data directory exists by now.
     pub fn new(paths: &Paths) -> Result<ServedStore, PathError> {
         let canonical = std::fs::canonicalize(&paths.data_dir)
-            .map_err(|source| PathError::Io { path: paths.data_dir.clone(), source })?;
+            .map_err(|error| PathError::Io { path: paths.data_dir.clone(), error })?;
         Ok(ServedStore { name: canonical.to_string_lossy().into_owned(), canonical })
     }
 
@@ -187,7 +187,7 @@ fn absolute(path: PathBuf) -> Result<PathBuf, PathError> {
     if path.as_os_str().is_empty() {
         return Err(PathError::Empty);
     }
-    std::path::absolute(&path).map_err(|source| PathError::Io { path, source })
+    std::path::absolute(&path).map_err(|error| PathError::Io { path, error })
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), PathError> {
@@ -195,13 +195,13 @@ fn create_private_dir(dir: &Path) -> Result<(), PathError> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|source| PathError::Io { path: dir.to_path_buf(), source })
+        .map_err(|error| PathError::Io { path: dir.to_path_buf(), error })
 }
 
 /// The socket's directory must be a directory (not a link to one), owned by this user, mode 0700.
 fn check_private(dir: &Path) -> Result<(), PathError> {
     let meta =
-        std::fs::symlink_metadata(dir).map_err(|source| PathError::Io { path: dir.to_path_buf(), source })?;
+        std::fs::symlink_metadata(dir).map_err(|error| PathError::Io { path: dir.to_path_buf(), error })?;
     let not_private = |why: String, fix: String| PathError::NotPrivate { path: dir.to_path_buf(), why, fix };
     let uid = rustix::process::geteuid().as_raw();
     let mode = meta.permissions().mode() & 0o7777;
@@ -220,10 +220,47 @@ fn check_private(dir: &Path) -> Result<(), PathError> {
     if mode & 0o077 != 0 {
         return Err(not_private(
             format!("has mode {mode:04o}: group or others may use it"),
-            format!("Run `chmod 700 {}`", dir.display()),
+            fix_hint(dir, &meta),
         ));
     }
     Ok(())
+}
+
+/// What to do about a directory of this user's that others may use: `chmod 700` it, unless it is
+/// sticky (shared on purpose, like `/tmp`), a system directory or the home directory — then
+/// use a private directory instead (issue 11: the hint said `chmod 700 /dev`).
+pub fn fix_hint(dir: &Path, meta: &std::fs::Metadata) -> String {
+    let ours = meta.uid() == rustix::process::geteuid().as_raw();
+    let sticky = meta.mode() & 0o1000 != 0;
+    let resolved = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    if ours && !sticky && !is_system_dir(&resolved) {
+        format!("Run `chmod 700 {}`", dir.display())
+    } else {
+        "Use a private directory instead (one of yours made with `mkdir -m 700`)".to_owned()
+    }
+}
+
+/// The file system's own directories and the home directory: never to be chmodded on our advice.
+fn is_system_dir(dir: &Path) -> bool {
+    const SYSTEM: [&str; 12] = [
+        "/",
+        "/tmp",
+        "/var",
+        "/home",
+        "/root",
+        "/run",
+        "/srv",
+        "/opt",
+        "/mnt",
+        "/media",
+        "/dev",
+        "/run/user",
+    ];
+    const TREES: [&str; 10] =
+        ["/dev", "/proc", "/sys", "/usr", "/etc", "/boot", "/bin", "/sbin", "/lib", "/var/tmp"];
+    SYSTEM.iter().any(|system| dir == Path::new(system))
+        || TREES.iter().any(|tree| dir.starts_with(tree))
+        || std::env::var_os("HOME").is_some_and(|home| dir == Path::new(&home))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -242,8 +279,8 @@ pub enum PathError {
          {fix}, or choose another socket with --socket or ORDERS_SOCKET"
     )]
     NotPrivate { path: PathBuf, why: String, fix: String },
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
 }
 
 #[cfg(test)]
@@ -316,5 +353,18 @@ mod tests {
         std::os::unix::fs::symlink(&dir, &link).expect("symlink");
         let message = check_private(&link).expect_err("a link").to_string();
         assert!(message.contains("is a symbolic link"), "{message}");
+    }
+
+    #[test]
+    fn the_hint_never_says_to_chmod_a_system_or_sticky_directory() {
+        for dir in ["/dev", "/tmp", "/", "/usr/lib"] {
+            let meta = std::fs::metadata(dir).expect("metadata");
+            let hint = fix_hint(Path::new(dir), &meta);
+            assert!(!hint.contains("chmod"), "{dir}: {hint}");
+            assert!(hint.contains("private directory"), "{dir}: {hint}");
+        }
+        let base = tempfile::tempdir().expect("tempdir");
+        let meta = std::fs::metadata(base.path()).expect("metadata");
+        assert_eq!(fix_hint(base.path(), &meta), format!("Run `chmod 700 {}`", base.path().display()));
     }
 }

@@ -391,7 +391,9 @@ impl Drop for TestDaemon {
             let _ = child.wait();
         }
         // A daemon a client started on demand is nobody's child: find it by its lock.
-        if let Some(pid) = orders_daemon::lock::holder(&self.data_dir()).and_then(|h| h.pid) {
+        if let Some(pid) = orders_daemon::lock::holder(&self.data_dir()).and_then(|h| h.pid)
+            && orders_daemon::lock::verify_daemon(pid, &self.data_dir()).is_ok()
+        {
             let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
         }
     }

@@ -267,3 +267,254 @@ fn the_daemon_writes_no_escape_codes_to_a_stderr_that_is_not_a_terminal() {
     assert!(wait_timeout(&mut child, Duration::from_secs(30)).expect("exits").success());
     assert!(std::fs::read(&coloured).expect("stderr").contains(&0x1b), "--color always colours");
 }
+
+/// `daemon run` with the fixture's environment and `extra` variables; expected to refuse.
+fn refused_run(daemon: &TestDaemon, extra: &[(&str, &Path)], args: &[&str]) -> String {
+    let mut run = daemon.command();
+    for (key, value) in extra {
+        run.env(key, value);
+    }
+    run.args(args).args(["daemon", "run"]);
+    let output = run_expecting_exit(run);
+    assert_ne!(code(&output), 0);
+    stderr(&output)
+}
+
+fn private_dir(path: &Path) {
+    std::fs::create_dir_all(path).expect("mkdir");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+}
+
+/// Issue 11, F1: a data directory others could open (and so `flock`) is refused, with a
+/// `chmod 700` hint since it is the user's own.
+#[test]
+fn a_data_dir_others_may_read_is_refused() {
+    let daemon = TestDaemon::stopped_with(&[]);
+    let data = daemon.data_dir();
+    std::fs::create_dir(&data).expect("mkdir");
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let message = refused_run(&daemon, &[], &[]);
+    assert!(
+        message.contains(&format!("{} has mode 0755", data.display()))
+            && message.contains(&format!("chmod 700 {}", data.display())),
+        "{message}"
+    );
+}
+
+/// Issue 11, F1: `daemon.pid` goes with a clean stop, and a pid it names that is no orders
+/// daemon holding the data directory is never signalled, whoever holds the lock.
+#[test]
+fn a_stale_pid_is_never_signalled_and_a_clean_stop_removes_it() {
+    let daemon = TestDaemon::stopped_with(&[]);
+    let started = daemon.command_with_autostart().args(["daemon", "start"]).output().expect("start");
+    assert_eq!(code(&started), 0, "{}", stderr(&started));
+    assert_eq!(code(&daemon.command().args(["daemon", "stop"]).output().expect("stop")), 0);
+    let holder = daemon.data_dir().join("daemon.pid");
+    assert!(!holder.exists(), "daemon.pid outlived a clean stop");
+
+    let mut stranger = Command::new("sleep").arg("300").spawn().expect("sleep");
+    std::fs::write(&holder, format!("{}\n{}\n", stranger.id(), daemon.socket().display())).expect("pid");
+    let lock = std::fs::File::open(daemon.data_dir()).expect("open the data dir");
+    lock.lock().expect("hold the data dir");
+    let restart = daemon.command().args(["daemon", "restart"]).output().expect("restart");
+    assert_ne!(code(&restart), 0);
+    let status = daemon.command().args(["daemon", "status"]).output().expect("status");
+    let start = run_expecting_exit({
+        let mut run = daemon.command();
+        run.args(["daemon", "run"]);
+        run
+    });
+    let alive = stranger.try_wait().expect("try_wait").is_none();
+    let _ = stranger.kill();
+    let _ = stranger.wait();
+    assert!(alive, "restart killed an unrelated process: {}", stderr(&restart));
+    for output in [&restart, &status] {
+        let message = stderr(output);
+        assert!(
+            message.contains(&format!("names pid {}, but", stranger.id()))
+                && message.contains("no orders daemon")
+                && message.contains("nothing was signalled"),
+            "{message}"
+        );
+    }
+    let message = stderr(&start);
+    assert!(message.contains("already serves") && !message.contains("(pid"), "{message}");
+}
+
+/// Issue 11, F1: someone else's lock on the data directory does not keep `daemon stop` waiting
+/// for a daemon that has exited.
+#[test]
+fn stop_returns_once_the_daemon_exits_whoever_else_holds_the_lock() {
+    let daemon = TestDaemon::stopped_with(&[]);
+    let started = daemon.command_with_autostart().args(["daemon", "start"]).output().expect("start");
+    assert_eq!(code(&started), 0, "{}", stderr(&started));
+    // Waits for the daemon's lock, then holds it.
+    let Ok(mut waiter) = Command::new("flock").arg("-x").arg(daemon.data_dir()).args(["sleep", "60"]).spawn()
+    else {
+        eprintln!("skipped: needs flock(1)");
+        return;
+    };
+    let begun = Instant::now();
+    let stop = daemon.command().args(["daemon", "stop"]).output().expect("stop");
+    let elapsed = begun.elapsed();
+    let _ = waiter.kill();
+    let _ = waiter.wait();
+    assert_eq!(code(&stop), 0, "{}", stderr(&stop));
+    assert!(elapsed < Duration::from_secs(10), "stop took {elapsed:?}");
+}
+
+/// Issue 11: a daemon of an older version holds `daemon.lock`, not the directory; while it
+/// does, no new daemon starts. A lock file nobody holds is removed.
+#[test]
+fn a_legacy_lock_file_still_held_keeps_a_new_daemon_out() {
+    let daemon = TestDaemon::stopped_with(&[]);
+    private_dir(&daemon.data_dir());
+    let legacy = daemon.data_dir().join("daemon.lock");
+    std::fs::write(&legacy, "4242\n/old/orders.sock\n").expect("legacy lock");
+    let held = std::fs::File::open(&legacy).expect("open");
+    held.lock().expect("hold it, as the old daemon does");
+    let message = refused_run(&daemon, &[], &[]);
+    assert!(
+        message.contains(&format!("older orders daemon (pid 4242) still holds {}", legacy.display())),
+        "{message}"
+    );
+    drop(held);
+    let started = daemon.command_with_autostart().args(["daemon", "start"]).output().expect("start");
+    assert_eq!(code(&started), 0, "{}", stderr(&started));
+    assert!(!legacy.exists(), "the free legacy lock file was left");
+    assert_eq!(code(&daemon.command().args(["daemon", "stop"]).output().expect("stop")), 0);
+}
+
+/// Issue 11, F2: two data directories sharing `orders.db` by a hard link (a `cp -al` copy)
+/// would be two locks on one database: a database with a second name is refused.
+#[test]
+fn a_hard_linked_database_is_refused() {
+    let daemon = TestDaemon::start();
+    daemon.create("linked", 2);
+    let mut daemon = daemon;
+    daemon.signal("TERM");
+    let copy = daemon.dir().join("copy");
+    private_dir(&copy);
+    std::fs::hard_link(daemon.data_dir().join("orders.db"), copy.join("orders.db")).expect("ln");
+    let socket = daemon.dir().join("copy.sock");
+    for data in [daemon.data_dir(), copy.clone()] {
+        let message = refused_run(&daemon, &[("ORDERS_DATA_DIR", &data), ("ORDERS_SOCKET", &socket)], &[]);
+        assert!(
+            message.contains(&format!("{} has 2 hard links", data.join("orders.db").display())),
+            "{message}"
+        );
+    }
+}
+
+/// Issue 11, F2 and F4: a database or log file of another user's is refused and left as it
+/// was, never chmodded. Needs root, to give the files to `nobody`; skipped otherwise.
+#[test]
+fn files_of_another_user_are_refused_and_left_alone() {
+    if !is_root() {
+        eprintln!("skipped: needs root to chown a file to another user");
+        return;
+    }
+    let daemon = TestDaemon::stopped_with(&[]);
+    private_dir(&daemon.data_dir());
+    let database = daemon.data_dir().join("orders.db");
+    let shared = daemon.dir().join("shared");
+    std::fs::create_dir(&shared).expect("mkdir");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let log = shared.join("orders.log");
+    for file in [&database, &log] {
+        std::fs::write(file, "").expect("write");
+        std::os::unix::fs::chown(file, Some(65534), Some(65534)).expect("chown");
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    }
+    let message = refused_run(&daemon, &[("ORDERS_LOG_FILE", &log)], &[]);
+    assert!(message.contains(&format!("{} belongs to uid 65534", log.display())), "{message}");
+    std::fs::remove_file(&log).expect("rm");
+    let message = refused_run(&daemon, &[], &[]);
+    assert!(message.contains(&format!("{} belongs to uid 65534", database.display())), "{message}");
+    assert_eq!(mode(&database), 0o666, "someone else's file was chmodded");
+}
+
+/// Issue 11, F3: another user who may write to a parent of the data directory could swap it
+/// for theirs while the daemon opens the database by path: such a parent is refused.
+#[test]
+fn a_data_dir_whose_parent_others_may_write_to_is_refused() {
+    let daemon = TestDaemon::stopped_with(&[]);
+    let open = daemon.dir().join("open");
+    std::fs::create_dir(&open).expect("mkdir");
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let data = open.join("data");
+    private_dir(&data);
+    let message = refused_run(&daemon, &[("ORDERS_DATA_DIR", &data)], &[]);
+    assert!(message.contains(&format!("lies in {}, which has mode 0777", open.display())), "{message}");
+    assert!(!data.join("orders.db").exists());
+}
+
+/// Issue 11, F4 and F5: a FIFO or a directory as the log file is named for what it is, once,
+/// and a failed start points at the log it was given.
+#[test]
+fn a_log_file_that_is_no_file_is_named_for_what_it_is() {
+    let daemon = TestDaemon::stopped_with(&[]);
+    let fifo = daemon.dir().join("log-fifo");
+    rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, 0o600.into(), 0).expect("mkfifo");
+    let message = refused_run(&daemon, &[("ORDERS_LOG_FILE", &fifo)], &[]);
+    assert!(message.contains(&format!("{} is a FIFO", fifo.display())), "{message}");
+    let dir = daemon.dir().join("log-dir");
+    private_dir(&dir);
+    let message = refused_run(&daemon, &[("ORDERS_LOG_FILE", &dir)], &[]);
+    assert!(message.contains(&format!("{} is a directory", dir.display())), "{message}");
+    assert!(!message.contains("os error"), "{message}");
+
+    let start = daemon
+        .command_with_autostart()
+        .env_remove("ORDERS_LOG_FILE")
+        .args(["daemon", "start", "--log-file"])
+        .arg(&dir)
+        .output()
+        .expect("start");
+    assert_ne!(code(&start), 0);
+    assert!(
+        stderr(&start).contains(&format!("see the daemon's log: {}", dir.display())),
+        "{}",
+        stderr(&start)
+    );
+}
+
+/// Issue 11, F5: a socket in a system or sticky directory is refused without advice to chmod it.
+#[test]
+fn the_socket_hint_never_says_to_chmod_a_system_directory() {
+    let daemon = TestDaemon::stopped_with(&[]);
+    for socket in ["/dev/null", "/tmp/orders-e2e-hint.sock"] {
+        let message = refused_run(&daemon, &[("ORDERS_SOCKET", Path::new(socket))], &[]);
+        assert!(message.contains("socket directory"), "{message}");
+        assert!(!message.contains("chmod 700"), "{socket}: {message}");
+        assert!(message.contains("private directory"), "{socket}: {message}");
+    }
+}
+
+/// A reader outside the daemon (the `sqlite3` shell, a backup script) must change nothing. The
+/// checkpointer's connection once went through the raw opens of the first connection, and
+/// closing those descriptors dropped every POSIX lock SQLite held on the files: the outside
+/// reader then took itself for the last connection and deleted the `-wal` the daemon was still
+/// writing, so commits acknowledged afterwards were lost at the next `kill -9`.
+#[test]
+fn a_reader_outside_the_daemon_changes_nothing_and_loses_nothing() {
+    let mut daemon = TestDaemon::start();
+    daemon.create("before", 2);
+    let database = daemon.data_dir().join("orders.db");
+    let wal = daemon.data_dir().join("orders.db-wal");
+    assert!(wal.exists(), "the running daemon has its WAL");
+    let outside = Command::new("python3")
+        .args(["-c", "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1])\nprint(c.execute('select count(*) from orders').fetchone()[0])\nc.close()"])
+        .arg(&database)
+        .output()
+        .expect("python3 with sqlite3");
+    assert!(outside.status.success(), "{}", String::from_utf8_lossy(&outside.stderr));
+    assert!(wal.exists(), "an outside reader deleted the daemon's WAL");
+    let ids: Vec<String> = (0..5).map(|_| daemon.create("after", 2)).collect();
+    daemon.kill9();
+    daemon.spawn();
+    for id in &ids {
+        let shown = daemon.json(["show", id]);
+        assert_eq!(shown["id"], id.as_str(), "an acknowledged order was lost: {shown}");
+    }
+}

@@ -138,6 +138,6 @@ fn events_resume_from_the_cursor_they_printed() {
     let wrong = client.call(daemon.request(json!({"cmd": "events", "from": "x7"})));
     assert_eq!(wrong["error"]["code"], "invalid_request", "{wrong}");
     let bad = daemon.run(["events", "--from", "x7"]);
-    assert_eq!(code(&bad), 1);
+    assert_eq!(code(&bad), 2, "a bad cursor is a usage error");
     assert!(stderr(&bad).contains("invalid cursor 'x7'"), "{}", stderr(&bad));
 }

@@ -87,12 +87,16 @@ impl From<rusqlite::types::FromSqlError> for StoreError {
     }
 }
 
-/// Opens the one read-write connection: WAL, and `synchronous=FULL` so that a commit is on disk
-/// before it is acknowledged.
+/// Opens the daemon's first read-write connection: WAL, and `synchronous=FULL` so that a commit
+/// is on disk before it is acknowledged.
 ///
 /// The database is created 0600 whatever the umask (SQLite would make it 0644), never through a
 /// symlink; SQLite gives its `-wal` and `-shm` the database's mode. Files left open to others
-/// by an older version are tightened to 0600, and the log says so (issue 11).
+/// by an older version are tightened to 0600, and the log says so (issue 11). Those raw opens
+/// happen here only, before this process holds any SQLite connection to the file: closing any
+/// descriptor of a file drops every POSIX lock the process holds on it, SQLite's included, and
+/// an outside reader could then delete the WAL under the daemon's feet. Any further connection
+/// of the same process goes through [`open_another_writer`].
 pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     let opened = crate::files::open_private(path, crate::files::Access::ReadWrite)?;
     drop(opened.file);
@@ -109,6 +113,12 @@ pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
             tracing::warn!(file = %file.display(), "the file was open to others (mode {mode:04o}); made it 0600");
         }
     }
+    open_another_writer(path)
+}
+
+/// Opens a read-write connection to a database this process already has open (the
+/// checkpointer's), through SQLite alone: no raw open or close of its files (see [`open_writer`]).
+pub fn open_another_writer(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
