@@ -9,7 +9,7 @@ use interprocess::local_socket::tokio::Stream;
 use interprocess::local_socket::tokio::prelude::*;
 use interprocess::local_socket::{GenericFilePath, ToFsName};
 use orders_shared::PROTOCOL_VERSION;
-use orders_shared::protocol::{Envelope, Reply, Request, WaitRequest};
+use orders_shared::protocol::{Envelope, ErrorCode, Reply, Request, WaitRequest};
 use serde::de::DeserializeOwned;
 use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, Framed};
 
@@ -101,13 +101,44 @@ impl Client {
         request: &Request,
         patience: Duration,
     ) -> Result<T, Failure> {
+        data(self.first_reply(request, Some(patience)).await?)
+    }
+
+    /// Sends a request and reads its first reply line (the only one, but for streams), within
+    /// `patience` if given. A daemon that is starting did nothing with it: wait until it is ready
+    /// and ask again (issue 12).
+    pub async fn first_reply(
+        &mut self,
+        request: &Request,
+        patience: Option<Duration>,
+    ) -> Result<Reply, Failure> {
+        loop {
+            let reply = self.exchange(request, patience).await?;
+            match &reply.error {
+                Some(error) if error.code == ErrorCode::Starting => {
+                    crate::starting::wait_until_ready(self, &error.message).await?;
+                }
+                _ => return Ok(reply),
+            }
+        }
+    }
+
+    /// One request and its first reply line, as they come.
+    pub async fn exchange(
+        &mut self,
+        request: &Request,
+        patience: Option<Duration>,
+    ) -> Result<Reply, Failure> {
         let exchange = async {
             self.send(request).await.map_err(lost)?;
             self.receive().await.map_err(lost)?.ok_or_else(|| lost(io::ErrorKind::UnexpectedEof.into()))
         };
-        let reply =
-            tokio::time::timeout(patience, exchange).await.map_err(|_| no_answer(request, patience))??;
-        data(reply)
+        match patience {
+            Some(patience) => {
+                tokio::time::timeout(patience, exchange).await.map_err(|_| no_answer(request, patience))?
+            }
+            None => exchange.await,
+        }
     }
 }
 

@@ -69,7 +69,9 @@ impl From<ErrorBody> for Failure {
         let exit = match error.code {
             ErrorCode::NotFound => Exit::NotFound,
             ErrorCode::Rejected => Exit::Rejected,
-            ErrorCode::Busy | ErrorCode::Unavailable | ErrorCode::ProtocolMismatch => Exit::Unavailable,
+            ErrorCode::Busy | ErrorCode::Unavailable | ErrorCode::ProtocolMismatch | ErrorCode::Starting => {
+                Exit::Unavailable
+            }
             ErrorCode::Timeout => Exit::Timeout,
             ErrorCode::InvalidRequest
             | ErrorCode::TooLarge

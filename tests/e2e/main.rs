@@ -13,3 +13,4 @@ mod replay;
 mod sagas;
 mod security;
 mod slow_readers;
+mod startup;
