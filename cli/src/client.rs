@@ -114,6 +114,35 @@ impl Client {
         request: &Request,
         patience: Duration,
     ) -> Result<T, Failure> {
+        let reply = self.first_reply(request, Some(patience)).await?;
+        self.data(reply)
+    }
+
+    /// Sends a request and reads its first reply line (the only one, but for streams), within
+    /// `patience` if given. A daemon that is starting did nothing with it: wait until it is ready
+    /// and ask again (issue 12).
+    pub async fn first_reply(
+        &mut self,
+        request: &Request,
+        patience: Option<Duration>,
+    ) -> Result<Reply, Failure> {
+        loop {
+            let reply = self.exchange(request, patience).await?;
+            match &reply.error {
+                Some(error) if error.code == ErrorCode::Starting => {
+                    crate::starting::wait_until_ready(self, &error.message).await?;
+                }
+                _ => return Ok(reply),
+            }
+        }
+    }
+
+    /// One request and its first reply line, as they come.
+    pub async fn exchange(
+        &mut self,
+        request: &Request,
+        patience: Option<Duration>,
+    ) -> Result<Reply, Failure> {
         let exchange = async {
             self.send(request).await.map_err(|e| self.lost(e))?;
             self.receive()
@@ -121,10 +150,12 @@ impl Client {
                 .map_err(|e| self.lost(e))?
                 .ok_or_else(|| self.lost(io::ErrorKind::UnexpectedEof.into()))
         };
-        let reply = tokio::time::timeout(patience, exchange)
-            .await
-            .map_err(|_| no_answer(&self.paths, request, patience))??;
-        self.data(reply)
+        match patience {
+            Some(patience) => tokio::time::timeout(patience, exchange)
+                .await
+                .map_err(|_| no_answer(&self.paths, request, patience))?,
+            None => exchange.await,
+        }
     }
 
     /// The data of a successful reply, or the daemon's error as a failure.

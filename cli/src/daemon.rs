@@ -23,7 +23,8 @@ use crate::args::RunArgs;
 use crate::client::Client;
 use crate::failure::{Exit, Failure};
 
-/// How long a starting daemon may take to answer.
+/// How long a daemon just spawned may take to answer on its socket (it binds it before it opens
+/// the store: answering is quick, being ready may take long; see [`crate::starting`]).
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a stopping daemon may take to exit.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -138,7 +139,10 @@ fn path_failure(error: impl std::fmt::Display) -> Failure {
     Failure::new(Exit::Failure, error.to_string())
 }
 
-/// Starts a daemon in the background unless one answers already; returns whether it started one.
+/// Starts a daemon in the background unless one answers already; returns whether it started
+/// one. A daemon it starts is waited for until it is ready, and a failing start-up is reported
+/// with what the daemon wrote on stderr. Other clients are held back (by the start lock) only
+/// until its socket answers: from then on each of them waits for it on its own.
 pub async fn start_in_background(paths: &Paths, args: &[String]) -> Result<bool, Failure> {
     paths.ensure_socket_dir().map_err(path_failure)?;
     let lock_path = paths.start_lock_file();
@@ -169,19 +173,34 @@ pub async fn start_in_background(paths: &Paths, args: &[String]) -> Result<bool,
         .spawn()
         .map_err(|e| path_failure(format!("cannot start the daemon: {e}")))?;
 
+    let mut client = answering(paths, &mut child, args).await?;
+    drop(lock);
+    match crate::starting::wait_until_ready(&mut client, "the daemon is starting").await {
+        Ok(_) => Ok(true),
+        Err(failure) => match child.try_wait() {
+            Ok(Some(status)) => {
+                Err(start_failed(&mut child, args, &format!("the daemon exited at start ({status})")))
+            }
+            _ => Err(failure),
+        },
+    }
+}
+
+/// Waits until the daemon just spawned answers on its socket, or exits.
+async fn answering(paths: &Paths, child: &mut Child, args: &[String]) -> Result<Client, Failure> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         match Client::connect(paths).await {
-            Ok(_) => return Ok(true),
+            Ok(client) => return Ok(client),
             Err(error) if is_absent(&error) => {}
             Err(error) => return Err(cannot_connect(paths, &error)),
         }
         if let Some(status) = child.try_wait().map_err(|e| path_failure(e.to_string()))? {
-            return Err(start_failed(&mut child, args, &format!("the daemon exited at start ({status})")));
+            return Err(start_failed(child, args, &format!("the daemon exited at start ({status})")));
         }
         if Instant::now() > deadline {
             return Err(start_failed(
-                &mut child,
+                child,
                 args,
                 &format!("the daemon did not answer within {START_TIMEOUT:?}"),
             ));
@@ -235,8 +254,12 @@ pub async fn start(paths: &Paths, args: &RunArgs) -> Result<DaemonStatus, Failur
     if let Some(log_file) = &args.log_file {
         forwarded.extend(["--log-file".to_owned(), log_file.display().to_string()]);
     }
-    start_in_background(paths, &forwarded).await?;
-    status(paths).await
+    if start_in_background(paths, &forwarded).await? {
+        return status(paths).await;
+    }
+    // One was there already, perhaps starting: `start` returns once it is ready.
+    let mut client = Client::connect(paths).await.map_err(|error| cannot_connect(paths, &error))?;
+    crate::starting::wait_until_ready(&mut client, "the daemon is starting").await
 }
 
 /// A duration as `daemon run` reads it back unchanged: in nanoseconds. Whole milliseconds lost

@@ -47,9 +47,8 @@ pub async fn events(
 ) -> Result<(), Failure> {
     if args.follow {
         let request = Request::Events(EventsRequest { from: args.from, limit: args.limit, follow: true });
-        client.send(&request).await.map_err(|e| client.lost(e))?;
+        let mut reply = client.first_reply(&request, None).await?;
         loop {
-            let reply = next(client).await?;
             match reply.event {
                 Some(event) => {
                     print_event(out, &event, json)?;
@@ -57,6 +56,7 @@ pub async fn events(
                 }
                 None => return client.data::<Value>(reply).map(drop).map_err(refused_cursor),
             }
+            reply = next(client).await?;
         }
     }
     let mut from = args.from;
@@ -104,12 +104,12 @@ pub async fn watch(
     json: bool,
     out: &mut impl Write,
 ) -> Result<(), Failure> {
-    client.send(&Request::Watch(WatchRequest { id })).await.map_err(|e| client.lost(e))?;
+    let mut reply = client.first_reply(&Request::Watch(WatchRequest { id }), None).await?;
     loop {
-        let reply = next(client).await?;
         if let Some(event) = reply.event {
             print_event(out, &event, json)?;
             out.flush()?;
+            reply = next(client).await?;
             continue;
         }
         let order: OrderView = client.data(reply)?;
@@ -132,11 +132,14 @@ pub async fn replay(
     json: bool,
     out: &mut impl Write,
 ) -> Result<(), Failure> {
-    client.send(&Request::Replay(ReplayRequest { check })).await.map_err(|e| client.lost(e))?;
+    let mut first = Some(client.first_reply(&Request::Replay(ReplayRequest { check }), None).await?);
     let show_bar = !json && std::io::stderr().is_terminal();
     let mut bar: Option<ProgressBar> = None;
     let report: ReplayReport = loop {
-        let reply = next(client).await?;
+        let reply = match first.take() {
+            Some(reply) => reply,
+            None => next(client).await?,
+        };
         let Some(progress) = reply.progress else {
             if let Some(bar) = bar.take() {
                 bar.finish_and_clear();

@@ -79,7 +79,8 @@ impl From<ErrorBody> for Failure {
             ErrorCode::Busy
             | ErrorCode::Unavailable
             | ErrorCode::ProtocolMismatch
-            | ErrorCode::WrongStore => Exit::Unavailable,
+            | ErrorCode::WrongStore
+            | ErrorCode::Starting => Exit::Unavailable,
             ErrorCode::Timeout => Exit::Timeout,
             ErrorCode::InvalidRequest
             | ErrorCode::TooLarge

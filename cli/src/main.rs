@@ -58,6 +58,7 @@ fn run_daemon(global: &GlobalArgs, args: &RunArgs) -> Result<(), Failure> {
     config.limits.drain_timeout = args.drain_timeout;
     config.delivery_delay = args.delivery_delay;
     config.payment_latency = args.payment_delay;
+    config.catch_up_pause = test_catch_up_pause();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("orders-daemon")
@@ -72,4 +73,14 @@ fn run_daemon(global: &GlobalArgs, args: &RunArgs) -> Result<(), Failure> {
             tracing::error!("{e:#}");
             failed(e)
         })
+}
+
+/// `ORDERS_TEST_CATCH_UP_PAUSE_MS`: a pause before each chunk of the start-up's catch-up, so that
+/// tests can watch a daemon that is starting (docs/ARCHITECTURE.md). Not in `--help`: it only
+/// slows the daemon down.
+fn test_catch_up_pause() -> std::time::Duration {
+    std::env::var("ORDERS_TEST_CATCH_UP_PAUSE_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map_or(std::time::Duration::ZERO, std::time::Duration::from_millis)
 }

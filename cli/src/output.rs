@@ -7,7 +7,7 @@ use comfy_table::{Cell, CellAlignment, Color, Table};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use orders_shared::OrderStatus;
-use orders_shared::protocol::{EventView, OrderView};
+use orders_shared::protocol::{DaemonState, EventView, OrderView};
 use serde::Serialize;
 
 /// One JSON document on one line.
@@ -146,6 +146,21 @@ pub fn orders(out: &mut impl Write, orders: &[OrderView], color: bool) -> io::Re
 pub fn status(out: &mut impl Write, status: &orders_shared::protocol::DaemonStatus) -> io::Result<()> {
     let uptime = Timestamp::now().duration_since(status.started_at);
     let uptime = std::time::Duration::from_secs(uptime.as_secs().max(0).unsigned_abs());
+    if let (DaemonState::Starting, Some(progress)) = (status.state, status.start) {
+        writeln!(out, "orders daemon {} is starting (protocol {})", status.version, status.protocol)?;
+        let rows = [
+            ("pid", status.pid.to_string()),
+            ("start", progress.to_string()),
+            ("socket", status.socket.clone()),
+            ("data dir", status.data_dir.clone()),
+            ("database", status.database.clone()),
+            ("log", status.log_file.clone()),
+        ];
+        for (name, value) in rows {
+            writeln!(out, "  {:<10} {value}", format!("{name}:"))?;
+        }
+        return Ok(());
+    }
     writeln!(out, "orders daemon {} is running (protocol {})", status.version, status.protocol)?;
     let rows = [
         ("pid", status.pid.to_string()),

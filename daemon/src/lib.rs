@@ -12,7 +12,8 @@
 //!   connection, with what it may hold bounded; [`event_stream`]: `events` pages and follows;
 //! - [`paths`], [`lock`], [`logging`]: where things live, one daemon per data directory, logs;
 //! - [`files`]: the daemon's own files, owner-only and never opened through a symlink;
-//! - [`settings`]: the bounds of the daemon's durations.
+//! - [`settings`]: the bounds of the daemon's durations;
+//! - [`startup`]: what the daemon does between binding its socket and serving, and its progress.
 //!
 //! The `orders` binary calls [`run`] for `orders daemon run`; tests can call it directly.
 
@@ -33,6 +34,7 @@ pub mod sagas;
 pub mod server;
 pub mod settings;
 pub mod settlements;
+pub mod startup;
 pub mod store;
 pub mod writer;
 
@@ -50,16 +52,15 @@ use interprocess::local_socket::tokio::Listener;
 use interprocess::local_socket::tokio::prelude::*;
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
 use interprocess::os::unix::local_socket::ListenerOptionsExt;
-use jiff::{SignedDuration, Timestamp};
+use jiff::SignedDuration;
 use orders_shared::payment::{EvenOddProvider, PaymentProvider};
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::commands::Policy;
 use crate::lock::DataDirLock;
 use crate::paths::Paths;
 use crate::readers::Readers;
-use crate::server::{Context, Limits};
+use crate::server::{Context, Limits, Serving};
 use crate::settlements::Settlements;
 use crate::writer::{Announcements, Writer};
 
@@ -76,6 +77,10 @@ pub struct Config {
     pub payment_latency: Duration,
     /// Decides payments.
     pub payment_provider: Arc<dyn PaymentProvider>,
+    /// A pause before each chunk of the start-up's catch-up, for tests only (which must see a
+    /// catch-up in progress); zero otherwise. `orders daemon run` takes it from
+    /// `ORDERS_TEST_CATCH_UP_PAUSE_MS`.
+    pub catch_up_pause: Duration,
 }
 
 impl Config {
@@ -93,6 +98,7 @@ impl Config {
             delivery_delay: Self::DEFAULT_DELIVERY_DELAY,
             payment_latency: Duration::ZERO,
             payment_provider: Arc::new(EvenOddProvider),
+            catch_up_pause: Duration::ZERO,
         }
     }
 
@@ -109,12 +115,46 @@ impl Config {
 
 /// Serves until `shutdown` resolves or a client asks it to stop, then finishes the requests in
 /// flight, closes the database and removes the socket.
+///
+/// The socket is bound before the store is opened: while the daemon starts (a long catch-up of
+/// the read model) it answers `status` with its progress, `shutdown` by stopping, and everything
+/// else with `starting` (issue 12). A start-up that fails removes the socket and returns the error.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     config.check()?;
     let paths = config.paths.clone();
     paths.ensure_data_dir()?;
-    let _lock = DataDirLock::acquire(&paths)?;
-    let mut limits = config.limits.clone();
+    let lock = DataDirLock::acquire(&paths)?;
+    let limits = affordable_limits(config.limits.clone());
+    let listener = bind(&paths).await?;
+    let store = paths::ServedStore::new(&paths)?;
+    let serving = Arc::new(Serving::new(paths, store, config.log_file.clone()));
+
+    let stop = serving.shutdown.clone();
+    let stop_on_signal = async move {
+        tokio::select! {
+            () = shutdown => stop.cancel(),
+            () = stop.cancelled() => {}
+        }
+    };
+    let starting = async {
+        let started = start(&config, &serving, &limits, &lock).await;
+        if !matches!(started, Ok(Some(_))) {
+            // Failed or stopped: the server stops too, and its socket goes with it.
+            serving.shutdown.cancel();
+        }
+        started
+    };
+    let ((), started, ()) =
+        tokio::join!(server::serve(listener, Arc::clone(&serving), limits.clone()), starting, stop_on_signal);
+    let Some(running) = started? else {
+        tracing::info!("daemon stopped during its start-up");
+        return Ok(());
+    };
+    running.stop(serving).await
+}
+
+/// The limits asked for, within what the file descriptor limit affords.
+fn affordable_limits(mut limits: Limits) -> Limits {
     let descriptors = raise_fd_limit();
     // Each connection holds a descriptor; keep some for the database, the log and the runtime.
     let affordable = usize::try_from(descriptors.saturating_sub(64)).unwrap_or(usize::MAX).max(1);
@@ -127,30 +167,61 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         );
         limits.max_connections = affordable;
     }
+    limits
+}
 
-    let database = paths.database();
-    let mut conn = store::open_writer(&database)
-        .with_context(|| format!("cannot open the database {}", database.display()))?;
-    // The database was opened by path: prove the path still leads into the locked directory.
-    _lock.check_unchanged()?;
-    store::schema::migrate(&mut conn)
-        .with_context(|| format!("cannot use the database {}", database.display()))?;
-    if replay::drop_leftovers(&conn)? {
-        tracing::warn!("dropped the table of a replay that did not finish (the daemon died during it)");
-    }
-    let caught_up = projection::catch_up(&conn).context("cannot bring the read model up to date")?;
-    if caught_up > 0 {
-        tracing::info!(events = caught_up, "read model caught up with the event log");
-    }
-    let head = store::EventStore::new(&conn).head()?;
-    // A stored step that cannot be carried out is reported and kept, never a reason not to start.
-    let stuck = Arc::new(sagas::StuckSteps::default());
-    let sagas::Stored { steps: open_payments, stuck: stuck_payments } = sagas::payment::open(&conn)?;
-    let sagas::Stored { steps: open_deliveries, stuck: stuck_deliveries } = sagas::delivery::open(&conn)?;
-    for step in stuck_payments.into_iter().chain(stuck_deliveries) {
-        stuck.add(step);
-    }
+/// The parts of a ready daemon that must be stopped in order.
+struct Running {
+    workers: TaskTracker,
+    writer_thread: std::thread::JoinHandle<()>,
+}
 
+impl Running {
+    /// Once every handler has finished: the workers stop on the shutdown token, the last writer
+    /// handle goes with the context, then the writer thread ends.
+    async fn stop(self, serving: Arc<Serving>) -> anyhow::Result<()> {
+        self.workers.wait().await;
+        drop(serving);
+        let writer_thread = self.writer_thread;
+        tokio::task::spawn_blocking(move || writer_thread.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+        tracing::info!("daemon stopped");
+        Ok(())
+    }
+}
+
+/// Opens and catches up the store on a blocking thread, then starts the writer and the workers
+/// and makes the server ready. `None` when stopped first.
+async fn start(
+    config: &Config,
+    serving: &Arc<Serving>,
+    limits: &Limits,
+    lock: &DataDirLock,
+) -> anyhow::Result<Option<Running>> {
+    let database = config.paths.database();
+    let (progress, stop, pause) = (Arc::clone(serving), serving.shutdown.clone(), config.catch_up_pause);
+    let prepared =
+        tokio::task::spawn_blocking(move || startup::prepare(&database, &progress.startup, &stop, pause))
+            .await??;
+    let Some(prepared) = prepared else { return Ok(None) };
+    // The database was opened by path: prove the path still leads into the locked directory
+    // before anything is served from it.
+    lock.check_unchanged()?;
+    become_ready(config, serving, limits, prepared).map(Some)
+}
+
+/// Resumes the saga steps of the previous run, spawns the writer and the workers, and hands
+/// the server its full context.
+fn become_ready(
+    config: &Config,
+    serving: &Serving,
+    limits: &Limits,
+    prepared: startup::Prepared,
+) -> anyhow::Result<Running> {
+    let startup::Prepared { conn, head, open_payments, open_deliveries, stuck } = prepared;
+    let stuck = Arc::new(stuck);
+    let paths = &config.paths;
     let (head_tx, head_rx) = tokio::sync::watch::channel(head);
     let (payments_tx, payments_rx) = tokio::sync::mpsc::unbounded_channel();
     let (deliveries_tx, deliveries_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -175,32 +246,30 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         deliveries: deliveries_tx,
         settlements: Arc::clone(&settlements),
     };
-    let stop = CancellationToken::new();
-    let (writer, writer_thread) = Writer::spawn(conn, policy, announcements, stop.clone())?;
+    let stopping = serving.shutdown.clone();
+    let (writer, writer_thread) = Writer::spawn(conn, policy, announcements, stopping.clone())?;
 
-    let listener = bind(&paths).await?;
-    let context = Arc::new(Context {
-        writer,
-        readers: Readers::new(database),
-        paths: paths.clone(),
-        store: paths::ServedStore::new(&paths)?,
-        started_at: Timestamp::now(),
-        shutdown: stop,
-        head: head_rx,
-        settlements,
-        log_file: config.log_file.clone(),
-        stuck: Arc::clone(&stuck),
-    });
     let workers = TaskTracker::new();
     let provider = sagas::payment::Provider {
         decides: Arc::clone(&config.payment_provider),
         latency: config.payment_latency,
     };
-    let (writer, stopping) = (&context.writer, &context.shutdown);
     workers.spawn(sagas::run(payments_rx, provider, writer.clone(), Arc::clone(&stuck), stopping.clone()));
     workers.spawn(sagas::run(deliveries_rx, (), writer.clone(), Arc::clone(&stuck), stopping.clone()));
-    workers.spawn(checkpointer::run(paths.database(), context.head.clone(), context.shutdown.clone()));
+    workers.spawn(checkpointer::run(paths.database(), head_rx.clone(), stopping.clone()));
     workers.close();
+    serving.ready(Arc::new(Context {
+        writer,
+        readers: Readers::new(paths.database()),
+        paths: paths.clone(),
+        store: paths::ServedStore::new(paths)?,
+        started_at: serving.started_at(),
+        shutdown: stopping,
+        head: head_rx,
+        settlements,
+        log_file: config.log_file.clone(),
+        stuck: Arc::clone(&stuck),
+    }));
     tracing::info!(
         pid = std::process::id(),
         socket = %paths.socket.display(),
@@ -209,6 +278,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         delivery_delay = ?config.delivery_delay,
         payment_delay = ?config.payment_latency,
         idle_timeout = ?limits.idle_timeout,
+        drain_timeout = ?limits.drain_timeout,
         resumed_payments = resumed.0,
         resumed_deliveries = resumed.1,
         "daemon ready"
@@ -221,25 +291,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
              (orders daemon status and orders check name them)"
         );
     }
-
-    let stop = context.shutdown.clone();
-    let stop_on_signal = async move {
-        tokio::select! {
-            () = shutdown => stop.cancel(),
-            () = stop.cancelled() => {}
-        }
-    };
-    tokio::join!(server::serve(listener, Arc::clone(&context), limits), stop_on_signal);
-
-    // Every handler has finished; the workers stop on the same token. The last writer handle
-    // goes with the context.
-    workers.wait().await;
-    drop(context);
-    tokio::task::spawn_blocking(move || writer_thread.join())
-        .await?
-        .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
-    tracing::info!("daemon stopped");
-    Ok(())
+    Ok(Running { workers, writer_thread })
 }
 
 /// Raises the soft limit on open files to the hard one (many clients, each a descriptor) and

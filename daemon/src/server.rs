@@ -6,15 +6,15 @@
 //! handled is finished before the daemon stops.
 
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use interprocess::local_socket::tokio::Listener;
 use interprocess::local_socket::tokio::prelude::*;
 use jiff::Timestamp;
 use orders_shared::protocol::{
-    Addressed, DaemonStatus, ErrorBody, ErrorCode, EventView, MAX_REQUEST_BYTES, OrderView, PROTOCOL_VERSION,
-    Reply, Request, WaitRequest,
+    Addressed, DaemonState, DaemonStatus, ErrorBody, ErrorCode, EventView, MAX_REQUEST_BYTES, OrderView,
+    PROTOCOL_VERSION, Reply, Request, WaitRequest,
 };
 use orders_shared::{OrderId, StreamId, StreamKind};
 use serde_json::value::RawValue;
@@ -32,6 +32,7 @@ use crate::projection;
 use crate::readers::Readers;
 use crate::replay::ReplayJob;
 use crate::settlements::Settlements;
+use crate::startup::Startup;
 use crate::store::{EventStore, RecordedEvent, StoreError};
 use crate::writer::Writer;
 
@@ -55,6 +56,79 @@ pub struct Context {
     pub stuck: Arc<crate::sagas::StuckSteps>,
 }
 
+/// What the server serves: a daemon starting up (issue 12), then, once [`ready`](Self::ready),
+/// its full [`Context`]. Each request is routed by the state it finds.
+pub struct Serving {
+    /// Cancelled once to stop the daemon, starting or ready: by a signal, or by `shutdown`.
+    pub shutdown: CancellationToken,
+    /// How far the start-up has come, for `status` and the `starting` replies.
+    pub startup: Startup,
+    /// Set once, when the start-up is done.
+    ready: OnceLock<Arc<Context>>,
+    paths: Paths,
+    /// The store every request must name, checked from the first instant (issue 12).
+    store: ServedStore,
+    started_at: Timestamp,
+    log_file: std::path::PathBuf,
+}
+
+impl Serving {
+    pub fn new(paths: Paths, store: ServedStore, log_file: std::path::PathBuf) -> Serving {
+        Serving {
+            store,
+            shutdown: CancellationToken::new(),
+            startup: Startup::default(),
+            ready: OnceLock::new(),
+            paths,
+            started_at: Timestamp::now(),
+            log_file,
+        }
+    }
+
+    /// From now on requests are served with `context`.
+    pub fn ready(&self, context: Arc<Context>) {
+        if self.ready.set(context).is_err() {
+            tracing::error!("the daemon was made ready twice; the first context stays");
+        }
+    }
+
+    pub fn started_at(&self) -> Timestamp {
+        self.started_at
+    }
+
+    fn context(&self) -> Option<&Context> {
+        self.ready.get().map(Arc::as_ref)
+    }
+
+    /// What a starting daemon says about itself.
+    fn starting_status(&self) -> DaemonStatus {
+        DaemonStatus {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            protocol: PROTOCOL_VERSION,
+            started_at: self.started_at,
+            socket: self.paths.socket.display().to_string(),
+            data_dir: self.paths.data_dir.display().to_string(),
+            database: self.paths.database().display().to_string(),
+            events: 0,
+            orders: 0,
+            pending_payments: 0,
+            pending_deliveries: 0,
+            log_file: self.log_file.display().to_string(),
+            stuck_steps: 0,
+            stuck: Vec::new(),
+            state: DaemonState::Starting,
+            start: Some(self.startup.progress()),
+        }
+    }
+
+    /// The answer to a request that a starting daemon cannot serve yet: nothing was done.
+    fn starting_error(&self) -> ErrorBody {
+        let message = format!("the daemon is starting: {}", self.startup.progress());
+        ErrorBody::new(ErrorCode::Starting, message)
+    }
+}
+
 /// Limits that keep one client from starving the others.
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -64,8 +138,9 @@ pub struct Limits {
     pub drain_timeout: Duration,
 }
 
-/// Accepts connections until shutdown, then waits for every handler to finish.
-pub async fn serve(listener: Listener, context: Arc<Context>, limits: Limits) {
+/// Accepts connections until shutdown, then waits for every handler to finish. It serves from
+/// the first instant, while the daemon starts (see [`Serving`]).
+pub async fn serve(listener: Listener, serving: Arc<Serving>, limits: Limits) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let budget = Arc::new(Semaphore::new(REPLY_BUDGET));
     let lingering = Arc::new(Semaphore::new(MAX_LINGERING));
@@ -74,7 +149,7 @@ pub async fn serve(listener: Listener, context: Arc<Context>, limits: Limits) {
     let mut backoff = Duration::from_millis(10);
     loop {
         let accepted = tokio::select! {
-            () = context.shutdown.cancelled() => break,
+            () = serving.shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
         let stream = match accepted {
@@ -91,13 +166,13 @@ pub async fn serve(listener: Listener, context: Arc<Context>, limits: Limits) {
             }
         };
         let permit = Arc::clone(&slots).try_acquire_owned().ok();
-        let context = Arc::clone(&context);
+        let serving = Arc::clone(&serving);
         let limits = limits.clone();
-        let lines = Lines::new(stream, context.shutdown.clone(), limits.drain_timeout, Arc::clone(&budget));
+        let lines = Lines::new(stream, serving.shutdown.clone(), limits.drain_timeout, Arc::clone(&budget));
         let lingering = Arc::clone(&lingering);
         handlers.spawn(async move {
             let refused = Refused { own_uid, lingering };
-            if let Err(error) = handle_connection(lines, permit, refused, &context, &limits).await {
+            if let Err(error) = handle_connection(lines, permit, refused, &serving, &limits).await {
                 tracing::debug!(%error, "connection ended with an error");
             }
         });
@@ -124,7 +199,7 @@ async fn handle_connection(
     mut lines: Lines,
     permit: Option<OwnedSemaphorePermit>,
     refused: Refused,
-    context: &Context,
+    serving: &Serving,
     limits: &Limits,
 ) -> io::Result<()> {
     let own_uid = refused.own_uid;
@@ -144,7 +219,7 @@ async fn handle_connection(
     let mut after_error = false;
     loop {
         let next = tokio::select! {
-            () = context.shutdown.cancelled() => return Ok(()),
+            () = serving.shutdown.cancelled() => return Ok(()),
             next = tokio::time::timeout(limits.idle_timeout, lines.next()) => next,
         };
         let line = match next {
@@ -170,7 +245,12 @@ async fn handle_connection(
         if line.trim_ascii().is_empty() {
             continue;
         }
-        let reply = match parse(context, &line) {
+        let parsed = parse(&serving.store, &line);
+        let Some(context) = serving.context() else {
+            lines.reply(while_starting(serving, parsed)).await?;
+            continue;
+        };
+        let reply = match parsed {
             // Streaming requests write their own lines.
             Ok(Request::Events(request)) if request.follow => {
                 follow_events(context, &mut lines, request).await?;
@@ -200,11 +280,26 @@ async fn handle_connection(
 }
 
 /// Reads a request line meant for the store this daemon serves: one naming another store is
-/// answered `wrong_store`, never served from the wrong data (issue 12).
-fn parse(context: &Context, line: &[u8]) -> Result<Request, ErrorBody> {
+/// answered `wrong_store`, never served from the wrong data (issue 12), starting or ready.
+fn parse(served: &ServedStore, line: &[u8]) -> Result<Request, ErrorBody> {
     let Addressed { store, request } = Request::parse(line)?;
-    context.store.check(&store)?;
+    served.check(&store)?;
     Ok(request)
+}
+
+/// A starting daemon's router: it tells how far it has come and can be stopped; everything else
+/// waits for it to be ready (issue 12).
+fn while_starting(serving: &Serving, parsed: Result<Request, ErrorBody>) -> Reply {
+    match parsed {
+        Ok(Request::Status(_)) => Reply::data(serving.starting_status()),
+        Ok(Request::Shutdown(_)) => {
+            tracing::info!("shutdown requested by a client during the start-up");
+            serving.shutdown.cancel();
+            Reply::data(serving.starting_status())
+        }
+        Ok(_) => Reply::error(serving.starting_error()),
+        Err(error) => Reply::error(error),
+    }
 }
 
 /// The one router: every request goes to the handler named after it.
@@ -444,5 +539,7 @@ async fn status(context: &Context) -> Result<DaemonStatus, ErrorBody> {
         log_file: context.log_file.display().to_string(),
         stuck_steps,
         stuck,
+        state: DaemonState::Ready,
+        start: None,
     })
 }

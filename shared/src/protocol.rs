@@ -552,6 +552,77 @@ pub struct DaemonStatus {
     /// The first few of them.
     #[serde(default)]
     pub stuck: Vec<StuckStep>,
+    /// `starting` until the daemon serves requests (issue 12); older daemons answered only once
+    /// ready, hence the default. While starting, the counts above are 0: nothing is read yet.
+    #[serde(default)]
+    pub state: DaemonState,
+    /// How far the start-up has come, while starting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<StartProgress>,
+}
+
+/// Whether a daemon serves requests yet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DaemonState {
+    /// It answers `status` and `shutdown`; everything else gets [`ErrorCode::Starting`].
+    Starting,
+    #[default]
+    Ready,
+}
+
+/// How far a starting daemon has come: its step, and within it `applied` of `total` (events,
+/// while the read model catches up; 0 of 0 in the other steps).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartProgress {
+    pub step: StartStep,
+    pub applied: u64,
+    pub total: u64,
+}
+
+/// The steps of a start-up, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartStep {
+    /// Opening the database and migrating its schema.
+    OpeningStore,
+    /// Applying the events the read model has not seen yet.
+    CatchingUp,
+    /// Reading the open saga steps and starting the writer.
+    ResumingSagas,
+    /// A step from a newer daemon.
+    #[serde(other)]
+    Unknown,
+}
+
+impl std::fmt::Display for StartProgress {
+    /// `read model catching up, 1,234,000 of 4,900,000 events`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.step {
+            StartStep::OpeningStore => f.write_str("opening the database"),
+            StartStep::CatchingUp => write!(
+                f,
+                "read model catching up, {} of {} events",
+                thousands(self.applied),
+                thousands(self.total)
+            ),
+            StartStep::ResumingSagas => f.write_str("resuming the sagas"),
+            StartStep::Unknown => f.write_str("starting"),
+        }
+    }
+}
+
+/// `4900000` as `4,900,000`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
 }
 
 /// A stored saga step the daemon cannot carry out: a row that does not decode, a due time it
@@ -672,6 +743,9 @@ pub enum ErrorCode {
     Timeout,
     /// A bug or an unexpected storage error; the message says more.
     Internal,
+    /// The daemon is starting (catching up its read model): nothing was done; ask again once
+    /// `status` says `ready`. The message says how far it has come.
+    Starting,
     /// A code from a newer daemon.
     #[serde(other)]
     Unknown,
@@ -687,6 +761,17 @@ mod tests {
 
     fn code(line: &str) -> ErrorCode {
         parse(line).expect_err("refused").code
+    }
+
+    #[test]
+    fn start_progress_reads_as_a_sentence() {
+        let progress = StartProgress { step: StartStep::CatchingUp, applied: 1_234_000, total: 4_900_000 };
+        assert_eq!(progress.to_string(), "read model catching up, 1,234,000 of 4,900,000 events");
+        let small = StartProgress { step: StartStep::CatchingUp, applied: 0, total: 999 };
+        assert_eq!(small.to_string(), "read model catching up, 0 of 999 events");
+        let json = r#"{"step":"from_the_future","applied":0,"total":0}"#;
+        let unknown: StartProgress = serde_json::from_str(json).expect("a newer step reads");
+        assert_eq!(unknown.step, StartStep::Unknown);
     }
 
     #[test]

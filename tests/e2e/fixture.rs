@@ -127,8 +127,15 @@ impl TestDaemon {
         command
     }
 
-    /// Starts `orders daemon run` in the foreground of a child process and waits until it answers.
+    /// Starts `orders daemon run` in the foreground of a child process and waits until it is ready.
     pub fn spawn(&mut self) {
+        self.spawn_starting();
+        self.wait_until_ready();
+    }
+
+    /// Starts `orders daemon run` and returns as soon as its socket answers: it may still be
+    /// starting (catching up its read model).
+    pub fn spawn_starting(&mut self) {
         assert!(self.child.is_none(), "the daemon runs already");
         let mut command = Command::new(ORDERS);
         self.apply_env(&mut command);
@@ -142,6 +149,23 @@ impl TestDaemon {
             .expect("spawn the daemon");
         self.child = Some(child);
         self.wait_until_answering();
+    }
+
+    /// Waits until the daemon answers and says it is ready (a daemon answers while it starts).
+    fn wait_until_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.status_state() == "starting" {
+            assert!(Instant::now() < deadline, "the daemon never got ready:\n{}", self.stderr());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// `starting` or `ready`, as the daemon's own status says.
+    pub fn status_state(&self) -> String {
+        let Ok(stream) = UnixStream::connect(self.socket()) else { return "gone".to_owned() };
+        let reply = RawClient::from_stream(stream).call(self.request(serde_json::json!({"cmd": "status"})));
+        assert_eq!(reply["ok"], true, "status: {reply}");
+        reply["data"]["state"].as_str().unwrap_or("ready").to_owned()
     }
 
     fn wait_until_answering(&mut self) {

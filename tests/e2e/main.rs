@@ -13,4 +13,5 @@ mod replay;
 mod sagas;
 mod security;
 mod slow_readers;
+mod startup;
 mod stores;
