@@ -151,6 +151,9 @@ pub async fn start(paths: &Paths, args: &RunArgs) -> Result<DaemonStatus, Failur
     if let Some(log_file) = &args.log_file {
         forwarded.extend(["--log-file".to_owned(), log_file.display().to_string()]);
     }
+    if args.accept_store_change {
+        forwarded.push("--accept-store-change".to_owned());
+    }
     start_in_background(paths, &forwarded).await?;
     status(paths).await
 }

@@ -1,6 +1,8 @@
 //! The orders daemon as a library: `run` serves one data directory until told to stop.
 //!
 //! - [`store`]: the SQLite event store (write side) and its schema;
+//! - [`identity`]: a store knows itself, and the daemon notices one that vanished or went back;
+//! - [`clock`]: recorded times that never go backwards;
 //! - [`projection`]: the orders read model (read side) and its queries;
 //! - [`commands`]: command handlers deciding with the domain of `orders-shared`;
 //! - [`policies`]: how the order, payment and delivery contexts react to each other's events;
@@ -17,8 +19,10 @@
 
 pub mod check;
 pub mod checkpointer;
+pub mod clock;
 pub mod commands;
 pub mod files;
+pub mod identity;
 pub mod lock;
 pub mod logging;
 pub mod paths;
@@ -52,7 +56,9 @@ use orders_shared::payment::{EvenOddProvider, PaymentProvider};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::clock::{Clock, RecordedTimes};
 use crate::commands::Policy;
+use crate::identity::{Acknowledged, Backwards, Verdict};
 use crate::lock::DataDirLock;
 use crate::paths::Paths;
 use crate::readers::Readers;
@@ -73,6 +79,11 @@ pub struct Config {
     pub payment_latency: Duration,
     /// Decides payments.
     pub payment_provider: Arc<dyn PaymentProvider>,
+    /// Serve a store that vanished, was replaced or went backwards, under a new identity
+    /// (`--accept-store-change`; issue 12).
+    pub accept_store_change: bool,
+    /// Where recorded times come from: the machine's clock (tests move it).
+    pub clock: Clock,
 }
 
 impl Config {
@@ -86,6 +97,8 @@ impl Config {
             delivery_delay: Self::DEFAULT_DELIVERY_DELAY,
             payment_latency: Duration::ZERO,
             payment_provider: Arc::new(EvenOddProvider),
+            accept_store_change: false,
+            clock: Clock::system(),
         }
     }
 
@@ -123,6 +136,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let database = paths.database();
     let mut conn = store::open_writer(&database)
         .with_context(|| format!("cannot open the database {}", database.display()))?;
+    // Before anything is written to it: is this the store the data directory remembers?
+    let id_file = paths.data_dir.join(identity::FILE_NAME);
+    let found = store::identity::found(&conn)
+        .with_context(|| format!("cannot open the database {}", database.display()))?;
+    let mint = accept_store(
+        identity::judge(found, identity::read_file(&id_file)?, config.accept_store_change, Backwards::Refuse),
+        &database,
+    )?;
     store::schema::migrate(&mut conn)
         .with_context(|| format!("cannot use the database {}", database.display()))?;
     if replay::drop_leftovers(&conn)? {
@@ -133,6 +154,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         tracing::info!(events = caught_up, "read model caught up with the event log");
     }
     let head = store::EventStore::new(&conn).head()?;
+    let store_id = store::identity::ensure(&conn, mint)?;
+    let acknowledged = Arc::new(Acknowledged::create(&id_file, store_id, head)?);
+    let clock = config.clock;
+    let newest = store::EventStore::new(&conn).newest_recorded_at()?;
+    if let Some(newest) = newest
+        && let Some(behind) = clock::behind(clock.now(), newest)
+    {
+        tracing::warn!(
+            behind_ms = behind.as_millis(),
+            %newest,
+            "the clock is {behind:#} behind the newest recorded event ({newest}): new events are recorded              no earlier than that, and deliveries go at most their delay from now. Is the clock right?"
+        );
+    }
     // A stored step that cannot be carried out is reported and kept, never a reason not to start.
     let stuck = Arc::new(sagas::StuckSteps::default());
     let sagas::Stored { steps: open_payments, stuck: stuck_payments } = sagas::payment::open(&conn)?;
@@ -147,6 +181,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let settlements = Arc::new(Settlements::default());
     // Resume the open saga steps of the previous run before anything new can be announced.
     let resumed = (open_payments.len(), open_deliveries.len());
+    let behind = open_deliveries.iter().filter(|due| due.clock_behind(clock.now())).count();
+    if behind > 0 {
+        tracing::warn!(
+            deliveries = behind,
+            "{behind} deliveries were approved later than the clock says it is now: each goes at most              its delivery delay from now, not at its recorded due time"
+        );
+    }
     for due in open_payments {
         let _ = payments_tx.send(due);
     }
@@ -164,16 +205,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         payments: payments_tx,
         deliveries: deliveries_tx,
         settlements: Arc::clone(&settlements),
+        acknowledged: Some(Arc::clone(&acknowledged)),
     };
     let stop = CancellationToken::new();
-    let (writer, writer_thread) = Writer::spawn(conn, policy, announcements, stop.clone())?;
+    let times = RecordedTimes::new(clock, newest.unwrap_or(Timestamp::UNIX_EPOCH));
+    let (writer, writer_thread) = Writer::spawn(conn, policy, announcements, times, stop.clone())?;
 
     let listener = bind(&paths).await?;
     let context = Arc::new(Context {
         writer,
         readers: Readers::new(database),
         paths: paths.clone(),
-        started_at: Timestamp::now(),
+        started_at: clock.now(),
+        clock,
+        store_id,
         shutdown: stop,
         head: head_rx,
         settlements,
@@ -187,13 +232,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     };
     let (writer, stopping) = (&context.writer, &context.shutdown);
     workers.spawn(sagas::run(payments_rx, provider, writer.clone(), Arc::clone(&stuck), stopping.clone()));
-    workers.spawn(sagas::run(deliveries_rx, (), writer.clone(), Arc::clone(&stuck), stopping.clone()));
-    workers.spawn(checkpointer::run(paths.database(), context.head.clone(), context.shutdown.clone()));
+    workers.spawn(sagas::run(deliveries_rx, clock, writer.clone(), Arc::clone(&stuck), stopping.clone()));
+    workers.spawn(checkpointer::run(
+        paths.database(),
+        acknowledged,
+        context.head.clone(),
+        context.shutdown.clone(),
+    ));
     workers.close();
     tracing::info!(
         pid = std::process::id(),
         socket = %paths.socket.display(),
         data_dir = %paths.data_dir.display(),
+        store = %store_id,
         events = head,
         delivery_delay = ?config.delivery_delay,
         payment_delay = ?config.payment_latency,
@@ -229,6 +280,29 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
     tracing::info!("daemon stopped");
     Ok(())
+}
+
+/// What the daemon does with the store it found: refuse it (an error saying what was found and
+/// what to do), or serve it — under a new identity (`Ok(true)`) when a change was accepted.
+fn accept_store(verdict: Verdict, database: &std::path::Path) -> anyhow::Result<bool> {
+    let name = database.display().to_string();
+    match verdict {
+        Verdict::Serve => Ok(false),
+        Verdict::Refuse(change) => anyhow::bail!(
+            "{}. Refusing to serve it. Put the right database back (orders.db together with its orders.db-wal \
+             file), or, if this is the store to serve from now on, start the daemon once with \
+             --accept-store-change (ORDERS_ACCEPT_STORE_CHANGE=1)",
+            change.describe(&name)
+        ),
+        Verdict::Accept { change, mint } => {
+            tracing::warn!(
+                "{}; accepted (--accept-store-change): serving it{}",
+                change.describe(&name),
+                if mint { " as a new store" } else { "" }
+            );
+            Ok(mint)
+        }
+    }
 }
 
 /// Raises the soft limit on open files to the hard one (many clients, each a descriptor) and

@@ -112,6 +112,13 @@ impl TestDaemon {
 
     /// Starts `orders daemon run` in the foreground of a child process and waits until it answers.
     pub fn spawn(&mut self) {
+        if let Err(stderr) = self.try_spawn() {
+            panic!("the daemon exited at start:\n{stderr}");
+        }
+    }
+
+    /// Like [`spawn`](Self::spawn), but a daemon that exits at start is no panic: its stderr.
+    pub fn try_spawn(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "the daemon runs already");
         let mut command = Command::new(ORDERS);
         self.apply_env(&mut command);
@@ -124,17 +131,18 @@ impl TestDaemon {
             .spawn()
             .expect("spawn the daemon");
         self.child = Some(child);
-        self.wait_until_answering();
+        self.wait_until_answering()
     }
 
-    fn wait_until_answering(&mut self) {
+    fn wait_until_answering(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if UnixStream::connect(self.socket()).is_ok() {
-                return;
+                return Ok(());
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().expect("try_wait")) {
-                panic!("the daemon exited at start ({status}):\n{}", self.stderr());
+                self.child = None;
+                return Err(format!("({status}) {}", self.stderr()));
             }
             assert!(Instant::now() < deadline, "the daemon did not answer:\n{}", self.stderr());
             std::thread::sleep(Duration::from_millis(5));
