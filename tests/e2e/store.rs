@@ -2,10 +2,30 @@
 //! never served as if it were the store the data directory held.
 
 use std::io::{Seek, SeekFrom, Write};
+use std::process::{Output, Stdio};
+use std::time::Duration;
 
-use crate::fixture::{TestDaemon, code, stderr};
+use crate::fixture::{TestDaemon, code, stderr, wait_timeout};
 
 const ACCEPT: &str = "ORDERS_ACCEPT_STORE_CHANGE";
+
+/// `orders daemon run`, which must exit at start; a daemon that serves instead is stopped and
+/// the test fails.
+fn refused_start(daemon: &TestDaemon) -> Output {
+    let mut child = daemon
+        .command()
+        .args(["daemon", "run"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    if wait_timeout(&mut child, Duration::from_secs(20)).is_none() {
+        let _ = child.kill();
+        let output = child.wait_with_output().expect("reap");
+        panic!("the daemon served the changed store:\n{}", stderr(&output));
+    }
+    child.wait_with_output().expect("output")
+}
 
 /// The number of events a daemon has acknowledged, once its sagas are done.
 fn settled_events(daemon: &TestDaemon) -> i64 {
@@ -20,7 +40,8 @@ fn a_database_truncated_to_nothing_is_refused_naming_it_until_accepted() {
         daemon.create("gone", 2);
     }
     let events = settled_events(&daemon);
-    let first_store = daemon.json(["daemon", "status"])["store_id"].as_str().expect("a store id").to_owned();
+    let status = daemon.json(["daemon", "status"]);
+    let first_store = status["store_id"].as_str().unwrap_or("(none)").to_owned();
     daemon.signal("TERM");
     let database = daemon.data_dir().join("orders.db");
     std::fs::File::options().write(true).open(&database).expect("open").set_len(0).expect("truncate");
@@ -29,7 +50,7 @@ fn a_database_truncated_to_nothing_is_refused_naming_it_until_accepted() {
         "{} is empty but store {first_store} had acknowledged {events} events: it was truncated, replaced or deleted",
         database.display()
     );
-    let refused = daemon.run(["daemon", "run"]);
+    let refused = refused_start(&daemon);
     assert_eq!(code(&refused), 1, "{}", stderr(&refused));
     assert!(stderr(&refused).contains(&expected), "{}", stderr(&refused));
     assert!(stderr(&refused).contains("--accept-store-change"), "{}", stderr(&refused));
@@ -78,7 +99,7 @@ fn a_wal_deleted_after_a_crash_is_refused_as_going_backwards() {
         let _ = std::fs::remove_file(companion);
     }
 
-    let refused = daemon.run(["daemon", "run"]);
+    let refused = refused_start(&daemon);
     assert_eq!(code(&refused), 1, "{}", stderr(&refused));
     let message = stderr(&refused);
     assert!(
