@@ -292,6 +292,12 @@ pub struct RunArgs {
           value_parser = parse_drain_timeout)]
     pub drain_timeout: Duration,
 
+    /// Serve the database even though it is not the store this data directory last served: it
+    /// was emptied, replaced or went backwards (e.g. its -wal file was deleted). The store gets
+    /// a new identity; give it once, after a restore or a repair you mean
+    #[arg(long, env = "ORDERS_ACCEPT_STORE_CHANGE", value_parser = clap::builder::FalseyValueParser::new())]
+    pub accept_store_change: bool,
+
     /// Log to the file only, not to stderr (set when the client starts the daemon)
     #[arg(long, hide = true)]
     pub background: bool,

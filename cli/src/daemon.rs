@@ -177,12 +177,28 @@ pub async fn start_in_background(paths: &Paths, args: &[String]) -> Result<bool,
     drop(lock);
     match crate::starting::wait_until_ready(&mut client, "the daemon is starting").await {
         Ok(_) => Ok(true),
-        Err(failure) => match child.try_wait() {
-            Ok(Some(status)) => {
+        // The daemon closes its socket just before it exits: give it a moment to be reaped, so
+        // that its own words on stderr are what the user reads.
+        Err(failure) => match exited_soon(&mut child).await {
+            Some(status) => {
                 Err(start_failed(&mut child, args, &format!("the daemon exited at start ({status})")))
             }
-            _ => Err(failure),
+            None => Err(failure),
         },
+    }
+}
+
+/// The exit status of a daemon that exits within a few seconds; `None` if it goes on.
+async fn exited_soon(child: &mut Child) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -254,6 +270,9 @@ pub async fn start(paths: &Paths, args: &RunArgs) -> Result<DaemonStatus, Failur
     if let Some(log_file) = &args.log_file {
         forwarded.extend(["--log-file".to_owned(), log_file.display().to_string()]);
     }
+    if args.accept_store_change {
+        forwarded.push("--accept-store-change".to_owned());
+    }
     if start_in_background(paths, &forwarded).await? {
         return status(paths).await;
     }
@@ -309,7 +328,7 @@ fn wedged(paths: &Paths, holder: &Holder, what: &str) -> Failure {
 enum Stopping {
     /// No daemon holds the data directory.
     Nothing,
-    Stopped(DaemonStatus),
+    Stopped(Box<DaemonStatus>),
     /// It holds the data directory but does not answer or exit, or speaks another version: a
     /// signal may stop it.
     Unresponsive(Failure),
@@ -354,7 +373,7 @@ async fn ask_to_stop(paths: &Paths) -> Stopping {
             .with_hint(format!("`{}` stops it by force", paths.command_line("daemon restart"))),
         );
     }
-    Stopping::Stopped(status)
+    Stopping::Stopped(Box::new(status))
 }
 
 /// `orders daemon stop`: asks the daemon to stop and waits until it has exited. Returns the
@@ -362,7 +381,7 @@ async fn ask_to_stop(paths: &Paths) -> Stopping {
 pub async fn stop(paths: &Paths) -> Result<Option<DaemonStatus>, Failure> {
     match ask_to_stop(paths).await {
         Stopping::Nothing => Ok(None),
-        Stopping::Stopped(status) => Ok(Some(status)),
+        Stopping::Stopped(status) => Ok(Some(*status)),
         Stopping::Unresponsive(failure) | Stopping::Refused(failure) => Err(failure),
     }
 }

@@ -59,6 +59,9 @@ fn run_daemon(global: &GlobalArgs, args: &RunArgs) -> Result<(), Failure> {
     config.delivery_delay = args.delivery_delay;
     config.payment_latency = args.payment_delay;
     config.catch_up_pause = test_catch_up_pause();
+    config.accept_store_change = args.accept_store_change;
+    // Tests move the daemon's clock (ORDERS_TEST_CLOCK_OFFSET_MS); it is no setting for users.
+    config.clock = orders_daemon::clock::Clock::from_env().map_err(|e| Failure::new(Exit::Usage, e))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("orders-daemon")

@@ -179,6 +179,18 @@ pub fn status(out: &mut impl Write, status: &orders_shared::protocol::DaemonStat
     for (name, value) in rows {
         writeln!(out, "  {:<10} {value}", format!("{name}:"))?;
     }
+    if let Some(store) = &status.store_id {
+        writeln!(out, "  {:<10} {store}", "store:")?;
+    }
+    if let Some(behind) = status.clock_behind_ms {
+        let behind = jiff::SignedDuration::from_millis(i64::try_from(behind).unwrap_or(i64::MAX));
+        writeln!(
+            out,
+            "  {:<10} {behind:#} behind the newest recorded event: new events are recorded no earlier \
+             than it, deliveries go at most their delay from now (is the clock right?)",
+            "clock:"
+        )?;
+    }
     if status.stuck_steps > 0 {
         writeln!(
             out,
@@ -195,6 +207,13 @@ pub fn status(out: &mut impl Write, status: &orders_shared::protocol::DaemonStat
 /// What `orders check` found.
 pub fn check(out: &mut impl Write, report: &orders_shared::protocol::CheckReport) -> io::Result<()> {
     let seconds = report.duration_ms as f64 / 1000.0;
+    if report.damaged {
+        writeln!(out, "the database file is damaged; the check stopped after {seconds:.2} s:")?;
+        for problem in &report.listed {
+            writeln!(out, "  {}", problem.message)?;
+        }
+        return Ok(());
+    }
     if report.problems == 0 {
         return writeln!(
             out,

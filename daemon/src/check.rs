@@ -6,6 +6,11 @@
 //!
 //! It reads in one read transaction (a consistent snapshot) and holds one order's streams at a
 //! time, so its memory does not grow with the log.
+//!
+//! First of all it runs SQLite's `PRAGMA integrity_check` (every page, every index; `quick_check`
+//! skips the indexes): damage it finds is reported as SQLite words it, and so is damage met
+//! anywhere later (`SQLITE_CORRUPT`, `SQLITE_NOTADB`, an event that does not decode) — problems
+//! of the data, for `orders check` to exit 7 on, not failures of the check (issue 12).
 
 use std::collections::HashMap;
 
@@ -24,11 +29,52 @@ use crate::{projection, sagas};
 /// How many problems a report lists (it counts them all).
 const MAX_LISTED: usize = 100;
 
+/// How many lines of SQLite's integrity check a report keeps.
+const INTEGRITY_LINES: usize = 20;
+
 /// Checks the whole database.
 pub fn check(conn: &Connection) -> Result<CheckReport, StoreError> {
     let started = std::time::Instant::now();
+    match check_all(conn, started) {
+        Err(error) if is_damage(&error) => Ok(damaged(&error.to_string(), started)),
+        checked => checked,
+    }
+}
+
+/// Whether an error says the database itself is damaged.
+pub fn is_damage(error: &StoreError) -> bool {
+    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+    match error {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(failure, _)) => {
+            matches!(failure.code, DatabaseCorrupt | NotADatabase)
+        }
+        StoreError::Decode { .. } => true,
+        _ => false,
+    }
+}
+
+/// The report on a database too damaged to check further.
+pub fn damaged(what: &str, started: std::time::Instant) -> CheckReport {
+    let mut report = Report::default();
+    report.problem(None, format!("the database is damaged: {what}"));
+    CheckReport { damaged: true, ..report.finish(0, 0, started) }
+}
+
+fn check_all(conn: &Connection, started: std::time::Instant) -> Result<CheckReport, StoreError> {
     let tx = conn.unchecked_transaction()?;
     let mut report = Report::default();
+    // SQLite's own check first: walking a damaged file would only fail somewhere in the middle.
+    let mut integrity = tx.prepare(&format!("PRAGMA integrity_check({INTEGRITY_LINES})"))?;
+    for line in integrity.query_map([], |row| row.get::<_, String>(0))? {
+        let line = line?;
+        if line != "ok" {
+            report.problem(None, format!("the database is damaged (SQLite's integrity check): {line}"));
+        }
+    }
+    drop(integrity);
+    if report.count > 0 {
+        return Ok(CheckReport { damaged: true, ..report.finish(0, 0, started) });
+    }
     let store = EventStore::new(&tx);
 
     // Every order stream, one order at a time, with its payment and delivery streams.
@@ -89,13 +135,7 @@ pub fn check(conn: &Connection) -> Result<CheckReport, StoreError> {
     if checkpoint != events {
         report.problem(None, format!("the read model's checkpoint is {checkpoint}, the log's end {events}"));
     }
-    Ok(CheckReport {
-        events: events.try_into().unwrap_or_default(),
-        orders: order_streams,
-        problems: report.count,
-        listed: report.listed,
-        duration_ms: started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),
-    })
+    Ok(report.finish(events.try_into().unwrap_or_default(), order_streams, started))
 }
 
 #[derive(Default)]
@@ -105,6 +145,17 @@ struct Report {
 }
 
 impl Report {
+    fn finish(self, events: u64, orders: u64, started: std::time::Instant) -> CheckReport {
+        CheckReport {
+            events,
+            orders,
+            problems: self.count,
+            listed: self.listed,
+            duration_ms: started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),
+            damaged: false,
+        }
+    }
+
     fn problem(&mut self, order: Option<OrderId>, message: String) {
         self.count += 1;
         if self.listed.len() < MAX_LISTED {
@@ -412,6 +463,48 @@ mod tests {
         let found = problems(&db);
         assert!(found.iter().any(|p| p.contains("the read model shows")), "{found:?}");
         assert!(found.iter().any(|p| p.contains("read model row for nope")), "{found:?}");
+    }
+
+    /// Overwrites one page of the database file with garbage, behind SQLite's back.
+    fn overwrite_page(db: &Db, page: i64) {
+        use std::io::{Seek, SeekFrom, Write};
+        db.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").expect("checkpoint");
+        let size: i64 = db.conn.query_row("PRAGMA page_size", [], |row| row.get(0)).expect("page size");
+        let mut file = std::fs::OpenOptions::new().write(true).open(db.path()).expect("open");
+        file.seek(SeekFrom::Start(u64::try_from((page - 1) * size).expect("offset"))).expect("seek");
+        file.write_all(&vec![0xA5; usize::try_from(size).expect("size")]).expect("damage");
+    }
+
+    /// Issue 12: a damaged index page, which the walk of the log never reads, passed for
+    /// "no problems"; SQLite's integrity check finds it.
+    #[test]
+    fn a_damaged_page_is_found_by_sqlites_integrity_check() {
+        let mut db = Db::new();
+        for total in 1..=20 {
+            db.create(total * 2);
+        }
+        let root: i64 = db
+            .conn
+            .query_row("SELECT rootpage FROM sqlite_master WHERE name = 'orders_by_time'", [], |row| {
+                row.get(0)
+            })
+            .expect("root page");
+        overwrite_page(&db, root);
+        let fresh = crate::store::open_reader(&db.path()).expect("open");
+        let report = check(&fresh).expect("a report, not an error");
+        assert!(report.problems > 0 && report.damaged, "{report:?}");
+        assert!(report.listed[0].message.starts_with("the database is damaged"), "{:?}", report.listed);
+    }
+
+    #[test]
+    fn a_file_that_is_no_database_is_reported_as_damage() {
+        let db = Db::new().with_order(2);
+        overwrite_page(&db, 1);
+        let fresh = crate::store::open_reader(&db.path()).expect("open");
+        let report = check(&fresh).expect("a report, not an error");
+        assert!(report.damaged, "{report:?}");
+        assert_eq!(report.problems, 1, "{report:?}");
+        assert!(report.listed[0].message.contains("the database is damaged: "), "{:?}", report.listed);
     }
 
     #[derive(Clone, Debug)]

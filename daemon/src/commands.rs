@@ -189,6 +189,14 @@ impl<'c> UnitOfWork<'c> {
     {
         let events = aggregate.state.decide(command).map_err(|refusal| refusal.refused(order))?;
         let events = events.into_iter().map(Into::into).collect();
+        // A stream's times never go backwards (issue 12): the writer stamps no earlier than the
+        // log's newest time, and this holds even for a stream recorded later than that (a log
+        // written before the clamp, by a clock that jumped).
+        if let Some(last) = &aggregate.last
+            && last.recorded_at > self.now
+        {
+            self.now = last.recorded_at;
+        }
         self.record(StreamId::new(A::KIND, order), aggregate.version, events, metadata)
     }
 

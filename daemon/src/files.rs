@@ -100,6 +100,27 @@ fn open_error(path: &Path, error: io::Error) -> FileError {
     }
 }
 
+/// Reads a small private file (at most 4 KiB): `None` if it is absent; an error naming it if it
+/// is a symlink, no regular file, or cannot be read.
+pub fn read_private(path: &Path) -> Result<Option<String>, FileError> {
+    let file = match OpenOptions::new().read(true).custom_flags(flags()).open(path) {
+        Ok(file) => file,
+        Err(source) if source.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) if source.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Err(FileError::Symlink { path: path.to_path_buf() });
+        }
+        Err(error) => return Err(FileError::Io { path: path.to_path_buf(), error }),
+    };
+    let io = |error| FileError::Io { path: path.to_path_buf(), error };
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(FileError::NotRegular { path: path.to_path_buf(), kind: kind(&meta) });
+    }
+    let mut text = String::new();
+    file.take(4096).read_to_string(&mut text).map_err(io)?;
+    Ok(Some(text))
+}
+
 /// Reads a small private file (at most 4 KiB); `None` if it is absent, a symlink or no regular file.
 pub fn read_small(path: &Path) -> Option<String> {
     let file = OpenOptions::new().read(true).custom_flags(flags()).open(path).ok()?;

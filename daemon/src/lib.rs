@@ -1,6 +1,8 @@
 //! The orders daemon as a library: `run` serves one data directory until told to stop.
 //!
 //! - [`store`]: the SQLite event store (write side) and its schema;
+//! - [`identity`]: a store knows itself, and the daemon notices one that vanished or went back;
+//! - [`clock`]: recorded times that never go backwards;
 //! - [`projection`]: the orders read model (read side) and its queries;
 //! - [`commands`]: command handlers deciding with the domain of `orders-shared`;
 //! - [`policies`]: how the order, payment and delivery contexts react to each other's events;
@@ -19,10 +21,12 @@
 
 pub mod check;
 pub mod checkpointer;
+pub mod clock;
 pub mod commands;
 pub mod connection;
 pub mod event_stream;
 pub mod files;
+pub mod identity;
 pub mod lock;
 pub mod logging;
 pub mod paths;
@@ -52,10 +56,11 @@ use interprocess::local_socket::tokio::Listener;
 use interprocess::local_socket::tokio::prelude::*;
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
 use interprocess::os::unix::local_socket::ListenerOptionsExt;
-use jiff::SignedDuration;
+use jiff::{SignedDuration, Timestamp};
 use orders_shared::payment::{EvenOddProvider, PaymentProvider};
 use tokio_util::task::TaskTracker;
 
+use crate::clock::{Clock, RecordedTimes};
 use crate::commands::Policy;
 use crate::lock::DataDirLock;
 use crate::paths::Paths;
@@ -81,6 +86,11 @@ pub struct Config {
     /// catch-up in progress); zero otherwise. `orders daemon run` takes it from
     /// `ORDERS_TEST_CATCH_UP_PAUSE_MS`.
     pub catch_up_pause: Duration,
+    /// Serve a store that vanished, was replaced or went backwards, under a new identity
+    /// (`--accept-store-change`; issue 12).
+    pub accept_store_change: bool,
+    /// Where recorded times come from: the machine's clock (tests move it).
+    pub clock: Clock,
 }
 
 impl Config {
@@ -99,6 +109,8 @@ impl Config {
             payment_latency: Duration::ZERO,
             payment_provider: Arc::new(EvenOddProvider),
             catch_up_pause: Duration::ZERO,
+            accept_store_change: false,
+            clock: Clock::system(),
         }
     }
 
@@ -201,9 +213,15 @@ async fn start(
 ) -> anyhow::Result<Option<Running>> {
     let database = config.paths.database();
     let (progress, stop, pause) = (Arc::clone(serving), serving.shutdown.clone(), config.catch_up_pause);
-    let prepared =
-        tokio::task::spawn_blocking(move || startup::prepare(&database, &progress.startup, &stop, pause))
-            .await??;
+    let known = startup::Known {
+        id_file: config.paths.data_dir.join(identity::FILE_NAME),
+        accept_store_change: config.accept_store_change,
+        clock: config.clock,
+    };
+    let prepared = tokio::task::spawn_blocking(move || {
+        startup::prepare(&database, &known, &progress.startup, &stop, pause)
+    })
+    .await??;
     let Some(prepared) = prepared else { return Ok(None) };
     // The database was opened by path: prove the path still leads into the locked directory
     // before anything is served from it.
@@ -219,7 +237,17 @@ fn become_ready(
     limits: &Limits,
     prepared: startup::Prepared,
 ) -> anyhow::Result<Running> {
-    let startup::Prepared { conn, head, open_payments, open_deliveries, stuck } = prepared;
+    let startup::Prepared {
+        conn,
+        head,
+        open_payments,
+        open_deliveries,
+        stuck,
+        store_id,
+        acknowledged,
+        newest,
+    } = prepared;
+    let clock = config.clock;
     let stuck = Arc::new(stuck);
     let paths = &config.paths;
     let (head_tx, head_rx) = tokio::sync::watch::channel(head);
@@ -245,9 +273,11 @@ fn become_ready(
         payments: payments_tx,
         deliveries: deliveries_tx,
         settlements: Arc::clone(&settlements),
+        acknowledged: Some(Arc::clone(&acknowledged)),
     };
     let stopping = serving.shutdown.clone();
-    let (writer, writer_thread) = Writer::spawn(conn, policy, announcements, stopping.clone())?;
+    let times = RecordedTimes::new(clock, newest.unwrap_or(Timestamp::UNIX_EPOCH));
+    let (writer, writer_thread) = Writer::spawn(conn, policy, announcements, times, stopping.clone())?;
 
     let workers = TaskTracker::new();
     let provider = sagas::payment::Provider {
@@ -255,8 +285,8 @@ fn become_ready(
         latency: config.payment_latency,
     };
     workers.spawn(sagas::run(payments_rx, provider, writer.clone(), Arc::clone(&stuck), stopping.clone()));
-    workers.spawn(sagas::run(deliveries_rx, (), writer.clone(), Arc::clone(&stuck), stopping.clone()));
-    workers.spawn(checkpointer::run(paths.database(), head_rx.clone(), stopping.clone()));
+    workers.spawn(sagas::run(deliveries_rx, clock, writer.clone(), Arc::clone(&stuck), stopping.clone()));
+    workers.spawn(checkpointer::run(paths.database(), acknowledged, head_rx.clone(), stopping.clone()));
     workers.close();
     serving.ready(Arc::new(Context {
         writer,
@@ -264,6 +294,8 @@ fn become_ready(
         paths: paths.clone(),
         store: paths::ServedStore::new(paths)?,
         started_at: serving.started_at(),
+        clock,
+        store_id,
         shutdown: stopping,
         head: head_rx,
         settlements,
@@ -275,6 +307,7 @@ fn become_ready(
         socket = %paths.socket.display(),
         data_dir = %paths.data_dir.display(),
         events = head,
+        store = %store_id,
         delivery_delay = ?config.delivery_delay,
         payment_delay = ?config.payment_latency,
         idle_timeout = ?limits.idle_timeout,

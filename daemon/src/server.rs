@@ -54,6 +54,10 @@ pub struct Context {
     pub log_file: std::path::PathBuf,
     /// The saga steps that cannot be carried out, for `status`.
     pub stuck: Arc<crate::sagas::StuckSteps>,
+    /// The clock recorded times come from, to compare with the log for `status`.
+    pub clock: crate::clock::Clock,
+    /// The store this daemon serves.
+    pub store_id: crate::identity::StoreId,
 }
 
 /// What the server serves: a daemon starting up (issue 12), then, once [`ready`](Self::ready),
@@ -117,6 +121,8 @@ impl Serving {
             log_file: self.log_file.display().to_string(),
             stuck_steps: 0,
             stuck: Vec::new(),
+            store_id: None,
+            clock_behind_ms: None,
             state: DaemonState::Starting,
             start: Some(self.startup.progress()),
         }
@@ -314,7 +320,7 @@ async fn route(context: &Context, request: Request) -> Reply {
         Request::Events(_) | Request::Watch(_) | Request::Replay(_) => {
             unreachable!("streaming requests are handled by the connection")
         }
-        Request::Check(_) => read(context, crate::check::check).await,
+        Request::Check(_) => check_database(context).await,
         Request::Status(_) => status(context).await.map(to_json),
         Request::Shutdown(_) => {
             let status = status(context).await;
@@ -349,6 +355,19 @@ where
 {
     // Serialised on the reader's thread: the rows are dropped there, only their JSON comes back.
     context.readers.read(move |conn| query(conn).map(to_json)).await.map_err(|error| read_error_body(&error))
+}
+
+/// `check`: a database too damaged even to be opened for it is a problem of the data, reported
+/// as such (issue 12).
+async fn check_database(context: &Context) -> Result<Box<RawValue>, ErrorBody> {
+    let started = std::time::Instant::now();
+    match context.readers.read(crate::check::check).await {
+        Ok(report) => Ok(to_json(report)),
+        Err(error) if crate::check::is_damage(&error) => {
+            Ok(to_json(crate::check::damaged(&error.to_string(), started)))
+        }
+        Err(error) => Err(read_error_body(&error)),
+    }
 }
 
 async fn find_order(context: &Context, id: OrderId) -> Result<OrderView, ErrorBody> {
@@ -510,7 +529,7 @@ pub fn event_view(recorded: &RecordedEvent) -> EventView {
 
 async fn status(context: &Context) -> Result<DaemonStatus, ErrorBody> {
     let stuck = Arc::clone(&context.stuck);
-    let ([events, orders, pending_payments, pending_deliveries], (stuck_steps, stuck)) = context
+    let ([events, orders, pending_payments, pending_deliveries], (stuck_steps, stuck), newest) = context
         .readers
         .read(move |conn| {
             let count = |table: &str| -> Result<u64, StoreError> {
@@ -518,9 +537,10 @@ async fn status(context: &Context) -> Result<DaemonStatus, ErrorBody> {
                     conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| row.get(0))?;
                 Ok(n.try_into().unwrap_or_default())
             };
-            let events = EventStore::new(conn).head()?.try_into().unwrap_or_default();
+            let store = EventStore::new(conn);
+            let events = store.head()?.try_into().unwrap_or_default();
             let counts = [events, count("orders")?, count("payment_requests")?, count("delivery_timers")?];
-            Ok((counts, stuck.still_stored(conn)?))
+            Ok((counts, stuck.still_stored(conn)?, store.newest_recorded_at()?))
         })
         .await
         .map_err(|error| read_error_body(&error))?;
@@ -539,6 +559,10 @@ async fn status(context: &Context) -> Result<DaemonStatus, ErrorBody> {
         log_file: context.log_file.display().to_string(),
         stuck_steps,
         stuck,
+        store_id: Some(context.store_id.to_string()),
+        clock_behind_ms: newest
+            .and_then(|newest| crate::clock::behind(context.clock.now(), newest))
+            .map(|behind| behind.as_millis().try_into().unwrap_or(u64::MAX)),
         state: DaemonState::Ready,
         start: None,
     })

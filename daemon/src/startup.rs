@@ -7,7 +7,8 @@
 //! server answers while this runs: `status` with the [`StartProgress`], `shutdown` by stopping
 //! the start-up between two chunks, everything else with `starting`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -15,6 +16,8 @@ use anyhow::Context as _;
 use orders_shared::protocol::{StartProgress, StartStep};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::{self, Clock};
+use crate::identity::{self, Acknowledged, Backwards, StoreId, Verdict};
 use crate::sagas::delivery::DeliveryDue;
 use crate::sagas::payment::PaymentDue;
 use crate::sagas::{self, StuckSteps};
@@ -66,6 +69,20 @@ pub struct Prepared {
     pub open_payments: Vec<PaymentDue>,
     pub open_deliveries: Vec<DeliveryDue>,
     pub stuck: StuckSteps,
+    /// The identity of the store, and the record of its acknowledged position beside it.
+    pub store_id: StoreId,
+    pub acknowledged: Arc<Acknowledged>,
+    /// The newest recorded time in the log, if any: new events are recorded no earlier.
+    pub newest: Option<jiff::Timestamp>,
+}
+
+/// What the data directory remembers of its store, and what the daemon was told about it.
+pub struct Known {
+    /// The record of the store's identity and acknowledged position, beside the database.
+    pub id_file: PathBuf,
+    /// Serve a store that vanished, was replaced or went backwards (`--accept-store-change`).
+    pub accept_store_change: bool,
+    pub clock: Clock,
 }
 
 /// The most events a catch-up applies per transaction (and between two looks at the stop token).
@@ -79,12 +96,21 @@ const MIN_CHUNK: u64 = 100;
 /// except in tests, which must see a catch-up in progress.
 pub fn prepare(
     database: &Path,
+    known: &Known,
     startup: &Startup,
     stop: &CancellationToken,
     pause: Duration,
 ) -> anyhow::Result<Option<Prepared>> {
     let mut conn = store::open_writer(database)
         .with_context(|| format!("cannot open the database {}", database.display()))?;
+    // Before anything is written to it: is this the store the data directory remembers?
+    let found = store::identity::found(&conn)
+        .with_context(|| format!("cannot open the database {}", database.display()))?;
+    let remembered = identity::read_file(&known.id_file)?;
+    let mint = accept_store(
+        identity::judge(found, remembered, known.accept_store_change, Backwards::Refuse),
+        database,
+    )?;
     store::schema::migrate(&mut conn)
         .with_context(|| format!("cannot use the database {}", database.display()))?;
     if replay::drop_leftovers(&conn)? {
@@ -95,6 +121,20 @@ pub fn prepare(
     }
     startup.enter(StartStep::ResumingSagas, 0);
     let head = store::EventStore::new(&conn).head()?;
+    let store_id = store::identity::ensure(&conn, mint)?;
+    let acknowledged = Arc::new(Acknowledged::create(&known.id_file, store_id, head)?);
+    let now = known.clock.now();
+    let newest = store::EventStore::new(&conn).newest_recorded_at()?;
+    if let Some(newest) = newest
+        && let Some(behind) = clock::behind(now, newest)
+    {
+        tracing::warn!(
+            behind_ms = behind.as_millis(),
+            %newest,
+            "the clock is {behind:#} behind the newest recorded event ({newest}): new events are recorded \
+             no earlier than that, and deliveries go at most their delay from now. Is the clock right?"
+        );
+    }
     // A stored step that cannot be carried out is reported and kept, never a reason not to start.
     let stuck = StuckSteps::default();
     let sagas::Stored { steps: open_payments, stuck: stuck_payments } = sagas::payment::open(&conn)?;
@@ -102,7 +142,38 @@ pub fn prepare(
     for step in stuck_payments.into_iter().chain(stuck_deliveries) {
         stuck.add(step);
     }
-    Ok(Some(Prepared { conn, head, open_payments, open_deliveries, stuck }))
+    let behind = open_deliveries.iter().filter(|due| due.clock_behind(now)).count();
+    if behind > 0 {
+        tracing::warn!(
+            deliveries = behind,
+            "{behind} deliveries were approved later than the clock says it is now: each goes at most \
+             its delivery delay from now, not at its recorded due time"
+        );
+    }
+    Ok(Some(Prepared { conn, head, open_payments, open_deliveries, stuck, store_id, acknowledged, newest }))
+}
+
+/// What the daemon does with the store it found: refuse it (an error saying what was found and
+/// what to do), or serve it — under a new identity (`Ok(true)`) when a change was accepted.
+fn accept_store(verdict: Verdict, database: &Path) -> anyhow::Result<bool> {
+    let name = database.display().to_string();
+    match verdict {
+        Verdict::Serve => Ok(false),
+        Verdict::Refuse(change) => anyhow::bail!(
+            "{}. Refusing to serve it. Put the right database back (orders.db together with its orders.db-wal \
+             file), or, if this is the store to serve from now on, start the daemon once with \
+             --accept-store-change (ORDERS_ACCEPT_STORE_CHANGE=1)",
+            change.describe(&name)
+        ),
+        Verdict::Accept { change, mint } => {
+            tracing::warn!(
+                "{}; accepted (--accept-store-change): serving it{}",
+                change.describe(&name),
+                if mint { " as a new store" } else { "" }
+            );
+            Ok(mint)
+        }
+    }
 }
 
 /// Applies the log past the read model's checkpoint in chunks of about a hundredth of it,

@@ -18,7 +18,9 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::RecordedTimes;
 use crate::commands::{CommandError, Policy, UnitOfWork, WriteCommand, storage_error_body};
+use crate::identity::Acknowledged;
 use crate::projection;
 use crate::replay::{Rebuild, ReplayJob};
 use crate::sagas::delivery::DeliveryDue;
@@ -61,6 +63,9 @@ pub struct Announcements {
     pub deliveries: mpsc::UnboundedSender<DeliveryDue>,
     /// Orders settled: to whoever waits for them.
     pub settlements: Arc<Settlements>,
+    /// The last committed position: to the data directory's record of its store (issue 12;
+    /// `None` in tests of the writer alone).
+    pub acknowledged: Option<Arc<Acknowledged>>,
 }
 
 impl Announcements {
@@ -72,7 +77,8 @@ impl Announcements {
                     let _ = self.payments.send(PaymentDue { order, amount: *amount });
                 }
                 DomainEvent::Delivery(DeliveryEvent::Scheduled { due_at }) => {
-                    let _ = self.deliveries.send(DeliveryDue { due_at: *due_at, order });
+                    let scheduled_at = Some(event.recorded_at);
+                    let _ = self.deliveries.send(DeliveryDue { due_at: *due_at, order, scheduled_at });
                 }
                 DomainEvent::Order(OrderEvent::Delivered | OrderEvent::Cancelled { .. }) => {
                     self.settlements.settled(order);
@@ -81,23 +87,27 @@ impl Announcements {
             }
         }
         if let Some(last) = recorded.last() {
+            if let Some(acknowledged) = &self.acknowledged {
+                acknowledged.record(last.position);
+            }
             self.head.send_replace(last.position);
         }
     }
 }
 
 impl Writer {
-    /// Starts the writer thread on an open, migrated connection.
+    /// Starts the writer thread on an open, migrated connection; `times` stamps its batches.
     pub fn spawn(
         conn: Connection,
         policy: Policy,
         announcements: Announcements,
+        times: RecordedTimes,
         shutdown: CancellationToken,
     ) -> std::io::Result<(Writer, JoinHandle<()>)> {
         let (jobs, queue) = mpsc::channel(MAX_BATCH * 4);
         let thread = std::thread::Builder::new()
             .name("orders-writer".into())
-            .spawn(move || run(conn, queue, &policy, &announcements, &shutdown))?;
+            .spawn(move || run(conn, queue, &policy, &announcements, times, &shutdown))?;
         Ok((Writer { jobs }, thread))
     }
 
@@ -123,6 +133,7 @@ fn run(
     mut queue: mpsc::Receiver<Job>,
     policy: &Policy,
     announcements: &Announcements,
+    mut times: RecordedTimes,
     shutdown: &CancellationToken,
 ) {
     let _loud = StopOnPanic(shutdown);
@@ -151,7 +162,7 @@ fn run(
             next = if batch.len() < MAX_BATCH { queue.try_recv().ok() } else { None };
         }
         if !batch.is_empty() {
-            commit_batch(&mut conn, &mut batch, policy, announcements);
+            commit_batch(&mut conn, &mut batch, policy, announcements, &mut times);
         }
         if let Some(current) = rebuild.as_mut() {
             let outcome = if shutdown.is_cancelled() {
@@ -182,6 +193,9 @@ fn run(
     }
     if let Some(unfinished) = rebuild {
         unfinished.abandon(&conn, ErrorBody::new(ErrorCode::Unavailable, "the daemon is shutting down"));
+    }
+    if let Some(acknowledged) = &announcements.acknowledged {
+        acknowledged.sync(true);
     }
     tracing::debug!("writer stopped: no more commands");
 }
@@ -219,15 +233,20 @@ fn commit_batch(
     batch: &mut Vec<CommandJob>,
     policy: &Policy,
     announcements: &Announcements,
+    times: &mut RecordedTimes,
 ) {
-    // Stored to the millisecond: the events in memory must equal the events read back.
-    let now = Timestamp::from_millisecond(Timestamp::now().as_millisecond()).expect("now is a valid time");
+    // Stored to the millisecond (the events in memory must equal the events read back), and
+    // never before the log's newest time (issue 12).
+    let now = times.now();
     let committed = match run_batch(conn, batch, now, policy, Isolation::Shared) {
         Ok(None) => run_batch(conn, batch, now, policy, Isolation::Savepoints),
         done => done,
     };
     match committed {
         Ok(Some((results, recorded))) => {
+            if let Some(newest) = recorded.iter().map(|event| event.recorded_at).max() {
+                times.recorded(newest);
+            }
             for (job, result) in batch.drain(..).zip(results) {
                 // The client may have gone away; its command is committed all the same.
                 let _ = job.reply.send(result);
@@ -358,8 +377,14 @@ mod tests {
             payments,
             deliveries,
             settlements: Arc::new(crate::settlements::Settlements::default()),
+            acknowledged: None,
         };
         (announcements, Policy { delivery_delay: jiff::SignedDuration::ZERO })
+    }
+
+    /// The writer's stamps on the machine's clock, as for a new log.
+    fn times() -> RecordedTimes {
+        RecordedTimes::new(crate::clock::Clock::system(), Timestamp::UNIX_EPOCH)
     }
 
     fn create(total: i64) -> WriteCommand {
@@ -382,7 +407,7 @@ mod tests {
         let (announcements, policy) = quiet_writer();
         let (jobs, answers): (Vec<_>, Vec<_>) = (0..400).map(|n| job(create(2 * n + 2))).unzip();
         let mut batch = jobs;
-        commit_batch(&mut db.conn, &mut batch, &policy, &announcements);
+        commit_batch(&mut db.conn, &mut batch, &policy, &announcements, &mut times());
         let answers: Vec<WriteResult> =
             answers.into_iter().map(|rx| rx.blocking_recv().expect("answered")).collect();
         let stored = answers.iter().filter(|answer| answer.is_ok()).count();
@@ -393,7 +418,7 @@ mod tests {
 
         db.conn.pragma_update(None, "max_page_count", 1_000_000).expect("room again");
         let (retry, answer) = job(create(4));
-        commit_batch(&mut db.conn, &mut vec![retry], &policy, &announcements);
+        commit_batch(&mut db.conn, &mut vec![retry], &policy, &announcements, &mut times());
         assert!(answer.blocking_recv().expect("answered").is_ok());
     }
 
@@ -420,7 +445,7 @@ mod tests {
         let (last, last_answer) = job(create(6));
         let mut batch = vec![first, bad, refused, last];
         let (announcements, policy) = quiet_writer();
-        commit_batch(&mut db.conn, &mut batch, &policy, &announcements);
+        commit_batch(&mut db.conn, &mut batch, &policy, &announcements, &mut times());
 
         let answer = |rx: oneshot::Receiver<WriteResult>| rx.blocking_recv().expect("answered");
         assert_eq!(answer(first_answer).expect("first").status, OrderStatus::Pending);
@@ -437,5 +462,35 @@ mod tests {
         assert_eq!(payment.len(), 1, "no PaymentApproved was left behind: {payment:?}");
         let after = crate::store::EventStore::new(&db.conn).head().expect("head");
         assert_eq!(after - before, 4, "two creates of two events each");
+    }
+
+    /// Issue 12: with the clock set back an hour, the writer records no time before the log's
+    /// newest, and a stream recorded later still (an old log) keeps its times in order.
+    #[test]
+    fn a_clock_set_back_records_no_time_before_the_log() {
+        let mut db = Db::new();
+        let order = db.create(2);
+        let newest =
+            crate::store::EventStore::new(&db.conn).newest_recorded_at().expect("read").expect("one");
+        // An old log, written by a clock that was ahead: this order's stream ends an hour later.
+        let later = newest.checked_add(jiff::SignedDuration::from_hours(1)).expect("later");
+        db.conn
+            .execute_batch(&format!(
+                "DROP TRIGGER events_are_append_only_update; \
+                 UPDATE events SET recorded_at = {} WHERE stream_id = 'order-{order}';",
+                later.as_millisecond()
+            ))
+            .expect("age the stream");
+        let (announcements, policy) = quiet_writer();
+        let behind = crate::clock::Clock::offset_by(jiff::SignedDuration::from_hours(-1));
+        let mut times = RecordedTimes::new(behind, newest);
+        let (created, created_answer) = job(create(4));
+        let (cancel, cancel_answer) = job(WriteCommand::Cancel(order));
+        commit_batch(&mut db.conn, &mut vec![created, cancel], &policy, &announcements, &mut times);
+        let created = created_answer.blocking_recv().expect("answered").expect("created");
+        assert!(created.created_at >= newest, "{} < {newest}", created.created_at);
+        let cancelled = cancel_answer.blocking_recv().expect("answered").expect("cancelled");
+        assert_eq!(cancelled.cancelled_at, Some(later), "not before the stream's last event");
+        assert!(times.stamp(crate::clock::Clock::system().now()).at >= later, "the newest time grew");
     }
 }

@@ -442,6 +442,10 @@ pub struct CheckReport {
     /// The first problems (at most 100).
     pub listed: Vec<CheckProblem>,
     pub duration_ms: u64,
+    /// The database file is damaged (SQLite's integrity check, or damage met while reading): the
+    /// check stopped there, and `events` and `orders` count nothing (issue 12).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub damaged: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -552,6 +556,13 @@ pub struct DaemonStatus {
     /// The first few of them.
     #[serde(default)]
     pub stuck: Vec<StuckStep>,
+    /// The identity of the store it serves (issue 12; absent from older daemons).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_id: Option<String>,
+    /// How far the daemon's clock is behind the newest recorded event, when that is more than a
+    /// minute: new events are recorded no earlier than it (issue 12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_behind_ms: Option<u64>,
     /// `starting` until the daemon serves requests (issue 12); older daemons answered only once
     /// ready, hence the default. While starting, the counts above are 0: nothing is read yet.
     #[serde(default)]

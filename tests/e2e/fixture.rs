@@ -129,13 +129,20 @@ impl TestDaemon {
 
     /// Starts `orders daemon run` in the foreground of a child process and waits until it is ready.
     pub fn spawn(&mut self) {
-        self.spawn_starting();
-        self.wait_until_ready();
+        if let Err(stderr) = self.try_spawn() {
+            panic!("the daemon exited at start:\n{stderr}");
+        }
+    }
+
+    /// Like [`spawn`](Self::spawn), but a daemon that exits at start is no panic: its stderr.
+    pub fn try_spawn(&mut self) -> Result<(), String> {
+        self.spawn_starting()?;
+        self.wait_until_ready()
     }
 
     /// Starts `orders daemon run` and returns as soon as its socket answers: it may still be
-    /// starting (catching up its read model).
-    pub fn spawn_starting(&mut self) {
+    /// starting (catching up its read model); its stderr if it exits first.
+    pub fn spawn_starting(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "the daemon runs already");
         let mut command = Command::new(ORDERS);
         self.apply_env(&mut command);
@@ -148,34 +155,45 @@ impl TestDaemon {
             .spawn()
             .expect("spawn the daemon");
         self.child = Some(child);
-        self.wait_until_answering();
+        self.wait_until_answering()
     }
 
-    /// Waits until the daemon answers and says it is ready (a daemon answers while it starts).
-    fn wait_until_ready(&mut self) {
+    /// Waits until the daemon says it is ready (a daemon answers while it starts); its stderr if
+    /// it exits first.
+    fn wait_until_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while self.status_state() == "starting" {
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().expect("try_wait")) {
+                self.child = None;
+                return Err(format!("({status}) {}", self.stderr()));
+            }
+            if self.status_state() == "ready" {
+                return Ok(());
+            }
             assert!(Instant::now() < deadline, "the daemon never got ready:\n{}", self.stderr());
             std::thread::sleep(Duration::from_millis(5));
         }
     }
 
-    /// `starting` or `ready`, as the daemon's own status says.
+    /// `starting` or `ready`, as the daemon's own status says; `gone` when nothing answers.
     pub fn status_state(&self) -> String {
         let Ok(stream) = UnixStream::connect(self.socket()) else { return "gone".to_owned() };
         let reply = RawClient::from_stream(stream).call(self.request(serde_json::json!({"cmd": "status"})));
-        assert_eq!(reply["ok"], true, "status: {reply}");
+        if reply["ok"] != true {
+            return "gone".to_owned();
+        }
         reply["data"]["state"].as_str().unwrap_or("ready").to_owned()
     }
 
-    fn wait_until_answering(&mut self) {
+    fn wait_until_answering(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if UnixStream::connect(self.socket()).is_ok() {
-                return;
+                return Ok(());
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().expect("try_wait")) {
-                panic!("the daemon exited at start ({status}):\n{}", self.stderr());
+                self.child = None;
+                return Err(format!("({status}) {}", self.stderr()));
             }
             assert!(Instant::now() < deadline, "the daemon did not answer:\n{}", self.stderr());
             std::thread::sleep(Duration::from_millis(5));

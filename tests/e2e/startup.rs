@@ -34,7 +34,7 @@ fn status_json(daemon: &TestDaemon) -> serde_json::Value {
 #[test]
 fn status_says_starting_with_the_catch_up_progress() {
     let (mut daemon, _, events) = with_read_model_to_rebuild(100);
-    daemon.spawn_starting();
+    daemon.spawn_starting().expect("the daemon answers");
     let status = status_json(&daemon);
     assert_eq!(status["state"], "starting", "{status}");
     assert_eq!(status["pid"], daemon.pid());
@@ -87,7 +87,7 @@ fn status_says_starting_with_the_catch_up_progress() {
 #[test]
 fn list_during_a_catch_up_waits_then_answers_in_full() {
     let (mut daemon, before, _) = with_read_model_to_rebuild(50);
-    daemon.spawn_starting();
+    daemon.spawn_starting().expect("the daemon answers");
     assert_eq!(daemon.status_state(), "starting");
     let listed = daemon.ok(["list", "--all", "--json"]);
     assert_eq!(listed, before, "the whole read model, rebuilt");
@@ -96,7 +96,7 @@ fn list_during_a_catch_up_waits_then_answers_in_full() {
 #[test]
 fn autostart_during_a_catch_up_waits_for_the_starting_daemon() {
     let (mut daemon, _, _) = with_read_model_to_rebuild(50);
-    daemon.spawn_starting();
+    daemon.spawn_starting().expect("the daemon answers");
     assert_eq!(daemon.status_state(), "starting");
     let output = daemon
         .command_with_autostart()
@@ -112,7 +112,7 @@ fn autostart_during_a_catch_up_waits_for_the_starting_daemon() {
 #[test]
 fn restart_during_a_catch_up_stops_it_politely_and_the_data_is_intact() {
     let (mut daemon, before, _) = with_read_model_to_rebuild(50);
-    daemon.spawn_starting();
+    daemon.spawn_starting().expect("the daemon answers");
     assert_eq!(daemon.status_state(), "starting");
     let old = daemon.pid();
     let restarted = daemon.run(["daemon", "restart"]);
@@ -132,7 +132,7 @@ fn restart_during_a_catch_up_stops_it_politely_and_the_data_is_intact() {
 #[test]
 fn sigterm_during_a_catch_up_exits_cleanly_and_removes_the_socket() {
     let (mut daemon, _, _) = with_read_model_to_rebuild(1_000);
-    daemon.spawn_starting();
+    daemon.spawn_starting().expect("the daemon answers");
     let asked = Instant::now();
     assert!(daemon.signal("TERM").success(), "SIGTERM exits 0 while starting");
     assert!(asked.elapsed() < Duration::from_secs(5), "stopped between two chunks");
@@ -142,7 +142,7 @@ fn sigterm_during_a_catch_up_exits_cleanly_and_removes_the_socket() {
 #[test]
 fn a_client_gives_up_on_a_start_up_that_stops_moving_or_dies() {
     let (mut daemon, _, _) = with_read_model_to_rebuild(3_000);
-    daemon.spawn_starting();
+    daemon.spawn_starting().expect("the daemon answers");
     let impatient =
         daemon.command().env("ORDERS_START_PATIENCE", "300ms").args(["list"]).output().expect("run");
     assert_eq!(code(&impatient), 5, "{}", stderr(&impatient));

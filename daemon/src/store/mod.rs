@@ -6,6 +6,7 @@
 //! `UNIQUE (stream_id, version)` is the optimistic-concurrency check: a second writer of the
 //! same version gets [`StoreError::Conflict`], never a silent merge.
 
+pub mod identity;
 pub mod schema;
 
 use std::path::Path;
@@ -261,6 +262,20 @@ impl<'c> EventStore<'c> {
             .prepare_cached("SELECT COALESCE(MAX(position), 0) FROM events")?
             .query_row([], |row| row.get(0))?;
         Ok(head)
+    }
+
+    /// The time recorded with the newest event (`None` for an empty log).
+    pub fn newest_recorded_at(&self) -> Result<Option<Timestamp>, StoreError> {
+        let ms: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT recorded_at FROM events ORDER BY position DESC LIMIT 1")?
+            .query_row([], |row| row.get(0))
+            .optional()?;
+        ms.map(|ms| {
+            Timestamp::from_millisecond(ms)
+                .map_err(|_| StoreError::Corrupt(format!("the newest event's time {ms} is out of range")))
+        })
+        .transpose()
     }
 
     /// The event recorded with a client's idempotency key, if any.

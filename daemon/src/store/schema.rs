@@ -105,6 +105,15 @@ const MIGRATIONS: &[&str] = &[
     "
     CREATE INDEX orders_by_status ON orders (status, created_at, id);
     ",
+    // 6: the store knows itself (issue 12): its id, minted by the daemon (`store::identity`),
+    // and an application id marking the file as an orders database.
+    "
+    CREATE TABLE store_identity (
+        singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+        id        TEXT    NOT NULL
+    );
+    PRAGMA application_id = 1869767794;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -1,0 +1,341 @@
+//! A store knows itself (issue 12): the database holds its id, and a small file beside it in the
+//! data directory, `store.id`, holds the same id and the last position the daemon acknowledged
+//! (its high-water mark). At start the daemon compares the two, and so notices a database that
+//! vanished (truncated, deleted), was replaced by another, or went backwards (its `-wal` file
+//! deleted, an older copy put back) — instead of serving it as if nothing had happened.
+//!
+//! What to do about a change is [`judge`]'s decision, kept apart from how either side is read,
+//! so that every backend shares it: SQLite refuses a store that went backwards; PostgreSQL, where
+//! point-in-time recovery and failover do that on purpose, will report it ([`Backwards`]).
+//!
+//! The writer records each committed batch's last position in the file with one positional
+//! write into the page cache ([`Acknowledged::record`]): no fsync per batch, since that survives
+//! `kill -9`; the checkpointer and shutdown fsync it now and then. A file that lags behind is
+//! harmless (only a database behind the file is a change); it is never ahead, because it is
+//! written after the commit.
+
+use std::fmt;
+use std::fs::File;
+use std::io::Write as _;
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use crate::files::{self, Access, FileError};
+
+/// The file beside the database.
+pub const FILE_NAME: &str = "store.id";
+
+/// A store's identity: minted when the store is created, and again when a change is accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreId(Uuid);
+
+impl StoreId {
+    pub fn new() -> StoreId {
+        StoreId(Uuid::now_v7())
+    }
+}
+
+impl Default for StoreId {
+    fn default() -> Self {
+        StoreId::new()
+    }
+}
+
+impl fmt::Display for StoreId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::str::FromStr for StoreId {
+    type Err = uuid::Error;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        text.parse().map(StoreId)
+    }
+}
+
+/// What the database says about itself, read before anything is written to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Found {
+    /// `None`: a new (or emptied) database, or one from a version without identities.
+    pub id: Option<StoreId>,
+    /// Its last position (0 for an empty log).
+    pub head: i64,
+}
+
+/// What the data directory remembers about its store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Kept {
+    pub id: StoreId,
+    /// The last position the daemon acknowledged.
+    pub acknowledged: i64,
+}
+
+/// How the store found differs from the one the data directory remembers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// The database is empty and has no identity, but the store had acknowledged events.
+    Vanished { kept: Kept },
+    /// The database is another store (or, `found: None`, one from a version without identities).
+    Replaced { found: Option<StoreId>, head: i64, kept: Kept },
+    /// The same store, but it ends before what it acknowledged.
+    WentBack { head: i64, kept: Kept },
+}
+
+impl Change {
+    /// What was found, for a person: `database` is the database's name.
+    pub fn describe(&self, database: &str) -> String {
+        match *self {
+            Change::Vanished { kept } => format!(
+                "{database} is empty but store {} had acknowledged {} events: it was truncated, replaced or deleted",
+                kept.id, kept.acknowledged
+            ),
+            Change::Replaced { found: Some(found), head, kept } => format!(
+                "{database} is store {found} ({head} events), but this data directory's {FILE_NAME} names store {} \
+                 ({} events acknowledged): the database was replaced",
+                kept.id, kept.acknowledged
+            ),
+            Change::Replaced { found: None, head, kept } => format!(
+                "{database} ({head} events) has no store identity (a database of an older version), but this data \
+                 directory's {FILE_NAME} names store {} ({} events acknowledged): the database was replaced",
+                kept.id, kept.acknowledged
+            ),
+            Change::WentBack { head, kept } => format!(
+                "{database} (store {}) ends at event {head}, but it had acknowledged {} events: it went backwards \
+                 ({} acknowledged events are missing; was its -wal file deleted, or an older copy put back?)",
+                kept.id,
+                kept.acknowledged,
+                kept.acknowledged - head
+            ),
+        }
+    }
+}
+
+/// What a backend does with a store that went backwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backwards {
+    /// SQLite: only a lost `-wal` or an old copy does it.
+    Refuse,
+    /// PostgreSQL (a later issue): point-in-time recovery and failover do it on purpose.
+    Report,
+}
+
+/// What the daemon does with the store it found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The store the data directory remembers (or the first one it meets): serve it, under the
+    /// database's id, minting one if it has none.
+    Serve,
+    /// A change that is not served without the operator's word.
+    Refuse(Change),
+    /// A change accepted (by the operator, or by the backend's rule): serve it, logged, under a
+    /// new identity when the operator accepted it — a store whose history changed is another store.
+    Accept { change: Change, mint: bool },
+}
+
+/// The decision, the same for every backend: `accept` is the operator's explicit word
+/// (`--accept-store-change`).
+pub fn judge(found: Found, kept: Option<Kept>, accept: bool, backwards: Backwards) -> Verdict {
+    let Some(kept) = kept else { return Verdict::Serve };
+    let change = match found.id {
+        // An empty store replaced by an empty one: nothing acknowledged is missing.
+        None if found.head == 0 && kept.acknowledged == 0 => return Verdict::Serve,
+        None if found.head == 0 => Change::Vanished { kept },
+        None => Change::Replaced { found: None, head: found.head, kept },
+        Some(id) if id != kept.id => Change::Replaced { found: Some(id), head: found.head, kept },
+        Some(_) if found.head < kept.acknowledged => Change::WentBack { head: found.head, kept },
+        Some(_) => return Verdict::Serve,
+    };
+    match (change, backwards) {
+        _ if accept => Verdict::Accept { change, mint: true },
+        (Change::WentBack { .. }, Backwards::Report) => Verdict::Accept { change, mint: false },
+        _ => Verdict::Refuse(change),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(
+        "{path} is damaged ({what}); it is the daemon's record of which store this data directory holds. \
+         Remove it to start anyway: the daemon then writes a new one, but cannot tell whether the database \
+         was replaced"
+    )]
+    Damaged { path: PathBuf, what: String },
+}
+
+/// Reads the data directory's record of its store; `None` when there is none yet.
+pub fn read_file(path: &Path) -> Result<Option<Kept>, IdentityError> {
+    let Some(text) = files::read_private(path)? else { return Ok(None) };
+    let damaged = |what: &str| IdentityError::Damaged { path: path.to_owned(), what: what.to_owned() };
+    let mut lines = text.lines();
+    let id = lines
+        .next()
+        .and_then(|line| line.strip_prefix(ID_PREFIX))
+        .ok_or_else(|| damaged("no 'orders store <id>' line"))?
+        .trim()
+        .parse()
+        .map_err(|_| damaged("the store id is no UUID"))?;
+    let acknowledged = lines
+        .next()
+        .and_then(|line| line.strip_prefix(POSITION_PREFIX))
+        .ok_or_else(|| damaged("no 'acknowledged <position>' line"))?
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|position| *position >= 0)
+        .ok_or_else(|| damaged("the position is no number"))?;
+    Ok(Some(Kept { id, acknowledged }))
+}
+
+const ID_PREFIX: &str = "orders store ";
+const POSITION_PREFIX: &str = "acknowledged ";
+/// The position is written with this many digits, so that it can be overwritten in place.
+const POSITION_DIGITS: usize = 19;
+/// How often the checkpointer fsyncs the position, at most.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// The data directory's record of its store, open for the writer's acknowledgements.
+#[derive(Debug)]
+pub struct Acknowledged {
+    file: File,
+    path: PathBuf,
+    /// Where the position's digits start.
+    offset: u64,
+    /// When it was last fsynced, and whether it changed since.
+    synced: Mutex<(Instant, bool)>,
+}
+
+impl Acknowledged {
+    /// Writes the record afresh (a new file renamed into place, fsynced) and keeps it open.
+    pub fn create(path: &Path, id: StoreId, acknowledged: i64) -> Result<Acknowledged, IdentityError> {
+        let io = |error| FileError::Io { path: path.to_owned(), error };
+        let first = format!("{ID_PREFIX}{id}\n");
+        let text = format!(
+            "{first}{POSITION_PREFIX}{acknowledged:0POSITION_DIGITS$}\n\
+             # Kept by the orders daemon beside orders.db: which store this is, and the last event it \
+             acknowledged. Do not edit; see the README (\"Store identity\").\n"
+        );
+        let mut fresh = path.as_os_str().to_owned();
+        fresh.push(".new");
+        let fresh = PathBuf::from(fresh);
+        let mut file = files::open_private(&fresh, Access::ReadWrite)?.file;
+        file.set_len(0).map_err(io)?;
+        file.write_all(text.as_bytes()).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        std::fs::rename(&fresh, path).map_err(io)?;
+        if let Some(dir) = path.parent() {
+            File::open(dir).and_then(|dir| dir.sync_all()).map_err(io)?;
+        }
+        Ok(Acknowledged {
+            file,
+            path: path.to_owned(),
+            offset: (first.len() + POSITION_PREFIX.len()) as u64,
+            synced: Mutex::new((Instant::now(), false)),
+        })
+    }
+
+    /// Records that everything up to `position` is acknowledged: one write into the page cache.
+    pub fn record(&self, position: i64) {
+        let digits = format!("{position:0POSITION_DIGITS$}");
+        if let Err(error) = self.file.write_at(digits.as_bytes(), self.offset) {
+            tracing::warn!(file = %self.path.display(), %error, "cannot record the acknowledged position");
+        }
+        self.synced.lock().unwrap_or_else(std::sync::PoisonError::into_inner).1 = true;
+    }
+
+    /// Fsyncs the record if it changed and the last fsync is older than a second (`force`: now).
+    pub fn sync(&self, force: bool) {
+        let mut synced = self.synced.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !synced.1 || (!force && synced.0.elapsed() < SYNC_EVERY) {
+            return;
+        }
+        if let Err(error) = self.file.sync_data() {
+            tracing::warn!(file = %self.path.display(), %error, "cannot fsync the acknowledged position");
+        }
+        *synced = (Instant::now(), false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kept(acknowledged: i64) -> Kept {
+        Kept { id: StoreId::new(), acknowledged }
+    }
+
+    #[test]
+    fn the_same_store_or_a_first_one_is_served() {
+        let k = kept(10);
+        let same = Found { id: Some(k.id), head: 12 };
+        assert_eq!(judge(same, Some(k), false, Backwards::Refuse), Verdict::Serve);
+        assert_eq!(judge(Found { id: None, head: 3_000 }, None, false, Backwards::Refuse), Verdict::Serve);
+        let empty = Found { id: None, head: 0 };
+        assert_eq!(judge(empty, Some(kept(0)), false, Backwards::Refuse), Verdict::Serve);
+    }
+
+    #[test]
+    fn a_vanished_replaced_or_backward_store_is_refused() {
+        let k = kept(3_000);
+        for (found, change) in [
+            (Found { id: None, head: 0 }, Change::Vanished { kept: k }),
+            (Found { id: None, head: 5 }, Change::Replaced { found: None, head: 5, kept: k }),
+            (
+                Found { id: Some(StoreId(Uuid::nil())), head: 9_000 },
+                Change::Replaced { found: Some(StoreId(Uuid::nil())), head: 9_000, kept: k },
+            ),
+            (Found { id: Some(k.id), head: 2_934 }, Change::WentBack { head: 2_934, kept: k }),
+        ] {
+            assert_eq!(judge(found, Some(k), false, Backwards::Refuse), Verdict::Refuse(change));
+            assert_eq!(
+                judge(found, Some(k), true, Backwards::Refuse),
+                Verdict::Accept { change, mint: true }
+            );
+        }
+    }
+
+    #[test]
+    fn a_backend_that_reports_going_backwards_keeps_serving_it_under_its_id() {
+        let k = kept(3_000);
+        let back = Found { id: Some(k.id), head: 2_000 };
+        let change = Change::WentBack { head: 2_000, kept: k };
+        assert_eq!(judge(back, Some(k), false, Backwards::Report), Verdict::Accept { change, mint: false });
+        let other = Found { id: Some(StoreId::new()), head: 2_000 };
+        assert!(matches!(judge(other, Some(k), false, Backwards::Report), Verdict::Refuse(_)));
+    }
+
+    #[test]
+    fn the_messages_name_what_was_found() {
+        let k = Kept { id: StoreId(Uuid::nil()), acknowledged: 3_000 };
+        let vanished = Change::Vanished { kept: k }.describe("/d/orders.db");
+        assert!(vanished.contains("/d/orders.db is empty but store 00000000-0000-0000-0000-000000000000 had acknowledged 3000 events: it was truncated, replaced or deleted"), "{vanished}");
+        let back = Change::WentBack { head: 2_934, kept: k }.describe("orders.db");
+        assert!(back.contains("went backwards (66 acknowledged events are missing"), "{back}");
+    }
+
+    #[test]
+    fn the_record_is_written_read_and_advanced_in_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(FILE_NAME);
+        assert_eq!(read_file(&path).expect("absent"), None);
+        let id = StoreId::new();
+        let record = Acknowledged::create(&path, id, 42).expect("create");
+        assert_eq!(read_file(&path).expect("read"), Some(Kept { id, acknowledged: 42 }));
+        record.record(1_234_567);
+        record.sync(true);
+        assert_eq!(read_file(&path).expect("read"), Some(Kept { id, acknowledged: 1_234_567 }));
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).expect("meta").permissions());
+        assert_eq!(mode & 0o777, 0o600);
+
+        std::fs::write(&path, "orders store nonsense\n").expect("damage");
+        let error = read_file(&path).expect_err("damaged");
+        assert!(error.to_string().contains("is damaged (the store id is no UUID)"), "{error}");
+    }
+}
