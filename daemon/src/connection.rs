@@ -63,6 +63,9 @@ pub struct Lines {
     drain_timeout: Duration,
     /// Bytes of long replies held across all connections ([`REPLY_BUDGET`] permits).
     budget: Arc<Semaphore>,
+    /// What the client sent while a request was being answered (see [`Lines::until_gone`]),
+    /// handed out by the next [`Lines::next`].
+    early: Option<Option<Result<Bytes, AnyDelimiterCodecError>>>,
 }
 
 impl Lines {
@@ -73,7 +76,7 @@ impl Lines {
         budget: Arc<Semaphore>,
     ) -> Lines {
         let codec = AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), b"\n".to_vec(), MAX_REQUEST_BYTES);
-        Lines { framed: FramedRead::new(stream, codec), shutdown, drain_timeout, budget }
+        Lines { framed: FramedRead::new(stream, codec), shutdown, drain_timeout, budget, early: None }
     }
 
     /// The connecting process's effective uid.
@@ -83,7 +86,26 @@ impl Lines {
 
     /// The next request line.
     pub async fn next(&mut self) -> Option<Result<Bytes, AnyDelimiterCodecError>> {
-        self.framed.next().await
+        match self.early.take() {
+            Some(early) => early,
+            None => self.framed.next().await,
+        }
+    }
+
+    /// Resolves once the client has hung up (or its connection failed), for a request that takes
+    /// long to answer (`wait`): the connection, and its slot, are freed at once rather than when
+    /// the answer comes (issue 11, second round). A line the client sends meanwhile is kept for
+    /// [`next`](Self::next); past it, the client is taken to be there.
+    pub async fn until_gone(&mut self) {
+        if self.early.is_none() {
+            let incoming = self.framed.next().await;
+            let gone = matches!(incoming, None | Some(Err(AnyDelimiterCodecError::Io(_))));
+            self.early = Some(incoming);
+            if gone {
+                return;
+            }
+        }
+        std::future::pending().await
     }
 
     /// Writes one reply line. A long one is held only within the daemon-wide budget; without

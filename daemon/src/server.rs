@@ -275,6 +275,11 @@ async fn handle_connection(
                 replay(context, &mut lines, request.check).await?;
                 continue;
             }
+            // A wait may last days: a client that hangs up meanwhile frees its slot at once.
+            Ok(Request::Wait(wait)) => tokio::select! {
+                reply = route(context, Request::Wait(wait)) => reply,
+                () = lines.until_gone() => return Ok(()),
+            },
             Ok(request) => {
                 tracing::trace!(cmd = request.name(), "request");
                 route(context, request).await

@@ -162,3 +162,37 @@ fn long_lists_for_clients_that_do_not_read_are_held_within_a_budget_then_answere
     assert!(whole >= 20 && busy >= 20, "{whole} whole lists, {busy} busy");
     daemon.create("after", 2);
 }
+
+#[test]
+fn a_wait_whose_client_hangs_up_frees_its_connection_at_once() {
+    let daemon = TestDaemon::start_with(&[("ORDERS_PAYMENT_DELAY", "1h"), ("ORDERS_MAX_CONNECTIONS", "3")]);
+    let id = daemon.create("waiter", 2);
+    for _ in 0..3 {
+        // A wait of a month for an order that stays pending, and the client goes away.
+        let mut client = RawClient::connect(&daemon.socket());
+        let wait = daemon.request(json!({"cmd": "wait", "id": id, "timeout_ms": 2_592_000_000_u64}));
+        client.send_raw(format!("{wait}\n").as_bytes());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Each connection is closed above; the slots are free again (before: "at its limit of 3").
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let output = daemon.run(["list"]);
+        if output.status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", crate::fixture::stderr(&output));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A client that stays is still answered when its order settles, and pipelined lines too.
+    let mut client = RawClient::connect(&daemon.socket());
+    let cancel = daemon.request(json!({"cmd": "cancel", "id": id}));
+    let wait = daemon.request(json!({"cmd": "wait", "id": id, "timeout_ms": 10_000}));
+    let status = daemon.request(json!({"cmd": "status"}));
+    client.send_raw(format!("{wait}\n{status}\n").as_bytes());
+    std::thread::sleep(Duration::from_millis(100));
+    let other = RawClient::connect(&daemon.socket()).call(cancel);
+    assert_eq!(other["ok"], true, "{other}");
+    assert_eq!(client.reply().expect("wait")["data"]["status"], "cancelled");
+    assert_eq!(client.reply().expect("status")["ok"], true);
+}
