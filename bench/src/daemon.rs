@@ -33,6 +33,10 @@ impl Daemon {
             .with_context(|| format!("chmod 700 {}", dir.display()))?;
         let socket = dir.join("orders.sock");
         let data_dir = dir.join("data");
+        // The data directory must be private too; a seeded one may have been made with the umask.
+        std::fs::create_dir_all(&data_dir).with_context(|| format!("mkdir {}", data_dir.display()))?;
+        std::fs::set_permissions(&data_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .with_context(|| format!("chmod 700 {}", data_dir.display()))?;
         let mut command = Command::new(orders_binary()?);
         command
             .args(["daemon", "run", "--log-level", "warn"])
@@ -60,7 +64,34 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+        // It answers while it starts (catching up a seeded log): wait until it is ready.
+        while !daemon.is_ready()? {
+            if let Some(status) = daemon.child.try_wait()? {
+                bail!("the daemon exited at start: {status}");
+            }
+            if Instant::now() > deadline {
+                bail!("the daemon did not get ready");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
         Ok(daemon)
+    }
+
+    /// Whether the daemon's own status says it is ready (not `starting`).
+    fn is_ready(&self) -> anyhow::Result<bool> {
+        use std::io::{BufRead, Write};
+        let Ok(mut stream) = UnixStream::connect(&self.socket) else { return Ok(false) };
+        let store = std::fs::canonicalize(&self.paths.data_dir)?;
+        let request = serde_json::json!({
+            "v": orders_shared::PROTOCOL_VERSION,
+            "store": store.display().to_string(),
+            "cmd": "status",
+        });
+        stream.write_all(format!("{request}\n").as_bytes())?;
+        let mut line = String::new();
+        std::io::BufReader::new(stream).read_line(&mut line)?;
+        let reply: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        Ok(reply["ok"] == true && reply["data"]["state"] != "starting")
     }
 
     pub fn pid(&self) -> u32 {
