@@ -505,3 +505,16 @@ impl Drop for Mount {
         let _ = Command::new("umount").arg("-l").arg(&self.path).status();
     }
 }
+
+/// Resident and peak resident memory of a process, in KiB (`VmRSS`, `VmHWM`).
+pub fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}

@@ -199,20 +199,8 @@ fn a_64_mib_line_is_answered_too_large_and_the_connection_carries_on() {
     sender.join().expect("sender");
     let status = client.reply().expect("the next request's reply");
     assert_eq!(status["ok"], true, "{status}");
-    let (peak_kib, _) = daemon_memory_kib(daemon.pid());
+    let (_, peak_kib) = crate::fixture::memory_kib(daemon.pid());
     assert!(peak_kib < 64 * 1024, "the daemon did not buffer the line: peak RSS {peak_kib} KiB");
-}
-
-fn daemon_memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmHWM:"), field("VmRSS:"))
 }
 
 #[test]

@@ -7,23 +7,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::fixture::{RawClient, TestDaemon};
+use crate::fixture::{RawClient, TestDaemon, memory_kib};
 
 /// Never-reading clients in the memory test.
 const SLOW_READERS: usize = 150;
-
-/// Resident and peak resident memory of a process, in KiB (`VmRSS`, `VmHWM`).
-fn memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
 
 /// A log of at least `events` events, written fast (pipelined creates, then their sagas).
 fn seed_events(daemon: &TestDaemon, events: i64) {
