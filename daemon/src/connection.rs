@@ -27,9 +27,9 @@ use interprocess::local_socket::tokio::Stream;
 use interprocess::local_socket::tokio::prelude::*;
 use orders_shared::protocol::{ErrorBody, ErrorCode, MAX_REQUEST_BYTES, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_util::bytes::Bytes;
-use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, FramedRead};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
+use tokio_util::bytes::{Bytes, BytesMut};
+use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, Decoder, FramedRead};
 use tokio_util::sync::CancellationToken;
 
 /// The most reply bytes handed to the socket at once, and so about the most a connection whose
@@ -54,9 +54,87 @@ const REFUSAL_DRAIN_BYTES: usize = MAX_REQUEST_BYTES + 1;
 /// The most refused connections lingering at once; past it a refusal closes at once.
 pub const MAX_LINGERING: usize = 64;
 
+/// The most bytes a connection may buffer of its requests without a share of [`REQUEST_BUDGET`].
+pub const FREE_REQUEST_BYTES: usize = 16 << 10;
+
+/// The most bytes of request buffers past [`FREE_REQUEST_BYTES`], all connections together.
+pub const REQUEST_BUDGET_BYTES: usize = 32 << 20;
+
+/// The request-buffer budget, shared by every connection of the process (it bounds the
+/// process's memory, whatever the number of clients).
+static REQUEST_BUDGET: Semaphore = Semaphore::const_new(REQUEST_BUDGET_BYTES);
+
+/// Request lines, each at most [`MAX_REQUEST_BYTES`], read into a buffer that grows past
+/// [`FREE_REQUEST_BYTES`] only within [`REQUEST_BUDGET`] (issue 11, second round: 1,000 clients
+/// that each sent most of a line and no newline held a gigabyte). Once the buffer is small again
+/// it is replaced by a small one, so that its memory goes back.
+struct RequestCodec {
+    lines: AnyDelimiterCodec,
+    /// The share of the budget held for the buffer's capacity past the free bytes.
+    held: Option<SemaphorePermit<'static>>,
+    /// The buffer outgrew its free bytes and the budget had no room: the connection ends.
+    over_budget: bool,
+}
+
+impl RequestCodec {
+    fn new() -> RequestCodec {
+        let lines = AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), b"\n".to_vec(), MAX_REQUEST_BYTES);
+        RequestCodec { lines, held: None, over_budget: false }
+    }
+
+    /// Holds a share of the budget as large as the buffer, if it is past the free bytes.
+    fn hold(&mut self, buf: &BytesMut) -> Result<(), AnyDelimiterCodecError> {
+        let needed = if buf.capacity() > FREE_REQUEST_BYTES { buf.capacity() } else { 0 };
+        let held = self.held.as_ref().map_or(0, SemaphorePermit::num_permits);
+        if needed <= held {
+            return Ok(());
+        }
+        let more =
+            u32::try_from(needed - held).ok().and_then(|more| REQUEST_BUDGET.try_acquire_many(more).ok());
+        let Some(more) = more else {
+            self.over_budget = true;
+            return Err(AnyDelimiterCodecError::Io(io::Error::other("the request budget is spent")));
+        };
+        match &mut self.held {
+            Some(held) => held.merge(more),
+            None => self.held = Some(more),
+        }
+        Ok(())
+    }
+
+    /// A buffer back within the free bytes is replaced by a small one, and its share returned.
+    fn release(&mut self, buf: &mut BytesMut) {
+        if self.held.is_some() && buf.len() <= FREE_REQUEST_BYTES {
+            let mut small = BytesMut::with_capacity(FREE_REQUEST_BYTES / 2);
+            small.extend_from_slice(buf);
+            *buf = small;
+            self.held = None;
+        }
+    }
+}
+
+impl Decoder for RequestCodec {
+    type Item = Bytes;
+    type Error = AnyDelimiterCodecError;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, AnyDelimiterCodecError> {
+        self.hold(buf)?;
+        let line = self.lines.decode(buf);
+        self.release(buf);
+        line
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, AnyDelimiterCodecError> {
+        self.hold(buf)?;
+        let line = self.lines.decode_eof(buf);
+        self.release(buf);
+        line
+    }
+}
+
 /// One client's connection.
 pub struct Lines {
-    framed: FramedRead<Stream, AnyDelimiterCodec>,
+    framed: FramedRead<Stream, RequestCodec>,
     /// A reply blocked by a client that stopped reading must not hold up the daemon's shutdown.
     shutdown: CancellationToken,
     /// How long one piece of a reply may wait for the client to take it.
@@ -75,8 +153,13 @@ impl Lines {
         drain_timeout: Duration,
         budget: Arc<Semaphore>,
     ) -> Lines {
-        let codec = AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), b"\n".to_vec(), MAX_REQUEST_BYTES);
-        Lines { framed: FramedRead::new(stream, codec), shutdown, drain_timeout, budget, early: None }
+        Lines {
+            framed: FramedRead::new(stream, RequestCodec::new()),
+            shutdown,
+            drain_timeout,
+            budget,
+            early: None,
+        }
     }
 
     /// The connecting process's effective uid.
@@ -86,10 +169,21 @@ impl Lines {
 
     /// The next request line.
     pub async fn next(&mut self) -> Option<Result<Bytes, AnyDelimiterCodecError>> {
-        match self.early.take() {
+        let next = match self.early.take() {
             Some(early) => early,
             None => self.framed.next().await,
+        };
+        if matches!(next, Some(Err(AnyDelimiterCodecError::Io(_)))) && self.framed.decoder().over_budget {
+            tracing::warn!("answered busy: too many long requests are being read");
+            let busy = ErrorBody::new(
+                ErrorCode::Busy,
+                "the daemon is reading too many long requests at once; retry shortly",
+            );
+            // The connection ends here: the rest of the request is not read.
+            let _ = self.write_piece(Reply::error(busy).to_line().as_bytes()).await;
+            return None;
         }
+        next
     }
 
     /// Resolves once the client has hung up (or its connection failed), for a request that takes

@@ -183,3 +183,30 @@ fn a_wait_whose_client_hangs_up_frees_its_connection_at_once() {
     assert_eq!(client.reply().expect("wait")["data"]["status"], "cancelled");
     assert_eq!(client.reply().expect("status")["ok"], true);
 }
+
+/// Clients that send most of a request line and never its end: each connection may buffer its
+/// line only past a small size within a budget shared by all of them, so the total is bounded
+/// whatever the number of clients (issue 11, second round: 1,000 such clients held 1 GiB).
+#[test]
+fn clients_that_never_end_their_line_keep_memory_bounded() {
+    const CLIENTS: usize = 300;
+    let daemon = TestDaemon::start_with(&[("ORDERS_MAX_CONNECTIONS", "2048")]);
+    let (before_kib, _) = memory_kib(daemon.pid());
+    let almost_a_line = vec![b'x'; 1_000_000];
+    let mut open = Vec::with_capacity(CLIENTS);
+    for _ in 0..CLIENTS {
+        let mut stream = UnixStream::connect(daemon.socket()).expect("connect");
+        // A connection over the budget is answered `busy` and closed: its write may fail.
+        let _ = stream.write_all(&almost_a_line);
+        open.push(stream);
+    }
+    // The daemon reads what each sent before it answers the next client.
+    let probe = RawClient::connect(&daemon.socket()).call(daemon.request(json!({"cmd": "status"})));
+    assert_eq!(probe["ok"], true, "{probe}");
+    let (peak_kib, _) = memory_kib(daemon.pid());
+    let grown_mib = peak_kib.saturating_sub(before_kib) / 1024;
+    eprintln!("RSS {before_kib} KiB before, {peak_kib} KiB with {CLIENTS} unfinished lines");
+    assert!(grown_mib < 96, "{CLIENTS} unfinished 1 MB lines grew the daemon by {grown_mib} MiB");
+    drop(open);
+    daemon.create("after", 2);
+}
