@@ -282,12 +282,12 @@ pub struct RunArgs {
           value_parser = parse_payment_delay)]
     pub payment_delay: Duration,
 
-    /// Close a connection that sends no request for this long; more than 0, at most 1 day (24h)
+    /// Close a connection that sends no request for this long; at least 100ms, at most 1 day (24h)
     #[arg(long, env = "ORDERS_IDLE_TIMEOUT", default_value = "30s", value_name = "DURATION",
           value_parser = parse_idle_timeout)]
     pub idle_timeout: Duration,
 
-    /// Drop a connection whose client takes no part of a reply for this long; more than 0, at most 1 day (24h)
+    /// Drop a connection whose client takes no part of a reply for this long; at least 100ms, at most 1 day (24h)
     #[arg(long, env = "ORDERS_DRAIN_TIMEOUT", default_value = "10s", value_name = "DURATION",
           value_parser = parse_drain_timeout)]
     pub drain_timeout: Duration,
@@ -332,8 +332,12 @@ pub fn parse_since(text: &str) -> Result<Timestamp, String> {
 }
 
 /// The longest `create --wait --timeout`: longer than any order can take to settle.
-pub const WAIT_TIMEOUT: Bound =
-    Bound { name: "the timeout", max: Duration::from_secs(30 * 24 * 3600), max_in_words: "30 days (720h)" };
+pub const WAIT_TIMEOUT: Bound = Bound {
+    name: "the timeout",
+    max: Duration::from_secs(30 * 24 * 3600),
+    max_in_words: "30 days (720h)",
+    min: Duration::ZERO,
+};
 
 /// `--delivery-delay`, within [`settings::DELIVERY_DELAY`] (issue 11).
 pub fn parse_delivery_delay(text: &str) -> Result<Duration, String> {
@@ -452,12 +456,14 @@ mod tests {
             (parse_idle_timeout, "0", "longer than 0"),
             (parse_drain_timeout, "24h 1s", "the drain timeout must be at most 1 day (24h)"),
             (parse_drain_timeout, "0", "longer than 0"),
+            (parse_idle_timeout, "1ns", "the idle timeout must be at least 100ms"),
+            (parse_drain_timeout, "99ms", "the drain timeout must be at least 100ms"),
             (parse_wait_timeout, "721h", "the timeout must be at most 30 days (720h)"),
         ] {
             let refused = parse(text).expect_err(text);
             assert!(refused.contains(says) && refused.contains(text), "{text}: {refused}");
         }
-        assert_eq!(parse_idle_timeout("500us"), Ok(Duration::from_micros(500)));
+        assert_eq!(parse_idle_timeout("100500us"), Ok(Duration::from_micros(100_500)));
         assert_eq!(parse_wait_timeout("720h"), Ok(WAIT_TIMEOUT.max));
     }
 

@@ -16,31 +16,57 @@ pub struct Bound {
     pub max: Duration,
     /// `max` for people, in the units the duration syntax accepts too.
     pub max_in_words: &'static str,
+    /// The shortest value taken (a timeout so short that no request gets through would leave a
+    /// daemon that only a signal can stop).
+    pub min: Duration,
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
 
+/// The shortest idle or drain timeout: `1ns` left a daemon that refused every request, `daemon
+/// stop` included (issue 11, second review).
+const SHORTEST_TIMEOUT: Duration = Duration::from_millis(100);
+
 /// From approval to delivery: a week.
-pub const DELIVERY_DELAY: Bound =
-    Bound { name: "the delivery delay", max: HOUR.saturating_mul(24 * 7), max_in_words: "7 days (168h)" };
+pub const DELIVERY_DELAY: Bound = Bound {
+    name: "the delivery delay",
+    max: HOUR.saturating_mul(24 * 7),
+    max_in_words: "7 days (168h)",
+    min: Duration::ZERO,
+};
 
 /// The simulated payment provider's latency: a day (tests hold orders pending with an hour).
-pub const PAYMENT_DELAY: Bound =
-    Bound { name: "the payment delay", max: HOUR.saturating_mul(24), max_in_words: "1 day (24h)" };
+pub const PAYMENT_DELAY: Bound = Bound {
+    name: "the payment delay",
+    max: HOUR.saturating_mul(24),
+    max_in_words: "1 day (24h)",
+    min: Duration::ZERO,
+};
 
 /// How long an idle connection is kept: a day.
-pub const IDLE_TIMEOUT: Bound =
-    Bound { name: "the idle timeout", max: HOUR.saturating_mul(24), max_in_words: "1 day (24h)" };
+pub const IDLE_TIMEOUT: Bound = Bound {
+    name: "the idle timeout",
+    max: HOUR.saturating_mul(24),
+    max_in_words: "1 day (24h)",
+    min: SHORTEST_TIMEOUT,
+};
 
 /// How long a client may take no part of a reply before it is dropped: a day.
-pub const DRAIN_TIMEOUT: Bound =
-    Bound { name: "the drain timeout", max: HOUR.saturating_mul(24), max_in_words: "1 day (24h)" };
+pub const DRAIN_TIMEOUT: Bound = Bound {
+    name: "the drain timeout",
+    max: HOUR.saturating_mul(24),
+    max_in_words: "1 day (24h)",
+    min: SHORTEST_TIMEOUT,
+};
 
 impl Bound {
     /// `value` if it is within the bound; otherwise a message naming the bound.
     pub fn check(&self, value: Duration) -> Result<Duration, String> {
         if value > self.max {
             return Err(format!("{} must be at most {}", self.name, self.max_in_words));
+        }
+        if value < self.min {
+            return Err(format!("{} must be at least {:?}", self.name, self.min));
         }
         Ok(value)
     }
@@ -53,7 +79,11 @@ mod tests {
     #[test]
     fn a_bound_takes_its_maximum_and_refuses_a_nanosecond_more() {
         for bound in [DELIVERY_DELAY, PAYMENT_DELAY, IDLE_TIMEOUT, DRAIN_TIMEOUT] {
-            assert_eq!(bound.check(Duration::ZERO), Ok(Duration::ZERO));
+            assert_eq!(bound.check(bound.min), Ok(bound.min));
+            if !bound.min.is_zero() {
+                let refused = bound.check(bound.min - Duration::from_nanos(1)).expect_err("below the bound");
+                assert!(refused.contains("at least"), "{refused}");
+            }
             assert_eq!(bound.check(bound.max), Ok(bound.max));
             let refused = bound.check(bound.max + Duration::from_nanos(1)).expect_err("past the bound");
             assert!(refused.contains(bound.name) && refused.contains(bound.max_in_words), "{refused}");

@@ -370,8 +370,8 @@ fn taken_by_run(flags: &[&str]) -> Vec<String> {
 #[test]
 fn daemon_start_hands_the_daemon_exactly_what_run_takes() {
     for flags in [
-        ["--idle-timeout", "500us", "--delivery-delay", "1500us", "--payment-delay", "1ns"],
-        ["--idle-timeout", "1500us", "--delivery-delay", "500us", "--payment-delay", "0"],
+        ["--idle-timeout", "100500us", "--delivery-delay", "1500us", "--payment-delay", "1ns"],
+        ["--idle-timeout", "101500us", "--delivery-delay", "500us", "--payment-delay", "0"],
         ["--idle-timeout", "24h", "--delivery-delay", "168h", "--payment-delay", "24h"],
         ["--idle-timeout", "2s", "--delivery-delay", "1s 999999999ns", "--payment-delay", "0"],
     ] {
@@ -388,14 +388,15 @@ fn daemon_start_hands_the_daemon_exactly_what_run_takes() {
         );
         assert_eq!(settings_taken(&daemon.log()), by_run, "{flags:?}");
     }
-    let taken = taken_by_run(&["--idle-timeout", "500us", "--delivery-delay", "1500us"]);
-    assert_eq!(taken, ["delivery_delay=1.5ms", "payment_delay=0ns", "idle_timeout=500µs"]);
+    let taken = taken_by_run(&["--idle-timeout", "100500us", "--delivery-delay", "1500us"]);
+    assert_eq!(taken, ["delivery_delay=1.5ms", "payment_delay=0ns", "idle_timeout=100.5ms"]);
 }
 
 #[test]
 fn daemon_start_and_run_refuse_exactly_the_same_values() {
     for (flag, value) in [
         ("--idle-timeout", "0"),
+        ("--idle-timeout", "1ns"),
         ("--idle-timeout", "24h 1ns"),
         ("--delivery-delay", "999999999999s"),
         ("--delivery-delay", "-1s"),
