@@ -11,6 +11,10 @@
 //! - an `events` page, the largest reply, is read and written a piece at a time (see
 //!   `server::events_page`), so it never needs the budget.
 //!
+//! - a request line is buffered past [`FREE_REQUEST_BYTES`] only within a budget shared by all
+//!   connections ([`REQUEST_BUDGET_BYTES`]); past it the request is answered `busy`;
+//! - a `wait` whose client hangs up is abandoned at once ([`Lines::until_gone`]).
+//!
 //! So a client that never reads holds at most about one piece in the daemon, and all of them
 //! together at most the budget beside one piece each.
 //!
