@@ -183,8 +183,8 @@ async fn status_index_cost(report: &mut Report, duration: Duration) -> anyhow::R
         let data_dir = dir.path().join("data");
         std::fs::create_dir_all(&data_dir)?;
         let mut conn =
-            orders_daemon::store::open_writer(&data_dir.join(orders_daemon::paths::DATABASE_FILE))?;
-        orders_daemon::store::schema::migrate(&mut conn)?;
+            orders_daemon::store::sqlite::open_writer(&data_dir.join(orders_daemon::paths::DATABASE_FILE))?;
+        orders_daemon::store::sqlite::schema::migrate(&mut conn)?;
         if !with_index {
             conn.execute_batch("DROP INDEX orders_by_status")?;
         }

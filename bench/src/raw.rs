@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use orders_daemon::{projection, store};
+use orders_daemon::store::sqlite::{self as store, read_model as projection};
 use rusqlite::params;
 use serde::Deserialize;
 

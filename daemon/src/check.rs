@@ -4,52 +4,35 @@
 //! other; every open saga step has its row (and no row is left without one); and the read model
 //! says what the log says.
 //!
-//! It reads in one read transaction (a consistent snapshot) and holds one order's streams at a
-//! time, so its memory does not grow with the log.
+//! It walks the store through [`Reads::walk`]: one consistent snapshot, one order's streams at
+//! a time, so its memory does not grow with the log.
 //!
-//! First of all it runs SQLite's `PRAGMA integrity_check` (every page, every index; `quick_check`
-//! skips the indexes): damage it finds is reported as SQLite words it, and so is damage met
-//! anywhere later (`SQLITE_CORRUPT`, `SQLITE_NOTADB`, an event that does not decode) — problems
-//! of the data, for `orders check` to exit 7 on, not failures of the check (issue 12).
+//! The walk starts with the backend's own integrity check (SQLite's `PRAGMA integrity_check`):
+//! damage it finds is reported as the backend words it, and so is damage met anywhere later (a
+//! damaged page, an event that does not decode) — problems of the data, for `orders check` to
+//! exit 7 on, not failures of the check (issue 12).
 
 use std::collections::HashMap;
 
 use jiff::Timestamp;
 use orders_shared::protocol::{CheckProblem, CheckReport, OrderView, StuckStep};
 use orders_shared::{
-    Aggregate, CancelReason, Delivery, Order, OrderEvent, OrderId, OrderStatus, Payment, PaymentEvent,
-    StreamId, StreamKind,
+    Aggregate, CancelReason, Delivery, DomainEvent, Order, OrderEvent, OrderId, OrderStatus, Payment,
+    PaymentEvent, StreamId,
 };
-use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension};
 
-use crate::store::{EventStore, RecordedEvent, StoreError};
-use crate::{projection, sagas};
+use crate::steps;
+use crate::store::{Reads, RecordedEvent, StoreError, StoredOrder, StoredValue, Walking};
 
 /// How many problems a report lists (it counts them all).
 const MAX_LISTED: usize = 100;
 
-/// How many lines of SQLite's integrity check a report keeps.
-const INTEGRITY_LINES: usize = 20;
-
-/// Checks the whole database.
-pub fn check(conn: &Connection) -> Result<CheckReport, StoreError> {
+/// Checks the whole store.
+pub fn check(reads: &mut dyn Reads) -> Result<CheckReport, StoreError> {
     let started = std::time::Instant::now();
-    match check_all(conn, started) {
-        Err(error) if is_damage(&error) => Ok(damaged(&error.to_string(), started)),
+    match check_all(reads, started) {
+        Err(error) if error.is_damage() => Ok(damaged(&error.to_string(), started)),
         checked => checked,
-    }
-}
-
-/// Whether an error says the database itself is damaged.
-pub fn is_damage(error: &StoreError) -> bool {
-    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
-    match error {
-        StoreError::Sqlite(rusqlite::Error::SqliteFailure(failure, _)) => {
-            matches!(failure.code, DatabaseCorrupt | NotADatabase)
-        }
-        StoreError::Decode { .. } => true,
-        _ => false,
     }
 }
 
@@ -60,82 +43,53 @@ pub fn damaged(what: &str, started: std::time::Instant) -> CheckReport {
     CheckReport { damaged: true, ..report.finish(0, 0, started) }
 }
 
-fn check_all(conn: &Connection, started: std::time::Instant) -> Result<CheckReport, StoreError> {
-    let tx = conn.unchecked_transaction()?;
+fn check_all(reads: &mut dyn Reads, started: std::time::Instant) -> Result<CheckReport, StoreError> {
     let mut report = Report::default();
-    // SQLite's own check first: walking a damaged file would only fail somewhere in the middle.
-    let mut integrity = tx.prepare(&format!("PRAGMA integrity_check({INTEGRITY_LINES})"))?;
-    for line in integrity.query_map([], |row| row.get::<_, String>(0))? {
-        let line = line?;
-        if line != "ok" {
+    let mut orders = 0_u64;
+    let walked = reads.walk(&mut |walking| match walking {
+        Walking::Order(stored) => {
+            orders += 1;
+            check_order(&mut report, &stored);
+        }
+        Walking::MalformedStream(stream) => report.problem(None, format!("malformed stream id {stream}")),
+    })?;
+    if !walked.damage.is_empty() {
+        let mut report = Report::default();
+        for line in walked.damage {
             report.problem(None, format!("the database is damaged (SQLite's integrity check): {line}"));
         }
-    }
-    drop(integrity);
-    if report.count > 0 {
         return Ok(CheckReport { damaged: true, ..report.finish(0, 0, started) });
     }
-    let store = EventStore::new(&tx);
-
-    // Every order stream, one order at a time, with its payment and delivery streams.
-    let mut orders =
-        tx.prepare("SELECT stream_id FROM events WHERE version = 1 AND stream_id LIKE 'order-%'")?;
-    let ids = orders.query_map([], |row| row.get::<_, String>(0))?;
-    let mut order_streams = 0_u64;
-    for stream in ids {
-        let stream = stream?;
-        let Ok(StreamId { order: id, .. }) = stream.parse::<StreamId>() else {
-            report.problem(None, format!("malformed stream id {stream}"));
-            continue;
-        };
-        order_streams += 1;
-        let streams = StreamKind::ALL.map(|kind| store.read_stream(StreamId::new(kind, id)));
-        let [order_events, payment_events, delivery_events] = streams;
-        check_order(&tx, &mut report, id, &order_events?, &payment_events?, &delivery_events?)?;
+    for stream in walked.orphan_streams {
+        report.problem(None, format!("stream {stream} has no order"));
     }
-    drop(orders);
-
-    // Streams of the other contexts without an order.
-    let mut orphans = tx.prepare(
-        "SELECT stream_id FROM events e WHERE version = 1 AND stream_id NOT LIKE 'order-%' AND NOT EXISTS \
-         (SELECT 1 FROM events o WHERE o.version = 1 AND o.stream_id = 'order-' || substr(e.stream_id, instr(e.stream_id, '-') + 1))",
-    )?;
-    for stream in orphans.query_map([], |row| row.get::<_, String>(0))? {
-        report.problem(None, format!("stream {} has no order", stream?));
-    }
-    drop(orphans);
-
     // Every open saga step can be carried out: its row decodes, its due time can be represented,
     // its order is in the log (the daemon starts without them, and reports them the same way).
-    let stuck = sagas::payment::open(&tx)?.stuck.into_iter().chain(sagas::delivery::open(&tx)?.stuck);
-    for stuck in stuck {
+    for stuck in steps::decode(walked.steps).stuck {
         let StuckStep { step, order, problem } = stuck.step;
         report.problem(
             order.parse().ok(),
             format!("the {step} step of order {order} cannot be carried out: {problem}"),
         );
     }
-
     // Read-model rows must belong to an order.
-    let mut stray = tx.prepare(
-        "SELECT id FROM orders t WHERE NOT EXISTS \
-         (SELECT 1 FROM events WHERE stream_id = 'order-' || t.id AND version = 1)",
-    )?;
-    for order in stray.query_map([], |row| row.get::<_, String>(0))? {
-        report.problem(None, format!("a read model row for {}, which is not an order of the log", order?));
+    for order in walked.stray_rows {
+        report.problem(None, format!("a read model row for {order}, which is not an order of the log"));
     }
-    drop(stray);
-
-    let events = store.head()?;
-    let counted: i64 = tx.query_row("SELECT count(*) FROM events", [], |row| row.get(0))?;
-    if counted != events {
-        report.problem(None, format!("the log holds {counted} events but its last position is {events}"));
+    let events = walked.head.get();
+    if walked.counted != walked.head.since(crate::store::Position::START) {
+        report.problem(
+            None,
+            format!("the log holds {} events but its last position is {events}", walked.counted),
+        );
     }
-    let checkpoint = projection::checkpoint(&tx)?;
-    if checkpoint != events {
-        report.problem(None, format!("the read model's checkpoint is {checkpoint}, the log's end {events}"));
+    if walked.checkpoint != walked.head {
+        report.problem(
+            None,
+            format!("the read model's checkpoint is {}, the log's end {events}", walked.checkpoint),
+        );
     }
-    Ok(report.finish(events.try_into().unwrap_or_default(), order_streams, started))
+    Ok(report.finish(events.try_into().unwrap_or_default(), orders, started))
 }
 
 #[derive(Default)]
@@ -169,7 +123,7 @@ fn fold<A: Aggregate>(report: &mut Report, id: OrderId, events: &[RecordedEvent]
     let mut state = A::default();
     for (expected, recorded) in (1..).zip(events) {
         let stream = StreamId::new(A::KIND, id);
-        if recorded.version != expected {
+        if recorded.version.get() != expected {
             report.problem(
                 Some(id),
                 format!("{stream}: version {} where {expected} was due", recorded.version),
@@ -205,14 +159,9 @@ fn fold<A: Aggregate>(report: &mut Report, id: OrderId, events: &[RecordedEvent]
     state
 }
 
-fn check_order(
-    conn: &Connection,
-    report: &mut Report,
-    id: OrderId,
-    order_events: &[RecordedEvent],
-    payment_events: &[RecordedEvent],
-    delivery_events: &[RecordedEvent],
-) -> Result<(), StoreError> {
+fn check_order(report: &mut Report, stored: &StoredOrder) {
+    let id = stored.id;
+    let (order_events, payment_events, delivery_events) = (&stored.order, &stored.payment, &stored.delivery);
     let order: Order = fold(report, id, order_events);
     let payment: Payment = fold(report, id, payment_events);
     let delivery: Delivery = fold(report, id, delivery_events);
@@ -221,7 +170,7 @@ fn check_order(
     // The contexts agree.
     let placed = order.placed().cloned();
     let requested = payment_events.iter().find_map(|e| match &e.event {
-        orders_shared::DomainEvent::Payment(PaymentEvent::Requested { amount }) => Some(*amount),
+        DomainEvent::Payment(PaymentEvent::Requested { amount }) => Some(*amount),
         _ => None,
     });
     match (&placed, requested) {
@@ -231,12 +180,10 @@ fn check_order(
         (Some(_), None) => problem("placed, but no payment was requested"),
         _ => {}
     }
-    let approved_payment = payment_events
-        .iter()
-        .any(|e| matches!(e.event, orders_shared::DomainEvent::Payment(PaymentEvent::Approved { .. })));
-    let was_approved = order_events
-        .iter()
-        .any(|e| matches!(e.event, orders_shared::DomainEvent::Order(OrderEvent::Approved)));
+    let approved_payment =
+        payment_events.iter().any(|e| matches!(e.event, DomainEvent::Payment(PaymentEvent::Approved { .. })));
+    let was_approved =
+        order_events.iter().any(|e| matches!(e.event, DomainEvent::Order(OrderEvent::Approved)));
     if was_approved && !approved_payment {
         problem("approved without an approved payment");
     }
@@ -269,14 +216,9 @@ fn check_order(
 
     // Every open saga step has its row, and every row an open step.
     // A row that does not decode is reported with the stuck steps; here only numbers compare.
-    let requested_row: Option<Value> = conn
-        .query_row("SELECT amount FROM payment_requests WHERE order_id = ?1", [id.to_string()], |row| {
-            row.get(0)
-        })
-        .optional()?;
-    match (&payment, requested_row) {
-        (Payment::Requested { amount }, Some(Value::Integer(row))) if row == amount.get() => {}
-        (Payment::Requested { .. }, Some(Value::Integer(_))) => {
+    match (&payment, &stored.payment_row) {
+        (Payment::Requested { amount }, Some(StoredValue::Integer(row))) if *row == amount.get() => {}
+        (Payment::Requested { .. }, Some(StoredValue::Integer(_))) => {
             problem("its open payment request has another amount")
         }
         (Payment::Requested { .. }, Some(_)) => {}
@@ -286,14 +228,10 @@ fn check_order(
         (_, Some(_)) => problem("a payment request is open for a payment decided already"),
         _ => {}
     }
-    let timer: Option<Value> = conn
-        .query_row("SELECT due_at FROM delivery_timers WHERE order_id = ?1", [id.to_string()], |row| {
-            row.get(0)
-        })
-        .optional()?;
-    match (&delivery, timer) {
-        (Delivery::Scheduled { due_at }, Some(Value::Integer(row))) if row == due_at.as_millisecond() => {}
-        (Delivery::Scheduled { .. }, Some(Value::Integer(_))) => {
+    match (&delivery, &stored.timer_row) {
+        (Delivery::Scheduled { due_at }, Some(StoredValue::Integer(row)))
+            if *row == due_at.as_millisecond() => {}
+        (Delivery::Scheduled { .. }, Some(StoredValue::Integer(_))) => {
             problem("its delivery timer is due at another time")
         }
         (Delivery::Scheduled { .. }, Some(_)) => {}
@@ -304,18 +242,15 @@ fn check_order(
 
     // The read model says what the log says.
     let expected = expected_view(id, &order, order_events);
-    match (projection::get(conn, id), expected) {
-        (Ok(Some(row)), Some(expected)) if row == expected => {}
-        (Ok(Some(row)), Some(expected)) => problem(&format!(
-            "the read model shows {} but the log says {}",
-            summary(&row),
-            summary(&expected)
-        )),
+    match (&stored.view, expected) {
+        (Ok(Some(row)), Some(expected)) if *row == expected => {}
+        (Ok(Some(row)), Some(expected)) => {
+            problem(&format!("the read model shows {} but the log says {}", summary(row), summary(&expected)))
+        }
         (Ok(None), Some(_)) => problem("missing from the read model"),
         (Ok(_), None) => {}
         (Err(error), _) => problem(&format!("its read-model row is unreadable: {error}")),
     }
-    Ok(())
 }
 
 /// The read model's row for an order, as its events say it must be.
@@ -324,10 +259,10 @@ fn expected_view(id: OrderId, order: &Order, events: &[RecordedEvent]) -> Option
     let mut times: HashMap<&str, Timestamp> = HashMap::new();
     for recorded in events {
         let name = match &recorded.event {
-            orders_shared::DomainEvent::Order(OrderEvent::Placed { .. }) => "created",
-            orders_shared::DomainEvent::Order(OrderEvent::Approved) => "approved",
-            orders_shared::DomainEvent::Order(OrderEvent::Delivered) => "delivered",
-            orders_shared::DomainEvent::Order(OrderEvent::Cancelled { .. }) => "cancelled",
+            DomainEvent::Order(OrderEvent::Placed { .. }) => "created",
+            DomainEvent::Order(OrderEvent::Approved) => "approved",
+            DomainEvent::Order(OrderEvent::Delivered) => "delivered",
+            DomainEvent::Order(OrderEvent::Cancelled { .. }) => "cancelled",
             _ => continue,
         };
         times.insert(name, recorded.recorded_at);
@@ -357,217 +292,4 @@ fn summary(view: &OrderView) -> String {
         view.total,
         view.cancel_reason.map(|r| format!(" ({r})")).unwrap_or_default()
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use orders_shared::{OrderId, OrderStatus, PaymentDecision};
-    use proptest::prelude::*;
-    use rusqlite::params;
-
-    use super::check;
-    use crate::commands::WriteCommand;
-    use crate::testing::Db;
-
-    fn problems(db: &Db) -> Vec<String> {
-        let report = check(&db.conn).expect("check");
-        assert_eq!(report.problems as usize, report.listed.len());
-        report.listed.into_iter().map(|p| p.message).collect()
-    }
-
-    /// Appends an event behind the rules' back, as a bug or a damaged file would.
-    fn forge(db: &Db, order: OrderId, stream: &str, version: i64, event_type: &str, payload: &str) {
-        db.conn
-            .execute(
-                "INSERT INTO events (event_id, stream_id, version, type, schema_version, payload, correlation_id, \
-                 causation_id, recorded_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?1, ?1, 1800000000000)",
-                params![
-                    uuid::Uuid::now_v7().to_string(),
-                    format!("{stream}-{order}"),
-                    version,
-                    event_type,
-                    if event_type == "OrderCancelled" { 2 } else { 1 },
-                    payload
-                ],
-            )
-            .expect("forge");
-    }
-
-    #[test]
-    fn a_sound_database_has_no_problems() {
-        let mut db = Db::new();
-        let delivered = db.create(2);
-        db.decide(delivered);
-        db.run(WriteCommand::Deliver(delivered)).expect("deliver");
-        let declined = db.create(3);
-        db.decide(declined);
-        let cancelled = db.create(4);
-        db.decide(cancelled);
-        db.run(WriteCommand::Cancel(cancelled)).expect("cancel");
-        db.create(6); // still pending
-        let report = check(&db.conn).expect("check");
-        assert_eq!((report.orders, report.problems), (4, 0), "{:?}", report.listed);
-    }
-
-    #[test]
-    fn an_event_against_the_rules_is_found() {
-        let mut db = Db::new();
-        let order = db.create(3);
-        db.decide(order); // declined and cancelled: 4 order-stream events are versions 1..2
-        forge(&db, order, "order", 3, "OrderDelivered", "{}");
-        let found = problems(&db);
-        assert!(found.iter().any(|p| p.contains("OrderDelivered breaks the rules")), "{found:?}");
-    }
-
-    #[test]
-    fn a_gap_in_a_stream_is_found() {
-        let db = Db::new().with_order(2);
-        let order = db.orders()[0];
-        forge(&db, order, "payment", 7, "PaymentRefunded", r#"{"amount":2}"#);
-        let found = problems(&db);
-        assert!(found.iter().any(|p| p.contains("version 7 where 2 was due")), "{found:?}");
-    }
-
-    #[test]
-    fn a_missing_or_stray_saga_step_is_found() {
-        let mut db = Db::new();
-        let pending = db.create(2);
-        let approved = db.create(4);
-        db.decide(approved);
-        db.conn
-            .execute("DELETE FROM payment_requests WHERE order_id = ?1", [pending.to_string()])
-            .expect("damage");
-        db.conn
-            .execute("DELETE FROM delivery_timers WHERE order_id = ?1", [approved.to_string()])
-            .expect("damage");
-        db.conn
-            .execute("INSERT INTO payment_requests VALUES (?1, 4, 0)", [approved.to_string()])
-            .expect("damage");
-        let found = problems(&db);
-        assert!(found.iter().any(|p| p.contains("no payment request is open")), "{found:?}");
-        assert!(found.iter().any(|p| p.contains("no timer is set")), "{found:?}");
-        assert!(found.iter().any(|p| p.contains("payment decided already")), "{found:?}");
-    }
-
-    #[test]
-    fn a_read_model_that_disagrees_with_the_log_is_found() {
-        let mut db = Db::new();
-        let order = db.create(2);
-        db.conn.execute("UPDATE orders SET total = 999 WHERE id = ?1", [order.to_string()]).expect("damage");
-        db.conn
-            .execute(
-                "INSERT INTO orders VALUES ('nope', 'x', 1, 'pending', 0, 0, NULL, NULL, NULL, NULL)",
-                [],
-            )
-            .expect("damage");
-        let found = problems(&db);
-        assert!(found.iter().any(|p| p.contains("the read model shows")), "{found:?}");
-        assert!(found.iter().any(|p| p.contains("read model row for nope")), "{found:?}");
-    }
-
-    /// Overwrites one page of the database file with garbage, behind SQLite's back.
-    fn overwrite_page(db: &Db, page: i64) {
-        use std::io::{Seek, SeekFrom, Write};
-        db.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").expect("checkpoint");
-        let size: i64 = db.conn.query_row("PRAGMA page_size", [], |row| row.get(0)).expect("page size");
-        let mut file = std::fs::OpenOptions::new().write(true).open(db.path()).expect("open");
-        file.seek(SeekFrom::Start(u64::try_from((page - 1) * size).expect("offset"))).expect("seek");
-        file.write_all(&vec![0xA5; usize::try_from(size).expect("size")]).expect("damage");
-    }
-
-    /// Issue 12: a damaged index page, which the walk of the log never reads, passed for
-    /// "no problems"; SQLite's integrity check finds it.
-    #[test]
-    fn a_damaged_page_is_found_by_sqlites_integrity_check() {
-        let mut db = Db::new();
-        for total in 1..=20 {
-            db.create(total * 2);
-        }
-        let root: i64 = db
-            .conn
-            .query_row("SELECT rootpage FROM sqlite_master WHERE name = 'orders_by_time'", [], |row| {
-                row.get(0)
-            })
-            .expect("root page");
-        overwrite_page(&db, root);
-        let fresh = crate::store::open_reader(&db.path()).expect("open");
-        let report = check(&fresh).expect("a report, not an error");
-        assert!(report.problems > 0 && report.damaged, "{report:?}");
-        assert!(report.listed[0].message.starts_with("the database is damaged"), "{:?}", report.listed);
-    }
-
-    #[test]
-    fn a_file_that_is_no_database_is_reported_as_damage() {
-        let db = Db::new().with_order(2);
-        overwrite_page(&db, 1);
-        let fresh = crate::store::open_reader(&db.path()).expect("open");
-        let report = check(&fresh).expect("a report, not an error");
-        assert!(report.damaged, "{report:?}");
-        assert_eq!(report.problems, 1, "{report:?}");
-        assert!(report.listed[0].message.contains("the database is damaged: "), "{:?}", report.listed);
-    }
-
-    #[derive(Clone, Debug)]
-    enum Step {
-        Create(i64),
-        Cancel(usize),
-        Decide(usize, bool),
-        Deliver(usize),
-        CancelUnknown,
-    }
-
-    fn step() -> impl Strategy<Value = Step> {
-        prop_oneof![
-            3 => (1_i64..10).prop_map(Step::Create),
-            2 => any::<usize>().prop_map(Step::Cancel),
-            3 => (any::<usize>(), any::<bool>()).prop_map(|(i, approve)| Step::Decide(i, approve)),
-            2 => any::<usize>().prop_map(Step::Deliver),
-            1 => Just(Step::CancelUnknown),
-        ]
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
-
-        /// Whatever customers and sagas do, in whatever order and however often (a provider may
-        /// answer twice, a timer fire after a cancel), every command either records what the
-        /// rules allow or is refused, and the log stays sound.
-        #[test]
-        fn any_sequence_of_commands_keeps_the_log_sound(steps in prop::collection::vec(step(), 1..40)) {
-            let mut db = Db::new();
-            let mut orders: Vec<OrderId> = Vec::new();
-            let pick = |orders: &[OrderId], i: usize| (!orders.is_empty()).then(|| orders[i % orders.len()]);
-            for step in steps {
-                match step {
-                    Step::Create(total) => orders.push(db.create(total)),
-                    Step::Cancel(i) => if let Some(order) = pick(&orders, i) {
-                        let before = db.view(order).expect("exists").status;
-                        match db.run(WriteCommand::Cancel(order)) {
-                            Ok(after) => {
-                                prop_assert!(matches!(before, OrderStatus::Pending | OrderStatus::Approved));
-                                prop_assert_eq!(after.status, OrderStatus::Cancelled);
-                            }
-                            Err(_) => prop_assert!(before.is_settled(), "refused a cancel of a {before} order"),
-                        }
-                    },
-                    Step::Decide(i, approve) => if let Some(order) = pick(&orders, i) {
-                        let decision = if approve {
-                            PaymentDecision::Approved
-                        } else {
-                            PaymentDecision::Declined { reason: "no".into() }
-                        };
-                        db.run(WriteCommand::DecidePayment { order, decision }).expect("a saga step never fails");
-                    },
-                    Step::Deliver(i) => if let Some(order) = pick(&orders, i) {
-                        db.run(WriteCommand::Deliver(order)).expect("a saga step never fails");
-                    },
-                    Step::CancelUnknown => {
-                        let unknown = OrderId::from_uuid(uuid::Uuid::now_v7());
-                        prop_assert!(db.run(WriteCommand::Cancel(unknown)).is_err());
-                    }
-                }
-            }
-            prop_assert_eq!(problems(&db), Vec::<String>::new());
-        }
-    }
 }

@@ -20,18 +20,16 @@
 //! The `orders` binary calls [`run`] for `orders daemon run`; tests can call it directly.
 
 pub mod check;
-pub mod checkpointer;
 pub mod clock;
-pub mod commands;
+pub mod command;
 pub mod connection;
-pub mod event_stream;
 pub mod files;
+pub mod handlers;
 pub mod identity;
 pub mod lock;
 pub mod logging;
 pub mod paths;
 pub mod policies;
-pub mod projection;
 pub mod readers;
 pub mod replay;
 pub mod sagas;
@@ -39,7 +37,10 @@ pub mod server;
 pub mod settings;
 pub mod settlements;
 pub mod startup;
+pub mod steps;
 pub mod store;
+pub mod unit_of_work;
+pub mod upkeep;
 pub mod writer;
 
 #[cfg(test)]
@@ -61,7 +62,7 @@ use orders_shared::payment::{EvenOddProvider, PaymentProvider};
 use tokio_util::task::TaskTracker;
 
 use crate::clock::{Clock, RecordedTimes};
-use crate::commands::Policy;
+use crate::command::Policy;
 use crate::lock::DataDirLock;
 use crate::paths::Paths;
 use crate::readers::Readers;
@@ -193,6 +194,9 @@ impl Running {
     /// handle goes with the context, then the writer thread ends.
     async fn stop(self, serving: Arc<Serving>) -> anyhow::Result<()> {
         self.workers.wait().await;
+        // The read connections go first, so that the writer's is the last to close: SQLite then
+        // checkpoints the WAL into the database and removes it.
+        serving.close_readers();
         drop(serving);
         let writer_thread = self.writer_thread;
         tokio::task::spawn_blocking(move || writer_thread.join())
@@ -213,13 +217,17 @@ async fn start(
 ) -> anyhow::Result<Option<Running>> {
     let database = config.paths.database();
     let (progress, stop, pause) = (Arc::clone(serving), serving.shutdown.clone(), config.catch_up_pause);
+    let open = move || -> Result<Box<dyn store::Store>, store::StoreError> {
+        Ok(Box::new(store::sqlite::SqliteStore::open(&database)?))
+    };
+    let name = config.paths.database().display().to_string();
     let known = startup::Known {
         id_file: config.paths.data_dir.join(identity::FILE_NAME),
         accept_store_change: config.accept_store_change,
         clock: config.clock,
     };
     let prepared = tokio::task::spawn_blocking(move || {
-        startup::prepare(&database, &known, &progress.startup, &stop, pause)
+        startup::prepare(open, &name, &known, &progress.startup, &stop, pause)
     })
     .await??;
     let Some(prepared) = prepared else { return Ok(None) };
@@ -238,7 +246,7 @@ fn become_ready(
     prepared: startup::Prepared,
 ) -> anyhow::Result<Running> {
     let startup::Prepared {
-        conn,
+        store,
         head,
         open_payments,
         open_deliveries,
@@ -277,7 +285,12 @@ fn become_ready(
     };
     let stopping = serving.shutdown.clone();
     let times = RecordedTimes::new(clock, newest.unwrap_or(Timestamp::UNIX_EPOCH));
-    let (writer, writer_thread) = Writer::spawn(conn, policy, announcements, times, stopping.clone())?;
+    let reads = store.reads()?;
+    let upkeep = store.upkeep().unwrap_or_else(|error| {
+        tracing::warn!(%error, "no background upkeep; the writer checkpoints by itself");
+        None
+    });
+    let (writer, writer_thread) = Writer::spawn(store, policy, announcements, times, stopping.clone())?;
 
     let workers = TaskTracker::new();
     let provider = sagas::payment::Provider {
@@ -286,11 +299,11 @@ fn become_ready(
     };
     workers.spawn(sagas::run(payments_rx, provider, writer.clone(), Arc::clone(&stuck), stopping.clone()));
     workers.spawn(sagas::run(deliveries_rx, clock, writer.clone(), Arc::clone(&stuck), stopping.clone()));
-    workers.spawn(checkpointer::run(paths.database(), acknowledged, head_rx.clone(), stopping.clone()));
+    workers.spawn(upkeep::run(upkeep, acknowledged, head_rx.clone(), stopping.clone()));
     workers.close();
     serving.ready(Arc::new(Context {
         writer,
-        readers: Readers::new(paths.database()),
+        readers: Readers::new(reads),
         paths: paths.clone(),
         store: paths::ServedStore::new(paths)?,
         started_at: serving.started_at(),
@@ -306,7 +319,7 @@ fn become_ready(
         pid = std::process::id(),
         socket = %paths.socket.display(),
         data_dir = %paths.data_dir.display(),
-        events = head,
+        events = head.get(),
         store = %store_id,
         delivery_delay = ?config.delivery_delay,
         payment_delay = ?config.payment_latency,

@@ -15,16 +15,61 @@
 //! PaymentApproved for an order cancelled meanwhile ──▶ PaymentRefunded
 //! ```
 
+use jiff::Timestamp;
 use orders_shared::{
-    CancelReason, Delivery, DeliveryCommand, DeliveryEvent, DomainEvent, Order, OrderCommand, OrderEvent,
-    Payment, PaymentCommand, PaymentEvent,
+    Aggregate, CancelReason, Delivery, DeliveryCommand, DeliveryEvent, DomainEvent, Order, OrderCommand,
+    OrderEvent, OrderId, Payment, PaymentCommand, PaymentEvent, Total,
 };
 
-use crate::commands::{CommandError, UnitOfWork};
-use crate::store::{Metadata, RecordedEvent};
+use crate::command::{CommandError, Policy, Refusal};
+use crate::store::{Metadata, RecordedEvent, StoreError, Version};
+
+/// An aggregate as loaded from its stream.
+#[derive(Debug)]
+pub struct Loaded<A> {
+    pub state: A,
+    /// The stream's last version: appends are expected to follow it.
+    pub version: Version,
+    /// The stream's last event, the cause of a saga step that continues it.
+    pub last: Option<RecordedEvent>,
+}
+
+/// What the policies do in the transaction of the event they react to: the unit of work
+/// implements it, so that the policies are reached through it without knowing it.
+pub trait Reactions {
+    fn now(&self) -> Timestamp;
+
+    fn policy(&self) -> &Policy;
+
+    /// An aggregate's current state, folded from its stream.
+    fn load<A: Aggregate>(&mut self, order: OrderId) -> Result<Loaded<A>, CommandError>;
+
+    /// Decides a command on a loaded aggregate and records what it decided (and the reactions
+    /// to that, in turn).
+    fn execute<A>(
+        &mut self,
+        order: OrderId,
+        aggregate: &Loaded<A>,
+        command: &A::Command,
+        metadata: &Metadata,
+    ) -> Result<(), CommandError>
+    where
+        A: Aggregate,
+        A::Error: Refusal;
+
+    /// Opens the payment saga's step for an order: a payment awaiting the provider.
+    fn open_payment_request(&mut self, order: OrderId, amount: Total) -> Result<(), StoreError>;
+
+    fn close_payment_request(&mut self, order: OrderId) -> Result<(), StoreError>;
+
+    /// Arms the delivery saga's durable timer for an order.
+    fn set_delivery_timer(&mut self, order: OrderId, due_at: Timestamp) -> Result<(), StoreError>;
+
+    fn clear_delivery_timer(&mut self, order: OrderId) -> Result<(), StoreError>;
+}
 
 /// Runs the reactions to one recorded event.
-pub fn react(unit: &mut UnitOfWork<'_>, cause: &RecordedEvent) -> Result<(), CommandError> {
+pub fn react(unit: &mut impl Reactions, cause: &RecordedEvent) -> Result<(), CommandError> {
     let id = cause.stream.order;
     let caused = Metadata::caused_by(cause);
     match &cause.event {
@@ -34,7 +79,7 @@ pub fn react(unit: &mut UnitOfWork<'_>, cause: &RecordedEvent) -> Result<(), Com
             unit.execute(id, &payment, &PaymentCommand::Request { amount: *total }, &caused)
         }
         DomainEvent::Payment(PaymentEvent::Requested { amount }) => {
-            Ok(unit.open_payment_request(id, amount.get())?)
+            Ok(unit.open_payment_request(id, *amount)?)
         }
 
         // Order: the payment's outcome approves or cancels it.

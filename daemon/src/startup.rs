@@ -7,7 +7,7 @@
 //! server answers while this runs: `status` with the [`StartProgress`], `shutdown` by stopping
 //! the start-up between two chunks, everything else with `starting`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
@@ -18,10 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{self, Clock};
 use crate::identity::{self, Acknowledged, Backwards, StoreId, Verdict};
-use crate::sagas::delivery::DeliveryDue;
-use crate::sagas::payment::PaymentDue;
-use crate::sagas::{self, StuckSteps};
-use crate::{projection, replay, store};
+use crate::steps::{self, DeliveryDue, PaymentDue, StuckSteps};
+use crate::store::{Position, Store, StoreError};
 
 /// How far the start-up has come, written by the start-up thread and read by the server.
 #[derive(Debug)]
@@ -64,8 +62,8 @@ impl Startup {
 
 /// The store, opened, migrated and caught up, with the saga steps to resume.
 pub struct Prepared {
-    pub conn: rusqlite::Connection,
-    pub head: i64,
+    pub store: Box<dyn Store>,
+    pub head: Position,
     pub open_payments: Vec<PaymentDue>,
     pub open_deliveries: Vec<DeliveryDue>,
     pub stuck: StuckSteps,
@@ -95,36 +93,34 @@ const MIN_CHUNK: u64 = 100;
 /// with its checkpoint, so the next start resumes there). `pause` waits before each chunk: 0
 /// except in tests, which must see a catch-up in progress.
 pub fn prepare(
-    database: &Path,
+    open: impl FnOnce() -> Result<Box<dyn Store>, StoreError>,
+    database: &str,
     known: &Known,
     startup: &Startup,
     stop: &CancellationToken,
     pause: Duration,
 ) -> anyhow::Result<Option<Prepared>> {
-    let mut conn = store::open_writer(database)
-        .with_context(|| format!("cannot open the database {}", database.display()))?;
+    let mut store = open().with_context(|| format!("cannot open the database {database}"))?;
     // Before anything is written to it: is this the store the data directory remembers?
-    let found = store::identity::found(&conn)
-        .with_context(|| format!("cannot open the database {}", database.display()))?;
+    let found = store.found().with_context(|| format!("cannot open the database {database}"))?;
     let remembered = identity::read_file(&known.id_file)?;
     let mint = accept_store(
         identity::judge(found, remembered, known.accept_store_change, Backwards::Refuse),
         database,
     )?;
-    store::schema::migrate(&mut conn)
-        .with_context(|| format!("cannot use the database {}", database.display()))?;
-    if replay::drop_leftovers(&conn)? {
+    store.migrate().with_context(|| format!("cannot use the database {database}"))?;
+    if store.drop_leftovers()? {
         tracing::warn!("dropped the table of a replay that did not finish (the daemon died during it)");
     }
-    if !catch_up(&conn, startup, stop, pause).context("cannot bring the read model up to date")? {
+    if !catch_up(store.as_mut(), startup, stop, pause).context("cannot bring the read model up to date")? {
         return Ok(None);
     }
     startup.enter(StartStep::ResumingSagas, 0);
-    let head = store::EventStore::new(&conn).head()?;
-    let store_id = store::identity::ensure(&conn, mint)?;
-    let acknowledged = Arc::new(Acknowledged::create(&known.id_file, store_id, head)?);
+    let head = store.head()?;
+    let store_id = store.ensure_identity(mint)?;
+    let acknowledged = Arc::new(Acknowledged::create(&known.id_file, store_id, head.get())?);
     let now = known.clock.now();
-    let newest = store::EventStore::new(&conn).newest_recorded_at()?;
+    let newest = store.newest_recorded_at()?;
     if let Some(newest) = newest
         && let Some(behind) = clock::behind(now, newest)
     {
@@ -137,9 +133,9 @@ pub fn prepare(
     }
     // A stored step that cannot be carried out is reported and kept, never a reason not to start.
     let stuck = StuckSteps::default();
-    let sagas::Stored { steps: open_payments, stuck: stuck_payments } = sagas::payment::open(&conn)?;
-    let sagas::Stored { steps: open_deliveries, stuck: stuck_deliveries } = sagas::delivery::open(&conn)?;
-    for step in stuck_payments.into_iter().chain(stuck_deliveries) {
+    let steps::Decoded { payments: open_payments, deliveries: open_deliveries, stuck: unfit } =
+        steps::decode(store.open_steps()?);
+    for step in unfit {
         stuck.add(step);
     }
     let behind = open_deliveries.iter().filter(|due| due.clock_behind(now)).count();
@@ -150,13 +146,13 @@ pub fn prepare(
              its delivery delay from now, not at its recorded due time"
         );
     }
-    Ok(Some(Prepared { conn, head, open_payments, open_deliveries, stuck, store_id, acknowledged, newest }))
+    Ok(Some(Prepared { store, head, open_payments, open_deliveries, stuck, store_id, acknowledged, newest }))
 }
 
 /// What the daemon does with the store it found: refuse it (an error saying what was found and
 /// what to do), or serve it — under a new identity (`Ok(true)`) when a change was accepted.
-fn accept_store(verdict: Verdict, database: &Path) -> anyhow::Result<bool> {
-    let name = database.display().to_string();
+fn accept_store(verdict: Verdict, database: &str) -> anyhow::Result<bool> {
+    let name = database.to_owned();
     match verdict {
         Verdict::Serve => Ok(false),
         Verdict::Refuse(change) => anyhow::bail!(
@@ -179,18 +175,17 @@ fn accept_store(verdict: Verdict, database: &Path) -> anyhow::Result<bool> {
 /// Applies the log past the read model's checkpoint in chunks of about a hundredth of it,
 /// publishing progress after each. `false` when stopped first.
 fn catch_up(
-    conn: &rusqlite::Connection,
+    store: &mut dyn Store,
     startup: &Startup,
     stop: &CancellationToken,
     pause: Duration,
-) -> Result<bool, store::StoreError> {
-    let checkpoint = projection::checkpoint(conn)?;
-    let head = store::EventStore::new(conn).head()?;
+) -> Result<bool, StoreError> {
+    let checkpoint = store.checkpoint()?;
     // Positions are dense (rows are never deleted): the gap is the number of events to apply.
-    let total = u64::try_from(head - checkpoint).unwrap_or_default();
+    let total = store.head()?.since(checkpoint);
     startup.enter(StartStep::CatchingUp, total);
     if total > 0 {
-        tracing::info!(events = total, from = checkpoint, "read model catching up with the event log");
+        tracing::info!(events = total, from = checkpoint.get(), "read model catching up with the event log");
     }
     let chunk = (total / 100).clamp(MIN_CHUNK, MAX_CHUNK) as usize;
     let mut applied = 0;
@@ -206,7 +201,7 @@ fn catch_up(
             );
             return Ok(false);
         }
-        let Some(read) = projection::catch_up_chunk(conn, chunk)? else { break };
+        let Some(read) = store.catch_up_chunk(chunk)? else { break };
         applied += read;
         startup.applied(read);
     }
@@ -214,49 +209,4 @@ fn catch_up(
         tracing::info!(events = applied, "read model caught up with the event log");
     }
     Ok(true)
-}
-
-#[cfg(test)]
-mod tests {
-    use orders_shared::protocol::StartStep;
-    use tokio_util::sync::CancellationToken;
-
-    use super::{Startup, catch_up};
-    use crate::testing::Db;
-
-    /// The read model's checkpoint and rows, reset: the next catch-up applies the whole log.
-    fn forget_read_model(db: &Db) {
-        db.conn.execute_batch("DELETE FROM orders; UPDATE checkpoints SET position = 0").expect("reset");
-    }
-
-    #[test]
-    fn a_catch_up_publishes_its_progress_and_applies_everything() {
-        let mut db = Db::new();
-        for total in 1..=60 {
-            db.create(total);
-        }
-        forget_read_model(&db);
-        let head = crate::store::EventStore::new(&db.conn).head().expect("head") as u64;
-        let startup = Startup::default();
-        let done = catch_up(&db.conn, &startup, &CancellationToken::new(), std::time::Duration::ZERO);
-        assert!(done.expect("catch up"));
-        let progress = startup.progress();
-        assert_eq!(progress.step, StartStep::CatchingUp);
-        assert_eq!((progress.applied, progress.total), (head, head));
-        let orders: i64 = db.conn.query_row("SELECT count(*) FROM orders", [], |r| r.get(0)).expect("count");
-        assert_eq!(orders, 60);
-    }
-
-    #[test]
-    fn a_stopped_catch_up_applies_nothing_more_and_says_so() {
-        let mut db = Db::new();
-        db.create(2);
-        forget_read_model(&db);
-        let stop = CancellationToken::new();
-        stop.cancel();
-        let startup = Startup::default();
-        assert!(!catch_up(&db.conn, &startup, &stop, std::time::Duration::ZERO).expect("catch up"));
-        assert_eq!(startup.progress().applied, 0);
-        assert_eq!(crate::projection::checkpoint(&db.conn).expect("checkpoint"), 0);
-    }
 }

@@ -1,48 +1,69 @@
-//! Test helpers: a real database in a temporary directory, driven through the command handlers
-//! the writer runs, one committed transaction per command.
+//! Test helpers: a store (SQLite in a temporary directory, or in memory), driven through the
+//! writer's own commit path ([`writer::commit`]), one batch per call.
 
 use jiff::{SignedDuration, Timestamp};
 use orders_shared::protocol::{CreateRequest, OrderView};
-use orders_shared::{EvenOddProvider, OrderId, PaymentProvider, StreamId, StreamKind, Total};
-use rusqlite::Connection;
+use orders_shared::{EvenOddProvider, OrderId, PaymentProvider, StreamKind, Total};
 
-use crate::commands::{CommandError, Policy, UnitOfWork, WriteCommand};
-use crate::store::{self, EventStore};
+use crate::command::{Policy, WriteCommand};
+use crate::steps;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{
+    Batch, Outcome, Position, ReadSource, Reads, RecordedEvent, Store, StoreError, Wants, WriteTx,
+};
+use crate::writer::{self, WriteResult};
 
-pub struct Db {
-    dir: tempfile::TempDir,
-    pub conn: Connection,
+pub struct Db<S: Store = SqliteStore> {
+    pub store: S,
+    reads: Box<dyn ReadSource>,
     pub policy: Policy,
+    dir: Option<tempfile::TempDir>,
 }
 
-impl Db {
+impl Db<SqliteStore> {
+    /// A migrated SQLite store in a temporary directory.
     pub fn new() -> Db {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut conn = store::open_writer(&dir.path().join("t.db")).expect("open");
-        store::schema::migrate(&mut conn).expect("migrate");
-        Db { dir, conn, policy: Policy { delivery_delay: SignedDuration::from_secs(3) } }
+        let store = SqliteStore::open(&dir.path().join("t.db")).expect("open");
+        Db::on(store, Some(dir))
     }
 
     /// The database file.
     pub fn path(&self) -> std::path::PathBuf {
-        self.dir.path().join("t.db")
+        self.dir.as_ref().expect("a directory").path().join("t.db")
     }
 
     /// The same, with another delay from approval to delivery.
     pub fn with_delivery_delay(delay: SignedDuration) -> Db {
         Db { policy: Policy { delivery_delay: delay }, ..Db::new() }
     }
+}
 
-    /// One command in its own committed transaction, as the writer runs it.
-    pub fn run(&mut self, command: WriteCommand) -> Result<OrderView, CommandError> {
-        let tx = self.conn.transaction().expect("begin");
+impl<S: Store> Db<S> {
+    /// A store, migrated, with the default 3 s delivery delay.
+    pub fn on(mut store: S, dir: Option<tempfile::TempDir>) -> Db<S> {
+        store.migrate().expect("migrate");
+        let reads = store.reads().expect("reads");
+        Db { store, reads, policy: Policy { delivery_delay: SignedDuration::from_secs(3) }, dir }
+    }
+
+    /// One command in its own batch, as the writer runs it.
+    pub fn run(&mut self, command: WriteCommand) -> WriteResult {
+        self.run_batch(vec![command]).pop().expect("one answer")
+    }
+
+    /// Commands in one batch, as the writer runs them; each one's answer.
+    pub fn run_batch(&mut self, commands: Vec<WriteCommand>) -> Vec<WriteResult> {
+        self.commit(&commands).expect("committed").0
+    }
+
+    /// Commands in one batch; the answers and the events recorded, or why nothing was stored.
+    pub fn commit(
+        &mut self,
+        commands: &[WriteCommand],
+    ) -> Result<(Vec<WriteResult>, Vec<RecordedEvent>), StoreError> {
         let now = Timestamp::from_millisecond(Timestamp::now().as_millisecond()).expect("now");
-        let result = UnitOfWork::new(&tx, now, &self.policy).run(&command);
-        // As the writer does after each batch.
-        let head = EventStore::new(&tx).head().expect("head");
-        crate::projection::set_checkpoint(&tx, head).expect("checkpoint");
-        tx.commit().expect("commit");
-        result
+        writer::commit(&mut self.store, commands, now, &self.policy)
     }
 
     pub fn create(&mut self, total: i64) -> OrderId {
@@ -60,62 +81,98 @@ impl Db {
         self.run(WriteCommand::DecidePayment { order, decision }).expect("decide")
     }
 
-    /// The types of every event of an order, in log order.
-    pub fn types(&self, order: OrderId) -> Vec<&'static str> {
-        let streams = StreamKind::ALL.map(|kind| StreamId::new(kind, order));
-        EventStore::new(&self.conn)
-            .read_streams(&streams)
-            .expect("read")
-            .iter()
-            .map(|event| event.event.event_type())
-            .collect()
+    /// Runs a query on a read snapshot.
+    pub fn read<T>(&self, query: impl FnOnce(&mut dyn Reads) -> Result<T, StoreError>) -> T {
+        let mut query = Some(query);
+        let mut result = None;
+        self.reads
+            .with_reads(&mut |reads| result = query.take().map(|query| query(reads)))
+            .expect("a reader");
+        result.expect("the query ran").expect("read")
     }
 
-    pub fn open_payment(&self, order: OrderId) -> Option<Total> {
-        crate::sagas::payment::open(&self.conn)
-            .expect("open")
-            .steps
-            .into_iter()
-            .find(|p| p.order == order)
-            .map(|p| p.amount)
+    /// The types of every event of an order, in log order.
+    pub fn types(&self, order: OrderId) -> Vec<&'static str> {
+        let (events, _) = self.read(|reads| reads.history(order));
+        events.iter().map(|event| event.event.event_type()).collect()
+    }
+
+    /// An order as the read model shows it.
+    pub fn view(&self, order: OrderId) -> Option<OrderView> {
+        self.read(|reads| reads.order(order))
+    }
+
+    pub fn open_payment(&mut self, order: OrderId) -> Option<Total> {
+        let open = steps::decode(self.store.open_steps().expect("open steps"));
+        open.payments.into_iter().find(|p| p.order == order).map(|p| p.amount)
+    }
+
+    pub fn timer(&mut self, order: OrderId) -> Option<Timestamp> {
+        let open = steps::decode(self.store.open_steps().expect("open steps"));
+        open.deliveries.into_iter().find(|d| d.order == order).map(|d| d.due_at)
     }
 
     /// How many delivery timers are stored, whatever they hold.
-    pub fn timer_rows(&self) -> i64 {
-        self.conn.query_row("SELECT count(*) FROM delivery_timers", [], |row| row.get(0)).expect("count")
-    }
-
-    pub fn timer(&self, order: OrderId) -> Option<Timestamp> {
-        crate::sagas::delivery::open(&self.conn)
-            .expect("open")
-            .steps
-            .into_iter()
-            .find(|d| d.order == order)
-            .map(|d| d.due_at)
-    }
-}
-
-impl Db {
-    /// An order as the read model shows it.
-    pub fn view(&self, order: OrderId) -> Option<OrderView> {
-        crate::projection::get(&self.conn, order).expect("read")
-    }
-}
-
-impl Db {
-    /// A database with one order of this total in it.
-    pub fn with_order(mut self, total: i64) -> Db {
-        self.create(total);
-        self
+    pub fn timer_rows(&mut self) -> usize {
+        self.store.open_steps().expect("open steps").deliveries.len()
     }
 
     /// Every order of the log, oldest first.
     pub fn orders(&self) -> Vec<OrderId> {
-        let mut select = self
-            .conn
-            .prepare("SELECT stream_id FROM events WHERE version = 1 AND stream_id LIKE 'order-%' ORDER BY position")
-            .expect("prepare");
-        let ids = select.query_map([], |row| row.get::<_, String>(0)).expect("query");
-        ids.map(|id| id.expect("row").parse::<StreamId>().expect("stream id").order).collect()
+        let (events, _) = self.read(|reads| reads.events(Position::START, usize::MAX >> 1));
+        events
+            .iter()
+            .filter(|event| event.stream.kind == StreamKind::Order && event.version.get() == 1)
+            .map(|event| event.stream.order)
+            .collect()
+    }
+
+    /// Writes behind the rules' back, in one transaction of its own (as a bug or a hand edit
+    /// would): no policy reacts, the read model and its checkpoint stay as they are.
+    pub fn forge(&mut self, write: impl FnMut(&mut dyn WriteTx) -> Result<(), StoreError>) {
+        let mut forge = Forge { write, failed: None };
+        self.store.write(&mut forge).expect("forged");
+        if let Some(error) = forge.failed {
+            panic!("forging failed: {error}");
+        }
+    }
+}
+
+/// A batch of one unit that writes what a test says.
+struct Forge<F> {
+    write: F,
+    failed: Option<StoreError>,
+}
+
+impl<F: FnMut(&mut dyn WriteTx) -> Result<(), StoreError>> Batch for Forge<F> {
+    fn len(&self) -> usize {
+        1
+    }
+
+    fn wants(&self) -> Wants {
+        Wants::default()
+    }
+
+    fn run(&mut self, _: usize, tx: &mut dyn WriteTx) -> Outcome {
+        match (self.write)(tx) {
+            Ok(()) => Outcome::Done,
+            Err(error) => {
+                let why = error.to_string();
+                self.failed = Some(error);
+                Outcome::Failed { why, conflict: false }
+            }
+        }
+    }
+
+    fn fail(&mut self, _: usize, error: StoreError) {
+        self.failed = Some(error);
+    }
+
+    fn restart(&mut self) {
+        self.failed = None;
+    }
+
+    fn last_position(&self) -> Option<Position> {
+        None
     }
 }

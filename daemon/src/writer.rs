@@ -1,38 +1,33 @@
 //! The writer: one thread owns the read-write connection and commits commands in batches.
 //!
 //! Group commit: the thread takes every command waiting in its queue (up to [`MAX_BATCH`]), runs
-//! them in one transaction, commits once, and only then acknowledges them. One fsync pays for the
-//! whole batch. Commands share the transaction without savepoints (see [`Isolation`]): a refused
-//! command wrote nothing, and a batch in which a command failed after writing is run again with a
-//! savepoint per command. rusqlite blocks, so the connection lives on this plain thread and never
-//! crosses an `.await`. Between batches the thread also carries a replay forward, a chunk at a time.
+//! them in one transaction of the store, commits once, and only then acknowledges them. One
+//! fsync pays for the whole batch. Each command is a unit of work of the [`Batch`] the store
+//! runs; how a failed unit is undone alone is the store's policy (see `store::sqlite::write`).
+//! The store blocks, so it lives on this plain thread and never crosses an `.await`. Between
+//! batches the thread also carries a replay forward, a chunk at a time.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use jiff::Timestamp;
 use orders_shared::protocol::{ErrorBody, ErrorCode, OrderView};
-use orders_shared::{DeliveryEvent, DomainEvent, OrderEvent, PaymentEvent};
-use rusqlite::{Connection, TransactionBehavior};
+use orders_shared::{DeliveryEvent, DomainEvent, OrderEvent, PaymentEvent, StreamId, StreamKind};
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::RecordedTimes;
-use crate::commands::{CommandError, Policy, UnitOfWork, WriteCommand, storage_error_body};
+use crate::command::{Policy, WriteCommand, storage_error_body};
 use crate::identity::Acknowledged;
-use crate::projection;
 use crate::replay::{Rebuild, ReplayJob};
-use crate::sagas::delivery::DeliveryDue;
-use crate::sagas::payment::PaymentDue;
 use crate::settlements::Settlements;
-use crate::store::{RecordedEvent, StoreError};
+use crate::steps::{DeliveryDue, PaymentDue};
+use crate::store::{Batch, Outcome, Position, RecordedEvent, Store, StoreError, Wants, WriteTx};
+use crate::unit_of_work::UnitOfWork;
 
 /// The most commands committed in one transaction.
 pub const MAX_BATCH: usize = 1024;
-
-/// How often a command is retried after an optimistic-concurrency conflict.
-const MAX_ATTEMPTS: usize = 3;
 
 pub type WriteResult = Result<OrderView, ErrorBody>;
 
@@ -56,7 +51,7 @@ pub struct Writer {
 /// What the writer announces after each commit, and to whom.
 pub struct Announcements {
     /// The newest committed global position.
-    pub head: watch::Sender<i64>,
+    pub head: watch::Sender<Position>,
     /// Payments requested: to the payment saga's worker.
     pub payments: mpsc::UnboundedSender<PaymentDue>,
     /// Deliveries scheduled: to the delivery saga's worker.
@@ -88,7 +83,7 @@ impl Announcements {
         }
         if let Some(last) = recorded.last() {
             if let Some(acknowledged) = &self.acknowledged {
-                acknowledged.record(last.position);
+                acknowledged.record(last.position.get());
             }
             self.head.send_replace(last.position);
         }
@@ -96,9 +91,9 @@ impl Announcements {
 }
 
 impl Writer {
-    /// Starts the writer thread on an open, migrated connection; `times` stamps its batches.
+    /// Starts the writer thread on an open, migrated store; `times` stamps its batches.
     pub fn spawn(
-        conn: Connection,
+        store: Box<dyn Store>,
         policy: Policy,
         announcements: Announcements,
         times: RecordedTimes,
@@ -107,7 +102,7 @@ impl Writer {
         let (jobs, queue) = mpsc::channel(MAX_BATCH * 4);
         let thread = std::thread::Builder::new()
             .name("orders-writer".into())
-            .spawn(move || run(conn, queue, &policy, &announcements, times, &shutdown))?;
+            .spawn(move || run(store, queue, &policy, &announcements, times, &shutdown))?;
         Ok((Writer { jobs }, thread))
     }
 
@@ -129,7 +124,7 @@ fn shutting_down() -> ErrorBody {
 }
 
 fn run(
-    mut conn: Connection,
+    mut store: Box<dyn Store>,
     mut queue: mpsc::Receiver<Job>,
     policy: &Policy,
     announcements: &Announcements,
@@ -157,12 +152,12 @@ fn run(
         while let Some(job) = next {
             match job {
                 Job::Command(job) => batch.push(job),
-                Job::Replay(job) => start_rebuild(&conn, job, &mut rebuild),
+                Job::Replay(job) => start_rebuild(store.as_mut(), job, &mut rebuild),
             }
             next = if batch.len() < MAX_BATCH { queue.try_recv().ok() } else { None };
         }
         if !batch.is_empty() {
-            commit_batch(&mut conn, &mut batch, policy, announcements, &mut times);
+            commit_batch(store.as_mut(), &mut batch, policy, announcements, &mut times);
         }
         if let Some(current) = rebuild.as_mut() {
             let outcome = if shutdown.is_cancelled() {
@@ -170,7 +165,7 @@ fn run(
             } else if current.is_abandoned() {
                 Err(ErrorBody::new(ErrorCode::Unavailable, "its client went away"))
             } else {
-                match current.step(&mut conn) {
+                match current.step(store.as_mut()) {
                     Ok(None) => continue,
                     Ok(Some(report)) => Ok(report),
                     Err(error) => Err(storage_error_body(&error)),
@@ -187,12 +182,13 @@ fn run(
                     );
                     finished.reply(Ok(report));
                 }
-                Err(why) => finished.abandon(&conn, why),
+                Err(why) => finished.abandon(store.as_mut(), why),
             }
         }
     }
     if let Some(unfinished) = rebuild {
-        unfinished.abandon(&conn, ErrorBody::new(ErrorCode::Unavailable, "the daemon is shutting down"));
+        unfinished
+            .abandon(store.as_mut(), ErrorBody::new(ErrorCode::Unavailable, "the daemon is shutting down"));
     }
     if let Some(acknowledged) = &announcements.acknowledged {
         acknowledged.sync(true);
@@ -213,13 +209,13 @@ impl Drop for StopOnPanic<'_> {
     }
 }
 
-fn start_rebuild(conn: &Connection, job: ReplayJob, rebuild: &mut Option<Rebuild>) {
+fn start_rebuild(store: &mut dyn Store, job: ReplayJob, rebuild: &mut Option<Rebuild>) {
     if rebuild.is_some() {
         let busy = ErrorBody::new(ErrorCode::Busy, "a replay is running already; wait for it to finish");
         let _ = job.done.send(Err(busy));
         return;
     }
-    match Rebuild::start(conn, job) {
+    match Rebuild::start(store, job) {
         Ok(started) => *rebuild = Some(started),
         Err((job, error)) => {
             let _ = job.done.send(Err(storage_error_body(&error)));
@@ -229,7 +225,7 @@ fn start_rebuild(conn: &Connection, job: ReplayJob, rebuild: &mut Option<Rebuild
 
 /// Runs and commits one batch, then answers every job in it.
 fn commit_batch(
-    conn: &mut Connection,
+    store: &mut dyn Store,
     batch: &mut Vec<CommandJob>,
     policy: &Policy,
     announcements: &Announcements,
@@ -238,12 +234,10 @@ fn commit_batch(
     // Stored to the millisecond (the events in memory must equal the events read back), and
     // never before the log's newest time (issue 12).
     let now = times.now();
-    let committed = match run_batch(conn, batch, now, policy, Isolation::Shared) {
-        Ok(None) => run_batch(conn, batch, now, policy, Isolation::Savepoints),
-        done => done,
-    };
-    match committed {
-        Ok(Some((results, recorded))) => {
+    let mut work = Work::new(batch.iter().map(|job| &job.command), now, policy);
+    match store.write(&mut work) {
+        Ok(()) => {
+            let (results, recorded) = work.into_answers();
             if let Some(newest) = recorded.iter().map(|event| event.recorded_at).max() {
                 times.recorded(newest);
             }
@@ -253,7 +247,6 @@ fn commit_batch(
             }
             announcements.committed(&recorded);
         }
-        Ok(None) => unreachable!("with savepoints every command is isolated"),
         Err(error) => {
             tracing::error!(%error, commands = batch.len(), "a batch could not be committed; nothing of it was stored");
             let body = storage_error_body(&error);
@@ -264,91 +257,114 @@ fn commit_batch(
     }
 }
 
-/// How the commands of a batch are kept apart inside its transaction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Isolation {
-    /// No savepoints (they make SQLite copy every page a command touches). A command refused
-    /// before writing anything needs no undo; one that fails after writing sends the whole
-    /// batch back (`Ok(None)`) to be run again with savepoints.
-    Shared,
-    /// A savepoint per command, so that a failed one is rolled back alone.
-    Savepoints,
-}
-
-type BatchOutcome = Result<Option<(Vec<WriteResult>, Vec<RecordedEvent>)>, StoreError>;
-
-/// Runs a batch in one transaction and commits it.
-fn run_batch(
-    conn: &mut Connection,
-    batch: &[CommandJob],
+/// Commits `commands` as one batch, as the writer does, without announcing anything: what the
+/// tests and the benchmark's seeding drive. Returns each command's answer and the events
+/// recorded, in log order.
+pub fn commit(
+    store: &mut dyn Store,
+    commands: &[WriteCommand],
     now: Timestamp,
     policy: &Policy,
-    isolation: Isolation,
-) -> BatchOutcome {
-    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut results = Vec::with_capacity(batch.len());
-    let mut recorded = Vec::new();
-    for job in batch {
-        let result = match isolation {
-            Isolation::Savepoints => execute_one(&mut tx, &job.command, now, policy, &mut recorded),
-            Isolation::Shared => {
-                let mut unit = UnitOfWork::new(&tx, now, policy);
-                match unit.run(&job.command) {
-                    Ok(view) => {
-                        recorded.extend(unit.into_recorded());
-                        Ok(view)
-                    }
-                    Err(error) if !unit.wrote() => Err(error.into_body()),
-                    Err(error) => {
-                        tracing::debug!(%error, "a command failed after writing; running its batch with savepoints");
-                        return Ok(None); // dropping the transaction rolls it back
-                    }
+) -> Result<(Vec<WriteResult>, Vec<RecordedEvent>), StoreError> {
+    let mut work = Work::new(commands.iter(), now, policy);
+    store.write(&mut work)?;
+    Ok(work.into_answers())
+}
+
+/// One batch's commands as units of work.
+struct Work<'a> {
+    commands: Vec<&'a WriteCommand>,
+    now: Timestamp,
+    policy: &'a Policy,
+    /// Each command's answer and the events it recorded, once it ran.
+    answers: Vec<Option<(WriteResult, Vec<RecordedEvent>)>>,
+}
+
+impl<'a> Work<'a> {
+    fn new(commands: impl Iterator<Item = &'a WriteCommand>, now: Timestamp, policy: &'a Policy) -> Self {
+        let commands: Vec<_> = commands.collect();
+        let answers = (0..commands.len()).map(|_| None).collect();
+        Work { commands, now, policy, answers }
+    }
+
+    /// Every command's answer, and the events of the batch in log order.
+    fn into_answers(self) -> (Vec<WriteResult>, Vec<RecordedEvent>) {
+        let mut recorded = Vec::new();
+        let results = self
+            .answers
+            .into_iter()
+            .map(|answer| {
+                let (result, events) = answer.unwrap_or_else(|| (Err(not_run()), Vec::new()));
+                recorded.extend(events);
+                result
+            })
+            .collect();
+        (results, recorded)
+    }
+}
+
+/// The answer of a command the store never ran (a store that breaks the [`Batch`] contract).
+fn not_run() -> ErrorBody {
+    ErrorBody::new(ErrorCode::Internal, "the command was not run; nothing of it was stored")
+}
+
+impl Batch for Work<'_> {
+    fn len(&self) -> usize {
+        self.commands.len()
+    }
+
+    fn wants(&self) -> Wants {
+        let mut wants = Wants::default();
+        for command in &self.commands {
+            match command {
+                WriteCommand::Create(request) => {
+                    wants
+                        .idempotency_keys
+                        .extend(request.idempotency_key.iter().map(|key| key.as_str().to_owned()));
+                }
+                WriteCommand::Cancel(order)
+                | WriteCommand::DecidePayment { order, .. }
+                | WriteCommand::Deliver(order) => {
+                    wants.streams.extend(StreamKind::ALL.map(|kind| StreamId::new(kind, *order)));
                 }
             }
-        };
-        // After SQLITE_FULL or an I/O error SQLite may have rolled the whole transaction back by
-        // itself and returned to autocommit: carrying on would commit the next commands one by
-        // one while their batch is answered "nothing was stored". Refuse the whole batch.
-        if let Err(error) = &result
-            && tx.is_autocommit()
-        {
-            return Err(StoreError::RolledBack(error.message.clone()));
         }
-        results.push(result);
+        wants
     }
-    if let Some(last) = recorded.last() {
-        projection::set_checkpoint(&tx, last.position)?;
-    }
-    tx.commit()?;
-    Ok(Some((results, recorded)))
-}
 
-/// Runs one command in its own savepoint, retrying it on a concurrency conflict.
-fn execute_one(
-    tx: &mut rusqlite::Transaction<'_>,
-    command: &WriteCommand,
-    now: Timestamp,
-    policy: &Policy,
-    recorded: &mut Vec<RecordedEvent>,
-) -> WriteResult {
-    for attempt in 1..=MAX_ATTEMPTS {
-        let savepoint = tx.savepoint().map_err(|e| storage_error_body(&e.into()))?;
-        let mut unit = UnitOfWork::new(&savepoint, now, policy);
-        match unit.run(command) {
+    fn run(&mut self, index: usize, tx: &mut dyn WriteTx) -> Outcome {
+        let mut unit = UnitOfWork::new(tx, self.now, self.policy);
+        match crate::handlers::run(&mut unit, self.commands[index]) {
             Ok(view) => {
-                let events = unit.into_recorded();
-                savepoint.commit().map_err(|e| storage_error_body(&e.into()))?;
-                recorded.extend(events);
-                return Ok(view);
+                self.answers[index] = Some((Ok(view), unit.into_recorded()));
+                Outcome::Done
             }
-            Err(error) if error.is_conflict() && attempt < MAX_ATTEMPTS => {
-                tracing::debug!(%error, attempt, "retrying after a conflict");
+            Err(error) => {
+                let (wrote, conflict) = (unit.wrote(), error.is_conflict());
+                let body = error.into_body();
+                let why = body.message.clone();
+                self.answers[index] = Some((Err(body), Vec::new()));
+                if wrote { Outcome::Failed { why, conflict } } else { Outcome::Refused { why } }
             }
-            Err(error) => return Err(CommandError::into_body(error)),
         }
-        // Dropping the savepoint rolls it back.
     }
-    unreachable!("the last attempt returns")
+
+    fn fail(&mut self, index: usize, error: StoreError) {
+        self.answers[index] = Some((Err(storage_error_body(&error)), Vec::new()));
+    }
+
+    fn restart(&mut self) {
+        self.answers.iter_mut().for_each(|answer| *answer = None);
+    }
+
+    fn last_position(&self) -> Option<Position> {
+        self.answers
+            .iter()
+            .flatten()
+            .filter_map(|(_, events)| events.last())
+            .map(|event| event.position)
+            .max()
+    }
 }
 
 #[cfg(test)]

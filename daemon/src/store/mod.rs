@@ -1,28 +1,95 @@
-//! The event store: an append-only log of domain events in SQLite.
+//! The storage seam: what the daemon needs from an event store, whatever keeps it.
 //!
-//! The interface is kept narrow on purpose (append with an expected version, read a stream, read
-//! all from a position) so that another backend could stand in for SQLite. Appends run inside
-//! the caller's transaction, so the read model and the saga state commit with the events.
-//! `UNIQUE (stream_id, version)` is the optimistic-concurrency check: a second writer of the
-//! same version gets [`StoreError::Conflict`], never a silent merge.
+//! The engine (the writer, the command handlers, the policies), the sagas, replay, the checker
+//! and the server's queries see storage through the traits of this module only; a backend
+//! implements them and is the only code that names its driver:
+//!
+//! - [`sqlite`]: the embedded default, one file with its WAL;
+//! - [`memory`]: everything in memory, for the engine's tests (the proof that the seam is real).
+//!
+//! Both pass one conformance suite (`conformance`, run against every backend).
+//!
+//! The seam is synchronous. The writer is one thread that owns its connection and commits a
+//! batch of commands at a time (group commit); the domain is synchronous on purpose; a read
+//! runs on a blocking thread of the pool. An async trait would buy nothing here: a backend on a
+//! networked database keeps its round trips down by the batch shape instead — [`Batch::wants`]
+//! names every stream and idempotency key a batch needs before its first unit runs, so that a
+//! backend may load them all in one call.
+//!
+//! - [`Store`]: the write side and the start-up, owned by the writer thread;
+//! - [`Batch`] and [`WriteTx`]: one batch's units of work inside one transaction;
+//! - [`ReadSource`] and [`Reads`]: the read side, named queries on a consistent snapshot;
+//! - [`StoreError`]: failures in words no driver owns; each backend classifies its own errors.
 
-pub mod identity;
-pub mod schema;
+pub mod sqlite;
 
-use std::path::Path;
-use std::time::Duration;
+use std::fmt;
 
 use jiff::Timestamp;
-use orders_shared::protocol::Cursor;
-use orders_shared::{DecodeError, DomainEvent, StreamId};
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Row, params};
+use orders_shared::protocol::{Cursor, ListRequest, OrderPage, OrderView};
+use orders_shared::{DecodeError, DomainEvent, OrderId, StreamId, Total};
 use uuid::Uuid;
 
-/// `SQLITE_CONSTRAINT_UNIQUE`: the extended result code of a UNIQUE violation.
-const SQLITE_CONSTRAINT_UNIQUE: i32 = 2067;
+use crate::identity::{Found, StoreId};
 
-/// How long a connection waits for a lock held by another connection before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// A place in the global log: 1 for the first event, each event one more than the last.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position(i64);
+
+impl Position {
+    /// Before the first event: an empty log's head, a read from the start.
+    pub const START: Position = Position(0);
+
+    pub const fn new(position: i64) -> Position {
+        Position(position)
+    }
+
+    pub const fn get(self) -> i64 {
+        self.0
+    }
+
+    pub const fn next(self) -> Position {
+        Position(self.0 + 1)
+    }
+
+    /// How many events lie after `earlier` up to here (positions are dense: rows are never deleted).
+    pub fn since(self, earlier: Position) -> u64 {
+        u64::try_from(self.0 - earlier.0).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A stream's version: 1 for its first event; 0 ([`Version::NONE`]) before it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version(i64);
+
+impl Version {
+    /// A stream with no event yet.
+    pub const NONE: Version = Version(0);
+
+    pub const fn new(version: i64) -> Version {
+        Version(version)
+    }
+
+    pub const fn get(self) -> i64 {
+        self.0
+    }
+
+    pub const fn next(self) -> Version {
+        Version(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// Who and what caused an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,370 +102,413 @@ pub struct Metadata {
     pub idempotency_key: Option<String>,
 }
 
+impl Metadata {
+    /// A command that starts a workflow: it is its own correlation and cause.
+    pub fn new_command() -> Metadata {
+        let id = Uuid::now_v7();
+        Metadata { correlation_id: id, causation_id: id, idempotency_key: None }
+    }
+
+    /// A step caused by a recorded event: same workflow, that event as the cause.
+    pub fn caused_by(cause: &RecordedEvent) -> Metadata {
+        Metadata {
+            correlation_id: cause.metadata.correlation_id,
+            causation_id: cause.event_id,
+            idempotency_key: None,
+        }
+    }
+}
+
 /// An event as stored, with its place in the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordedEvent {
-    pub position: i64,
+    pub position: Position,
     pub event_id: Uuid,
     pub stream: StreamId,
-    pub version: i64,
+    pub version: Version,
     pub recorded_at: Timestamp,
     pub metadata: Metadata,
     pub event: DomainEvent,
 }
 
-/// The cursor of the event at `position`, or of the place where it will be (issue 12). On SQLite
-/// it is the decimal position; clients must not rely on that (another store's carries more).
-pub fn cursor(position: i64) -> Cursor {
+/// The cursor of the event at `position`, or of the place where it will be (issue 12). On the
+/// stores of today it is the decimal position; clients must not rely on that (a store whose log
+/// commits out of position order carries more).
+pub fn cursor(position: Position) -> Cursor {
     Cursor::try_from(position.to_string()).expect("a decimal number is a valid cursor")
 }
 
-/// The first position a cursor reads from; `None` for one this store never gave out (positions
-/// start at 1).
-pub fn position(cursor: &Cursor) -> Option<i64> {
-    cursor.as_str().parse::<i64>().ok().filter(|position| *position >= 1)
+/// The first position a cursor reads from; `None` for one no store gave out (positions start at 1).
+pub fn position(cursor: &Cursor) -> Option<Position> {
+    cursor.as_str().parse::<i64>().ok().filter(|position| *position >= 1).map(Position)
 }
 
+/// Why the store could not do what it was asked, in words no driver owns.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Another writer appended to the stream since it was read: decide again on the new state.
     #[error("stream {stream} moved on while deciding (expected version {expected})")]
-    Conflict { stream: StreamId, expected: i64 },
+    Conflict { stream: StreamId, expected: Version },
     #[error(
         "the database was written by a newer version of orders (schema {found}; this build knows up to {supported}); \
          upgrade orders or point it at another data directory"
     )]
     NewerSchema { found: i64, supported: i64 },
     #[error("event at position {position} cannot be read: {source}")]
-    Decode { position: i64, source: DecodeError },
+    Decode { position: Position, source: DecodeError },
+    /// A stored value is not what the schema says (a row edited by hand, a bug).
     #[error("the database is inconsistent: {0}")]
     Corrupt(String),
-    /// SQLite rolled the whole transaction back by itself (after a full disk or an I/O error).
+    /// The database itself is damaged (a page of the file, not a value in it).
+    #[error("{0}")]
+    Damaged(String),
+    /// A passing fault: the disk is full, the database is locked or cannot be written; waiting
+    /// it out may help. `reason` says it for people, `detail` is the backend's own words.
+    #[error("{detail}")]
+    Unavailable { reason: &'static str, detail: String },
+    /// The backend rolled the whole transaction back by itself (after a full disk or an I/O error).
     #[error("the transaction was rolled back after: {0}")]
     RolledBack(String),
-    #[error(transparent)]
-    Sqlite(#[from] rusqlite::Error),
+    /// The store is closed: the daemon is shutting down.
+    #[error("the store is closed: the daemon is shutting down")]
+    Closed,
+    /// Anything else the backend reports: a bug more likely than a fault.
+    #[error("{0}")]
+    Failed(String),
     /// The database file is a symlink, no regular file, or cannot be opened.
     #[error(transparent)]
     File(#[from] crate::files::FileError),
 }
 
-impl From<rusqlite::types::FromSqlError> for StoreError {
-    fn from(error: rusqlite::types::FromSqlError) -> Self {
-        StoreError::Corrupt(format!("a stored value has the wrong type: {error}"))
+impl StoreError {
+    /// Whether the error says the database itself is damaged (for `check` to report, not fail on).
+    pub fn is_damage(&self) -> bool {
+        matches!(self, StoreError::Damaged(_) | StoreError::Decode { .. })
     }
 }
 
-/// Opens the daemon's first read-write connection: WAL, and `synchronous=FULL` so that a commit
-/// is on disk before it is acknowledged.
-///
-/// The database is created 0600 whatever the umask (SQLite would make it 0644), never through a
-/// symlink; SQLite gives its `-wal` and `-shm` the database's mode. Files left open to others
-/// by an older version are tightened to 0600, and the log says so (issue 11). Those raw opens
-/// happen here only, before this process holds any SQLite connection to the file: closing any
-/// descriptor of a file drops every POSIX lock the process holds on it, SQLite's included, and
-/// an outside reader could then delete the WAL under the daemon's feet. Any further connection
-/// of the same process goes through [`open_another_writer`].
-pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
-    let opened = crate::files::open_private(path, crate::files::Access::ReadWrite)?;
-    drop(opened.file);
-    let mut tightened = vec![(path.to_path_buf(), opened.tightened_from)];
-    for suffix in ["-wal", "-shm"] {
-        let mut companion = path.as_os_str().to_owned();
-        companion.push(suffix);
-        let companion = std::path::PathBuf::from(companion);
-        let from = crate::files::tighten_if_present(&companion)?;
-        tightened.push((companion, from));
-    }
-    for (file, from) in tightened {
-        if let Some(mode) = from {
-            tracing::warn!(file = %file.display(), "the file was open to others (mode {mode:04o}); made it 0600");
-        }
-    }
-    open_another_writer(path)
+/// A backend: the write side of the store and what the daemon does with it at start-up. The
+/// writer thread owns it; every method may block.
+pub trait Store: Send + 'static {
+    /// What the database says about its identity, read before [`migrate`](Self::migrate) (an
+    /// older schema has none, a new database nothing at all).
+    fn found(&mut self) -> Result<Found, StoreError>;
+
+    /// Brings the schema to the newest this build knows; refuses a newer one.
+    fn migrate(&mut self) -> Result<(), StoreError>;
+
+    /// The store's identity: the one it has, or a new one when it has none or `mint` asks.
+    fn ensure_identity(&mut self, mint: bool) -> Result<StoreId, StoreError>;
+
+    /// The newest position (`START` for an empty log).
+    fn head(&mut self) -> Result<Position, StoreError>;
+
+    /// The time recorded with the newest event (`None` for an empty log).
+    fn newest_recorded_at(&mut self) -> Result<Option<Timestamp>, StoreError>;
+
+    /// The last position the read model reflects.
+    fn checkpoint(&mut self) -> Result<Position, StoreError>;
+
+    /// Applies the next `chunk` events past the checkpoint to the read model and moves the
+    /// checkpoint, in one transaction (a catch-up killed halfway resumes there). `None` when
+    /// nothing was left; else how many events it read.
+    fn catch_up_chunk(&mut self, chunk: usize) -> Result<Option<u64>, StoreError>;
+
+    /// The open saga steps, as stored (the sagas decode them).
+    fn open_steps(&mut self) -> Result<OpenSteps, StoreError>;
+
+    /// Runs every unit of `batch` in one transaction and commits it once. A unit that fails
+    /// is undone alone (how — savepoints, or running the rest again — is the backend's
+    /// policy); the read model's checkpoint moves to the batch's last event in the same
+    /// transaction. An error means nothing of the batch was stored.
+    fn write(&mut self, batch: &mut dyn Batch) -> Result<(), StoreError>;
+
+    /// Starts rebuilding the read model into a fresh place beside the live one (`check`: a
+    /// scratch one, compared at the end and never swapped in). Returns the log's head.
+    fn rebuild_start(&mut self, check: bool) -> Result<Position, StoreError>;
+
+    /// Applies the next `chunk` events after `after` to the rebuild in one transaction; the
+    /// chunk that reaches the end of the log finishes it in that same transaction (the swap
+    /// is atomic: nothing can be appended between the last event applied and the swap).
+    fn rebuild_chunk(
+        &mut self,
+        check: bool,
+        after: Position,
+        chunk: usize,
+    ) -> Result<RebuildChunk, StoreError>;
+
+    /// Drops an unfinished rebuild; the live read model stays as it was.
+    fn rebuild_abandon(&mut self, check: bool) -> Result<(), StoreError>;
+
+    /// Drops what an interrupted rebuild left behind (the daemon died while it ran); whether
+    /// there was anything.
+    fn drop_leftovers(&mut self) -> Result<bool, StoreError>;
+
+    /// Where queries get their read snapshots.
+    fn reads(&self) -> Result<Box<dyn ReadSource>, StoreError>;
+
+    /// Work the backend wants done now and then, away from the writer (SQLite: copying the WAL
+    /// back into the database); `None` if it needs none.
+    fn upkeep(&self) -> Result<Option<Box<dyn Upkeep>>, StoreError>;
 }
 
-/// Opens a read-write connection to a database this process already has open (the
-/// checkpointer's), through SQLite alone: no raw open or close of its files (see [`open_writer`]).
-pub fn open_another_writer(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_NOFOLLOW,
-    )?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", true)?;
-    // The checkpointer task copies the WAL back; the writer only steps in past 32 MiB.
-    conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)?;
-    conn.set_prepared_statement_cache_capacity(64);
-    Ok(conn)
+/// Background work of a backend, run a moment after commits on a blocking thread.
+pub trait Upkeep: Send + 'static {
+    fn after_commits(&mut self) -> Result<(), StoreError>;
 }
 
-/// The WAL size (in pages) past which a committing connection checkpoints by itself.
-const WRITER_AUTOCHECKPOINT_PAGES: i64 = 8192;
-
-/// Opens a read-only connection; under WAL it never waits for the writer.
-pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_NOFOLLOW,
-    )?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.set_prepared_statement_cache_capacity(64);
-    Ok(conn)
+/// One chunk of a rebuild: how many events it read, the last position it applied, and at the
+/// end of the log what the rebuild found.
+#[derive(Debug)]
+pub struct RebuildChunk {
+    pub read: usize,
+    pub last: Position,
+    pub finished: Option<Rebuilt>,
 }
 
-const EVENT_COLUMNS: &str = "position, event_id, stream_id, version, type, schema_version, payload, \
-     correlation_id, causation_id, idempotency_key, recorded_at";
-
-/// The event log, seen through one connection (or transaction).
-pub struct EventStore<'c> {
-    conn: &'c Connection,
+/// A finished rebuild: the orders in the read model and, for a check, how the live one differs.
+#[derive(Debug, Default)]
+pub struct Rebuilt {
+    pub orders: u64,
+    pub differences: u64,
+    pub examples: Vec<orders_shared::protocol::Difference>,
 }
 
-impl<'c> EventStore<'c> {
-    pub fn new(conn: &'c Connection) -> Self {
-        Self { conn }
-    }
+/// The units of work of one batch, as the engine runs them. The backend calls [`run`](Self::run)
+/// for each unit in order, inside its transaction, and may run the batch again from the start
+/// after [`restart`](Self::restart).
+pub trait Batch {
+    fn len(&self) -> usize;
 
-    /// Appends events to a stream whose last version the caller saw as `expected_version`
-    /// (0 for a new stream). Fails with [`StoreError::Conflict`] if the stream moved on.
-    pub fn append(
-        &self,
+    /// Every stream and idempotency key the batch's units read, as far as the commands tell:
+    /// a backend on a networked database may load them in one round trip before the first unit.
+    fn wants(&self) -> Wants;
+
+    /// Runs unit `index` in `tx`; its answer stays with the batch.
+    fn run(&mut self, index: usize, tx: &mut dyn WriteTx) -> Outcome;
+
+    /// Unit `index`'s writes could not be kept (the backend failed to keep them): it is
+    /// answered with `error`, and its events are forgotten.
+    fn fail(&mut self, index: usize, error: StoreError);
+
+    /// Forgets every answer: the backend rolled the transaction back and runs the batch again.
+    fn restart(&mut self);
+
+    /// The last position the kept units recorded: the read model's checkpoint moves there.
+    fn last_position(&self) -> Option<Position>;
+}
+
+/// What a batch's units read.
+#[derive(Debug, Default)]
+pub struct Wants {
+    pub streams: Vec<StreamId>,
+    pub idempotency_keys: Vec<String>,
+}
+
+/// How a unit of work ended, for the backend to keep or undo its writes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Its writes are to be kept.
+    Done,
+    /// Refused before it wrote anything: nothing to undo.
+    Refused { why: String },
+    /// Failed after writing: its writes must be undone. With `conflict`, a stream moved on
+    /// meanwhile and running the unit again may succeed.
+    Failed { why: String, conflict: bool },
+}
+
+/// One batch's transaction, as a unit of work sees it: everything it reads is as of its
+/// own writes and those of the units before it.
+pub trait WriteTx {
+    /// Every event of one stream, oldest first.
+    fn read_stream(&mut self, stream: StreamId) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The event recorded with a client's idempotency key, if any.
+    fn find_by_idempotency_key(&mut self, key: &str) -> Result<Option<RecordedEvent>, StoreError>;
+
+    /// Appends events to a stream whose last version the caller saw as `expected` ([`Version::NONE`]
+    /// for a new stream), at time `now`. Fails with [`StoreError::Conflict`] if the stream moved on.
+    fn append(
+        &mut self,
         stream: StreamId,
-        expected_version: i64,
+        expected: Version,
         events: &[DomainEvent],
         metadata: &Metadata,
         now: Timestamp,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let mut insert = self.conn.prepare_cached(
-            "INSERT INTO events (event_id, stream_id, version, type, schema_version, payload, \
-                                 correlation_id, causation_id, idempotency_key, recorded_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        )?;
-        let stream_text = stream.to_string();
-        let correlation = metadata.correlation_id.to_string();
-        let causation = metadata.causation_id.to_string();
-        let mut recorded = Vec::with_capacity(events.len());
-        for (offset, event) in (1..).zip(events) {
-            let version = expected_version + offset;
-            let event_id = Uuid::now_v7();
-            let result = insert.execute(params![
-                event_id.to_string(),
-                stream_text,
-                version,
-                event.event_type(),
-                event.schema_version(),
-                event.payload(),
-                correlation,
-                causation,
-                metadata.idempotency_key,
-                now.as_millisecond(),
-            ]);
-            match result {
-                Ok(_) => {}
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == ErrorCode::ConstraintViolation
-                        && e.extended_code == SQLITE_CONSTRAINT_UNIQUE =>
-                {
-                    return Err(StoreError::Conflict { stream, expected: expected_version });
-                }
-                Err(e) => return Err(e.into()),
-            }
-            recorded.push(RecordedEvent {
-                position: self.conn.last_insert_rowid(),
-                event_id,
-                stream,
-                version,
-                recorded_at: now,
-                metadata: metadata.clone(),
-                event: event.clone(),
-            });
-        }
-        Ok(recorded)
-    }
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
 
-    /// Every event of one stream, oldest first.
-    pub fn read_stream(&self, stream: StreamId) -> Result<Vec<RecordedEvent>, StoreError> {
-        // No ORDER BY: with one, SQLite plans this query anew after every change of its bound
-        // value (rusqlite's statement cache clears the bindings), which cost the writer a third
-        // of its time. A stream is a handful of events; they are sorted here.
-        let mut select =
-            self.conn.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ?1"))?;
-        let rows = select.query_map([stream.to_string()], read_row)?;
-        let mut events = rows.map(|row| row?).collect::<Result<Vec<_>, StoreError>>()?;
-        events.sort_unstable_by_key(|event| event.version);
-        Ok(events)
-    }
+    /// Applies a recorded event to the read model.
+    fn project(&mut self, event: &RecordedEvent) -> Result<(), StoreError>;
 
-    /// Every event of several streams, in log order.
-    pub fn read_streams(&self, streams: &[StreamId]) -> Result<Vec<RecordedEvent>, StoreError> {
-        let mut events = Vec::new();
-        for stream in streams {
-            events.extend(self.read_stream(*stream)?);
-        }
-        events.sort_by_key(|event| event.position);
-        Ok(events)
-    }
+    /// One order as the read model shows it now.
+    fn order(&mut self, id: OrderId) -> Result<Option<OrderView>, StoreError>;
 
-    /// Up to `limit` events after global position `after`, in log order.
-    pub fn read_all(&self, after: i64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        // The limit is written into the SQL: as a bound value it makes SQLite plan the query
-        // anew on every use (see `read_stream`).
-        let mut select = self.conn.prepare_cached(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT {limit}"
-        ))?;
-        let rows = select.query_map([after], read_row)?;
-        rows.map(|row| row?).collect()
-    }
+    /// Opens the payment saga's step: a payment awaiting the provider.
+    fn open_payment_request(
+        &mut self,
+        order: OrderId,
+        amount: Total,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
 
-    /// The position of the newest event (0 for an empty log).
-    pub fn head(&self) -> Result<i64, StoreError> {
-        let head = self
-            .conn
-            .prepare_cached("SELECT COALESCE(MAX(position), 0) FROM events")?
-            .query_row([], |row| row.get(0))?;
-        Ok(head)
-    }
+    fn close_payment_request(&mut self, order: OrderId) -> Result<(), StoreError>;
 
-    /// The time recorded with the newest event (`None` for an empty log).
-    pub fn newest_recorded_at(&self) -> Result<Option<Timestamp>, StoreError> {
-        let ms: Option<i64> = self
-            .conn
-            .prepare_cached("SELECT recorded_at FROM events ORDER BY position DESC LIMIT 1")?
-            .query_row([], |row| row.get(0))
-            .optional()?;
-        ms.map(|ms| {
-            Timestamp::from_millisecond(ms)
-                .map_err(|_| StoreError::Corrupt(format!("the newest event's time {ms} is out of range")))
-        })
-        .transpose()
-    }
+    /// Arms the delivery saga's durable timer.
+    fn set_delivery_timer(&mut self, order: OrderId, due_at: Timestamp) -> Result<(), StoreError>;
 
-    /// The event recorded with a client's idempotency key, if any.
-    pub fn find_by_idempotency_key(&self, key: &str) -> Result<Option<RecordedEvent>, StoreError> {
-        let found = self
-            .conn
-            .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE idempotency_key = ?1"))?
-            .query_row([key], read_row)
-            .optional()?;
-        found.transpose()
+    fn clear_delivery_timer(&mut self, order: OrderId) -> Result<(), StoreError>;
+}
+
+/// Where queries get read snapshots: a pool of connections, or the memory itself. Shared by
+/// every query; [`close`](Self::close) lets go of what it holds, so that the writer closes last.
+pub trait ReadSource: Send + Sync + 'static {
+    /// Runs `query` on a snapshot, on the calling (blocking) thread.
+    fn with_reads(&self, query: &mut dyn FnMut(&mut dyn Reads)) -> Result<(), StoreError>;
+
+    /// Lets go of every idle connection; a read after it opens a new one.
+    fn close(&self);
+}
+
+/// The named read queries, each on one consistent snapshot.
+pub trait Reads {
+    /// One order as the read model shows it.
+    fn order(&mut self, id: OrderId) -> Result<Option<OrderView>, StoreError>;
+
+    /// A page of orders, newest first, filtered as asked.
+    fn list(&mut self, request: &ListRequest) -> Result<OrderPage, StoreError>;
+
+    /// Every event of an order's streams (order, payment, delivery) in log order, and its
+    /// read-model row, as of one commit.
+    fn history(&mut self, id: OrderId) -> Result<(Vec<RecordedEvent>, Option<OrderView>), StoreError>;
+
+    /// Up to `limit` events after `after`, in log order, and the head, as of one commit.
+    fn events(&mut self, after: Position, limit: usize)
+    -> Result<(Vec<RecordedEvent>, Position), StoreError>;
+
+    /// What `status` counts.
+    fn counts(&mut self) -> Result<Counts, StoreError>;
+
+    /// Whether a saga step's row is still stored.
+    fn step_stored(&mut self, kind: StepKind, key: &StoredValue) -> Result<bool, StoreError>;
+
+    /// The checker's walk over the whole store: the backend's own integrity check, then each
+    /// order with everything stored about it, then what belongs to no order.
+    fn walk(&mut self, visit: &mut dyn FnMut(Walking)) -> Result<Walked, StoreError>;
+}
+
+/// What `status` counts, as of one commit.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counts {
+    pub head: Position,
+    pub orders: u64,
+    pub pending_payments: u64,
+    pub pending_deliveries: u64,
+    pub newest: Option<Timestamp>,
+}
+
+/// The two kinds of open saga step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StepKind {
+    /// A payment awaiting the provider's decision.
+    Payment,
+    /// A delivery awaiting its due time.
+    Delivery,
+}
+
+/// A value as a store holds it where the daemon wrote a typed one: what was found in a row
+/// edited by hand or damaged must be reported as it is, not guessed at.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StoredValue {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(Vec<u8>),
+    Blob(Vec<u8>),
+}
+
+impl StoredValue {
+    pub fn text(text: &str) -> StoredValue {
+        StoredValue::Text(text.as_bytes().to_vec())
     }
 }
 
-/// Decodes one row; the outer error is SQLite's, the inner one a row this build cannot read.
-fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<RecordedEvent, StoreError>> {
-    let position: i64 = row.get(0)?;
-    let event_id: String = row.get(1)?;
-    let stream_id: String = row.get(2)?;
-    let version: i64 = row.get(3)?;
-    let event_type: String = row.get(4)?;
-    let schema_version: u32 = row.get(5)?;
-    let payload: String = row.get(6)?;
-    let correlation_id: String = row.get(7)?;
-    let causation_id: String = row.get(8)?;
-    let idempotency_key: Option<String> = row.get(9)?;
-    let recorded_at: i64 = row.get(10)?;
-    let decoded = (|| {
-        let corrupt = |what: &str| StoreError::Corrupt(format!("event at position {position}: bad {what}"));
-        Ok(RecordedEvent {
-            position,
-            event_id: event_id.parse().map_err(|_| corrupt("event id"))?,
-            stream: stream_id.parse().map_err(|source| StoreError::Decode { position, source })?,
-            version,
-            recorded_at: Timestamp::from_millisecond(recorded_at).map_err(|_| corrupt("time"))?,
-            metadata: Metadata {
-                correlation_id: correlation_id.parse().map_err(|_| corrupt("correlation id"))?,
-                causation_id: causation_id.parse().map_err(|_| corrupt("causation id"))?,
-                idempotency_key,
-            },
-            event: DomainEvent::decode(&event_type, schema_version, &payload)
-                .map_err(|source| StoreError::Decode { position, source })?,
-        })
-    })();
-    Ok(decoded)
+impl fmt::Display for StoredValue {
+    /// As text for a report.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoredValue::Text(text) => f.write_str(&String::from_utf8_lossy(text)),
+            StoredValue::Integer(n) => n.fmt(f),
+            StoredValue::Real(x) => x.fmt(f),
+            StoredValue::Null => f.write_str("NULL"),
+            StoredValue::Blob(bytes) => write!(f, "a blob of {} bytes", bytes.len()),
+        }
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use orders_shared::{OrderEvent, OrderId, Total};
+/// The open saga steps as stored.
+#[derive(Debug, Default)]
+pub struct OpenSteps {
+    pub payments: Vec<StoredPayment>,
+    pub deliveries: Vec<StoredDelivery>,
+}
 
-    fn store() -> (tempfile::TempDir, Connection) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut conn = open_writer(&dir.path().join("t.db")).expect("open");
-        schema::migrate(&mut conn).expect("migrate");
-        (dir, conn)
-    }
+/// A stored payment request, oldest first.
+#[derive(Debug, Clone)]
+pub struct StoredPayment {
+    pub order: StoredValue,
+    pub amount: StoredValue,
+    /// Whether its order is in the log.
+    pub known: bool,
+}
 
-    fn placed() -> DomainEvent {
-        OrderEvent::Placed {
-            user: "alice".parse().expect("valid user"),
-            total: Total::try_from(2).expect("valid total"),
-        }
-        .into()
-    }
+/// A stored delivery timer.
+#[derive(Debug, Clone)]
+pub struct StoredDelivery {
+    pub order: StoredValue,
+    pub due_at: StoredValue,
+    /// Whether its order is in the log.
+    pub known: bool,
+    /// When the delivery was scheduled, as recorded with its newest `DeliveryScheduled`.
+    pub scheduled_at: Option<Timestamp>,
+}
 
-    fn metadata() -> Metadata {
-        let id = Uuid::now_v7();
-        Metadata { correlation_id: id, causation_id: id, idempotency_key: None }
-    }
+/// What the checker's walk meets, in log order of the orders' first events.
+#[derive(Debug)]
+pub enum Walking {
+    Order(StoredOrder),
+    /// An order stream whose id does not parse.
+    MalformedStream(String),
+}
 
-    fn stream() -> StreamId {
-        StreamId::order(OrderId::from_uuid(Uuid::now_v7()))
-    }
+/// One order as the checker's walk finds it: its three streams, its open-step rows, and its
+/// read-model row (a row that cannot be read is its error).
+#[derive(Debug)]
+pub struct StoredOrder {
+    pub id: OrderId,
+    pub order: Vec<RecordedEvent>,
+    pub payment: Vec<RecordedEvent>,
+    pub delivery: Vec<RecordedEvent>,
+    /// The amount of its open payment request, if a row is stored.
+    pub payment_row: Option<StoredValue>,
+    /// The due time of its delivery timer, if a row is stored.
+    pub timer_row: Option<StoredValue>,
+    pub view: Result<Option<OrderView>, StoreError>,
+}
 
-    #[test]
-    fn appended_events_read_back_in_order_with_positions_and_versions() {
-        let (_dir, conn) = store();
-        let store = EventStore::new(&conn);
-        let (a, b) = (stream(), stream());
-        let now = Timestamp::from_millisecond(1_700_000_000_123).expect("valid time");
-        store.append(a, 0, &[placed()], &metadata(), now).expect("append a");
-        store.append(b, 0, &[placed()], &metadata(), now).expect("append b");
-        let approved =
-            store.append(a, 1, &[OrderEvent::Approved.into()], &metadata(), now).expect("append a again");
-        assert_eq!((approved[0].position, approved[0].version), (3, 2));
-
-        let events = store.read_stream(a).expect("read");
-        assert_eq!(events.iter().map(|e| e.version).collect::<Vec<_>>(), [1, 2]);
-        assert_eq!(events[1], approved[0]);
-        assert_eq!(events[0].recorded_at, now);
-        let all = store.read_all(1, 10).expect("read all");
-        assert_eq!(all.iter().map(|e| e.position).collect::<Vec<_>>(), [2, 3]);
-        assert_eq!(store.head().expect("head"), 3);
-    }
-
-    #[test]
-    fn a_stale_expected_version_is_a_conflict_and_writes_nothing() {
-        let (_dir, conn) = store();
-        let store = EventStore::new(&conn);
-        let a = stream();
-        store.append(a, 0, &[placed()], &metadata(), Timestamp::now()).expect("first");
-        let second = store.append(a, 0, &[placed()], &metadata(), Timestamp::now());
-        assert!(matches!(second, Err(StoreError::Conflict { expected: 0, .. })), "{second:?}");
-        assert_eq!(store.read_stream(a).expect("read").len(), 1);
-    }
-
-    #[test]
-    fn the_log_refuses_updates_and_deletes() {
-        let (_dir, conn) = store();
-        EventStore::new(&conn)
-            .append(stream(), 0, &[placed()], &metadata(), Timestamp::now())
-            .expect("append");
-        assert!(conn.execute("UPDATE events SET payload = '{}'", []).is_err());
-        assert!(conn.execute("DELETE FROM events", []).is_err());
-    }
-
-    #[test]
-    fn a_database_from_a_newer_build_is_refused() {
-        let (dir, conn) = store();
-        conn.pragma_update(None, "user_version", schema::CURRENT_VERSION + 1).expect("bump");
-        drop(conn);
-        let mut conn = open_writer(&dir.path().join("t.db")).expect("open");
-        assert!(matches!(schema::migrate(&mut conn), Err(StoreError::NewerSchema { .. })));
-    }
+/// What the checker's walk found besides the orders.
+#[derive(Debug, Default)]
+pub struct Walked {
+    /// What the backend's own integrity check found, a line each; when any, the walk stopped
+    /// there and nothing else is filled in.
+    pub damage: Vec<String>,
+    /// Streams of the payment or delivery context whose order is not in the log.
+    pub orphan_streams: Vec<String>,
+    /// The open steps, as [`Store::open_steps`] gives them.
+    pub steps: OpenSteps,
+    /// Read-model rows (their ids as stored) of no order in the log.
+    pub stray_rows: Vec<String>,
+    /// How many events the log holds, its head, and the read model's checkpoint.
+    pub counted: u64,
+    pub head: Position,
+    pub checkpoint: Position,
 }

@@ -5,7 +5,7 @@
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::StoreError;
+use crate::store::StoreError;
 
 /// The read model's table; `replay` builds a fresh one beside it and renames it into place.
 pub const ORDERS_TABLE: &str = "orders";
@@ -151,8 +151,8 @@ mod tests {
     use rusqlite::params;
 
     use super::*;
-    use crate::projection;
-    use crate::store::open_writer;
+    use crate::store::sqlite::open_writer;
+    use crate::store::sqlite::read_model as projection;
 
     /// A database as the first release wrote it: schema 1, where `OrderCancelled` was version 1
     /// and had no reason. Upgraded, its events are upcast and its read model rebuilt.
@@ -212,9 +212,9 @@ mod tests {
         let orders: Vec<_> = (0..10).map(|n| db.create(2 + 2 * n)).collect();
         let expected: Vec<_> = orders.iter().map(|id| db.view(*id)).collect();
         db.conn.execute_batch("DELETE FROM orders; UPDATE checkpoints SET position = 0").expect("reset");
-        projection::catch_up_chunk(&db.conn, 7).expect("one chunk").expect("something to apply");
+        projection::catch_up_chunk(db.store.conn(), 7).expect("one chunk").expect("something to apply");
         // The daemon dies here; on the next start the catch-up goes on from its checkpoint.
-        assert_eq!(projection::catch_up(&db.conn).expect("catch up"), 20 - 7);
+        assert_eq!(projection::catch_up(db.store.conn()).expect("catch up"), 20 - 7);
         let rebuilt: Vec<_> = orders.iter().map(|id| db.view(*id)).collect();
         assert_eq!(rebuilt, expected);
     }

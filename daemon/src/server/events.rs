@@ -17,9 +17,11 @@ use orders_shared::protocol::{ErrorBody, ErrorCode, EventsRequest, Reply};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use super::context::Context;
+use super::queries::{event_view, read_error_body};
+use super::streams::wait_for_news;
 use crate::connection::{Lines, WRITE_CHUNK};
-use crate::server::{Context, event_view, read_error_body, wait_for_news};
-use crate::store::{EventStore, StoreError};
+use crate::store::{Position, Reads, StoreError};
 
 /// The most events read for one piece.
 pub const PIECE_EVENTS: u64 = 256;
@@ -40,9 +42,9 @@ struct Piece {
     /// How many events `text` holds.
     events: u64,
     /// The position of the last of them (the position it started after, if none).
-    last: i64,
+    last: Position,
     /// The head of the log the piece was read against.
-    head: i64,
+    head: Position,
     /// No event up to `head` is left after `last`.
     at_end: bool,
 }
@@ -51,21 +53,16 @@ struct Piece {
 /// `None`), serialised until the text reaches [`WRITE_CHUNK`]. A page's piece that ends the page
 /// (`most` reached, or the end) carries the page's closing.
 fn read_piece(
-    conn: &rusqlite::Connection,
-    after: i64,
-    upto: Option<i64>,
+    reads: &mut dyn Reads,
+    after: Position,
+    upto: Option<Position>,
     most: u64,
     framing: Framing,
 ) -> Result<Piece, StoreError> {
-    // One snapshot for the events and the head.
-    let snapshot = conn.unchecked_transaction()?;
-    let store = EventStore::new(&snapshot);
-    let head = match upto {
-        Some(head) => head,
-        None => store.head()?,
-    };
     let asked = most.min(PIECE_EVENTS);
-    let events = store.read_all(after, usize::try_from(asked).unwrap_or(usize::MAX))?;
+    // One snapshot for the events and the head.
+    let (events, snapshot_head) = reads.events(after, usize::try_from(asked).unwrap_or(usize::MAX))?;
+    let head = upto.unwrap_or(snapshot_head);
     let mut piece = Piece { text: Vec::new(), events: 0, last: after, head, at_end: false };
     if framing == (Framing::Page { first: true }) {
         piece.text.extend_from_slice(PAGE_OPENING);
@@ -102,14 +99,14 @@ fn read_piece(
 const PAGE_OPENING: &[u8] = b"{\"ok\":true,\"data\":{\"events\":[";
 
 /// How a page reply ends: where to read on (after `last`, the page's last position) and the head.
-fn page_closing(last: i64, head: i64) -> String {
-    let next = serde_json::to_string(&crate::store::cursor(last + 1)).expect("a cursor is a string");
+fn page_closing(last: Position, head: Position) -> String {
+    let next = serde_json::to_string(&crate::store::cursor(last.next())).expect("a cursor is a string");
     format!("],\"next\":{next},\"head\":{head}}}}}\n")
 }
 
 /// The position an `events` request starts at: its cursor's, or the start of the log.
-fn first_position(request: &EventsRequest) -> Result<i64, ErrorBody> {
-    let Some(cursor) = &request.from else { return Ok(1) };
+fn first_position(request: &EventsRequest) -> Result<Position, ErrorBody> {
+    let Some(cursor) = &request.from else { return Ok(Position::START.next()) };
     crate::store::position(cursor).ok_or_else(|| {
         ErrorBody::new(
             ErrorCode::InvalidRequest,
@@ -123,9 +120,13 @@ fn write_json(text: &mut Vec<u8>, value: &impl Serialize) {
 }
 
 /// `events`: a page of the log from `from` (inclusive), at most `limit` events.
-pub async fn events_page(context: &Context, lines: &mut Lines, request: EventsRequest) -> io::Result<()> {
+pub(super) async fn events_page(
+    context: &Context,
+    lines: &mut Lines,
+    request: EventsRequest,
+) -> io::Result<()> {
     let mut after = match first_position(&request) {
-        Ok(from) => from - 1,
+        Ok(from) => Position::new(from.get() - 1),
         Err(error) => return lines.reply(Reply::error(error)).await,
     };
     let mut left = request.limit.unwrap_or(EventsRequest::MAX_LIMIT).min(EventsRequest::MAX_LIMIT);
@@ -133,7 +134,8 @@ pub async fn events_page(context: &Context, lines: &mut Lines, request: EventsRe
     let mut upto = None;
     loop {
         let framing = Framing::Page { first: upto.is_none() };
-        let read = context.readers.read_bulk(move |conn| read_piece(conn, after, upto, left, framing)).await;
+        let read =
+            context.readers.read_bulk(move |reads| read_piece(reads, after, upto, left, framing)).await;
         let piece = match read {
             Ok(piece) => piece,
             Err(error) if upto.is_none() => return lines.reply(Reply::error(read_error_body(&error))).await,
@@ -152,10 +154,14 @@ pub async fn events_page(context: &Context, lines: &mut Lines, request: EventsRe
 
 /// `events --follow`: the log from a position, then every new event as it is committed, until
 /// the client leaves, the limit is reached or the daemon stops.
-pub async fn follow_events(context: &Context, lines: &mut Lines, request: EventsRequest) -> io::Result<()> {
-    let mut head: watch::Receiver<i64> = context.head.clone();
+pub(super) async fn follow_events(
+    context: &Context,
+    lines: &mut Lines,
+    request: EventsRequest,
+) -> io::Result<()> {
+    let mut head: watch::Receiver<Position> = context.head.clone();
     let mut after = match first_position(&request) {
-        Ok(from) => from - 1,
+        Ok(from) => Position::new(from.get() - 1),
         Err(error) => return lines.reply(Reply::error(error)).await,
     };
     let mut left = request.limit;
@@ -165,8 +171,10 @@ pub async fn follow_events(context: &Context, lines: &mut Lines, request: Events
         }
         head.borrow_and_update();
         let most = left.unwrap_or(u64::MAX);
-        let read =
-            context.readers.read_bulk(move |conn| read_piece(conn, after, None, most, Framing::Lines)).await;
+        let read = context
+            .readers
+            .read_bulk(move |reads| read_piece(reads, after, None, most, Framing::Lines))
+            .await;
         let piece = match read {
             Ok(piece) => piece,
             Err(error) => return lines.reply(Reply::error(read_error_body(&error))).await,
@@ -176,7 +184,7 @@ pub async fn follow_events(context: &Context, lines: &mut Lines, request: Events
         if let Some(left) = left.as_mut() {
             *left -= piece.events;
             if *left == 0 {
-                let next = crate::store::cursor(after + 1);
+                let next = crate::store::cursor(after.next());
                 return lines.reply(Reply::data(serde_json::json!({ "next": next }))).await;
             }
         }
@@ -211,13 +219,13 @@ mod tests {
     }
 
     /// The pieces of a page, as the connection would write them.
-    fn page_in_pieces(conn: &rusqlite::Connection, from: i64, limit: u64) -> (Vec<u8>, usize) {
-        let (mut after, mut left, mut upto) = (from - 1, limit, None);
+    fn page_in_pieces(db: &Db, from: i64, limit: u64) -> (Vec<u8>, usize) {
+        let (mut after, mut left, mut upto) = (Position::new(from - 1), limit, None);
         let mut text = Vec::new();
         let mut pieces = 0;
         loop {
-            let piece =
-                read_piece(conn, after, upto, left, Framing::Page { first: upto.is_none() }).expect("piece");
+            let framing = Framing::Page { first: upto.is_none() };
+            let piece = db.read(|reads| read_piece(reads, after, upto, left, framing));
             assert!(piece.text.len() < WRITE_CHUNK + 4096, "a piece is bounded: {}", piece.text.len());
             text.extend_from_slice(&piece.text);
             pieces += 1;
@@ -230,14 +238,13 @@ mod tests {
     }
 
     /// The page built whole, as the daemon wrote it before pages were streamed.
-    fn page_whole(conn: &rusqlite::Connection, from: i64, limit: u64) -> Vec<u8> {
-        let store = EventStore::new(conn);
-        let events = store.read_all(from - 1, limit as usize).expect("read");
-        let last = events.last().map_or(from - 1, |last| last.position);
+    fn page_whole(db: &Db, from: i64, limit: u64) -> Vec<u8> {
+        let (events, head) = db.read(|reads| reads.events(Position::new(from - 1), limit as usize));
+        let last = events.last().map_or(Position::new(from - 1), |last| last.position);
         let page = EventPage {
             events: events.iter().map(event_view).collect(),
-            next: crate::store::cursor(last + 1),
-            head: store.head().expect("head"),
+            next: crate::store::cursor(last.next()),
+            head: head.get(),
         };
         Reply::data(page).to_line().into_bytes()
     }
@@ -245,15 +252,14 @@ mod tests {
     #[test]
     fn a_page_in_pieces_is_byte_for_byte_the_page_built_whole() {
         let db = log_of(400);
-        let conn = &db.conn;
-        let head = EventStore::new(conn).head().expect("head");
+        let head = db.read(|reads| reads.counts()).head.get();
         assert!(head > 1000, "enough events for several pieces: {head}");
         for (from, limit) in [(1, 10_000), (1, 1), (7, 300), (head - 3, 10), (head, 5), (head + 1, 5), (1, 0)]
         {
-            let (pieces, count) = page_in_pieces(conn, from, limit);
+            let (pieces, count) = page_in_pieces(&db, from, limit);
             assert_eq!(
                 String::from_utf8(pieces).expect("utf-8"),
-                String::from_utf8(page_whole(conn, from, limit)).expect("utf-8"),
+                String::from_utf8(page_whole(&db, from, limit)).expect("utf-8"),
                 "from {from}, limit {limit}"
             );
             if limit == 10_000 {
@@ -265,17 +271,12 @@ mod tests {
     #[test]
     fn a_followers_piece_is_the_event_lines() {
         let db = log_of(20);
-        let conn = &db.conn;
-        let piece = read_piece(conn, 3, None, 5, Framing::Lines).expect("piece");
-        let expected: String = EventStore::new(conn)
-            .read_all(3, 5)
-            .expect("read")
-            .iter()
-            .map(|event| Reply::event(event_view(event)).to_line())
-            .collect();
+        let piece = db.read(|reads| read_piece(reads, Position::new(3), None, 5, Framing::Lines));
+        let (events, _) = db.read(|reads| reads.events(Position::new(3), 5));
+        let expected: String = events.iter().map(|event| Reply::event(event_view(event)).to_line()).collect();
         assert_eq!(String::from_utf8(piece.text).expect("utf-8"), expected);
-        assert_eq!((piece.events, piece.last, piece.at_end), (5, 8, false));
-        let rest = read_piece(conn, 8, None, u64::MAX, Framing::Lines).expect("piece");
+        assert_eq!((piece.events, piece.last, piece.at_end), (5, Position::new(8), false));
+        let rest = db.read(|reads| read_piece(reads, Position::new(8), None, u64::MAX, Framing::Lines));
         assert!(rest.at_end, "the rest of a small log is one piece");
         assert_eq!(rest.last, rest.head);
     }

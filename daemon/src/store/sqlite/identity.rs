@@ -4,8 +4,9 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::{EventStore, StoreError};
+use super::events::EventStore;
 use crate::identity::{Found, StoreId};
+use crate::store::StoreError;
 
 /// `PRAGMA application_id` of an orders database: "ordr".
 pub const APPLICATION_ID: i32 = 0x6F72_6472;
@@ -21,7 +22,7 @@ pub fn found(conn: &Connection) -> Result<Found, StoreError> {
         Ok(exists.is_some())
     };
     let id = if table("store_identity")? { stored_id(conn)? } else { None };
-    let head = if table("events")? { EventStore::new(conn).head()? } else { 0 };
+    let head = if table("events")? { EventStore::new(conn).head()?.get() } else { 0 };
     Ok(Found { id, head })
 }
 
@@ -49,7 +50,7 @@ pub fn ensure(conn: &Connection, mint: bool) -> Result<StoreId, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{open_writer, schema};
+    use crate::store::sqlite::{open_writer, schema};
 
     #[test]
     fn a_new_database_has_no_identity_until_migrated_and_keeps_the_one_it_gets() {

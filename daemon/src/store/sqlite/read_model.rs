@@ -1,4 +1,5 @@
-//! The read side: the `orders` table, a projection of the event log, and the queries on it.
+//! The read side in SQLite: the `orders` table, a projection of the event log, and the queries
+//! on it.
 //!
 //! The writer applies each event in the same transaction that appends it, so a reply reflects its
 //! own command, and the checkpoint (last applied global position) moves with the table. On start
@@ -9,8 +10,8 @@ use orders_shared::protocol::{ListRequest, OrderPage, OrderView};
 use orders_shared::{DomainEvent, OrderEvent, OrderId};
 use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
 
-use crate::store::schema::ORDERS_TABLE;
-use crate::store::{RecordedEvent, StoreError};
+use super::schema::ORDERS_TABLE;
+use crate::store::{Position, RecordedEvent, StoreError};
 
 const PROJECTION: &str = "orders";
 
@@ -80,13 +81,7 @@ impl Projector {
     }
 
     /// Applies one order event; `order` is the order's id as text, `at` the event's time in ms.
-    pub fn apply(
-        &self,
-        conn: &Connection,
-        order: &str,
-        event: &OrderEvent,
-        at: i64,
-    ) -> Result<(), StoreError> {
+    fn apply(&self, conn: &Connection, order: &str, event: &OrderEvent, at: i64) -> Result<(), StoreError> {
         match event {
             OrderEvent::Placed { user, total } => {
                 conn.prepare_cached(&self.place)?.execute(params![order, user.as_str(), total.get(), at])?
@@ -104,17 +99,22 @@ impl Projector {
     /// the payment and delivery contexts show through the order's own). This is the fast path of
     /// catch-up and replay: it decodes only what the projection needs. Returns how many events
     /// it read and the last position.
-    pub fn apply_log(&self, conn: &Connection, after: i64, limit: usize) -> Result<(usize, i64), StoreError> {
+    pub fn apply_log(
+        &self,
+        conn: &Connection,
+        after: Position,
+        limit: usize,
+    ) -> Result<(usize, Position), StoreError> {
         // A literal limit: a bound one makes SQLite plan the query anew on every use.
         let mut select = conn.prepare_cached(&format!(
             "SELECT position, stream_id, type, schema_version, payload, recorded_at FROM events \
              WHERE position > ?1 ORDER BY position LIMIT {limit}"
         ))?;
-        let mut rows = select.query([after])?;
+        let mut rows = select.query([after.get()])?;
         let (mut read, mut last) = (0, after);
         while let Some(row) = rows.next()? {
             read += 1;
-            last = row.get(0)?;
+            last = Position::new(row.get(0)?);
             let Some(order) = row.get_ref(1)?.as_str()?.strip_prefix("order-") else { continue };
             let (event_type, version, payload) =
                 (row.get_ref(2)?.as_str()?, row.get(3)?, row.get_ref(4)?.as_str()?);
@@ -149,21 +149,22 @@ pub fn apply(conn: &Connection, recorded: &RecordedEvent) -> Result<(), StoreErr
 }
 
 /// The last global position the read model reflects.
-pub fn checkpoint(conn: &Connection) -> Result<i64, StoreError> {
+pub fn checkpoint(conn: &Connection) -> Result<Position, StoreError> {
     let position = conn
         .prepare_cached("SELECT position FROM checkpoints WHERE projection = ?1")?
         .query_row([PROJECTION], |row| row.get(0))?;
-    Ok(position)
+    Ok(Position::new(position))
 }
 
-pub fn set_checkpoint(conn: &Connection, position: i64) -> Result<(), StoreError> {
+pub fn set_checkpoint(conn: &Connection, position: Position) -> Result<(), StoreError> {
     conn.prepare_cached("UPDATE checkpoints SET position = ?2 WHERE projection = ?1")?
-        .execute(params![PROJECTION, position])?;
+        .execute(params![PROJECTION, position.get()])?;
     Ok(())
 }
 
 /// Applies whatever the log holds past the checkpoint: after a schema migration that resets the
 /// read model, or when the projection learns new events. Returns how many events it applied.
+#[cfg(test)]
 pub fn catch_up(conn: &Connection) -> Result<u64, StoreError> {
     let mut applied = 0;
     while let Some(read) = catch_up_chunk(conn, 10_000)? {

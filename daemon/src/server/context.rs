@@ -1,0 +1,138 @@
+//! What the server serves with: a starting daemon's [`Serving`], the ready daemon's [`Context`],
+//! and the [`Limits`] of every connection.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use orders_shared::protocol::{DaemonState, DaemonStatus, ErrorBody, ErrorCode, PROTOCOL_VERSION};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::paths::{Paths, ServedStore};
+use crate::readers::Readers;
+use crate::settlements::Settlements;
+use crate::startup::Startup;
+use crate::store::Position;
+use crate::writer::Writer;
+
+/// Everything a request handler may use.
+pub struct Context {
+    pub writer: Writer,
+    pub readers: Arc<Readers>,
+    pub paths: Paths,
+    /// The store every request must name (issue 12).
+    pub store: ServedStore,
+    pub started_at: Timestamp,
+    /// Cancelled once to stop the daemon: by a signal, or by a `shutdown` request.
+    pub shutdown: CancellationToken,
+    /// The newest committed global position.
+    pub head: watch::Receiver<Position>,
+    /// Orders being waited for.
+    pub settlements: Arc<Settlements>,
+    /// Where the daemon logs, for `status`.
+    pub log_file: std::path::PathBuf,
+    /// The saga steps that cannot be carried out, for `status`.
+    pub stuck: Arc<crate::steps::StuckSteps>,
+    /// The clock recorded times come from, to compare with the log for `status`.
+    pub clock: crate::clock::Clock,
+    /// The store this daemon serves.
+    pub store_id: crate::identity::StoreId,
+}
+
+/// What the server serves: a daemon starting up (issue 12), then, once [`ready`](Self::ready),
+/// its full [`Context`]. Each request is routed by the state it finds.
+pub struct Serving {
+    /// Cancelled once to stop the daemon, starting or ready: by a signal, or by `shutdown`.
+    pub shutdown: CancellationToken,
+    /// How far the start-up has come, for `status` and the `starting` replies.
+    pub startup: Startup,
+    /// Set once, when the start-up is done.
+    ready: OnceLock<Arc<Context>>,
+    paths: Paths,
+    /// The store every request must name, checked from the first instant (issue 12).
+    store: ServedStore,
+    started_at: Timestamp,
+    log_file: std::path::PathBuf,
+}
+
+impl Serving {
+    pub fn new(paths: Paths, store: ServedStore, log_file: std::path::PathBuf) -> Serving {
+        Serving {
+            store,
+            shutdown: CancellationToken::new(),
+            startup: Startup::default(),
+            ready: OnceLock::new(),
+            paths,
+            started_at: Timestamp::now(),
+            log_file,
+        }
+    }
+
+    /// From now on requests are served with `context`.
+    pub fn ready(&self, context: Arc<Context>) {
+        if self.ready.set(context).is_err() {
+            tracing::error!("the daemon was made ready twice; the first context stays");
+        }
+    }
+
+    /// The store every request must name.
+    pub(super) fn store(&self) -> &ServedStore {
+        &self.store
+    }
+
+    pub fn started_at(&self) -> Timestamp {
+        self.started_at
+    }
+
+    pub(super) fn context(&self) -> Option<&Context> {
+        self.ready.get().map(Arc::as_ref)
+    }
+
+    /// Lets go of the read connections once nothing is served any more, so that the writer's
+    /// connection closes last (SQLite then checkpoints the WAL and removes it).
+    pub fn close_readers(&self) {
+        if let Some(context) = self.context() {
+            context.readers.close();
+        }
+    }
+
+    /// What a starting daemon says about itself.
+    pub(super) fn starting_status(&self) -> DaemonStatus {
+        DaemonStatus {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            protocol: PROTOCOL_VERSION,
+            started_at: self.started_at,
+            socket: self.paths.socket.display().to_string(),
+            data_dir: self.paths.data_dir.display().to_string(),
+            database: self.paths.database().display().to_string(),
+            events: 0,
+            orders: 0,
+            pending_payments: 0,
+            pending_deliveries: 0,
+            log_file: self.log_file.display().to_string(),
+            stuck_steps: 0,
+            stuck: Vec::new(),
+            store_id: None,
+            clock_behind_ms: None,
+            state: DaemonState::Starting,
+            start: Some(self.startup.progress()),
+        }
+    }
+
+    /// The answer to a request that a starting daemon cannot serve yet: nothing was done.
+    pub(super) fn starting_error(&self) -> ErrorBody {
+        let message = format!("the daemon is starting: {}", self.startup.progress());
+        ErrorBody::new(ErrorCode::Starting, message)
+    }
+}
+
+/// Limits that keep one client from starving the others.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    /// How long a piece of a reply may wait for its client to read it (see [`crate::connection`]).
+    pub drain_timeout: Duration,
+}

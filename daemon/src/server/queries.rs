@@ -1,0 +1,109 @@
+//! The read requests — `show`, `list`, `history`, `status`, `check` — and the views they answer
+//! with. Each runs on a read snapshot of the store ([`crate::readers`]).
+
+use std::sync::Arc;
+
+use orders_shared::OrderId;
+use orders_shared::protocol::{
+    DaemonState, DaemonStatus, ErrorBody, ErrorCode, EventView, ListRequest, OrderView, PROTOCOL_VERSION,
+};
+use serde_json::value::RawValue;
+
+use super::context::Context;
+use crate::command::storage_error_body;
+use crate::store::{Position, RecordedEvent, StoreError};
+
+/// A read that failed: classified like a storage failure, told as what it is.
+pub(super) fn read_error_body(error: &StoreError) -> ErrorBody {
+    ErrorBody { message: format!("cannot read the database: {error}"), ..storage_error_body(error) }
+}
+
+pub(super) fn to_json(data: impl serde::Serialize) -> Box<RawValue> {
+    orders_shared::protocol::raw(&data)
+}
+
+/// `list`: serialised on the reader's thread, where the rows are dropped; only their JSON comes back.
+pub(super) async fn list_orders(context: &Context, request: ListRequest) -> Result<Box<RawValue>, ErrorBody> {
+    context
+        .readers
+        .read(move |reads| reads.list(&request).map(to_json))
+        .await
+        .map_err(|error| read_error_body(&error))
+}
+
+/// `check`: a database too damaged even to be opened for it is a problem of the data, reported
+/// as such (issue 12).
+pub(super) async fn check_database(context: &Context) -> Result<Box<RawValue>, ErrorBody> {
+    let started = std::time::Instant::now();
+    match context.readers.read(crate::check::check).await {
+        Ok(report) => Ok(to_json(report)),
+        Err(error) if error.is_damage() => Ok(to_json(crate::check::damaged(&error.to_string(), started))),
+        Err(error) => Err(read_error_body(&error)),
+    }
+}
+
+pub(super) async fn find_order(context: &Context, id: OrderId) -> Result<OrderView, ErrorBody> {
+    let found =
+        context.readers.read(move |reads| reads.order(id)).await.map_err(|error| read_error_body(&error))?;
+    found.ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, format!("no order {id}")))
+}
+
+/// Every event of an order, from its order, payment and delivery streams, in log order.
+pub(super) async fn order_history(context: &Context, id: OrderId) -> Result<Vec<EventView>, ErrorBody> {
+    let events = context
+        .readers
+        .read(move |reads| reads.history(id).map(|(events, _)| events))
+        .await
+        .map_err(|error| read_error_body(&error))?;
+    if events.is_empty() {
+        return Err(ErrorBody::new(ErrorCode::NotFound, format!("no order {id}")));
+    }
+    Ok(events.iter().map(event_view).collect())
+}
+
+pub(super) fn event_view(recorded: &RecordedEvent) -> EventView {
+    EventView {
+        position: recorded.position.get(),
+        cursor: crate::store::cursor(recorded.position),
+        event_id: recorded.event_id.to_string(),
+        stream: recorded.stream.to_string(),
+        version: recorded.version.get(),
+        event_type: recorded.event.event_type().to_owned(),
+        recorded_at: recorded.recorded_at,
+        data: recorded.event.payload_value(),
+        correlation_id: recorded.metadata.correlation_id.to_string(),
+        causation_id: recorded.metadata.causation_id.to_string(),
+    }
+}
+
+pub(super) async fn status(context: &Context) -> Result<DaemonStatus, ErrorBody> {
+    let stuck = Arc::clone(&context.stuck);
+    let (counts, (stuck_steps, stuck)) = context
+        .readers
+        .read(move |reads| Ok((reads.counts()?, stuck.still_stored(reads)?)))
+        .await
+        .map_err(|error| read_error_body(&error))?;
+    Ok(DaemonStatus {
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        protocol: PROTOCOL_VERSION,
+        started_at: context.started_at,
+        socket: context.paths.socket.display().to_string(),
+        data_dir: context.paths.data_dir.display().to_string(),
+        database: context.paths.database().display().to_string(),
+        events: counts.head.since(Position::START),
+        orders: counts.orders,
+        pending_payments: counts.pending_payments,
+        pending_deliveries: counts.pending_deliveries,
+        log_file: context.log_file.display().to_string(),
+        stuck_steps,
+        stuck,
+        store_id: Some(context.store_id.to_string()),
+        clock_behind_ms: counts
+            .newest
+            .and_then(|newest| crate::clock::behind(context.clock.now(), newest))
+            .map(|behind| behind.as_millis().try_into().unwrap_or(u64::MAX)),
+        state: DaemonState::Ready,
+        start: None,
+    })
+}
