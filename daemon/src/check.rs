@@ -293,3 +293,82 @@ fn summary(view: &OrderView) -> String {
         view.cancel_reason.map(|r| format!(" ({r})")).unwrap_or_default()
     )
 }
+#[cfg(test)]
+mod tests {
+    use orders_shared::{OrderId, OrderStatus, PaymentDecision};
+    use proptest::prelude::*;
+
+    use super::check;
+    use crate::command::WriteCommand;
+    use crate::testing::Db;
+
+    fn problems(db: &Db) -> Vec<String> {
+        let report = db.read(check);
+        assert_eq!(report.problems as usize, report.listed.len());
+        report.listed.into_iter().map(|p| p.message).collect()
+    }
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        Create(i64),
+        Cancel(usize),
+        Decide(usize, bool),
+        Deliver(usize),
+        CancelUnknown,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            3 => (1_i64..10).prop_map(Step::Create),
+            2 => any::<usize>().prop_map(Step::Cancel),
+            3 => (any::<usize>(), any::<bool>()).prop_map(|(i, approve)| Step::Decide(i, approve)),
+            2 => any::<usize>().prop_map(Step::Deliver),
+            1 => Just(Step::CancelUnknown),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever customers and sagas do, in whatever order and however often (a provider may
+        /// answer twice, a timer fire after a cancel), every command either records what the
+        /// rules allow or is refused, and the log stays sound.
+        #[test]
+        fn any_sequence_of_commands_keeps_the_log_sound(steps in prop::collection::vec(step(), 1..40)) {
+            let mut db = Db::new();
+            let mut orders: Vec<OrderId> = Vec::new();
+            let pick = |orders: &[OrderId], i: usize| (!orders.is_empty()).then(|| orders[i % orders.len()]);
+            for step in steps {
+                match step {
+                    Step::Create(total) => orders.push(db.create(total)),
+                    Step::Cancel(i) => if let Some(order) = pick(&orders, i) {
+                        let before = db.view(order).expect("exists").status;
+                        match db.run(WriteCommand::Cancel(order)) {
+                            Ok(after) => {
+                                prop_assert!(matches!(before, OrderStatus::Pending | OrderStatus::Approved));
+                                prop_assert_eq!(after.status, OrderStatus::Cancelled);
+                            }
+                            Err(_) => prop_assert!(before.is_settled(), "refused a cancel of a {before} order"),
+                        }
+                    },
+                    Step::Decide(i, approve) => if let Some(order) = pick(&orders, i) {
+                        let decision = if approve {
+                            PaymentDecision::Approved
+                        } else {
+                            PaymentDecision::Declined { reason: "no".into() }
+                        };
+                        db.run(WriteCommand::DecidePayment { order, decision }).expect("a saga step never fails");
+                    },
+                    Step::Deliver(i) => if let Some(order) = pick(&orders, i) {
+                        db.run(WriteCommand::Deliver(order)).expect("a saga step never fails");
+                    },
+                    Step::CancelUnknown => {
+                        let unknown = OrderId::from_uuid(uuid::Uuid::now_v7());
+                        prop_assert!(db.run(WriteCommand::Cancel(unknown)).is_err());
+                    }
+                }
+            }
+            prop_assert_eq!(problems(&db), Vec::<String>::new());
+        }
+    }
+}

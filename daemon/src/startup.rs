@@ -174,7 +174,7 @@ fn accept_store(verdict: Verdict, database: &str) -> anyhow::Result<bool> {
 
 /// Applies the log past the read model's checkpoint in chunks of about a hundredth of it,
 /// publishing progress after each. `false` when stopped first.
-fn catch_up(
+pub(crate) fn catch_up(
     store: &mut dyn Store,
     startup: &Startup,
     stop: &CancellationToken,

@@ -117,6 +117,12 @@ impl<S: Store> Db<S> {
         self.store.open_steps().expect("open steps").deliveries.len()
     }
 
+    /// The same, with one order of this total in it.
+    pub fn with_order(mut self, total: i64) -> Db<S> {
+        self.create(total);
+        self
+    }
+
     /// Every order of the log, oldest first.
     pub fn orders(&self) -> Vec<OrderId> {
         let (events, _) = self.read(|reads| reads.events(Position::START, usize::MAX >> 1));
@@ -145,7 +151,7 @@ struct Forge<F> {
 }
 
 impl<F: FnMut(&mut dyn WriteTx) -> Result<(), StoreError>> Batch for Forge<F> {
-    fn len(&self) -> usize {
+    fn units(&self) -> usize {
         1
     }
 

@@ -309,7 +309,7 @@ fn not_run() -> ErrorBody {
 }
 
 impl Batch for Work<'_> {
-    fn len(&self) -> usize {
+    fn units(&self) -> usize {
         self.commands.len()
     }
 
@@ -372,11 +372,11 @@ mod tests {
     use std::sync::Arc;
 
     use orders_shared::protocol::CreateRequest;
-    use orders_shared::{OrderId, OrderStatus, PaymentDecision, StreamId, StreamKind, Total};
-    use rusqlite::params;
+    use orders_shared::{OrderEvent, OrderId, OrderStatus, PaymentDecision, StreamId, StreamKind, Total};
     use tokio::sync::{mpsc, oneshot, watch};
 
     use super::*;
+    use crate::store::{Metadata, Version};
     use crate::testing::Db;
 
     fn job(command: WriteCommand) -> (CommandJob, oneshot::Receiver<WriteResult>) {
@@ -389,7 +389,7 @@ mod tests {
         let (payments, _) = mpsc::unbounded_channel();
         let (deliveries, _) = mpsc::unbounded_channel();
         let announcements = Announcements {
-            head: watch::channel(0).0,
+            head: watch::channel(Position::START).0,
             payments,
             deliveries,
             settlements: Arc::new(crate::settlements::Settlements::default()),
@@ -411,30 +411,36 @@ mod tests {
         })
     }
 
+    fn head<S: Store>(db: &Db<S>) -> Position {
+        db.read(|reads| reads.counts()).head
+    }
+
     /// A full database in the middle of a batch: whatever SQLite rolled back, the batch is
     /// answered as not stored and nothing of it is, and the next batch works once there is room.
     #[test]
     fn a_batch_that_fills_the_database_stores_nothing_of_it() {
         let mut db = Db::new();
         db.create(2);
-        let before = crate::store::EventStore::new(&db.conn).head().expect("head");
-        let pages: i64 = db.conn.query_row("PRAGMA page_count", [], |row| row.get(0)).expect("pages");
-        db.conn.pragma_update(None, "max_page_count", pages + 2).expect("a nearly full database");
+        let before = head(&db);
+        db.nearly_full();
         let (announcements, policy) = quiet_writer();
         let (jobs, answers): (Vec<_>, Vec<_>) = (0..400).map(|n| job(create(2 * n + 2))).unzip();
         let mut batch = jobs;
-        commit_batch(&mut db.conn, &mut batch, &policy, &announcements, &mut times());
+        commit_batch(&mut db.store, &mut batch, &policy, &announcements, &mut times());
         let answers: Vec<WriteResult> =
             answers.into_iter().map(|rx| rx.blocking_recv().expect("answered")).collect();
         let stored = answers.iter().filter(|answer| answer.is_ok()).count();
-        let head = crate::store::EventStore::new(&db.conn).head().expect("head");
-        assert_eq!(head - before, 2 * stored as i64, "what was answered stored is stored, and nothing else");
+        assert_eq!(
+            head(&db).since(before),
+            2 * stored as u64,
+            "what was answered stored is stored, and nothing else"
+        );
         assert!(answers.iter().any(Result::is_err), "the database did fill up");
-        assert!(db.conn.is_autocommit(), "no transaction left open");
+        assert!(db.no_transaction_open(), "no transaction left open");
 
-        db.conn.pragma_update(None, "max_page_count", 1_000_000).expect("room again");
+        db.room_again();
         let (retry, answer) = job(create(4));
-        commit_batch(&mut db.conn, &mut vec![retry], &policy, &announcements, &mut times());
+        commit_batch(&mut db.store, &mut vec![retry], &policy, &announcements, &mut times());
         assert!(answer.blocking_recv().expect("answered").is_ok());
     }
 
@@ -445,14 +451,13 @@ mod tests {
     fn a_command_failing_after_it_wrote_is_rolled_back_alone() {
         let mut db = Db::new();
         let poisoned = db.create(2);
-        db.conn
-            .execute(
-                "INSERT INTO events (event_id, stream_id, version, type, schema_version, payload, correlation_id, \
-                 causation_id, recorded_at) VALUES (?1, ?2, 2, 'OrderApproved', 1, '{}', ?1, ?1, 0)",
-                params![uuid::Uuid::now_v7().to_string(), format!("order-{poisoned}")],
-            )
-            .expect("forge");
-        let before = crate::store::EventStore::new(&db.conn).head().expect("head");
+        db.forge(|tx| {
+            let approved = [OrderEvent::Approved.into()];
+            let now = Timestamp::now();
+            tx.append(StreamId::order(poisoned), Version::new(1), &approved, &Metadata::new_command(), now)
+                .map(drop)
+        });
+        let before = head(&db);
 
         let (first, first_answer) = job(create(4));
         let (bad, bad_answer) =
@@ -461,23 +466,18 @@ mod tests {
         let (last, last_answer) = job(create(6));
         let mut batch = vec![first, bad, refused, last];
         let (announcements, policy) = quiet_writer();
-        commit_batch(&mut db.conn, &mut batch, &policy, &announcements, &mut times());
+        commit_batch(&mut db.store, &mut batch, &policy, &announcements, &mut times());
 
         let answer = |rx: oneshot::Receiver<WriteResult>| rx.blocking_recv().expect("answered");
         assert_eq!(answer(first_answer).expect("first").status, OrderStatus::Pending);
         let error = answer(bad_answer).expect_err("the poisoned command fails");
-        assert_eq!(error.code, orders_shared::protocol::ErrorCode::Internal, "{error:?}");
-        assert_eq!(
-            answer(refused_answer).expect_err("no such order").code,
-            orders_shared::protocol::ErrorCode::NotFound
-        );
+        assert_eq!(error.code, ErrorCode::Internal, "{error:?}");
+        assert_eq!(answer(refused_answer).expect_err("no such order").code, ErrorCode::NotFound);
         assert_eq!(answer(last_answer).expect("last").status, OrderStatus::Pending);
-        let payment = crate::store::EventStore::new(&db.conn)
-            .read_stream(StreamId::new(StreamKind::Payment, poisoned))
-            .expect("read");
+        let (events, _) = db.read(|reads| reads.history(poisoned));
+        let payment: Vec<_> = events.iter().filter(|e| e.stream.kind == StreamKind::Payment).collect();
         assert_eq!(payment.len(), 1, "no PaymentApproved was left behind: {payment:?}");
-        let after = crate::store::EventStore::new(&db.conn).head().expect("head");
-        assert_eq!(after - before, 4, "two creates of two events each");
+        assert_eq!(head(&db).since(before), 4, "two creates of two events each");
     }
 
     /// Issue 12: with the clock set back an hour, the writer records no time before the log's
@@ -485,24 +485,30 @@ mod tests {
     #[test]
     fn a_clock_set_back_records_no_time_before_the_log() {
         let mut db = Db::new();
-        let order = db.create(2);
-        let newest =
-            crate::store::EventStore::new(&db.conn).newest_recorded_at().expect("read").expect("one");
+        db.create(2);
+        let newest = db.read(|reads| reads.counts()).newest.expect("one event");
         // An old log, written by a clock that was ahead: this order's stream ends an hour later.
         let later = newest.checked_add(jiff::SignedDuration::from_hours(1)).expect("later");
-        db.conn
-            .execute_batch(&format!(
-                "DROP TRIGGER events_are_append_only_update; \
-                 UPDATE events SET recorded_at = {} WHERE stream_id = 'order-{order}';",
-                later.as_millisecond()
-            ))
-            .expect("age the stream");
+        let order = OrderId::from_uuid(uuid::Uuid::now_v7());
+        db.forge(|tx| {
+            let placed = [OrderEvent::Placed {
+                user: "old".parse().expect("user"),
+                total: Total::try_from(2).expect("total"),
+            }
+            .into()];
+            for event in
+                tx.append(StreamId::order(order), Version::NONE, &placed, &Metadata::new_command(), later)?
+            {
+                tx.project(&event)?;
+            }
+            Ok(())
+        });
         let (announcements, policy) = quiet_writer();
         let behind = crate::clock::Clock::offset_by(jiff::SignedDuration::from_hours(-1));
         let mut times = RecordedTimes::new(behind, newest);
         let (created, created_answer) = job(create(4));
         let (cancel, cancel_answer) = job(WriteCommand::Cancel(order));
-        commit_batch(&mut db.conn, &mut vec![created, cancel], &policy, &announcements, &mut times);
+        commit_batch(&mut db.store, &mut vec![created, cancel], &policy, &announcements, &mut times);
         let created = created_answer.blocking_recv().expect("answered").expect("created");
         assert!(created.created_at >= newest, "{} < {newest}", created.created_at);
         let cancelled = cancel_answer.blocking_recv().expect("answered").expect("cancelled");

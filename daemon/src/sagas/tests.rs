@@ -4,8 +4,9 @@
 use jiff::SignedDuration;
 use orders_shared::{OrderStatus, PaymentDecision, Total};
 
-use super::{delivery, payment};
-use crate::commands::WriteCommand;
+use crate::command::WriteCommand;
+use crate::steps::{self, StuckSteps};
+use crate::store::{Store, StoredValue};
 use crate::testing::Db;
 
 #[test]
@@ -119,85 +120,23 @@ fn a_delivery_due_past_the_representable_end_of_time_does_not_stop_the_others() 
     let mut db = Db::with_delivery_delay(SignedDuration::from_secs(999_999_999_999));
     let stuck = db.create(2);
     db.decide(stuck);
-    let stored: i64 = db
-        .conn
-        .query_row("SELECT due_at FROM delivery_timers WHERE order_id = ?1", [stuck.to_string()], |r| {
-            r.get(0)
-        })
-        .expect("the timer the old code wrote");
-    assert_eq!(stored, jiff::Timestamp::MAX.as_millisecond(), "clamped to the end of time");
+    let stored = db.store.open_steps().expect("open steps").deliveries;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        stored[0].due_at,
+        StoredValue::Integer(jiff::Timestamp::MAX.as_millisecond()),
+        "clamped to the end of time"
+    );
     db.policy.delivery_delay = SignedDuration::from_secs(3);
     let fine = db.create(4);
     db.decide(fine);
 
-    let open = delivery::open(&db.conn).expect("the open steps load");
-    assert_eq!(open.steps.iter().map(|d| d.order).collect::<Vec<_>>(), [fine]);
+    let open = steps::decode(db.store.open_steps().expect("the open steps load"));
+    assert_eq!(open.deliveries.iter().map(|d| d.order).collect::<Vec<_>>(), [fine]);
     assert_eq!(open.stuck.len(), 1);
     assert_eq!(open.stuck[0].step.order, stuck.to_string());
     assert!(open.stuck[0].step.problem.contains("past the last time"), "{:?}", open.stuck[0]);
     assert_eq!(db.timer_rows(), 2, "the stuck step is kept");
-}
-
-/// Every way a stored row can be un-runnable is reported with what is wrong, and none of them
-/// keeps the good rows from loading.
-#[test]
-fn damaged_saga_rows_are_reported_one_by_one() {
-    let mut db = Db::new();
-    let pending = db.create(2);
-    let approved = db.create(4);
-    db.decide(approved);
-    let unknown = orders_shared::OrderId::from_uuid(uuid::Uuid::now_v7()).to_string();
-    for (order, due_at) in [
-        ("not-an-id", "0"),
-        (unknown.as_str(), "1800000000000"),
-        ("019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b", "-5"),
-        ("019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6c", "'soon'"),
-        ("019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6d", "9223372036854775807"),
-    ] {
-        db.conn
-            .execute(&format!("INSERT INTO delivery_timers VALUES (?1, {due_at})"), [order])
-            .expect("damage");
-    }
-    for (order, amount) in
-        [(unknown.as_str(), "2"), ("019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6e", "-1"), ("x", "'two'")]
-    {
-        db.conn
-            .execute(&format!("INSERT INTO payment_requests VALUES (?1, {amount}, 0)"), [order])
-            .expect("damage");
-    }
-
-    let deliveries = delivery::open(&db.conn).expect("load");
-    assert_eq!(deliveries.steps.iter().map(|d| d.order).collect::<Vec<_>>(), [approved]);
-    let problems = |stuck: &[super::Stuck]| {
-        let mut found: Vec<String> =
-            stuck.iter().map(|s| format!("{}: {}", s.step.order, s.step.problem)).collect();
-        found.sort();
-        found
-    };
-    let found = problems(&deliveries.stuck);
-    assert_eq!(found.len(), 5, "{found:?}");
-    for expected in [
-        "before 1970",
-        "not a number of milliseconds",
-        "past the last time",
-        "\"not-an-id\" is not an order id",
-        &format!("{unknown}: its order is not in the event log"),
-    ] {
-        assert!(found.iter().any(|p| p.contains(expected)), "{expected}: {found:?}");
-    }
-
-    let payments = payment::open(&db.conn).expect("load");
-    assert_eq!(payments.steps.iter().map(|p| p.order).collect::<Vec<_>>(), [pending]);
-    let found = problems(&payments.stuck);
-    assert_eq!(found.len(), 3, "{found:?}");
-    for expected in ["not in the event log", "amount -1 is not a valid total", "\"x\" is not an order id"] {
-        assert!(found.iter().any(|p| p.contains(expected)), "{expected}: {found:?}");
-    }
-
-    // `check` names each of them.
-    let report = crate::check::check(&db.conn).expect("check");
-    let named = report.listed.iter().filter(|p| p.message.contains("cannot be carried out")).count();
-    assert_eq!(named, 8, "{:?}", report.listed);
 }
 
 /// The registry `status` reads forgets a stuck step once its row is gone (its order cancelled).
@@ -206,13 +145,13 @@ fn a_stuck_step_closed_by_a_cancel_is_no_longer_reported() {
     let mut db = Db::with_delivery_delay(SignedDuration::from_secs(999_999_999_999));
     let order = db.create(2);
     db.decide(order);
-    let registry = super::StuckSteps::default();
-    for stuck in delivery::open(&db.conn).expect("load").stuck {
+    let registry = StuckSteps::default();
+    for stuck in steps::decode(db.store.open_steps().expect("load")).stuck {
         registry.add(stuck.clone());
         registry.add(stuck); // counted once
     }
-    assert_eq!(registry.still_stored(&db.conn).expect("status").0, 1);
+    assert_eq!(db.read(|reads| registry.still_stored(reads)).0, 1);
     db.run(WriteCommand::Cancel(order)).expect("the remedy: cancel the order");
     assert_eq!(db.timer_rows(), 0, "the cancel closes the timer");
-    assert_eq!(registry.still_stored(&db.conn).expect("status"), (0, Vec::new()));
+    assert_eq!(db.read(|reads| registry.still_stored(reads)), (0, Vec::new()));
 }

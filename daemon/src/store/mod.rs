@@ -278,7 +278,8 @@ pub struct Rebuilt {
 /// for each unit in order, inside its transaction, and may run the batch again from the start
 /// after [`restart`](Self::restart).
 pub trait Batch {
-    fn len(&self) -> usize;
+    /// How many units of work it has.
+    fn units(&self) -> usize;
 
     /// Every stream and idempotency key the batch's units read, as far as the commands tell:
     /// a backend on a networked database may load them in one round trip before the first unit.
@@ -475,7 +476,7 @@ pub struct StoredDelivery {
 /// What the checker's walk meets, in log order of the orders' first events.
 #[derive(Debug)]
 pub enum Walking {
-    Order(StoredOrder),
+    Order(Box<StoredOrder>),
     /// An order stream whose id does not parse.
     MalformedStream(String),
 }

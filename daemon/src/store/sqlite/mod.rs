@@ -21,6 +21,9 @@ pub mod schema;
 mod upkeep;
 mod write;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -182,8 +185,19 @@ impl crate::testing::Db<SqliteStore> {
         self.store.conn()
     }
 
-    pub fn conn_mut(&mut self) -> &mut Connection {
-        &mut self.store.conn
+    /// A database with room for two pages more.
+    pub fn nearly_full(&self) {
+        let pages: i64 = self.conn().query_row("PRAGMA page_count", [], |row| row.get(0)).expect("pages");
+        self.conn().pragma_update(None, "max_page_count", pages + 2).expect("a nearly full database");
+    }
+
+    pub fn room_again(&self) {
+        self.conn().pragma_update(None, "max_page_count", 1_000_000).expect("room again");
+    }
+
+    /// Whether the writer's connection is outside any transaction.
+    pub fn no_transaction_open(&self) -> bool {
+        self.conn().is_autocommit()
     }
 }
 

@@ -293,9 +293,9 @@ mod tests {
 
     /// How SQLite runs the page query of a request.
     fn plan(db: &Db, request: &ListRequest) -> String {
-        let (sql, values) = list_query(&db.conn, request, 100).expect("query").expect("no cursor");
+        let (sql, values) = list_query(db.conn(), request, 100).expect("query").expect("no cursor");
         let params: Vec<&dyn ToSql> = values.iter().map(|value| value.as_ref()).collect();
-        let mut explain = db.conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).expect("explain");
+        let mut explain = db.conn().prepare(&format!("EXPLAIN QUERY PLAN {sql}")).expect("explain");
         let steps = explain.query_map(params.as_slice(), |row| row.get::<_, String>(3)).expect("plan");
         steps.collect::<Result<Vec<_>, _>>().expect("steps").join("; ")
     }
@@ -324,8 +324,8 @@ mod tests {
                 break;
             }
             // What replay does: a fresh table, renamed into place.
-            super::create_table(&db.conn, "main", "orders_rebuild", "_a").expect("create");
-            db.conn
+            super::create_table(db.conn(), "main", "orders_rebuild", "_a").expect("create");
+            db.conn()
                 .execute_batch("DROP TABLE orders; ALTER TABLE orders_rebuild RENAME TO orders;")
                 .expect("swap");
             db.create(4);

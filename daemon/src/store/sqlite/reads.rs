@@ -166,7 +166,7 @@ pub(super) fn walk(conn: &Connection, visit: &mut dyn FnMut(Walking)) -> Result<
                 .optional()?;
             Ok(value)
         };
-        visit(Walking::Order(StoredOrder {
+        visit(Walking::Order(Box::new(StoredOrder {
             id,
             order: order?,
             payment: payment?,
@@ -174,7 +174,7 @@ pub(super) fn walk(conn: &Connection, visit: &mut dyn FnMut(Walking)) -> Result<
             payment_row: row("SELECT amount FROM payment_requests WHERE order_id = ?1")?,
             timer_row: row("SELECT due_at FROM delivery_timers WHERE order_id = ?1")?,
             view: read_model::get(&tx, id),
-        }));
+        })));
     }
     drop(orders);
 

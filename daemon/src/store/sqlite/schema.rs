@@ -211,7 +211,7 @@ mod tests {
         let mut db = crate::testing::Db::new();
         let orders: Vec<_> = (0..10).map(|n| db.create(2 + 2 * n)).collect();
         let expected: Vec<_> = orders.iter().map(|id| db.view(*id)).collect();
-        db.conn.execute_batch("DELETE FROM orders; UPDATE checkpoints SET position = 0").expect("reset");
+        db.conn().execute_batch("DELETE FROM orders; UPDATE checkpoints SET position = 0").expect("reset");
         projection::catch_up_chunk(db.store.conn(), 7).expect("one chunk").expect("something to apply");
         // The daemon dies here; on the next start the catch-up goes on from its checkpoint.
         assert_eq!(projection::catch_up(db.store.conn()).expect("catch up"), 20 - 7);

@@ -41,7 +41,7 @@ pub(super) fn write(conn: &mut Connection, batch: &mut dyn Batch) -> Result<(), 
 /// failed after writing without savepoints.
 fn run(conn: &mut Connection, batch: &mut dyn Batch, isolation: Isolation) -> Result<bool, StoreError> {
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    for index in 0..batch.len() {
+    for index in 0..batch.units() {
         let failed = match isolation {
             Isolation::Shared => match batch.run(index, &mut Tx { conn: &tx }) {
                 Outcome::Done => None,
