@@ -7,6 +7,7 @@ use orders_shared::{EvenOddProvider, OrderId, PaymentProvider, StreamKind, Total
 
 use crate::command::{Policy, WriteCommand};
 use crate::steps;
+use crate::store::memory::MemoryStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
     Batch, Outcome, Position, ReadSource, Reads, RecordedEvent, Store, StoreError, Wants, WriteTx,
@@ -36,6 +37,13 @@ impl Db<SqliteStore> {
     /// The same, with another delay from approval to delivery.
     pub fn with_delivery_delay(delay: SignedDuration) -> Db {
         Db { policy: Policy { delivery_delay: delay }, ..Db::new() }
+    }
+}
+
+impl Db<MemoryStore> {
+    /// An empty store in memory.
+    pub fn memory() -> Db<MemoryStore> {
+        Db::on(MemoryStore::new(), None)
     }
 }
 

@@ -21,6 +21,7 @@
 //! - [`ReadSource`] and [`Reads`]: the read side, named queries on a consistent snapshot;
 //! - [`StoreError`]: failures in words no driver owns; each backend classifies its own errors.
 
+pub mod memory;
 pub mod sqlite;
 
 use std::fmt;
