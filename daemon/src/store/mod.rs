@@ -21,6 +21,8 @@
 //! - [`ReadSource`] and [`Reads`]: the read side, named queries on a consistent snapshot;
 //! - [`StoreError`]: failures in words no driver owns; each backend classifies its own errors.
 
+#[cfg(test)]
+mod conformance;
 pub mod memory;
 pub mod sqlite;
 
