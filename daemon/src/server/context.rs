@@ -21,8 +21,6 @@ pub struct Context {
     pub writer: Writer,
     pub readers: Arc<Readers>,
     pub paths: Paths,
-    /// The store every request must name (issue 12).
-    pub store: ServedStore,
     pub started_at: Timestamp,
     /// Cancelled once to stop the daemon: by a signal, or by a `shutdown` request.
     pub shutdown: CancellationToken,
