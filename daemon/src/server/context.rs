@@ -131,6 +131,6 @@ impl Serving {
 pub struct Limits {
     pub max_connections: usize,
     pub idle_timeout: Duration,
-    /// How long a piece of a reply may wait for its client to read it (see [`crate::connection`]).
+    /// How long a piece of a reply may wait for its client to read it (see `crate::connection`).
     pub drain_timeout: Duration,
 }
