@@ -161,15 +161,29 @@ fn fold<A: Aggregate>(report: &mut Report, id: OrderId, events: &[RecordedEvent]
 
 fn check_order(report: &mut Report, stored: &StoredOrder) {
     let id = stored.id;
-    let (order_events, payment_events, delivery_events) = (&stored.order, &stored.payment, &stored.delivery);
-    let order: Order = fold(report, id, order_events);
-    let payment: Payment = fold(report, id, payment_events);
-    let delivery: Delivery = fold(report, id, delivery_events);
+    let folded = Folded {
+        order: fold(report, id, &stored.order),
+        payment: fold(report, id, &stored.payment),
+        delivery: fold(report, id, &stored.delivery),
+    };
     let mut problem = |message: &str| report.problem(Some(id), format!("order {id}: {message}"));
+    contexts_agree(stored, &folded, &mut problem);
+    steps_match(stored, &folded, &mut problem);
+    read_model_matches(stored, &folded.order, &mut problem);
+}
 
-    // The contexts agree.
+/// An order's three aggregates, as its streams fold.
+struct Folded {
+    order: Order,
+    payment: Payment,
+    delivery: Delivery,
+}
+
+/// The order, payment and delivery contexts agree with each other.
+fn contexts_agree(stored: &StoredOrder, folded: &Folded, problem: &mut impl FnMut(&str)) {
+    let Folded { order, payment, delivery } = folded;
     let placed = order.placed().cloned();
-    let requested = payment_events.iter().find_map(|e| match &e.event {
+    let requested = stored.payment.iter().find_map(|e| match &e.event {
         DomainEvent::Payment(PaymentEvent::Requested { amount }) => Some(*amount),
         _ => None,
     });
@@ -181,13 +195,13 @@ fn check_order(report: &mut Report, stored: &StoredOrder) {
         _ => {}
     }
     let approved_payment =
-        payment_events.iter().any(|e| matches!(e.event, DomainEvent::Payment(PaymentEvent::Approved { .. })));
+        stored.payment.iter().any(|e| matches!(e.event, DomainEvent::Payment(PaymentEvent::Approved { .. })));
     let was_approved =
-        order_events.iter().any(|e| matches!(e.event, DomainEvent::Order(OrderEvent::Approved)));
+        stored.order.iter().any(|e| matches!(e.event, DomainEvent::Order(OrderEvent::Approved)));
     if was_approved && !approved_payment {
         problem("approved without an approved payment");
     }
-    match (&order, &payment) {
+    match (order, payment) {
         (Order::Cancelled(_, CancelReason::PaymentDeclined), Payment::Declined) => {}
         (Order::Cancelled(_, CancelReason::PaymentDeclined), _) => {
             problem("cancelled as declined, but its payment was not declined")
@@ -203,7 +217,7 @@ fn check_order(report: &mut Report, stored: &StoredOrder) {
         }
         _ => {}
     }
-    match (&order, &delivery) {
+    match (order, delivery) {
         (Order::Approved(_), Delivery::Scheduled { .. }) => {}
         (Order::Approved(_), _) => problem("approved, but no delivery is scheduled"),
         (Order::Delivered(_), Delivery::Completed) => {}
@@ -213,10 +227,12 @@ fn check_order(report: &mut Report, stored: &StoredOrder) {
         (Order::Pending(_) | Order::Absent, Delivery::Absent) => {}
         (_, _) => problem("has a delivery it should not have"),
     }
+}
 
-    // Every open saga step has its row, and every row an open step.
-    // A row that does not decode is reported with the stuck steps; here only numbers compare.
-    match (&payment, &stored.payment_row) {
+/// Every open saga step has its row, and every row an open step. A row that does not decode is
+/// reported with the stuck steps; here only numbers compare.
+fn steps_match(stored: &StoredOrder, folded: &Folded, problem: &mut impl FnMut(&str)) {
+    match (&folded.payment, &stored.payment_row) {
         (Payment::Requested { amount }, Some(StoredValue::Integer(row))) if *row == amount.get() => {}
         (Payment::Requested { .. }, Some(StoredValue::Integer(_))) => {
             problem("its open payment request has another amount")
@@ -228,7 +244,7 @@ fn check_order(report: &mut Report, stored: &StoredOrder) {
         (_, Some(_)) => problem("a payment request is open for a payment decided already"),
         _ => {}
     }
-    match (&delivery, &stored.timer_row) {
+    match (&folded.delivery, &stored.timer_row) {
         (Delivery::Scheduled { due_at }, Some(StoredValue::Integer(row)))
             if *row == due_at.as_millisecond() => {}
         (Delivery::Scheduled { .. }, Some(StoredValue::Integer(_))) => {
@@ -239,9 +255,11 @@ fn check_order(report: &mut Report, stored: &StoredOrder) {
         (_, Some(_)) => problem("a delivery timer is set, but no delivery is scheduled"),
         _ => {}
     }
+}
 
-    // The read model says what the log says.
-    let expected = expected_view(id, &order, order_events);
+/// The read model says what the log says.
+fn read_model_matches(stored: &StoredOrder, order: &Order, problem: &mut impl FnMut(&str)) {
+    let expected = expected_view(stored.id, order, &stored.order);
     match (&stored.view, expected) {
         (Ok(Some(row)), Some(expected)) if *row == expected => {}
         (Ok(Some(row)), Some(expected)) => {

@@ -5,12 +5,12 @@
 //! deleted, an older copy put back) — instead of serving it as if nothing had happened.
 //!
 //! What to do about a change is [`judge`]'s decision, kept apart from how either side is read,
-//! so that every backend shares it: SQLite refuses a store that went backwards; PostgreSQL, where
-//! point-in-time recovery and failover do that on purpose, will report it ([`Backwards`]).
+//! so that every backend shares it (PostgreSQL, where point-in-time recovery and failover make a
+//! store go backwards on purpose, may need a rule of its own there).
 //!
 //! The writer records each committed batch's last position in the file with one positional
 //! write into the page cache ([`Acknowledged::record`]): no fsync per batch, since that survives
-//! `kill -9`; the checkpointer and shutdown fsync it now and then. A file that lags behind is
+//! `kill -9`; the upkeep task and shutdown fsync it now and then. A file that lags behind is
 //! harmless (only a database behind the file is a change); it is never ahead, because it is
 //! written after the commit.
 
@@ -115,15 +115,6 @@ impl Change {
     }
 }
 
-/// What a backend does with a store that went backwards.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backwards {
-    /// SQLite: only a lost `-wal` or an old copy does it.
-    Refuse,
-    /// PostgreSQL (a later issue): point-in-time recovery and failover do it on purpose.
-    Report,
-}
-
 /// What the daemon does with the store it found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -132,14 +123,14 @@ pub enum Verdict {
     Serve,
     /// A change that is not served without the operator's word.
     Refuse(Change),
-    /// A change accepted (by the operator, or by the backend's rule): serve it, logged, under a
-    /// new identity when the operator accepted it — a store whose history changed is another store.
-    Accept { change: Change, mint: bool },
+    /// A change the operator accepted: serve it, logged, under a new identity — a store whose
+    /// history changed is another store.
+    Accept(Change),
 }
 
 /// The decision, the same for every backend: `accept` is the operator's explicit word
 /// (`--accept-store-change`).
-pub fn judge(found: Found, kept: Option<Kept>, accept: bool, backwards: Backwards) -> Verdict {
+pub fn judge(found: Found, kept: Option<Kept>, accept: bool) -> Verdict {
     let Some(kept) = kept else { return Verdict::Serve };
     let change = match found.id {
         // An empty store replaced by an empty one: nothing acknowledged is missing.
@@ -150,11 +141,7 @@ pub fn judge(found: Found, kept: Option<Kept>, accept: bool, backwards: Backward
         Some(_) if found.head < kept.acknowledged => Change::WentBack { head: found.head, kept },
         Some(_) => return Verdict::Serve,
     };
-    match (change, backwards) {
-        _ if accept => Verdict::Accept { change, mint: true },
-        (Change::WentBack { .. }, Backwards::Report) => Verdict::Accept { change, mint: false },
-        _ => Verdict::Refuse(change),
-    }
+    if accept { Verdict::Accept(change) } else { Verdict::Refuse(change) }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -197,7 +184,7 @@ const ID_PREFIX: &str = "orders store ";
 const POSITION_PREFIX: &str = "acknowledged ";
 /// The position is written with this many digits, so that it can be overwritten in place.
 const POSITION_DIGITS: usize = 19;
-/// How often the checkpointer fsyncs the position, at most.
+/// How often the upkeep task fsyncs the position, at most.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 /// The data directory's record of its store, open for the writer's acknowledgements.
@@ -274,10 +261,10 @@ mod tests {
     fn the_same_store_or_a_first_one_is_served() {
         let k = kept(10);
         let same = Found { id: Some(k.id), head: 12 };
-        assert_eq!(judge(same, Some(k), false, Backwards::Refuse), Verdict::Serve);
-        assert_eq!(judge(Found { id: None, head: 3_000 }, None, false, Backwards::Refuse), Verdict::Serve);
+        assert_eq!(judge(same, Some(k), false), Verdict::Serve);
+        assert_eq!(judge(Found { id: None, head: 3_000 }, None, false), Verdict::Serve);
         let empty = Found { id: None, head: 0 };
-        assert_eq!(judge(empty, Some(kept(0)), false, Backwards::Refuse), Verdict::Serve);
+        assert_eq!(judge(empty, Some(kept(0)), false), Verdict::Serve);
     }
 
     #[test]
@@ -292,22 +279,9 @@ mod tests {
             ),
             (Found { id: Some(k.id), head: 2_934 }, Change::WentBack { head: 2_934, kept: k }),
         ] {
-            assert_eq!(judge(found, Some(k), false, Backwards::Refuse), Verdict::Refuse(change));
-            assert_eq!(
-                judge(found, Some(k), true, Backwards::Refuse),
-                Verdict::Accept { change, mint: true }
-            );
+            assert_eq!(judge(found, Some(k), false), Verdict::Refuse(change));
+            assert_eq!(judge(found, Some(k), true), Verdict::Accept(change));
         }
-    }
-
-    #[test]
-    fn a_backend_that_reports_going_backwards_keeps_serving_it_under_its_id() {
-        let k = kept(3_000);
-        let back = Found { id: Some(k.id), head: 2_000 };
-        let change = Change::WentBack { head: 2_000, kept: k };
-        assert_eq!(judge(back, Some(k), false, Backwards::Report), Verdict::Accept { change, mint: false });
-        let other = Found { id: Some(StoreId::new()), head: 2_000 };
-        assert!(matches!(judge(other, Some(k), false, Backwards::Report), Verdict::Refuse(_)));
     }
 
     #[test]

@@ -1,46 +1,46 @@
 //! The orders daemon as a library: `run` serves one data directory until told to stop.
 //!
-//! - [`store`]: the SQLite event store (write side) and its schema;
-//! - [`identity`]: a store knows itself, and the daemon notices one that vanished or went back;
+//! - [`store`]: the storage seam, and its backends: SQLite (the default), memory (tests);
+//! - `identity`: a store knows itself, and the daemon notices one that vanished or went back;
 //! - [`clock`]: recorded times that never go backwards;
-//! - [`projection`]: the orders read model (read side) and its queries;
-//! - [`commands`]: command handlers deciding with the domain of `orders-shared`;
-//! - [`policies`]: how the order, payment and delivery contexts react to each other's events;
-//! - [`sagas`]: the payment and delivery steps that wait for a provider or a due time;
-//! - [`writer`]: the thread that owns the write connection and group-commits commands;
+//! - [`command`]: the writer's commands and their errors; `handlers`: deciding them with the
+//!   domain of `orders-shared`, through a `unit_of_work`;
+//! - `policies`: how the order, payment and delivery contexts react to each other's events;
+//! - `steps`: the sagas' open steps; `sagas`: the workers that carry them out;
+//! - [`writer`]: the thread that owns the store's write side and group-commits commands;
 //! - [`replay`]: rebuilding the read model from the log, online;
-//! - [`check`]: the invariant checker over the whole log;
-//! - [`server`]: the Unix socket server and its router; [`connection`]: one client's
-//!   connection, with what it may hold bounded; [`event_stream`]: `events` pages and follows;
+//! - `check`: the invariant checker over the whole log;
+//! - `server`: the Unix socket server, its router and its queries; `connection`: one
+//!   client's connection, with what it may hold bounded; `readers`: the bound on reads;
 //! - [`paths`], [`lock`], [`logging`]: where things live, one daemon per data directory, logs;
 //! - [`files`]: the daemon's own files, owner-only and never opened through a symlink;
-//! - [`settings`]: the bounds of the daemon's durations;
-//! - [`startup`]: what the daemon does between binding its socket and serving, and its progress.
+//! - [`settings`]: the bounds of the daemon's durations; `upkeep`: the store's background work;
+//! - `startup`: what the daemon does between binding its socket and serving, and its progress.
 //!
 //! The `orders` binary calls [`run`] for `orders daemon run`; tests can call it directly.
 
-pub mod check;
+mod check;
 pub mod clock;
 pub mod command;
-pub mod connection;
+mod connection;
 pub mod files;
-pub mod handlers;
-pub mod identity;
+mod handlers;
+mod identity;
 pub mod lock;
 pub mod logging;
 pub mod paths;
-pub mod policies;
-pub mod readers;
+mod policies;
+mod readers;
 pub mod replay;
-pub mod sagas;
-pub mod server;
+mod sagas;
+mod server;
 pub mod settings;
-pub mod settlements;
-pub mod startup;
-pub mod steps;
+mod settlements;
+mod startup;
+mod steps;
 pub mod store;
-pub mod unit_of_work;
-pub mod upkeep;
+mod unit_of_work;
+mod upkeep;
 pub mod writer;
 
 #[cfg(test)]
@@ -66,9 +66,12 @@ use crate::command::Policy;
 use crate::lock::DataDirLock;
 use crate::paths::Paths;
 use crate::readers::Readers;
-use crate::server::{Context, Limits, Serving};
+pub use crate::server::Limits;
+use crate::server::{Context, Serving};
 use crate::settlements::Settlements;
+use crate::steps::{DeliveryDue, PaymentDue};
 use crate::writer::{Announcements, Writer};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 /// How a daemon is set up.
 #[derive(Clone, Debug)]
@@ -255,59 +258,43 @@ fn become_ready(
         acknowledged,
         newest,
     } = prepared;
-    let clock = config.clock;
     let stuck = Arc::new(stuck);
-    let paths = &config.paths;
-    let (head_tx, head_rx) = tokio::sync::watch::channel(head);
-    let (payments_tx, payments_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (deliveries_tx, deliveries_rx) = tokio::sync::mpsc::unbounded_channel();
-    let settlements = Arc::new(Settlements::default());
-    // Resume the open saga steps of the previous run before anything new can be announced.
+    let stopping = serving.shutdown.clone();
     let resumed = (open_payments.len(), open_deliveries.len());
-    for due in open_payments {
-        let _ = payments_tx.send(due);
-    }
-    for due in open_deliveries {
-        let _ = deliveries_tx.send(due);
-    }
-    let policy = Policy {
-        // Whole milliseconds, like every time the store keeps.
-        delivery_delay: SignedDuration::from_millis(
-            i64::try_from(config.delivery_delay.as_millis()).context("the delivery delay is too long")?,
-        ),
-    };
+    let (head_tx, head_rx) = tokio::sync::watch::channel(head);
+    let (sagas, payments, deliveries) = saga_queues(open_payments, open_deliveries);
+    let settlements = Arc::new(Settlements::default());
     let announcements = Announcements {
         head: head_tx,
-        payments: payments_tx,
-        deliveries: deliveries_tx,
+        payments,
+        deliveries,
         settlements: Arc::clone(&settlements),
         acknowledged: Some(Arc::clone(&acknowledged)),
     };
-    let stopping = serving.shutdown.clone();
-    let times = RecordedTimes::new(clock, newest.unwrap_or(Timestamp::UNIX_EPOCH));
+    let times = RecordedTimes::new(config.clock, newest.unwrap_or(Timestamp::UNIX_EPOCH));
     let reads = store.reads()?;
     let upkeep = store.upkeep().unwrap_or_else(|error| {
         tracing::warn!(%error, "no background upkeep; the writer checkpoints by itself");
         None
     });
-    let (writer, writer_thread) = Writer::spawn(store, policy, announcements, times, stopping.clone())?;
-
+    let (writer, writer_thread) =
+        Writer::spawn(store, policy(config)?, announcements, times, stopping.clone())?;
     let workers = TaskTracker::new();
     let provider = sagas::payment::Provider {
         decides: Arc::clone(&config.payment_provider),
         latency: config.payment_latency,
     };
-    workers.spawn(sagas::run(payments_rx, provider, writer.clone(), Arc::clone(&stuck), stopping.clone()));
-    workers.spawn(sagas::run(deliveries_rx, clock, writer.clone(), Arc::clone(&stuck), stopping.clone()));
+    let (payments, deliveries) = sagas;
+    workers.spawn(sagas::run(payments, provider, writer.clone(), Arc::clone(&stuck), stopping.clone()));
+    workers.spawn(sagas::run(deliveries, config.clock, writer.clone(), Arc::clone(&stuck), stopping.clone()));
     workers.spawn(upkeep::run(upkeep, acknowledged, head_rx.clone(), stopping.clone()));
     workers.close();
     serving.ready(Arc::new(Context {
         writer,
         readers: Readers::new(reads),
-        paths: paths.clone(),
-        store: paths::ServedStore::new(paths)?,
+        paths: config.paths.clone(),
         started_at: serving.started_at(),
-        clock,
+        clock: config.clock,
         store_id,
         shutdown: stopping,
         head: head_rx,
@@ -315,6 +302,49 @@ fn become_ready(
         log_file: config.log_file.clone(),
         stuck: Arc::clone(&stuck),
     }));
+    log_ready(config, limits, head, store_id, resumed, stuck.count());
+    Ok(Running { workers, writer_thread })
+}
+
+/// What the policies need of the configuration.
+fn policy(config: &Config) -> anyhow::Result<Policy> {
+    Ok(Policy {
+        // Whole milliseconds, like every time the store keeps.
+        delivery_delay: SignedDuration::from_millis(
+            i64::try_from(config.delivery_delay.as_millis()).context("the delivery delay is too long")?,
+        ),
+    })
+}
+
+/// The workers' ends of the sagas' queues.
+type SagaQueues = (UnboundedReceiver<PaymentDue>, UnboundedReceiver<DeliveryDue>);
+
+/// The sagas' queues, holding the open steps of the previous run before anything new can be
+/// announced: the workers' ends, then the writer's.
+fn saga_queues(
+    open_payments: Vec<PaymentDue>,
+    open_deliveries: Vec<DeliveryDue>,
+) -> (SagaQueues, UnboundedSender<PaymentDue>, UnboundedSender<DeliveryDue>) {
+    let (payments_tx, payments_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (deliveries_tx, deliveries_rx) = tokio::sync::mpsc::unbounded_channel();
+    for due in open_payments {
+        let _ = payments_tx.send(due);
+    }
+    for due in open_deliveries {
+        let _ = deliveries_tx.send(due);
+    }
+    ((payments_rx, deliveries_rx), payments_tx, deliveries_tx)
+}
+
+fn log_ready(
+    config: &Config,
+    limits: &Limits,
+    head: store::Position,
+    store_id: identity::StoreId,
+    resumed: (usize, usize),
+    stuck: usize,
+) {
+    let paths = &config.paths;
     tracing::info!(
         pid = std::process::id(),
         socket = %paths.socket.display(),
@@ -329,15 +359,13 @@ fn become_ready(
         resumed_deliveries = resumed.1,
         "daemon ready"
     );
-    let stuck_count = stuck.count();
-    if stuck_count > 0 {
+    if stuck > 0 {
         tracing::warn!(
-            stuck = stuck_count,
-            "{stuck_count} stored saga steps cannot be carried out; everything else is served \
+            stuck,
+            "{stuck} stored saga steps cannot be carried out; everything else is served \
              (orders daemon status and orders check name them)"
         );
     }
-    Ok(Running { workers, writer_thread })
 }
 
 /// Raises the soft limit on open files to the hard one (many clients, each a descriptor) and

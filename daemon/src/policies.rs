@@ -70,20 +70,67 @@ pub trait Reactions {
 
 /// Runs the reactions to one recorded event.
 pub fn react(unit: &mut impl Reactions, cause: &RecordedEvent) -> Result<(), CommandError> {
+    match &cause.event {
+        DomainEvent::Order(event) => after_order(unit, cause, event),
+        DomainEvent::Payment(event) => after_payment(unit, cause, event),
+        DomainEvent::Delivery(event) => after_delivery(unit, cause, event),
+    }
+}
+
+/// What the payment and delivery contexts do when an order changes.
+fn after_order(
+    unit: &mut impl Reactions,
+    cause: &RecordedEvent,
+    event: &OrderEvent,
+) -> Result<(), CommandError> {
     let id = cause.stream.order;
     let caused = Metadata::caused_by(cause);
-    match &cause.event {
+    match event {
         // Payment: every order placed asks for its payment.
-        DomainEvent::Order(OrderEvent::Placed { total, .. }) => {
+        OrderEvent::Placed { total, .. } => {
             let payment = unit.load::<Payment>(id)?;
             unit.execute(id, &payment, &PaymentCommand::Request { amount: *total }, &caused)
         }
-        DomainEvent::Payment(PaymentEvent::Requested { amount }) => {
-            Ok(unit.open_payment_request(id, *amount)?)
+        // Delivery: an approved order is scheduled; its timer lives as long as the schedule.
+        OrderEvent::Approved => {
+            let delivery = unit.load::<Delivery>(id)?;
+            let due_at = unit
+                .now()
+                .saturating_add(unit.policy().delivery_delay)
+                .map_err(|e| CommandError::Invariant(format!("delivery due time out of range: {e}")))?;
+            unit.execute(id, &delivery, &DeliveryCommand::Schedule { due_at }, &caused)
         }
+        OrderEvent::Delivered => {
+            let delivery = unit.load::<Delivery>(id)?;
+            unit.execute(id, &delivery, &DeliveryCommand::Complete, &caused)
+        }
+        // A cancelled order gives back what was paid and calls off its delivery.
+        OrderEvent::Cancelled { .. } => {
+            let payment = unit.load::<Payment>(id)?;
+            if matches!(payment.state, Payment::Approved { .. }) {
+                unit.execute(id, &payment, &PaymentCommand::Refund, &caused)?;
+            }
+            let delivery = unit.load::<Delivery>(id)?;
+            if delivery.state.is_scheduled() {
+                unit.execute(id, &delivery, &DeliveryCommand::Cancel, &caused)?;
+            }
+            Ok(())
+        }
+    }
+}
 
-        // Order: the payment's outcome approves or cancels it.
-        DomainEvent::Payment(PaymentEvent::Approved { .. }) => {
+/// What the order context does with a payment's outcome; a requested payment opens its step.
+fn after_payment(
+    unit: &mut impl Reactions,
+    cause: &RecordedEvent,
+    event: &PaymentEvent,
+) -> Result<(), CommandError> {
+    let id = cause.stream.order;
+    let caused = Metadata::caused_by(cause);
+    match event {
+        PaymentEvent::Requested { amount } => Ok(unit.open_payment_request(id, *amount)?),
+        // The payment's outcome approves or cancels the order.
+        PaymentEvent::Approved { .. } => {
             unit.close_payment_request(id)?;
             let order = unit.load::<Order>(id)?;
             match order.state {
@@ -96,7 +143,7 @@ pub fn react(unit: &mut impl Reactions, cause: &RecordedEvent) -> Result<(), Com
                 state => Err(unexpected(cause, &state)),
             }
         }
-        DomainEvent::Payment(PaymentEvent::Declined { .. }) => {
+        PaymentEvent::Declined { .. } => {
             unit.close_payment_request(id)?;
             let order = unit.load::<Order>(id)?;
             match order.state {
@@ -109,40 +156,20 @@ pub fn react(unit: &mut impl Reactions, cause: &RecordedEvent) -> Result<(), Com
                 state => Err(unexpected(cause, &state)),
             }
         }
-        DomainEvent::Payment(PaymentEvent::Refunded { .. }) => Ok(()),
+        PaymentEvent::Refunded { .. } => Ok(()),
+    }
+}
 
-        // Delivery: an approved order is scheduled; its timer lives as long as the schedule.
-        DomainEvent::Order(OrderEvent::Approved) => {
-            let delivery = unit.load::<Delivery>(id)?;
-            let due_at = unit
-                .now()
-                .saturating_add(unit.policy().delivery_delay)
-                .map_err(|e| CommandError::Invariant(format!("delivery due time out of range: {e}")))?;
-            unit.execute(id, &delivery, &DeliveryCommand::Schedule { due_at }, &caused)
-        }
-        DomainEvent::Delivery(DeliveryEvent::Scheduled { due_at }) => {
-            Ok(unit.set_delivery_timer(id, *due_at)?)
-        }
-        DomainEvent::Order(OrderEvent::Delivered) => {
-            let delivery = unit.load::<Delivery>(id)?;
-            unit.execute(id, &delivery, &DeliveryCommand::Complete, &caused)
-        }
-        DomainEvent::Delivery(DeliveryEvent::Completed | DeliveryEvent::Cancelled) => {
-            Ok(unit.clear_delivery_timer(id)?)
-        }
-
-        // A cancelled order gives back what was paid and calls off its delivery.
-        DomainEvent::Order(OrderEvent::Cancelled { .. }) => {
-            let payment = unit.load::<Payment>(id)?;
-            if matches!(payment.state, Payment::Approved { .. }) {
-                unit.execute(id, &payment, &PaymentCommand::Refund, &caused)?;
-            }
-            let delivery = unit.load::<Delivery>(id)?;
-            if delivery.state.is_scheduled() {
-                unit.execute(id, &delivery, &DeliveryCommand::Cancel, &caused)?;
-            }
-            Ok(())
-        }
+/// A scheduled delivery arms its durable timer; a completed or cancelled one clears it.
+fn after_delivery(
+    unit: &mut impl Reactions,
+    cause: &RecordedEvent,
+    event: &DeliveryEvent,
+) -> Result<(), CommandError> {
+    let id = cause.stream.order;
+    match event {
+        DeliveryEvent::Scheduled { due_at } => Ok(unit.set_delivery_timer(id, *due_at)?),
+        DeliveryEvent::Completed | DeliveryEvent::Cancelled => Ok(unit.clear_delivery_timer(id)?),
     }
 }
 

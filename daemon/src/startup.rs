@@ -17,7 +17,7 @@ use orders_shared::protocol::{StartProgress, StartStep};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{self, Clock};
-use crate::identity::{self, Acknowledged, Backwards, StoreId, Verdict};
+use crate::identity::{self, Acknowledged, StoreId, Verdict};
 use crate::steps::{self, DeliveryDue, PaymentDue, StuckSteps};
 use crate::store::{Position, Store, StoreError};
 
@@ -104,10 +104,7 @@ pub fn prepare(
     // Before anything is written to it: is this the store the data directory remembers?
     let found = store.found().with_context(|| format!("cannot open the database {database}"))?;
     let remembered = identity::read_file(&known.id_file)?;
-    let mint = accept_store(
-        identity::judge(found, remembered, known.accept_store_change, Backwards::Refuse),
-        database,
-    )?;
+    let mint = accept_store(identity::judge(found, remembered, known.accept_store_change), database)?;
     store.migrate().with_context(|| format!("cannot use the database {database}"))?;
     if store.drop_leftovers()? {
         tracing::warn!("dropped the table of a replay that did not finish (the daemon died during it)");
@@ -161,13 +158,12 @@ fn accept_store(verdict: Verdict, database: &str) -> anyhow::Result<bool> {
              --accept-store-change (ORDERS_ACCEPT_STORE_CHANGE=1)",
             change.describe(&name)
         ),
-        Verdict::Accept { change, mint } => {
+        Verdict::Accept(change) => {
             tracing::warn!(
-                "{}; accepted (--accept-store-change): serving it{}",
-                change.describe(&name),
-                if mint { " as a new store" } else { "" }
+                "{}; accepted (--accept-store-change): serving it as a new store",
+                change.describe(&name)
             );
-            Ok(mint)
+            Ok(true)
         }
     }
 }

@@ -134,20 +134,8 @@ fn run(
     let _loud = StopOnPanic(shutdown);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut rebuild: Option<Rebuild> = None;
-    loop {
-        // Block for work only when no rebuild is waiting for its next chunk.
-        let first = if rebuild.is_some() {
-            match queue.try_recv() {
-                Ok(job) => Some(job),
-                Err(TryRecvError::Empty) => None,
-                Err(TryRecvError::Disconnected) => break,
-            }
-        } else {
-            match queue.blocking_recv() {
-                Some(job) => Some(job),
-                None => break,
-            }
-        };
+    // Block for work only when no rebuild is waiting for its next chunk.
+    while let Some(first) = next_job(&mut queue, rebuild.is_some()) {
         let mut next = first;
         while let Some(job) = next {
             match job {
@@ -159,31 +147,8 @@ fn run(
         if !batch.is_empty() {
             commit_batch(store.as_mut(), &mut batch, policy, announcements, &mut times);
         }
-        if let Some(current) = rebuild.as_mut() {
-            let outcome = if shutdown.is_cancelled() {
-                Err(ErrorBody::new(ErrorCode::Unavailable, "the daemon is shutting down"))
-            } else if current.is_abandoned() {
-                Err(ErrorBody::new(ErrorCode::Unavailable, "its client went away"))
-            } else {
-                match current.step(store.as_mut()) {
-                    Ok(None) => continue,
-                    Ok(Some(report)) => Ok(report),
-                    Err(error) => Err(storage_error_body(&error)),
-                }
-            };
-            let Some(finished) = rebuild.take() else { continue };
-            match outcome {
-                Ok(report) => {
-                    tracing::info!(
-                        events = report.events,
-                        ms = report.duration_ms,
-                        check = report.check,
-                        "replay done"
-                    );
-                    finished.reply(Ok(report));
-                }
-                Err(why) => finished.abandon(store.as_mut(), why),
-            }
+        if let Some(current) = rebuild.take() {
+            rebuild = step_rebuild(store.as_mut(), current, shutdown);
         }
     }
     if let Some(unfinished) = rebuild {
@@ -194,6 +159,52 @@ fn run(
         acknowledged.sync(true);
     }
     tracing::debug!("writer stopped: no more commands");
+}
+
+/// The next job: waiting for one, or only looking when a rebuild has a chunk to go (`Some(None)`:
+/// nothing waits). `None` once every handle is gone.
+fn next_job(queue: &mut mpsc::Receiver<Job>, busy: bool) -> Option<Option<Job>> {
+    if busy {
+        match queue.try_recv() {
+            Ok(job) => Some(Some(job)),
+            Err(TryRecvError::Empty) => Some(None),
+            Err(TryRecvError::Disconnected) => None,
+        }
+    } else {
+        queue.blocking_recv().map(Some)
+    }
+}
+
+/// Carries a rebuild one chunk forward; it comes back unless it finished or was given up.
+fn step_rebuild(
+    store: &mut dyn Store,
+    mut rebuild: Rebuild,
+    shutdown: &CancellationToken,
+) -> Option<Rebuild> {
+    let outcome = if shutdown.is_cancelled() {
+        Err(ErrorBody::new(ErrorCode::Unavailable, "the daemon is shutting down"))
+    } else if rebuild.is_abandoned() {
+        Err(ErrorBody::new(ErrorCode::Unavailable, "its client went away"))
+    } else {
+        match rebuild.step(store) {
+            Ok(None) => return Some(rebuild),
+            Ok(Some(report)) => Ok(report),
+            Err(error) => Err(storage_error_body(&error)),
+        }
+    };
+    match outcome {
+        Ok(report) => {
+            tracing::info!(
+                events = report.events,
+                ms = report.duration_ms,
+                check = report.check,
+                "replay done"
+            );
+            rebuild.reply(Ok(report));
+        }
+        Err(why) => rebuild.abandon(store, why),
+    }
+    None
 }
 
 /// A writer that panics takes the daemon down with it, loudly, instead of leaving it up and

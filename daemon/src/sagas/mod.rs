@@ -1,7 +1,7 @@
 //! The sagas' workers: the steps of the payment and delivery processes that cannot run inside
 //! the transaction that opens them — the payment provider's decision and the delivery at its due
 //! time. Each step is a command to the writer, idempotent by construction (see
-//! `commands::UnitOfWork::decide_payment` and `deliver`), so a step re-run after a crash records
+//! `handlers::decide_payment` and `deliver`), so a step re-run after a crash records
 //! nothing twice. Their open steps are in the database (`payment_requests`, `delivery_timers`)
 //! and are loaded again on start.
 //!

@@ -21,8 +21,6 @@ pub struct Context {
     pub writer: Writer,
     pub readers: Arc<Readers>,
     pub paths: Paths,
-    /// The store every request must name (issue 12).
-    pub store: ServedStore,
     pub started_at: Timestamp,
     /// Cancelled once to stop the daemon: by a signal, or by a `shutdown` request.
     pub shutdown: CancellationToken,
@@ -133,6 +131,6 @@ impl Serving {
 pub struct Limits {
     pub max_connections: usize,
     pub idle_timeout: Duration,
-    /// How long a piece of a reply may wait for its client to read it (see [`crate::connection`]).
+    /// How long a piece of a reply may wait for its client to read it (see `crate::connection`).
     pub drain_timeout: Duration,
 }

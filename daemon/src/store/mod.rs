@@ -5,7 +5,7 @@
 //! implements them and is the only code that names its driver:
 //!
 //! - [`sqlite`]: the embedded default, one file with its WAL;
-//! - [`memory`]: everything in memory, for the engine's tests (the proof that the seam is real).
+//! - `memory`: everything in memory, for the engine's tests (the proof that the seam is real).
 //!
 //! Both pass one conformance suite (`conformance`, run against every backend).
 //!

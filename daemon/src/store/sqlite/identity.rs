@@ -1,6 +1,6 @@
 //! The store's identity as SQLite keeps it: one row of `store_identity` (schema migration 6),
 //! and `PRAGMA application_id` marking the file as an orders database. What the daemon does with
-//! it is [`crate::identity`]'s business.
+//! it is `crate::identity`'s business.
 
 use rusqlite::{Connection, OptionalExtension};
 

@@ -3,9 +3,9 @@
 //! only code of the daemon that names `rusqlite`.
 //!
 //! - [`events`]: the event log's table; [`read_model`]: the `orders` table and its queries;
-//! - [`write`]: a batch in one transaction, and what it does when a unit fails;
-//! - [`rebuild`]: the replay's fresh table and its swap; [`reads`]: the read pool and the
-//!   named queries, the checker's walk among them; [`upkeep`]: WAL checkpoints;
+//! - `write`: a batch in one transaction, and what it does when a unit fails;
+//! - `rebuild`: the replay's fresh table and its swap; `reads`: the read pool and the
+//!   named queries, the checker's walk among them; `upkeep`: WAL checkpoints;
 //! - [`schema`]: migrations; [`identity`]: the store's identity as SQLite keeps it.
 //!
 //! Errors are classified here ([`From<rusqlite::Error>`](StoreError)): a full disk, a read-only

@@ -145,9 +145,41 @@ pub(super) fn walk(conn: &Connection, visit: &mut dyn FnMut(Walking)) -> Result<
     if !walked.damage.is_empty() {
         return Ok(walked);
     }
-    let store = EventStore::new(&tx);
+    walk_orders(&tx, visit)?;
 
-    // Every order stream, one order at a time, with its payment and delivery streams.
+    // Streams of the other contexts without an order.
+    let mut orphans = tx.prepare(
+        "SELECT stream_id FROM events e WHERE version = 1 AND stream_id NOT LIKE 'order-%' AND NOT EXISTS \
+         (SELECT 1 FROM events o WHERE o.version = 1 AND o.stream_id = 'order-' || substr(e.stream_id, instr(e.stream_id, '-') + 1))",
+    )?;
+    for stream in orphans.query_map([], |row| row.get::<_, String>(0))? {
+        walked.orphan_streams.push(stream?);
+    }
+    drop(orphans);
+
+    walked.steps = open_steps(&tx)?;
+
+    // Read-model rows must belong to an order.
+    let mut stray = tx.prepare(
+        "SELECT id FROM orders t WHERE NOT EXISTS \
+         (SELECT 1 FROM events WHERE stream_id = 'order-' || t.id AND version = 1)",
+    )?;
+    for order in stray.query_map([], |row| row.get::<_, String>(0))? {
+        walked.stray_rows.push(order?);
+    }
+    drop(stray);
+
+    walked.head = EventStore::new(&tx).head()?;
+    let counted: i64 = tx.query_row("SELECT count(*) FROM events", [], |row| row.get(0))?;
+    walked.counted = counted.try_into().unwrap_or_default();
+    walked.checkpoint = read_model::checkpoint(&tx)?;
+    Ok(walked)
+}
+
+/// Every order stream, one order at a time, with its payment and delivery streams, its open-step
+/// rows and its read-model row.
+fn walk_orders(tx: &Connection, visit: &mut dyn FnMut(Walking)) -> Result<(), StoreError> {
+    let store = EventStore::new(tx);
     let mut orders =
         tx.prepare("SELECT stream_id FROM events WHERE version = 1 AND stream_id LIKE 'order-%'")?;
     let ids = orders.query_map([], |row| row.get::<_, String>(0))?;
@@ -173,36 +205,9 @@ pub(super) fn walk(conn: &Connection, visit: &mut dyn FnMut(Walking)) -> Result<
             delivery: delivery?,
             payment_row: row("SELECT amount FROM payment_requests WHERE order_id = ?1")?,
             timer_row: row("SELECT due_at FROM delivery_timers WHERE order_id = ?1")?,
-            view: read_model::get(&tx, id),
+            view: read_model::get(tx, id),
         })));
     }
-    drop(orders);
 
-    // Streams of the other contexts without an order.
-    let mut orphans = tx.prepare(
-        "SELECT stream_id FROM events e WHERE version = 1 AND stream_id NOT LIKE 'order-%' AND NOT EXISTS \
-         (SELECT 1 FROM events o WHERE o.version = 1 AND o.stream_id = 'order-' || substr(e.stream_id, instr(e.stream_id, '-') + 1))",
-    )?;
-    for stream in orphans.query_map([], |row| row.get::<_, String>(0))? {
-        walked.orphan_streams.push(stream?);
-    }
-    drop(orphans);
-
-    walked.steps = open_steps(&tx)?;
-
-    // Read-model rows must belong to an order.
-    let mut stray = tx.prepare(
-        "SELECT id FROM orders t WHERE NOT EXISTS \
-         (SELECT 1 FROM events WHERE stream_id = 'order-' || t.id AND version = 1)",
-    )?;
-    for order in stray.query_map([], |row| row.get::<_, String>(0))? {
-        walked.stray_rows.push(order?);
-    }
-    drop(stray);
-
-    walked.head = store.head()?;
-    let counted: i64 = tx.query_row("SELECT count(*) FROM events", [], |row| row.get(0))?;
-    walked.counted = counted.try_into().unwrap_or_default();
-    walked.checkpoint = read_model::checkpoint(&tx)?;
-    Ok(walked)
+    Ok(())
 }
