@@ -47,6 +47,7 @@ conformance! {
     a_stale_expected_version_is_a_conflict_and_appends_nothing,
     units_of_a_batch_see_the_writes_before_them,
     a_duplicate_idempotency_key_returns_the_first_order,
+    an_idempotency_key_in_the_log_already_is_a_conflict,
     a_reply_reflects_its_own_events,
     saga_steps_open_and_close_with_their_events,
     payments_are_open_oldest_first,
@@ -540,6 +541,31 @@ fn a_duplicate_idempotency_key_returns_the_first_order<S: Store>(mut db: Db<S>) 
     assert_eq!((known.stream, known.event.clone()), (StreamId::order(first.id), placed("alice", 2)));
     assert_eq!(known, log(&db)[0]);
     assert_eq!(unknown, None);
+}
+
+/// Two writers placing an order with one key (two daemons, on PostgreSQL): the second append
+/// is a conflict, so that its command runs again and finds the first order.
+fn an_idempotency_key_in_the_log_already_is_a_conflict<S: Store>(mut db: Db<S>) {
+    let first = db.run(create_as("alice", 2, Some("key-1"))).expect("create");
+    let other = new_order();
+    let found = Cell::new(None);
+    Script::new(vec![Box::new(|tx| {
+        let mut keyed = Metadata::new_command();
+        keyed.idempotency_key = Some("key-1".to_owned());
+        found.set(Some(
+            tx.append(StreamId::order(other), Version::NONE, &[placed("alice", 2)], &keyed, now()).map(drop),
+        ));
+        Ok(Vec::new())
+    })])
+    .write(&mut db);
+    let result = found.take().expect("ran");
+    assert!(
+        matches!(result, Err(StoreError::Conflict { stream, expected: Version::NONE }) if stream == StreamId::order(other)),
+        "{result:?}"
+    );
+    assert_eq!(db.read(|reads| reads.history(other)), (Vec::new(), None));
+    assert_eq!(db.read(|reads| reads.counts()).orders, 1);
+    assert_eq!(db.run(create_as("alice", 2, Some("key-1"))).expect("a retry").id, first.id);
 }
 
 fn a_reply_reflects_its_own_events<S: Store>(mut db: Db<S>) {
@@ -1228,4 +1254,42 @@ fn the_identity_is_kept_until_minted_anew<S: Store>(mut db: Db<S>) {
     assert_ne!(minted, id);
     assert_eq!(db.store.found().expect("found").id, Some(minted));
     assert_eq!(db.store.ensure_identity(false).expect("kept"), minted);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The in-memory store's own (its test fault, its snapshots)
+
+/// A commit that fails stores nothing of its batch, and the next one works.
+#[test]
+fn memory_a_failed_commit_stores_nothing() {
+    let mut db = Db::memory();
+    let kept = db.create(2);
+    db.store.fail_next_commit();
+    let failed = db.commit(&[WriteCommand::Cancel(kept)]);
+    assert!(matches!(failed, Err(StoreError::Unavailable { .. })), "{failed:?}");
+    assert_eq!(status(&db, kept), Some(OrderStatus::Pending));
+    assert_eq!(head(&mut db), Position::new(2));
+    assert_eq!(db.store.checkpoint().expect("checkpoint"), Position::new(2));
+    let cancelled = db.run(WriteCommand::Cancel(kept)).expect("cancel");
+    assert_eq!(cancelled.status, OrderStatus::Cancelled);
+}
+
+/// A read works on the state committed when it began, whatever is committed meanwhile.
+#[test]
+fn memory_a_read_is_one_snapshot() {
+    let mut db = Db::memory();
+    let reads = db.store.reads().expect("reads");
+    let order = db.create(2);
+    let mut seen = None;
+    reads
+        .with_reads(&mut |reads| {
+            let before = reads.counts().expect("counts").head;
+            db.decide(order);
+            let after = reads.counts().expect("counts").head;
+            let view = reads.order(order).expect("order").map(|view| view.status);
+            seen = Some((before, after, view));
+        })
+        .expect("read");
+    assert_eq!(seen, Some((Position::new(2), Position::new(2), Some(OrderStatus::Pending))));
+    assert_eq!(status(&db, order), Some(OrderStatus::Approved));
 }

@@ -3,13 +3,14 @@
 //! backend does on every method of the seam (the conformance suite holds both to it), and keeps
 //! nothing when the process ends.
 //!
-//! Everything a commit changes lives in one [`State`]. Readers take the current state, an
+//! Everything a commit changes lives in one `State`. Readers take the current state, an
 //! `Arc`, and read it as long as they like: a consistent snapshot. The writer works on a copy
 //! and swaps it in at the commit, so a read sees a batch entirely or not at all. Inside a batch
-//! each unit keeps a journal of what it changed ([`Journal`]); a unit that fails is undone from
+//! each unit keeps a journal of what it changed (a `Journal`); a unit that fails is undone from
 //! it alone, the way a savepoint is rolled back. A rebuild fills a scratch read model the
 //! writer alone sees, and the chunk that reaches the end of the log swaps it in with the same
-//! commit.
+//! commit. A commit copies the whole state (the events are shared, not copied): cheap for the
+//! logs of tests, not meant for millions of events.
 //!
 //! What SQLite stores it stores the same way: times to the millisecond, each event through its
 //! payload (what is read back is what decoding the stored payload gives), positions dense from 1,
@@ -765,48 +766,5 @@ impl Reads for Snapshot {
         walked.head = log.head();
         walked.checkpoint = state.checkpoint;
         Ok(walked)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use orders_shared::OrderStatus;
-
-    use crate::store::{Position, Store, StoreError};
-    use crate::testing::Db;
-
-    /// A commit that fails stores nothing of its batch, and the next one works.
-    #[test]
-    fn a_failed_commit_stores_nothing() {
-        let mut db = Db::memory();
-        let kept = db.create(2);
-        db.store.fail_next_commit();
-        let failed = db.commit(&[crate::command::WriteCommand::Cancel(kept)]);
-        assert!(matches!(failed, Err(StoreError::Unavailable { .. })), "{failed:?}");
-        assert_eq!(db.view(kept).map(|view| view.status), Some(OrderStatus::Pending));
-        assert_eq!(db.store.head().expect("head"), Position::new(2));
-        assert_eq!(db.store.checkpoint().expect("checkpoint"), Position::new(2));
-        let cancelled = db.run(crate::command::WriteCommand::Cancel(kept)).expect("cancel");
-        assert_eq!(cancelled.status, OrderStatus::Cancelled);
-    }
-
-    /// A read works on the state committed when it began, whatever is committed meanwhile.
-    #[test]
-    fn a_read_is_one_snapshot() {
-        let mut db = Db::memory();
-        let reads = db.store.reads().expect("reads");
-        let order = db.create(2);
-        let mut seen = None;
-        reads
-            .with_reads(&mut |reads| {
-                let before = reads.counts().expect("counts").head;
-                db.decide(order);
-                let after = reads.counts().expect("counts").head;
-                let view = reads.order(order).expect("order").map(|view| view.status);
-                seen = Some((before, after, view));
-            })
-            .expect("read");
-        assert_eq!(seen, Some((Position::new(2), Position::new(2), Some(OrderStatus::Pending))));
-        assert_eq!(db.view(order).map(|view| view.status), Some(OrderStatus::Approved));
     }
 }
