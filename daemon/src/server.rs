@@ -335,7 +335,7 @@ async fn route(context: &Context, request: Request) -> Reply {
         }
     };
     match result {
-        Ok(data) => Reply { ok: true, data: Some(data), ..Reply::default() },
+        Ok(data) => Reply::Data(data),
         Err(error) => Reply::error(error),
     }
 }
