@@ -59,14 +59,6 @@ impl StreamId {
     pub fn order(order: OrderId) -> Self {
         Self::new(StreamKind::Order, order)
     }
-
-    pub fn payment(order: OrderId) -> Self {
-        Self::new(StreamKind::Payment, order)
-    }
-
-    pub fn delivery(order: OrderId) -> Self {
-        Self::new(StreamKind::Delivery, order)
-    }
 }
 
 impl fmt::Display for StreamId {
@@ -243,15 +235,6 @@ impl DomainEvent {
     /// The schema version this build writes for the event's type.
     pub fn schema_version(&self) -> u32 {
         self.kind().current_version()
-    }
-
-    /// The kind of stream the event belongs in.
-    pub fn stream_kind(&self) -> StreamKind {
-        match self {
-            DomainEvent::Order(_) => StreamKind::Order,
-            DomainEvent::Payment(_) => StreamKind::Payment,
-            DomainEvent::Delivery(_) => StreamKind::Delivery,
-        }
     }
 
     /// The payload as stored: a JSON object without the type, which has its own column.
@@ -471,8 +454,8 @@ mod tests {
         let id: OrderId = "019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b".parse().expect("valid id");
         for (stream, text) in [
             (StreamId::order(id), "order-019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b"),
-            (StreamId::payment(id), "payment-019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b"),
-            (StreamId::delivery(id), "delivery-019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b"),
+            (StreamId::new(StreamKind::Payment, id), "payment-019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b"),
+            (StreamId::new(StreamKind::Delivery, id), "delivery-019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b"),
         ] {
             assert_eq!(stream.to_string(), text);
             assert_eq!(text.parse::<StreamId>(), Ok(stream));
