@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use orders::client::Client;
 use orders_shared::OrderStatus;
-use orders_shared::protocol::{ReplayReport, ReplayRequest, Request};
+use orders_shared::protocol::{ReplayReport, ReplayRequest, Reply, Request};
 
 use crate::daemon::Daemon;
 use crate::load::Latencies;
@@ -254,7 +254,7 @@ async fn replay(events: u64, report: &mut Report) -> anyhow::Result<()> {
         client.send(&Request::Replay(ReplayRequest { check: false })).await?;
         let done: ReplayReport = loop {
             let reply = client.receive().await?.ok_or_else(|| anyhow::anyhow!("the daemon hung up"))?;
-            if reply.progress.is_none() {
+            if !matches!(reply, Reply::Progress(_)) {
                 break client.data(reply).map_err(|f| anyhow::anyhow!(f.message))?;
             }
         };

@@ -128,8 +128,8 @@ impl Client {
     ) -> Result<Reply, Failure> {
         loop {
             let reply = self.exchange(request, patience).await?;
-            match &reply.error {
-                Some(error) if error.code == ErrorCode::Starting => {
+            match &reply {
+                Reply::Error(error) if error.code == ErrorCode::Starting => {
                     crate::starting::wait_until_ready(self, &error.message).await?;
                 }
                 _ => return Ok(reply),
@@ -160,12 +160,17 @@ impl Client {
 
     /// The data of a successful reply, or the daemon's error as a failure.
     pub fn data<T: DeserializeOwned>(&self, reply: Reply) -> Result<T, Failure> {
-        if let Some(error) = reply.error {
-            return Err(self.failure(error));
-        }
-        let text = reply.data.as_deref().map_or("null", |data| data.get());
-        serde_json::from_str(text)
-            .map_err(|e| Failure::new(Exit::Failure, format!("unexpected reply from the daemon: {e}")))
+        let unexpected =
+            |what: String| Failure::new(Exit::Failure, format!("unexpected reply from the daemon: {what}"));
+        let data = match reply {
+            Reply::Data(data) => data,
+            Reply::Error(error) => return Err(self.failure(error)),
+            Reply::Event(_) => return Err(unexpected("an event line where the result was due".to_owned())),
+            Reply::Progress(_) => {
+                return Err(unexpected("a progress line where the result was due".to_owned()));
+            }
+        };
+        serde_json::from_str(data.get()).map_err(|e| unexpected(e.to_string()))
     }
 
     /// The daemon's refusal, told of the paths in use.

@@ -49,12 +49,12 @@ pub async fn events(
         let request = Request::Events(EventsRequest { from: args.from, limit: args.limit, follow: true });
         let mut reply = client.first_reply(&request, None).await?;
         loop {
-            match reply.event {
-                Some(event) => {
+            match reply {
+                Reply::Event(event) => {
                     print_event(out, &event, json)?;
                     out.flush()?;
                 }
-                None => return client.data::<Value>(reply).map(drop).map_err(refused_cursor),
+                reply => return client.data::<Value>(reply).map(drop).map_err(refused_cursor),
             }
             reply = next(client).await?;
         }
@@ -106,7 +106,7 @@ pub async fn watch(
 ) -> Result<(), Failure> {
     let mut reply = client.first_reply(&Request::Watch(WatchRequest { id }), None).await?;
     loop {
-        if let Some(event) = reply.event {
+        if let Reply::Event(event) = reply {
             print_event(out, &event, json)?;
             out.flush()?;
             reply = next(client).await?;
@@ -140,7 +140,7 @@ pub async fn replay(
             Some(reply) => reply,
             None => next(client).await?,
         };
-        let Some(progress) = reply.progress else {
+        let Reply::Progress(progress) = reply else {
             if let Some(bar) = bar.take() {
                 bar.finish_and_clear();
             }

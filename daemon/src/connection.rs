@@ -210,18 +210,17 @@ impl Lines {
     /// room in it, the client is told `busy` instead.
     pub async fn reply(&mut self, reply: Reply) -> io::Result<()> {
         // The data is most of a long reply: room is sought before the line is made from it.
-        let size = reply.data.as_deref().map_or(0, |data| data.get().len());
-        let plain_data =
-            reply.ok && reply.error.is_none() && reply.event.is_none() && reply.progress.is_none();
-        if size + 64 <= WRITE_CHUNK || !plain_data {
-            return self.write_piece(reply.to_line().as_bytes()).await;
-        }
+        let data = match reply {
+            Reply::Data(data) if data.get().len() + 64 > WRITE_CHUNK => data,
+            reply => return self.write_piece(reply.to_line().as_bytes()).await,
+        };
+        let size = data.get().len();
         let held = u32::try_from(size)
             .ok()
             .and_then(|bytes| Arc::clone(&self.budget).try_acquire_many_owned(bytes).ok());
         let Some(_held): Option<OwnedSemaphorePermit> = held else {
             tracing::warn!(bytes = size, "answered busy: too many long replies wait for their readers");
-            drop(reply);
+            drop(data);
             let busy = ErrorBody::new(
                 ErrorCode::Busy,
                 "the daemon holds too many long replies for clients that do not read them; retry shortly",
@@ -229,9 +228,8 @@ impl Lines {
             return self.write_piece(Reply::error(busy).to_line().as_bytes()).await;
         };
         // Written from the data itself, without a copy: `{"ok":true,"data":...}`, as `to_line`.
-        let data = reply.data.as_deref().map_or("null", |data| data.get());
         self.write_piece(b"{\"ok\":true,\"data\":").await?;
-        for piece in data.as_bytes().chunks(WRITE_CHUNK) {
+        for piece in data.get().as_bytes().chunks(WRITE_CHUNK) {
             self.write_piece(piece).await?;
         }
         self.write_piece(b"}\n").await

@@ -59,14 +59,6 @@ impl StreamId {
     pub fn order(order: OrderId) -> Self {
         Self::new(StreamKind::Order, order)
     }
-
-    pub fn payment(order: OrderId) -> Self {
-        Self::new(StreamKind::Payment, order)
-    }
-
-    pub fn delivery(order: OrderId) -> Self {
-        Self::new(StreamKind::Delivery, order)
-    }
 }
 
 impl fmt::Display for StreamId {
@@ -143,78 +135,106 @@ struct Scheduled {
 #[derive(Serialize, Deserialize)]
 struct Empty {}
 
-const ORDER_PLACED: &str = "OrderPlaced";
-const ORDER_APPROVED: &str = "OrderApproved";
-const ORDER_DELIVERED: &str = "OrderDelivered";
-const ORDER_CANCELLED: &str = "OrderCancelled";
-const PAYMENT_REQUESTED: &str = "PaymentRequested";
-const PAYMENT_APPROVED: &str = "PaymentApproved";
-const PAYMENT_DECLINED: &str = "PaymentDeclined";
-const PAYMENT_REFUNDED: &str = "PaymentRefunded";
-const DELIVERY_SCHEDULED: &str = "DeliveryScheduled";
-const DELIVERY_COMPLETED: &str = "DeliveryCompleted";
-const DELIVERY_CANCELLED: &str = "DeliveryCancelled";
+/// Declares [`EventType`] from its table, so that each type's name and version are written once.
+macro_rules! event_types {
+    ($($kind:ident: $name:literal, version $version:literal;)*) => {
+        /// The type of a stored event.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        enum EventType {
+            $($kind,)*
+        }
 
-/// The schema version this build writes for each event type.
-fn current_version(event_type: &str) -> Option<u32> {
-    match event_type {
-        ORDER_CANCELLED => Some(2),
-        ORDER_PLACED | ORDER_APPROVED | ORDER_DELIVERED | PAYMENT_REQUESTED | PAYMENT_APPROVED
-        | PAYMENT_DECLINED | PAYMENT_REFUNDED | DELIVERY_SCHEDULED | DELIVERY_COMPLETED
-        | DELIVERY_CANCELLED => Some(1),
-        _ => None,
-    }
+        impl EventType {
+            const ALL: &[EventType] = &[$(EventType::$kind,)*];
+
+            /// The stable name stored in the `type` column.
+            fn name(self) -> &'static str {
+                match self {
+                    $(EventType::$kind => $name,)*
+                }
+            }
+
+            /// The schema version this build writes.
+            fn current_version(self) -> u32 {
+                match self {
+                    $(EventType::$kind => $version,)*
+                }
+            }
+        }
+    };
 }
 
-/// Brings a payload from `version` to `version + 1`, for the types whose shape changed.
-fn upcast(event_type: &str, version: u32, payload: &str) -> Result<String, DecodeError> {
-    let bad = |message: String| DecodeError::Payload {
-        event_type: event_type.to_owned(),
-        schema_version: version,
-        message,
-    };
-    match (event_type, version) {
-        // v1 was written before payments could decline orders: every cancel was the customer's.
-        (ORDER_CANCELLED, 1) => {
-            let mut fields: Map<String, Value> =
-                serde_json::from_str(payload).map_err(|e| bad(e.to_string()))?;
-            fields.insert("reason".into(), CancelReason::CustomerRequest.as_str().into());
-            Ok(Value::Object(fields).to_string())
+// Every event type, its stored name and its current schema version: the one place they are
+// written. A stored name never changes; a new shape of payload is a new version with an upcaster.
+event_types! {
+    OrderPlaced: "OrderPlaced", version 1;
+    OrderApproved: "OrderApproved", version 1;
+    OrderDelivered: "OrderDelivered", version 1;
+    OrderCancelled: "OrderCancelled", version 2;
+    PaymentRequested: "PaymentRequested", version 1;
+    PaymentApproved: "PaymentApproved", version 1;
+    PaymentDeclined: "PaymentDeclined", version 1;
+    PaymentRefunded: "PaymentRefunded", version 1;
+    DeliveryScheduled: "DeliveryScheduled", version 1;
+    DeliveryCompleted: "DeliveryCompleted", version 1;
+    DeliveryCancelled: "DeliveryCancelled", version 1;
+}
+
+impl EventType {
+    /// The type stored under `name`.
+    fn named(name: &str) -> Option<EventType> {
+        EventType::ALL.iter().copied().find(|kind| kind.name() == name)
+    }
+
+    /// Brings a payload from `version` to `version + 1`, for the types whose shape changed.
+    fn upcast(self, version: u32, payload: &str) -> Result<String, DecodeError> {
+        let bad = |message: String| DecodeError::Payload {
+            event_type: self.name().to_owned(),
+            schema_version: version,
+            message,
+        };
+        match (self, version) {
+            // v1 was written before payments could decline orders: every cancel was the customer's.
+            (EventType::OrderCancelled, 1) => {
+                let mut fields: Map<String, Value> =
+                    serde_json::from_str(payload).map_err(|e| bad(e.to_string()))?;
+                fields.insert("reason".into(), CancelReason::CustomerRequest.as_str().into());
+                Ok(Value::Object(fields).to_string())
+            }
+            _ => Err(DecodeError::UnknownVersion {
+                event_type: self.name().to_owned(),
+                schema_version: version,
+            }),
         }
-        _ => Err(DecodeError::UnknownVersion { event_type: event_type.to_owned(), schema_version: version }),
     }
 }
 
 impl DomainEvent {
     /// The stable name stored in the `type` column.
     pub fn event_type(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// The event's type, named by the table above.
+    fn kind(&self) -> EventType {
         match self {
-            DomainEvent::Order(OrderEvent::Placed { .. }) => ORDER_PLACED,
-            DomainEvent::Order(OrderEvent::Approved) => ORDER_APPROVED,
-            DomainEvent::Order(OrderEvent::Delivered) => ORDER_DELIVERED,
-            DomainEvent::Order(OrderEvent::Cancelled { .. }) => ORDER_CANCELLED,
-            DomainEvent::Payment(PaymentEvent::Requested { .. }) => PAYMENT_REQUESTED,
-            DomainEvent::Payment(PaymentEvent::Approved { .. }) => PAYMENT_APPROVED,
-            DomainEvent::Payment(PaymentEvent::Declined { .. }) => PAYMENT_DECLINED,
-            DomainEvent::Payment(PaymentEvent::Refunded { .. }) => PAYMENT_REFUNDED,
-            DomainEvent::Delivery(DeliveryEvent::Scheduled { .. }) => DELIVERY_SCHEDULED,
-            DomainEvent::Delivery(DeliveryEvent::Completed) => DELIVERY_COMPLETED,
-            DomainEvent::Delivery(DeliveryEvent::Cancelled) => DELIVERY_CANCELLED,
+            DomainEvent::Order(OrderEvent::Placed { .. }) => EventType::OrderPlaced,
+            DomainEvent::Order(OrderEvent::Approved) => EventType::OrderApproved,
+            DomainEvent::Order(OrderEvent::Delivered) => EventType::OrderDelivered,
+            DomainEvent::Order(OrderEvent::Cancelled { .. }) => EventType::OrderCancelled,
+            DomainEvent::Payment(PaymentEvent::Requested { .. }) => EventType::PaymentRequested,
+            DomainEvent::Payment(PaymentEvent::Approved { .. }) => EventType::PaymentApproved,
+            DomainEvent::Payment(PaymentEvent::Declined { .. }) => EventType::PaymentDeclined,
+            DomainEvent::Payment(PaymentEvent::Refunded { .. }) => EventType::PaymentRefunded,
+            DomainEvent::Delivery(DeliveryEvent::Scheduled { .. }) => EventType::DeliveryScheduled,
+            DomainEvent::Delivery(DeliveryEvent::Completed) => EventType::DeliveryCompleted,
+            DomainEvent::Delivery(DeliveryEvent::Cancelled) => EventType::DeliveryCancelled,
         }
     }
 
     /// The schema version this build writes for the event's type.
     pub fn schema_version(&self) -> u32 {
-        current_version(self.event_type()).expect("every event type has a version")
-    }
-
-    /// The kind of stream the event belongs in.
-    pub fn stream_kind(&self) -> StreamKind {
-        match self {
-            DomainEvent::Order(_) => StreamKind::Order,
-            DomainEvent::Payment(_) => StreamKind::Payment,
-            DomainEvent::Delivery(_) => StreamKind::Delivery,
-        }
+        self.kind().current_version()
     }
 
     /// The payload as stored: a JSON object without the type, which has its own column.
@@ -252,8 +272,9 @@ impl DomainEvent {
 
     /// Reads a stored event of any known schema version, upcasting older ones.
     pub fn decode(event_type: &str, schema_version: u32, payload: &str) -> Result<Self, DecodeError> {
-        let current =
-            current_version(event_type).ok_or_else(|| DecodeError::UnknownType(event_type.to_owned()))?;
+        let kind =
+            EventType::named(event_type).ok_or_else(|| DecodeError::UnknownType(event_type.to_owned()))?;
+        let current = kind.current_version();
         if schema_version > current || schema_version == 0 {
             return Err(DecodeError::UnknownVersion { event_type: event_type.to_owned(), schema_version });
         }
@@ -261,55 +282,49 @@ impl DomainEvent {
             let mut version = schema_version;
             let mut upcasted = payload.to_owned();
             while version < current {
-                upcasted = upcast(event_type, version, &upcasted)?;
+                upcasted = kind.upcast(version, &upcasted)?;
                 version += 1;
             }
-            return Self::decode_current(event_type, &upcasted);
+            return Self::decode_current(kind, &upcasted);
         }
-        Self::decode_current(event_type, payload)
+        Self::decode_current(kind, payload)
     }
 
-    fn decode_current(event_type: &str, payload: &str) -> Result<Self, DecodeError> {
-        fn read<T: DeserializeOwned>(event_type: &str, payload: &str) -> Result<T, DecodeError> {
+    fn decode_current(kind: EventType, payload: &str) -> Result<Self, DecodeError> {
+        fn read<T: DeserializeOwned>(kind: EventType, payload: &str) -> Result<T, DecodeError> {
             serde_json::from_str(payload).map_err(|e| DecodeError::Payload {
-                event_type: event_type.to_owned(),
-                schema_version: current_version(event_type).unwrap_or_default(),
+                event_type: kind.name().to_owned(),
+                schema_version: kind.current_version(),
                 message: e.to_string(),
             })
         }
-        let empty = |event: DomainEvent| read::<Empty>(event_type, payload).map(|_| event);
-        match event_type {
-            ORDER_PLACED => {
-                let Placed { user, total } = read(event_type, payload)?;
-                Ok(OrderEvent::Placed { user, total }.into())
+        let empty = |event: DomainEvent| read::<Empty>(kind, payload).map(|_| event);
+        let amount = || read::<Amount>(kind, payload).map(|Amount { amount }| amount);
+        Ok(match kind {
+            EventType::OrderPlaced => {
+                let Placed { user, total } = read(kind, payload)?;
+                OrderEvent::Placed { user, total }.into()
             }
-            ORDER_APPROVED => empty(OrderEvent::Approved.into()),
-            ORDER_DELIVERED => empty(OrderEvent::Delivered.into()),
-            ORDER_CANCELLED => {
-                let Cancelled { reason } = read(event_type, payload)?;
-                Ok(OrderEvent::Cancelled { reason }.into())
+            EventType::OrderApproved => empty(OrderEvent::Approved.into())?,
+            EventType::OrderDelivered => empty(OrderEvent::Delivered.into())?,
+            EventType::OrderCancelled => {
+                let Cancelled { reason } = read(kind, payload)?;
+                OrderEvent::Cancelled { reason }.into()
             }
-            PAYMENT_REQUESTED | PAYMENT_APPROVED | PAYMENT_REFUNDED => {
-                let Amount { amount } = read(event_type, payload)?;
-                Ok(match event_type {
-                    PAYMENT_REQUESTED => PaymentEvent::Requested { amount },
-                    PAYMENT_APPROVED => PaymentEvent::Approved { amount },
-                    _ => PaymentEvent::Refunded { amount },
-                }
-                .into())
+            EventType::PaymentRequested => PaymentEvent::Requested { amount: amount()? }.into(),
+            EventType::PaymentApproved => PaymentEvent::Approved { amount: amount()? }.into(),
+            EventType::PaymentRefunded => PaymentEvent::Refunded { amount: amount()? }.into(),
+            EventType::PaymentDeclined => {
+                let Declined { reason } = read(kind, payload)?;
+                PaymentEvent::Declined { reason }.into()
             }
-            PAYMENT_DECLINED => {
-                let Declined { reason } = read(event_type, payload)?;
-                Ok(PaymentEvent::Declined { reason }.into())
+            EventType::DeliveryScheduled => {
+                let Scheduled { due_at } = read(kind, payload)?;
+                DeliveryEvent::Scheduled { due_at }.into()
             }
-            DELIVERY_SCHEDULED => {
-                let Scheduled { due_at } = read(event_type, payload)?;
-                Ok(DeliveryEvent::Scheduled { due_at }.into())
-            }
-            DELIVERY_COMPLETED => empty(DeliveryEvent::Completed.into()),
-            DELIVERY_CANCELLED => empty(DeliveryEvent::Cancelled.into()),
-            _ => Err(DecodeError::UnknownType(event_type.to_owned())),
-        }
+            EventType::DeliveryCompleted => empty(DeliveryEvent::Completed.into())?,
+            EventType::DeliveryCancelled => empty(DeliveryEvent::Cancelled.into())?,
+        })
     }
 }
 
@@ -369,6 +384,33 @@ mod tests {
     }
 
     #[test]
+    fn every_event_type_is_known_by_its_stored_name_alone() {
+        let kinds: Vec<EventType> = every_event().iter().map(DomainEvent::kind).collect();
+        for kind in EventType::ALL {
+            assert_eq!(EventType::named(kind.name()), Some(*kind));
+            assert!(kinds.contains(kind), "every_event() has no {kind:?}");
+        }
+        // The names are the stored format: renaming one would orphan every event stored under it.
+        let names: Vec<&str> = EventType::ALL.iter().map(|kind| kind.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "OrderPlaced",
+                "OrderApproved",
+                "OrderDelivered",
+                "OrderCancelled",
+                "PaymentRequested",
+                "PaymentApproved",
+                "PaymentDeclined",
+                "PaymentRefunded",
+                "DeliveryScheduled",
+                "DeliveryCompleted",
+                "DeliveryCancelled",
+            ]
+        );
+    }
+
+    #[test]
     fn the_payload_holds_the_fields_but_not_the_type() {
         assert_eq!(placed().payload(), r#"{"user":"alice","total":2}"#);
         assert_eq!(placed().event_type(), "OrderPlaced");
@@ -412,8 +454,8 @@ mod tests {
         let id: OrderId = "019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b".parse().expect("valid id");
         for (stream, text) in [
             (StreamId::order(id), "order-019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b"),
-            (StreamId::payment(id), "payment-019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b"),
-            (StreamId::delivery(id), "delivery-019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b"),
+            (StreamId::new(StreamKind::Payment, id), "payment-019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b"),
+            (StreamId::new(StreamKind::Delivery, id), "delivery-019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b"),
         ] {
             assert_eq!(stream.to_string(), text);
             assert_eq!(text.parse::<StreamId>(), Ok(stream));

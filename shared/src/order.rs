@@ -18,10 +18,6 @@ impl OrderId {
     pub fn from_uuid(id: Uuid) -> Self {
         Self(id)
     }
-
-    pub fn as_uuid(&self) -> &Uuid {
-        &self.0
-    }
 }
 
 impl fmt::Display for OrderId {

@@ -1,24 +1,12 @@
-//! The wire protocol between the `orders` client and the daemon: newline-delimited JSON.
-//!
-//! A request is one line, `{"v": 2, "store": "/home/alice/.local/share/orders", "cmd": "create", ...}`;
-//! the daemon answers with one line,
-//! `{"ok": true, "data": ...}` or `{"ok": false, "error": {"code": ..., "message": ...}}`.
-//! `docs/PROTOCOL.md` is the prose version of this module.
+//! The requests: the envelope every line carries, each command's fields, and the strict parser
+//! the daemon reads them with.
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use serde_json::value::RawValue;
 
-use crate::order::{CancelReason, OrderId, OrderStatus, Total, UserId};
-
-/// Bumped on any change a peer of the previous version would misread. Version 2 (issue 12): every
-/// request names its `store`, unknown fields and repeated keys are refused (issue 11), and the
-/// `events` cursor is an opaque string.
-pub const PROTOCOL_VERSION: u32 = 2;
-
-/// The longest request line the daemon reads, in bytes.
-pub const MAX_REQUEST_BYTES: usize = 1 << 20;
+use super::{ErrorBody, ErrorCode, PROTOCOL_VERSION};
+use crate::order::{OrderId, OrderStatus, Total, UserId};
 
 /// A request as sent on the wire: the protocol version and the store it is meant for, beside the
 /// command.
@@ -387,79 +375,12 @@ impl std::fmt::Display for Cursor {
     }
 }
 
-/// A page of the event log.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EventPage {
-    pub events: Vec<EventView>,
-    /// Where to read on: pass it as `from` for the events after this page.
-    pub next: Cursor,
-    /// The position of the newest event in the log when the page was read.
-    pub head: i64,
-}
-
 /// Rebuilds the read model from the log (`check`: into a scratch table, compared, not swapped).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayRequest {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub check: bool,
-}
-
-/// How far a replay has come; sent as `progress` lines while it runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReplayProgress {
-    pub applied: u64,
-    /// The log's length when the replay started (it may grow meanwhile).
-    pub total: u64,
-    pub elapsed_ms: u64,
-}
-
-/// What a replay did.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ReplayReport {
-    /// `true` for `replay --check`: nothing was swapped.
-    pub check: bool,
-    /// Events applied to the new read model.
-    pub events: u64,
-    /// Orders in the new read model.
-    pub orders: u64,
-    pub duration_ms: u64,
-    pub events_per_second: f64,
-    /// With `check`: how many orders differ between the live and the rebuilt read model.
-    pub differences: u64,
-    /// With `check`: the first differing orders, each as stored live and as rebuilt (`null` when
-    /// missing on that side).
-    pub examples: Vec<Difference>,
-}
-
-/// What `check` found.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckReport {
-    pub events: u64,
-    pub orders: u64,
-    /// How many problems it found; 0 means the log and everything derived from it are sound.
-    pub problems: u64,
-    /// The first problems (at most 100).
-    pub listed: Vec<CheckProblem>,
-    pub duration_ms: u64,
-    /// The database file is damaged (SQLite's integrity check, or damage met while reading): the
-    /// check stopped there, and `events` and `orders` count nothing (issue 12).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub damaged: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckProblem {
-    /// The order concerned, when there is one.
-    pub order: Option<String>,
-    pub message: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Difference {
-    pub id: String,
-    pub live: Option<Value>,
-    pub rebuilt: Option<Value>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -487,281 +408,6 @@ impl ListRequest {
     pub const MAX_LIMIT: u32 = 10_000;
 }
 
-/// One order as the read model shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderView {
-    pub id: OrderId,
-    pub user: String,
-    pub total: i64,
-    pub status: OrderStatus,
-    /// Why it was cancelled; `null` unless it was.
-    pub cancel_reason: Option<CancelReason>,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-    pub approved_at: Option<Timestamp>,
-    pub delivered_at: Option<Timestamp>,
-    pub cancelled_at: Option<Timestamp>,
-}
-
-/// One stored event, as `history` and `events` show it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EventView {
-    /// The event's place in the global log.
-    pub position: i64,
-    /// The event's place as `events` reads it: `from` this cursor starts at this event.
-    pub cursor: Cursor,
-    pub event_id: String,
-    /// `order-<id>`, `payment-<id>` or `delivery-<id>`.
-    pub stream: String,
-    /// The event's place in its stream, from 1.
-    pub version: i64,
-    #[serde(rename = "type")]
-    pub event_type: String,
-    pub recorded_at: Timestamp,
-    /// The payload, in the current schema (older ones are upcast).
-    pub data: Value,
-    pub correlation_id: String,
-    pub causation_id: String,
-}
-
-/// A page of orders, newest first.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderPage {
-    pub orders: Vec<OrderView>,
-    /// More orders follow: ask again with `before` set to the last id of this page.
-    pub more: bool,
-}
-
-/// What `status` reports about a running daemon.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DaemonStatus {
-    pub pid: u32,
-    pub version: String,
-    pub protocol: u32,
-    pub started_at: Timestamp,
-    pub socket: String,
-    pub data_dir: String,
-    pub database: String,
-    pub events: u64,
-    pub orders: u64,
-    /// Payments waiting for the provider's decision (open steps of the payment saga).
-    pub pending_payments: u64,
-    /// Deliveries scheduled and not yet due or done (open steps of the delivery saga).
-    pub pending_deliveries: u64,
-    pub log_file: String,
-    /// Stored saga steps the daemon cannot carry out (kept in the database, not run; see
-    /// [`StuckStep`]). Absent from older daemons, hence the defaults.
-    #[serde(default)]
-    pub stuck_steps: u64,
-    /// The first few of them.
-    #[serde(default)]
-    pub stuck: Vec<StuckStep>,
-    /// The identity of the store it serves (issue 12; absent from older daemons).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub store_id: Option<String>,
-    /// How far the daemon's clock is behind the newest recorded event, when that is more than a
-    /// minute: new events are recorded no earlier than it (issue 12).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clock_behind_ms: Option<u64>,
-    /// `starting` until the daemon serves requests (issue 12); older daemons answered only once
-    /// ready, hence the default. While starting, the counts above are 0: nothing is read yet.
-    #[serde(default)]
-    pub state: DaemonState,
-    /// How far the start-up has come, while starting.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start: Option<StartProgress>,
-}
-
-/// Whether a daemon serves requests yet.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DaemonState {
-    /// It answers `status` and `shutdown`; everything else gets [`ErrorCode::Starting`].
-    Starting,
-    #[default]
-    Ready,
-}
-
-/// How far a starting daemon has come: its step, and within it `applied` of `total` (events,
-/// while the read model catches up; 0 of 0 in the other steps).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StartProgress {
-    pub step: StartStep,
-    pub applied: u64,
-    pub total: u64,
-}
-
-/// The steps of a start-up, in order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StartStep {
-    /// Opening the database and migrating its schema.
-    OpeningStore,
-    /// Applying the events the read model has not seen yet.
-    CatchingUp,
-    /// Reading the open saga steps and starting the writer.
-    ResumingSagas,
-    /// A step from a newer daemon.
-    #[serde(other)]
-    Unknown,
-}
-
-impl std::fmt::Display for StartProgress {
-    /// `read model catching up, 1,234,000 of 4,900,000 events`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.step {
-            StartStep::OpeningStore => f.write_str("opening the database"),
-            StartStep::CatchingUp => write!(
-                f,
-                "read model catching up, {} of {} events",
-                thousands(self.applied),
-                thousands(self.total)
-            ),
-            StartStep::ResumingSagas => f.write_str("resuming the sagas"),
-            StartStep::Unknown => f.write_str("starting"),
-        }
-    }
-}
-
-/// `4900000` as `4,900,000`.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
-
-/// A stored saga step the daemon cannot carry out: a row that does not decode, a due time it
-/// cannot represent, an order the step cannot find. The daemon serves everything else and keeps
-/// the row, untouched, for a fixed build or a repair.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StuckStep {
-    /// `payment decision` or `delivery`.
-    pub step: String,
-    /// The order's id as stored (it may be the damaged part).
-    pub order: String,
-    /// What is wrong with it.
-    pub problem: String,
-}
-
-/// One reply line: the final one of a request carries `data` or `error`; a streaming request
-/// (`events --follow`, `watch`, `replay`) sends `event` or `progress` lines before it.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Reply {
-    pub ok: bool,
-    /// Kept as the JSON text it is on the wire: written without an intermediate tree, and read
-    /// by the client straight into the type it expects.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<Box<RawValue>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorBody>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub event: Option<EventView>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub progress: Option<ReplayProgress>,
-}
-
-impl Reply {
-    pub fn data(data: impl Serialize) -> Reply {
-        Reply { ok: true, data: Some(raw(&data)), ..Reply::default() }
-    }
-
-    pub fn error(error: ErrorBody) -> Reply {
-        Reply { ok: false, error: Some(error), ..Reply::default() }
-    }
-
-    pub fn event(event: EventView) -> Reply {
-        Reply { ok: true, event: Some(event), ..Reply::default() }
-    }
-
-    pub fn progress(progress: ReplayProgress) -> Reply {
-        Reply { ok: true, progress: Some(progress), ..Reply::default() }
-    }
-
-    /// The last line of a request's reply.
-    pub fn is_final(&self) -> bool {
-        self.data.is_some() || self.error.is_some() || (self.event.is_none() && self.progress.is_none())
-    }
-
-    /// The reply as one line, newline included.
-    pub fn to_line(&self) -> String {
-        let mut line = serde_json::to_string(self).expect("replies are plain serde structs");
-        line.push('\n');
-        line
-    }
-}
-
-/// Serializes reply data to its JSON text.
-pub fn raw(data: &impl Serialize) -> Box<RawValue> {
-    serde_json::value::to_raw_value(data).expect("reply data is plain serde structs")
-}
-
-/// A refused request: a machine-readable code and a message for people.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[error("{message}")]
-pub struct ErrorBody {
-    pub code: ErrorCode,
-    pub message: String,
-    /// With `wrong_store`: the store this daemon serves.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub served: Option<String>,
-}
-
-impl ErrorBody {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), served: None }
-    }
-
-    /// The request names another store than the one this daemon serves (issue 12).
-    pub fn wrong_store(served: &str, named: &str) -> Self {
-        Self {
-            code: ErrorCode::WrongStore,
-            message: format!("this daemon serves {served}, not {named}"),
-            served: Some(served.to_owned()),
-        }
-    }
-}
-
-/// What kind of failure a reply reports. Clients branch on it; the CLI maps it to an exit code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// The line could not be read as a request: bad JSON, unknown command, wrong field types,
-    /// or a value the domain refuses (an empty user, a total of 0); the message says which.
-    InvalidRequest,
-    /// No order with that id.
-    NotFound,
-    /// The business rules refuse it (cancelling a delivered order).
-    Rejected,
-    /// Client and daemon speak different protocol versions.
-    ProtocolMismatch,
-    /// The request names another store than the one this daemon serves; `served` names its own.
-    WrongStore,
-    /// The request line is longer than the daemon reads.
-    TooLarge,
-    /// The connecting process belongs to another user.
-    PermissionDenied,
-    /// The daemon has no room for this connection or request right now.
-    Busy,
-    /// The daemon cannot do it now (shutting down, storage failing); nothing was changed.
-    Unavailable,
-    /// A wait ran out of time; nothing was changed.
-    Timeout,
-    /// A bug or an unexpected storage error; the message says more.
-    Internal,
-    /// The daemon is starting (catching up its read model): nothing was done; ask again once
-    /// `status` says `ready`. The message says how far it has come.
-    Starting,
-    /// A code from a newer daemon.
-    #[serde(other)]
-    Unknown,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -772,17 +418,6 @@ mod tests {
 
     fn code(line: &str) -> ErrorCode {
         parse(line).expect_err("refused").code
-    }
-
-    #[test]
-    fn start_progress_reads_as_a_sentence() {
-        let progress = StartProgress { step: StartStep::CatchingUp, applied: 1_234_000, total: 4_900_000 };
-        assert_eq!(progress.to_string(), "read model catching up, 1,234,000 of 4,900,000 events");
-        let small = StartProgress { step: StartStep::CatchingUp, applied: 0, total: 999 };
-        assert_eq!(small.to_string(), "read model catching up, 0 of 999 events");
-        let json = r#"{"step":"from_the_future","applied":0,"total":0}"#;
-        let unknown: StartProgress = serde_json::from_str(json).expect("a newer step reads");
-        assert_eq!(unknown.step, StartStep::Unknown);
     }
 
     #[test]
@@ -960,13 +595,6 @@ mod tests {
         ] {
             assert!(parse(line).is_err(), "{line}");
         }
-    }
-
-    #[test]
-    fn unknown_error_codes_from_a_newer_daemon_still_decode() {
-        let body: ErrorBody =
-            serde_json::from_str(r#"{"code":"quota_exceeded","message":"m"}"#).expect("decodes");
-        assert_eq!(body.code, ErrorCode::Unknown);
     }
 
     mod properties {

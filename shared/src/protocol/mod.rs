@@ -1,0 +1,30 @@
+//! The wire protocol between the `orders` client and the daemon: newline-delimited JSON.
+//!
+//! A request is one line, `{"v": 2, "store": "/home/alice/.local/share/orders", "cmd": "create", ...}`;
+//! the daemon answers with one line,
+//! `{"ok": true, "data": ...}` or `{"ok": false, "error": {"code": ..., "message": ...}}`.
+//! `docs/PROTOCOL.md` is the prose version of this module. The requests are in `request.rs`, the
+//! reply lines and errors in `reply.rs`, and what replies carry in `view.rs`; all re-exported here.
+
+mod reply;
+mod request;
+mod view;
+
+pub use reply::{ErrorBody, ErrorCode, Reply, raw};
+pub use request::{
+    Addressed, CancelRequest, CheckRequest, CreateRequest, Cursor, Envelope, EventsRequest, HistoryRequest,
+    IdempotencyKey, ListRequest, ReplayRequest, Request, ShowRequest, ShutdownRequest, StatusRequest,
+    WaitRequest, WatchRequest,
+};
+pub use view::{
+    CheckProblem, CheckReport, DaemonState, DaemonStatus, Difference, EventPage, EventView, OrderPage,
+    OrderView, ReplayProgress, ReplayReport, StartProgress, StartStep, StuckStep,
+};
+
+/// Bumped on any change a peer of the previous version would misread. Version 2 (issue 12): every
+/// request names its `store`, unknown fields and repeated keys are refused (issue 11), and the
+/// `events` cursor is an opaque string.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The longest request line the daemon reads, in bytes.
+pub const MAX_REQUEST_BYTES: usize = 1 << 20;
