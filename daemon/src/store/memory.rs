@@ -403,7 +403,7 @@ impl State {
                 known: self.log.has_order(*order),
                 scheduled_at: self
                     .log
-                    .stream(StreamId::delivery(*order))
+                    .stream(StreamId::new(StreamKind::Delivery, *order))
                     .iter()
                     .rev()
                     .find(|event| {
