@@ -1,7 +1,8 @@
-//! The socket client: one connection, one request line, one reply line (or a stream of them).
+//! The socket client: one connection, one request line, one reply line (or a stream of them),
+//! and the wait for a daemon that is still starting.
 
-use std::io;
-use std::time::Duration;
+use std::io::{self, IsTerminal};
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use interprocess::local_socket::tokio::Stream;
@@ -9,7 +10,10 @@ use interprocess::local_socket::tokio::prelude::*;
 use interprocess::local_socket::{GenericFilePath, ToFsName};
 use orders_daemon::paths::{Paths, quoted};
 use orders_shared::PROTOCOL_VERSION;
-use orders_shared::protocol::{Envelope, ErrorBody, ErrorCode, Reply, Request, WaitRequest};
+use orders_shared::protocol::{
+    DaemonState, DaemonStatus, Envelope, ErrorBody, ErrorCode, Reply, Request, StartProgress, StatusRequest,
+    WaitRequest,
+};
 use serde::de::DeserializeOwned;
 use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, Framed};
 
@@ -130,7 +134,7 @@ impl Client {
             let reply = self.exchange(request, patience).await?;
             match &reply {
                 Reply::Error(error) if error.code == ErrorCode::Starting => {
-                    crate::starting::wait_until_ready(self, &error.message).await?;
+                    self.wait_until_ready(&error.message).await?;
                 }
                 _ => return Ok(reply),
             }
@@ -269,4 +273,83 @@ fn codec_error(error: AnyDelimiterCodecError) -> io::Error {
             io::Error::new(io::ErrorKind::InvalidData, "the daemon's reply is too long")
         }
     }
+}
+
+// Waiting for a daemon that is starting (issue 12).
+//
+// A daemon answers from the instant its socket is bound, while it opens its store and catches
+// up its read model; until it is ready it answers requests with `starting` and did nothing with
+// them. A client then waits and asks again, for as long as the start-up makes progress: a
+// catch-up of millions of events is slow, not dead. It gives up (exit 5, with the last progress)
+// when the daemon goes away, or after [`START_PATIENCE`] without progress, so that a script never
+// hangs for ever.
+
+/// How long a start-up may go without progress before a client gives up on it.
+pub const START_PATIENCE: Duration = Duration::from_secs(600);
+
+/// How often a waiting client asks how far the start-up has come.
+const POLL: Duration = Duration::from_millis(100);
+
+/// [`START_PATIENCE`], unless `ORDERS_START_PATIENCE` (undocumented: for tests, which cannot wait
+/// 10 minutes) sets another duration.
+pub fn start_patience() -> Duration {
+    std::env::var("ORDERS_START_PATIENCE")
+        .ok()
+        .and_then(|text| crate::args::parse_positive_duration(&text).ok())
+        .unwrap_or(START_PATIENCE)
+}
+
+impl Client {
+    /// Asks the daemon for its status until it is ready, and returns that status. `told` is what
+    /// the daemon said about its start-up (a `starting` message), shown once on a terminal.
+    pub async fn wait_until_ready(&mut self, told: &str) -> Result<DaemonStatus, Failure> {
+        let patience = start_patience();
+        let mut told_user = false;
+        let mut last: Option<StartProgress> = None;
+        let mut moved = Instant::now();
+        loop {
+            let status: DaemonStatus =
+                match self.exchange(&Request::Status(StatusRequest {}), Some(reply_timeout())).await {
+                    Ok(reply) => self.data(reply)?,
+                    Err(failure) => return Err(stopped_while_starting(last, &failure)),
+                };
+            if status.state == DaemonState::Ready {
+                return Ok(status);
+            }
+            if !told_user && std::io::stderr().is_terminal() {
+                let progress =
+                    status.start.map_or_else(|| told.to_owned(), |p| format!("the daemon is starting: {p}"));
+                eprintln!("{progress}; waiting for it");
+                told_user = true;
+            }
+            if status.start != last {
+                last = status.start;
+                moved = Instant::now();
+            } else if moved.elapsed() > patience {
+                let progress = last.map_or_else(|| "no progress reported".to_owned(), |p| p.to_string());
+                return Err(Failure::new(
+                    Exit::Unavailable,
+                    format!(
+                        "the daemon (pid {}) made no progress starting for {patience:?}: {progress}",
+                        status.pid
+                    ),
+                )
+                .with_hint(format!(
+                    "see its log ({}); `orders daemon restart` replaces it",
+                    status.log_file
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+/// The daemon went away while it was starting: its start-up failed, or it was stopped.
+fn stopped_while_starting(last: Option<StartProgress>, failure: &Failure) -> Failure {
+    let progress = last.map(|p| format!(" ({p})")).unwrap_or_default();
+    Failure::new(
+        Exit::Unavailable,
+        format!("the daemon stopped while it was starting{progress}: {}", failure.message),
+    )
+    .with_hint("its log says why; `orders daemon start` reports a failing start-up")
 }

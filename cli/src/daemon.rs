@@ -175,7 +175,7 @@ pub async fn start_in_background(paths: &Paths, args: &[String]) -> Result<bool,
 
     let mut client = answering(paths, &mut child, args).await?;
     drop(lock);
-    match crate::starting::wait_until_ready(&mut client, "the daemon is starting").await {
+    match client.wait_until_ready("the daemon is starting").await {
         Ok(_) => Ok(true),
         // The daemon closes its socket just before it exits: give it a moment to be reaped, so
         // that its own words on stderr are what the user reads.
@@ -278,7 +278,7 @@ pub async fn start(paths: &Paths, args: &RunArgs) -> Result<DaemonStatus, Failur
     }
     // One was there already, perhaps starting: `start` returns once it is ready.
     let mut client = Client::connect(paths).await.map_err(|error| cannot_connect(paths, &error))?;
-    crate::starting::wait_until_ready(&mut client, "the daemon is starting").await
+    client.wait_until_ready("the daemon is starting").await
 }
 
 /// A duration as `daemon run` reads it back unchanged: in nanoseconds. Whole milliseconds lost

@@ -8,7 +8,6 @@ pub mod daemon;
 pub mod eventlog;
 pub mod failure;
 pub mod output;
-pub mod starting;
 
 #[cfg(test)]
 mod man;

@@ -78,7 +78,7 @@ pub(super) async fn route(context: &Context, request: Request) -> Reply {
         }
     };
     match result {
-        Ok(data) => Reply::data(data),
+        Ok(data) => Reply::Data(data),
         Err(error) => Reply::error(error),
     }
 }
