@@ -20,12 +20,7 @@ use crate::output;
 const QUIET_REPLAY: Duration = Duration::from_millis(300);
 
 fn print_event(out: &mut impl Write, event: &EventView, json: bool) -> Result<(), Failure> {
-    if json {
-        output::json(out, event)?
-    } else {
-        output::event_line(out, event)?
-    }
-    Ok(())
+    Ok(output::emit(out, json, event, |out| output::event_line(out, event))?)
 }
 
 /// Reads the next line of a streaming reply.
@@ -113,14 +108,10 @@ pub async fn watch(
             continue;
         }
         let order: OrderView = client.data(reply)?;
-        if json {
-            output::json(out, &order)?;
-        } else {
-            match order.cancel_reason {
-                Some(reason) => writeln!(out, "order {} is {} ({reason})", order.id, order.status)?,
-                None => writeln!(out, "order {} is {}", order.id, order.status)?,
-            }
-        }
+        output::emit(out, json, &order, |out| match order.cancel_reason {
+            Some(reason) => writeln!(out, "order {} is {} ({reason})", order.id, order.status),
+            None => writeln!(out, "order {} is {}", order.id, order.status),
+        })?;
         return Ok(());
     }
 }
@@ -163,11 +154,7 @@ pub async fn replay(
             bar.set_position(progress.applied);
         }
     };
-    if json {
-        output::json(out, &report)?;
-    } else {
-        print_report(out, &report)?;
-    }
+    output::emit(out, json, &report, |out| print_report(out, &report))?;
     if report.differences > 0 {
         return Err(Failure::new(
             Exit::CheckFailed,

@@ -16,6 +16,17 @@ pub fn json(out: &mut impl Write, value: &impl Serialize) -> io::Result<()> {
     writeln!(out)
 }
 
+/// What every command prints: with `--json` the value as one JSON document, otherwise the text
+/// that `text` writes for people.
+pub fn emit<W: Write, T: Serialize>(
+    out: &mut W,
+    json: bool,
+    value: &T,
+    text: impl FnOnce(&mut W) -> io::Result<()>,
+) -> io::Result<()> {
+    if json { self::json(out, value) } else { text(out) }
+}
+
 /// A point in time as people read it here: local time, to the second.
 pub fn local_time(at: Timestamp) -> String {
     at.to_zoned_datetime(TimeZone::system()).strftime("%Y-%m-%d %H:%M:%S").to_string()

@@ -1,0 +1,38 @@
+//! Managing the daemon: `orders daemon start|restart|stop|status` (`daemon run` is `main`'s).
+
+use std::io::Write;
+
+use super::Context;
+use crate::args::RunArgs;
+use crate::daemon;
+use crate::failure::Failure;
+use crate::output;
+
+/// `orders daemon start`.
+pub(super) async fn start(ctx: &mut Context, args: &RunArgs) -> Result<(), Failure> {
+    let status = daemon::start(&ctx.paths, args).await?;
+    ctx.emit(&status, |out| writeln!(out, "daemon running (pid {}) on {}", status.pid, status.socket))
+}
+
+/// `orders daemon restart`.
+pub(super) async fn restart(ctx: &mut Context, args: &RunArgs) -> Result<(), Failure> {
+    let status = daemon::restart(&ctx.paths, args).await?;
+    ctx.emit(&status, |out| writeln!(out, "daemon restarted (pid {}) on {}", status.pid, status.socket))
+}
+
+/// `orders daemon stop`: the stopped daemon, or a word on stderr if none was running.
+pub(super) async fn stop(ctx: &mut Context) -> Result<(), Failure> {
+    match daemon::stop(&ctx.paths).await? {
+        Some(status) => ctx.emit(&status, |out| writeln!(out, "daemon stopped (pid {})", status.pid)),
+        None => {
+            eprintln!("no daemon is running on {}", ctx.paths.socket.display());
+            Ok(())
+        }
+    }
+}
+
+/// `orders daemon status`.
+pub(super) async fn status(ctx: &mut Context) -> Result<(), Failure> {
+    let status = daemon::status(&ctx.paths).await?;
+    ctx.emit(&status, |out| output::status(out, &status))
+}

@@ -1,0 +1,128 @@
+//! The order commands: `create`, `show`, `list`, `history`, `cancel`.
+
+use std::io::Write;
+use std::time::Duration;
+
+use orders_shared::OrderId;
+use orders_shared::protocol::{
+    CancelRequest, CreateRequest, EventView, HistoryRequest, ListRequest, OrderPage, OrderView, Request,
+    ShowRequest, WaitRequest,
+};
+
+use super::Context;
+use crate::args::{CreateArgs, ListArgs};
+use crate::client::Client;
+use crate::failure::Failure;
+use crate::output;
+
+/// `orders create`: the new order's id (or the order with `--json`); with `--wait`, then waits
+/// until it has settled.
+pub(super) async fn create(ctx: &mut Context, args: CreateArgs) -> Result<(), Failure> {
+    let CreateArgs { user, total, wait, timeout, idempotency_key, quiet } = args;
+    let request = Request::Create(CreateRequest { user, total, idempotency_key });
+    let mut client = ctx.connect().await?;
+    let order: OrderView = client.call(&request).await?;
+    if !wait {
+        return ctx.emit(&order, |out| writeln!(out, "{}", order.id));
+    }
+    wait_until_settled(ctx, &mut client, order, timeout, quiet).await
+}
+
+/// `create --wait`: the text output has the id before the wait, so that it is known even if the
+/// wait runs out of time; the JSON output is the settled order, or the new one if the wait fails.
+async fn wait_until_settled(
+    ctx: &mut Context,
+    client: &mut Client,
+    order: OrderView,
+    timeout: Duration,
+    quiet: bool,
+) -> Result<(), Failure> {
+    if !ctx.json {
+        writeln!(ctx.out, "{}", order.id)?;
+        ctx.out.flush()?;
+    }
+    let timeout_ms = crate::args::whole_millis_up(timeout);
+    let wait = Request::Wait(WaitRequest { id: order.id, timeout_ms: Some(timeout_ms) });
+    match client.call::<OrderView>(&wait).await {
+        // For people the id is printed already: only a cancellation has more to say, on stderr.
+        Ok(settled) => ctx.emit(&settled, |_| {
+            if let Some(reason) = settled.cancel_reason.filter(|_| !quiet) {
+                eprintln!("order {} was cancelled: {reason}", settled.id);
+            }
+            Ok(())
+        }),
+        Err(failure) => {
+            if ctx.json {
+                output::json(&mut ctx.out, &order)?;
+            }
+            Err(failure)
+        }
+    }
+}
+
+/// `orders show`.
+pub(super) async fn show(ctx: &mut Context, id: OrderId) -> Result<(), Failure> {
+    let order: OrderView = ctx.connect().await?.call(&Request::Show(ShowRequest { id })).await?;
+    let color = ctx.color;
+    ctx.emit(&order, |out| output::order(out, &order, color))
+}
+
+/// `orders cancel`.
+pub(super) async fn cancel(ctx: &mut Context, id: OrderId) -> Result<(), Failure> {
+    let order: OrderView = ctx.connect().await?.call(&Request::Cancel(CancelRequest { id })).await?;
+    ctx.emit(&order, |out| writeln!(out, "cancelled {}", order.id))
+}
+
+/// `orders history`.
+pub(super) async fn history(ctx: &mut Context, id: OrderId) -> Result<(), Failure> {
+    let events: Vec<EventView> = ctx.connect().await?.call(&Request::History(HistoryRequest { id })).await?;
+    ctx.emit(&events, |out| output::events(out, &events))
+}
+
+/// `orders list`: a table, the ids alone with `--quiet`, or a word on stderr if there are none.
+pub(super) async fn list(ctx: &mut Context, args: ListArgs) -> Result<(), Failure> {
+    let quiet = args.quiet;
+    let mut client = ctx.connect().await?;
+    let orders = read_pages(&mut client, args).await?;
+    let color = ctx.color;
+    ctx.emit(&orders, |out| {
+        if quiet {
+            for order in &orders {
+                writeln!(out, "{}", order.id)?;
+            }
+        } else if orders.is_empty() {
+            eprintln!("no orders");
+        } else {
+            output::orders(out, &orders, color)?;
+        }
+        Ok(())
+    })
+}
+
+/// Reads as many pages as asked for.
+async fn read_pages(client: &mut Client, args: ListArgs) -> Result<Vec<OrderView>, Failure> {
+    let mut orders = Vec::new();
+    let mut request = ListRequest {
+        user: args.user,
+        status: args.status,
+        since: args.since,
+        limit: Some(if args.all { ListRequest::MAX_LIMIT } else { args.limit.min(ListRequest::MAX_LIMIT) }),
+        before: None,
+    };
+    loop {
+        let page: OrderPage = client.call(&Request::List(request.clone())).await?;
+        let last = page.orders.last().map(|order| order.id);
+        orders.extend(page.orders);
+        let wanted = args.all || (orders.len() as u64) < u64::from(args.limit);
+        match last {
+            Some(last) if page.more && wanted => {
+                request.before = Some(last);
+                if !args.all {
+                    let left = u64::from(args.limit) - orders.len() as u64;
+                    request.limit = Some(left.min(u64::from(ListRequest::MAX_LIMIT)) as u32);
+                }
+            }
+            _ => return Ok(orders),
+        }
+    }
+}
