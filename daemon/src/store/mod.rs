@@ -23,6 +23,7 @@
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
 pub mod memory;
 pub mod sqlite;
 
