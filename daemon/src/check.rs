@@ -311,6 +311,7 @@ fn summary(view: &OrderView) -> String {
         view.cancel_reason.map(|r| format!(" ({r})")).unwrap_or_default()
     )
 }
+
 #[cfg(test)]
 mod tests {
     use orders_shared::{OrderId, OrderStatus, PaymentDecision};
@@ -318,9 +319,10 @@ mod tests {
 
     use super::check;
     use crate::command::WriteCommand;
+    use crate::store::Store;
     use crate::testing::Db;
 
-    fn problems(db: &Db) -> Vec<String> {
+    fn problems<S: Store>(db: &Db<S>) -> Vec<String> {
         let report = db.read(check);
         assert_eq!(report.problems as usize, report.listed.len());
         report.listed.into_iter().map(|p| p.message).collect()
@@ -350,43 +352,58 @@ mod tests {
 
         /// Whatever customers and sagas do, in whatever order and however often (a provider may
         /// answer twice, a timer fire after a cancel), every command either records what the
-        /// rules allow or is refused, and the log stays sound.
+        /// rules allow or is refused, and the log stays sound: in memory, and on SQLite.
         #[test]
         fn any_sequence_of_commands_keeps_the_log_sound(steps in prop::collection::vec(step(), 1..40)) {
-            let mut db = Db::new();
-            let mut orders: Vec<OrderId> = Vec::new();
-            let pick = |orders: &[OrderId], i: usize| (!orders.is_empty()).then(|| orders[i % orders.len()]);
-            for step in steps {
-                match step {
-                    Step::Create(total) => orders.push(db.create(total)),
-                    Step::Cancel(i) => if let Some(order) = pick(&orders, i) {
+            any_sequence(Db::memory(), steps.clone())?;
+            any_sequence(Db::new(), steps)?;
+        }
+    }
+
+    /// The model-based property: the checker is the oracle.
+    fn any_sequence<S: Store>(mut db: Db<S>, steps: Vec<Step>) -> Result<(), TestCaseError> {
+        let mut orders: Vec<OrderId> = Vec::new();
+        let pick = |orders: &[OrderId], i: usize| (!orders.is_empty()).then(|| orders[i % orders.len()]);
+        for step in steps {
+            match step {
+                Step::Create(total) => orders.push(db.create(total)),
+                Step::Cancel(i) => {
+                    if let Some(order) = pick(&orders, i) {
                         let before = db.view(order).expect("exists").status;
                         match db.run(WriteCommand::Cancel(order)) {
                             Ok(after) => {
                                 prop_assert!(matches!(before, OrderStatus::Pending | OrderStatus::Approved));
                                 prop_assert_eq!(after.status, OrderStatus::Cancelled);
                             }
-                            Err(_) => prop_assert!(before.is_settled(), "refused a cancel of a {before} order"),
+                            Err(_) => {
+                                prop_assert!(before.is_settled(), "refused a cancel of a {before} order")
+                            }
                         }
-                    },
-                    Step::Decide(i, approve) => if let Some(order) = pick(&orders, i) {
+                    }
+                }
+                Step::Decide(i, approve) => {
+                    if let Some(order) = pick(&orders, i) {
                         let decision = if approve {
                             PaymentDecision::Approved
                         } else {
                             PaymentDecision::Declined { reason: "no".into() }
                         };
-                        db.run(WriteCommand::DecidePayment { order, decision }).expect("a saga step never fails");
-                    },
-                    Step::Deliver(i) => if let Some(order) = pick(&orders, i) {
-                        db.run(WriteCommand::Deliver(order)).expect("a saga step never fails");
-                    },
-                    Step::CancelUnknown => {
-                        let unknown = OrderId::from_uuid(uuid::Uuid::now_v7());
-                        prop_assert!(db.run(WriteCommand::Cancel(unknown)).is_err());
+                        db.run(WriteCommand::DecidePayment { order, decision })
+                            .expect("a saga step never fails");
                     }
                 }
+                Step::Deliver(i) => {
+                    if let Some(order) = pick(&orders, i) {
+                        db.run(WriteCommand::Deliver(order)).expect("a saga step never fails");
+                    }
+                }
+                Step::CancelUnknown => {
+                    let unknown = OrderId::from_uuid(uuid::Uuid::now_v7());
+                    prop_assert!(db.run(WriteCommand::Cancel(unknown)).is_err());
+                }
             }
-            prop_assert_eq!(problems(&db), Vec::<String>::new());
         }
+        prop_assert_eq!(problems(&db), Vec::<String>::new());
+        Ok(())
     }
 }

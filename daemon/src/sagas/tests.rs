@@ -11,7 +11,7 @@ use crate::testing::Db;
 
 #[test]
 fn a_new_order_opens_a_payment_request_in_the_same_transaction() {
-    let mut db = Db::new();
+    let mut db = Db::memory();
     let order = db.create(2);
     assert_eq!(db.types(order), ["OrderPlaced", "PaymentRequested"]);
     assert_eq!(db.open_payment(order).map(Total::get), Some(2));
@@ -20,7 +20,7 @@ fn a_new_order_opens_a_payment_request_in_the_same_transaction() {
 
 #[test]
 fn an_approved_payment_approves_the_order_and_arms_its_delivery_timer() {
-    let mut db = Db::new();
+    let mut db = Db::memory();
     let order = db.create(2);
     let view = db.decide(order);
     assert_eq!(view.status, OrderStatus::Approved);
@@ -36,7 +36,7 @@ fn an_approved_payment_approves_the_order_and_arms_its_delivery_timer() {
 
 #[test]
 fn a_declined_payment_cancels_the_order() {
-    let mut db = Db::new();
+    let mut db = Db::memory();
     let order = db.create(3);
     let view = db.decide(order);
     assert_eq!(view.status, OrderStatus::Cancelled);
@@ -47,7 +47,7 @@ fn a_declined_payment_cancels_the_order() {
 
 #[test]
 fn a_payment_decision_re_run_after_a_crash_records_nothing_twice() {
-    let mut db = Db::new();
+    let mut db = Db::memory();
     let order = db.create(2);
     db.decide(order);
     let before = db.types(order);
@@ -60,7 +60,7 @@ fn a_payment_decision_re_run_after_a_crash_records_nothing_twice() {
 
 #[test]
 fn a_delivery_re_run_after_a_crash_records_nothing_twice() {
-    let mut db = Db::new();
+    let mut db = Db::memory();
     let order = db.create(2);
     db.decide(order);
     let view = db.run(WriteCommand::Deliver(order)).expect("deliver");
@@ -74,7 +74,7 @@ fn a_delivery_re_run_after_a_crash_records_nothing_twice() {
 
 #[test]
 fn cancelling_an_approved_order_refunds_it_and_calls_off_the_delivery() {
-    let mut db = Db::new();
+    let mut db = Db::memory();
     let order = db.create(2);
     db.decide(order);
     let view = db.run(WriteCommand::Cancel(order)).expect("cancel");
@@ -88,7 +88,7 @@ fn cancelling_an_approved_order_refunds_it_and_calls_off_the_delivery() {
 
 #[test]
 fn a_payment_approved_after_the_order_was_cancelled_is_refunded() {
-    let mut db = Db::new();
+    let mut db = Db::memory();
     let order = db.create(2);
     db.run(WriteCommand::Cancel(order)).expect("cancel while the payment is pending");
     assert!(db.open_payment(order).is_some(), "the provider still has to answer");
@@ -103,7 +103,7 @@ fn a_payment_approved_after_the_order_was_cancelled_is_refunded() {
 
 #[test]
 fn a_delivered_order_cannot_be_cancelled() {
-    let mut db = Db::new();
+    let mut db = Db::memory();
     let order = db.create(2);
     db.decide(order);
     db.run(WriteCommand::Deliver(order)).expect("deliver");
