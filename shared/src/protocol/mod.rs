@@ -12,19 +12,11 @@ mod view;
 
 pub use reply::{ErrorBody, ErrorCode, Reply, raw};
 pub use request::{
-    Addressed, CancelRequest, CheckRequest, CreateRequest, Cursor, Envelope, EventsRequest, HistoryRequest,
-    IdempotencyKey, ListRequest, ReplayRequest, Request, ShowRequest, ShutdownRequest, StatusRequest,
-    WaitRequest, WatchRequest,
+    Addressed, CancelRequest, CheckRequest, CreateRequest, Envelope, EventsRequest, HistoryRequest,
+    IdempotencyKey, ListRequest, MAX_REQUEST_BYTES, PROTOCOL_VERSION, ReplayRequest, Request, ShowRequest,
+    ShutdownRequest, StatusRequest, WaitRequest, WatchRequest,
 };
 pub use view::{
-    CheckProblem, CheckReport, DaemonState, DaemonStatus, Difference, EventPage, EventView, OrderPage,
-    OrderView, ReplayProgress, ReplayReport, StartProgress, StartStep, StuckStep,
+    CheckProblem, CheckReport, Cursor, DaemonState, DaemonStatus, Difference, EventPage, EventView,
+    OrderPage, OrderView, ReplayProgress, ReplayReport, StartProgress, StartStep, StuckStep,
 };
-
-/// Bumped on any change a peer of the previous version would misread. Version 2 (issue 12): every
-/// request names its `store`, unknown fields and repeated keys are refused (issue 11), and the
-/// `events` cursor is an opaque string.
-pub const PROTOCOL_VERSION: u32 = 2;
-
-/// The longest request line the daemon reads, in bytes.
-pub const MAX_REQUEST_BYTES: usize = 1 << 20;

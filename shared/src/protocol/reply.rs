@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{EventView, ReplayProgress};
+use super::view::{EventView, ReplayProgress};
 
 /// One reply line: the final one of a request carries data or an error; a streaming request
 /// (`events --follow`, `watch`, `replay`) sends event or progress lines before it.

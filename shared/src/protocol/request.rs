@@ -5,8 +5,17 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{ErrorBody, ErrorCode, PROTOCOL_VERSION};
+use super::reply::{ErrorBody, ErrorCode};
+use super::view::Cursor;
 use crate::order::{OrderId, OrderStatus, Total, UserId};
+
+/// Bumped on any change a peer of the previous version would misread. Version 2 (issue 12): every
+/// request names its `store`, unknown fields and repeated keys are refused (issue 11), and the
+/// `events` cursor is an opaque string.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The longest request line the daemon reads, in bytes.
+pub const MAX_REQUEST_BYTES: usize = 1 << 20;
 
 /// A request as sent on the wire: the protocol version and the store it is meant for, beside the
 /// command.
@@ -327,52 +336,6 @@ pub struct EventsRequest {
 
 impl EventsRequest {
     pub const MAX_LIMIT: u64 = 10_000;
-}
-
-/// A place in the event log, opaque to clients (issue 12): every event carries its own, and a
-/// page says where to read on. On SQLite it is the decimal position, but clients must not rely
-/// on that: on PostgreSQL it carries the transaction id too. Compared by the store, never here.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Cursor(String);
-
-impl Cursor {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for Cursor {
-    type Error = String;
-
-    fn try_from(cursor: String) -> Result<Self, Self::Error> {
-        if cursor.is_empty() || cursor.len() > 256 || cursor.chars().any(char::is_control) {
-            return Err(format!(
-                "invalid cursor '{cursor}': use one that `orders events` printed (its `cursor` field)"
-            ));
-        }
-        Ok(Self(cursor))
-    }
-}
-
-impl std::str::FromStr for Cursor {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::try_from(s.to_owned())
-    }
-}
-
-impl From<Cursor> for String {
-    fn from(cursor: Cursor) -> Self {
-        cursor.0
-    }
-}
-
-impl std::fmt::Display for Cursor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 /// Rebuilds the read model from the log (`check`: into a scratch table, compared, not swapped).

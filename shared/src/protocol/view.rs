@@ -5,7 +5,6 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::Cursor;
 use crate::order::{CancelReason, OrderId, OrderStatus};
 
 /// A page of the event log.
@@ -235,6 +234,52 @@ pub struct StuckStep {
     pub order: String,
     /// What is wrong with it.
     pub problem: String,
+}
+
+/// A place in the event log, opaque to clients (issue 12): every event carries its own, and a
+/// page says where to read on. On SQLite it is the decimal position, but clients must not rely
+/// on that: on PostgreSQL it carries the transaction id too. Compared by the store, never here.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Cursor(String);
+
+impl Cursor {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Cursor {
+    type Error = String;
+
+    fn try_from(cursor: String) -> Result<Self, Self::Error> {
+        if cursor.is_empty() || cursor.len() > 256 || cursor.chars().any(char::is_control) {
+            return Err(format!(
+                "invalid cursor '{cursor}': use one that `orders events` printed (its `cursor` field)"
+            ));
+        }
+        Ok(Self(cursor))
+    }
+}
+
+impl std::str::FromStr for Cursor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::try_from(s.to_owned())
+    }
+}
+
+impl From<Cursor> for String {
+    fn from(cursor: Cursor) -> Self {
+        cursor.0
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,9 @@ use orders_shared::{OrderId, StreamId, StreamKind};
 use rusqlite::{Connection, OptionalExtension};
 
 use super::events::EventStore;
-use super::{open_reader, open_steps, read_model, sql_value, stored_value};
+use super::open::open_reader;
+use super::read_model;
+use super::steps::{open_steps, sql_value, stored_value};
 use crate::store::{
     Counts, Position, ReadSource, Reads, RecordedEvent, StepKind, StoreError, StoredOrder, StoredValue,
     Walked, Walking,

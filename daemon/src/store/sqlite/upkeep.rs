@@ -11,7 +11,7 @@ use std::path::Path;
 
 use rusqlite::Connection;
 
-use super::open_another_writer;
+use super::open::open_another_writer;
 use crate::store::{StoreError, Upkeep};
 
 pub(super) struct WalCheckpoints {
