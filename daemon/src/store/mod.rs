@@ -378,9 +378,12 @@ pub trait Reads {
     /// A page of orders, newest first, filtered as asked.
     fn list(&mut self, request: &ListRequest) -> Result<OrderPage, StoreError>;
 
-    /// Every event of an order's streams (order, payment, delivery) in log order, and its
-    /// read-model row, as of one commit.
-    fn history(&mut self, id: OrderId) -> Result<(Vec<RecordedEvent>, Option<OrderView>), StoreError>;
+    /// Every event of an order's streams (order, payment, delivery) in log order, as of one
+    /// commit. The log alone: `history` must show it even when the read-model row is unreadable.
+    fn history(&mut self, id: OrderId) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The same, and the order's read-model row, as of one commit (what `watch` follows).
+    fn watched(&mut self, id: OrderId) -> Result<(Vec<RecordedEvent>, Option<OrderView>), StoreError>;
 
     /// Up to `limit` events after `after`, in log order, and the head, as of one commit.
     fn events(&mut self, after: Position, limit: usize)
