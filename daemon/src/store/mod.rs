@@ -161,11 +161,16 @@ pub enum StoreError {
     Corrupt(String),
     /// The database itself is damaged (a page of the file, not a value in it).
     #[error("{0}")]
-    Damaged(String),
+    Damaged(String, #[source] Option<Cause>),
     /// A passing fault: the disk is full, the database is locked or cannot be written; waiting
     /// it out may help. `reason` says it for people, `detail` is the backend's own words.
     #[error("{detail}")]
-    Unavailable { reason: &'static str, detail: String },
+    Unavailable {
+        reason: &'static str,
+        detail: String,
+        #[source]
+        cause: Option<Cause>,
+    },
     /// The backend rolled the whole transaction back by itself (after a full disk or an I/O error).
     #[error("the transaction was rolled back after: {0}")]
     RolledBack(String),
@@ -174,16 +179,23 @@ pub enum StoreError {
     Closed,
     /// Anything else the backend reports: a bug more likely than a fault.
     #[error("{0}")]
-    Failed(String),
+    Failed(String, #[source] Option<Cause>),
     /// The database file is a symlink, no regular file, or cannot be opened.
     #[error(transparent)]
     File(#[from] crate::files::FileError),
 }
 
+/// What the driver gave as the cause of its own error, kept as the source of a classified one:
+/// a report of the whole chain (`{:#}`, as the start-up prints it) reads as it did when the
+/// driver's error was carried whole.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Cause(pub String);
+
 impl StoreError {
     /// Whether the error says the database itself is damaged (for `check` to report, not fail on).
     pub fn is_damage(&self) -> bool {
-        matches!(self, StoreError::Damaged(_) | StoreError::Decode { .. })
+        matches!(self, StoreError::Damaged(..) | StoreError::Decode { .. })
     }
 }
 

@@ -33,8 +33,8 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use self::events::EventStore;
 use crate::identity::{Found, StoreId};
 use crate::store::{
-    Batch, OpenSteps, Position, ReadSource, RebuildChunk, Store, StoreError, StoredDelivery, StoredPayment,
-    StoredValue, Upkeep,
+    Batch, Cause, OpenSteps, Position, ReadSource, RebuildChunk, Store, StoreError, StoredDelivery,
+    StoredPayment, StoredValue, Upkeep,
 };
 
 /// How long a connection waits for a lock held by another connection before giving up.
@@ -45,6 +45,7 @@ const WRITER_AUTOCHECKPOINT_PAGES: i64 = 8192;
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
+        let cause = cause(&error);
         if let rusqlite::Error::SqliteFailure(failure, _) = &error {
             let reason = match failure.code {
                 ErrorCode::DiskFull => Some("the disk is full"),
@@ -54,16 +55,23 @@ impl From<rusqlite::Error> for StoreError {
                     Some("the database is locked by another process")
                 }
                 ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => {
-                    return StoreError::Damaged(error.to_string());
+                    return StoreError::Damaged(error.to_string(), cause);
                 }
                 _ => None,
             };
             if let Some(reason) = reason {
-                return StoreError::Unavailable { reason, detail: error.to_string() };
+                return StoreError::Unavailable { reason, detail: error.to_string(), cause };
             }
         }
-        StoreError::Failed(error.to_string())
+        StoreError::Failed(error.to_string(), cause)
     }
+}
+
+/// The rest of the driver's chain beneath its error, as one text.
+fn cause(error: &rusqlite::Error) -> Option<Cause> {
+    let mut chain = std::iter::successors(std::error::Error::source(error), |e| e.source());
+    let first = chain.next()?.to_string();
+    Some(Cause(chain.fold(first, |text, next| format!("{text}: {next}"))))
 }
 
 impl From<rusqlite::types::FromSqlError> for StoreError {
