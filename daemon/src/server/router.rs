@@ -78,7 +78,8 @@ pub(super) async fn route(context: &Context, request: Request) -> Reply {
         }
     };
     match result {
-        Ok(data) => Reply::data(data),
+        // Serialised once already: `Reply::data` would copy the whole text again.
+        Ok(data) => Reply { ok: true, data: Some(data), ..Reply::default() },
         Err(error) => Reply::error(error),
     }
 }
