@@ -1,21 +1,24 @@
 //! The orders daemon as a library: `run` serves one data directory until told to stop.
 //!
-//! - [`store`]: the SQLite event store (write side) and its schema;
-//! - [`identity`]: a store knows itself, and the daemon notices one that vanished or went back;
+//! - [`store`]: the storage seam, and [`store::sqlite`], the SQLite event store behind it;
+//! - `identity`: a store knows itself, and the daemon notices one that vanished or went back;
 //! - [`clock`]: recorded times that never go backwards;
-//! - [`projection`]: the orders read model (read side) and its queries;
-//! - [`commands`]: command handlers deciding with the domain of `orders-shared`;
-//! - [`policies`]: how the order, payment and delivery contexts react to each other's events;
-//! - [`sagas`]: the payment and delivery steps that wait for a provider or a due time;
-//! - [`writer`]: the thread that owns the write connection and group-commits commands;
+//! - [`command`]: the writer's commands and how their failures reach clients; `unit_of_work`:
+//!   one command inside the writer's transaction; `handlers`: deciding with the domain of
+//!   `orders-shared`;
+//! - `policies`: how the order, payment and delivery contexts react to each other's events;
+//! - `steps`: the sagas' open steps; `sagas`: the payment and delivery steps that wait for a
+//!   provider or a due time;
+//! - [`writer`]: the thread that owns the store and group-commits commands;
 //! - [`replay`]: rebuilding the read model from the log, online;
-//! - [`check`]: the invariant checker over the whole log;
-//! - [`server`]: the Unix socket server and its router; [`connection`]: one client's
-//!   connection, with what it may hold bounded; [`event_stream`]: `events` pages and follows;
+//! - `check`: the invariant checker over the whole log;
+//! - `server`: the Unix socket server, its router, queries and streams (`events` pages and
+//!   follows among them); `connection`: one client's connection, with what it may hold bounded;
+//!   `readers`: the bounded reads; `upkeep`: the store's background work;
 //! - [`paths`], [`lock`], [`logging`]: where things live, one daemon per data directory, logs;
 //! - [`files`]: the daemon's own files, owner-only and never opened through a symlink;
 //! - [`settings`]: the bounds of the daemon's durations;
-//! - [`startup`]: what the daemon does between binding its socket and serving, and its progress.
+//! - `startup`: what the daemon does between binding its socket and serving, and its progress.
 //!
 //! The `orders` binary calls [`run`] for `orders daemon run`; tests can call it directly.
 
