@@ -97,7 +97,7 @@ pub fn storage_error_body(error: &StoreError) -> ErrorBody {
         StoreError::RolledBack(cause) => {
             ErrorBody::new(ErrorCode::Unavailable, format!("nothing was stored: {cause}"))
         }
-        StoreError::Unavailable { reason, detail } => ErrorBody::new(
+        StoreError::Unavailable { reason, detail, .. } => ErrorBody::new(
             ErrorCode::Unavailable,
             format!("nothing was stored: {reason} ({detail}); retry once the fault is fixed"),
         ),

@@ -1,20 +1,24 @@
 //! The orders daemon as a library: `run` serves one data directory until told to stop.
 //!
-//! - [`store`]: the storage seam, and its backends: SQLite (the default), memory (tests);
+//! - [`store`]: the storage seam, and its backends: [`store::sqlite`] (the default), memory
+//!   (tests);
 //! - `identity`: a store knows itself, and the daemon notices one that vanished or went back;
 //! - [`clock`]: recorded times that never go backwards;
-//! - [`command`]: the writer's commands and their errors; `handlers`: deciding them with the
-//!   domain of `orders-shared`, through a `unit_of_work`;
+//! - [`command`]: the writer's commands and how their failures reach clients; `unit_of_work`:
+//!   one command inside the writer's transaction; `handlers`: deciding with the domain of
+//!   `orders-shared`;
 //! - `policies`: how the order, payment and delivery contexts react to each other's events;
-//! - `steps`: the sagas' open steps; `sagas`: the workers that carry them out;
-//! - [`writer`]: the thread that owns the store's write side and group-commits commands;
+//! - `steps`: the sagas' open steps; `sagas`: the payment and delivery steps that wait for a
+//!   provider or a due time;
+//! - [`writer`]: the thread that owns the store and group-commits commands;
 //! - [`replay`]: rebuilding the read model from the log, online;
 //! - `check`: the invariant checker over the whole log;
-//! - `server`: the Unix socket server, its router and its queries; `connection`: one
-//!   client's connection, with what it may hold bounded; `readers`: the bound on reads;
+//! - `server`: the Unix socket server, its router, queries and streams (`events` pages and
+//!   follows among them); `connection`: one client's connection, with what it may hold bounded;
+//!   `readers`: the bounded reads; `upkeep`: the store's background work;
 //! - [`paths`], [`lock`], [`logging`]: where things live, one daemon per data directory, logs;
 //! - [`files`]: the daemon's own files, owner-only and never opened through a symlink;
-//! - [`settings`]: the bounds of the daemon's durations; `upkeep`: the store's background work;
+//! - [`settings`]: the bounds of the daemon's durations;
 //! - `startup`: what the daemon does between binding its socket and serving, and its progress.
 //!
 //! The `orders` binary calls [`run`] for `orders daemon run`; tests can call it directly.

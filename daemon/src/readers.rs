@@ -48,7 +48,7 @@ impl Readers {
             result.unwrap_or(Err(StoreError::Closed))
         })
         .await
-        .map_err(|e| StoreError::Failed(format!("a query panicked: {e}")))?
+        .map_err(|e| StoreError::Failed(format!("a query panicked: {e}"), None))?
     }
 
     /// Like [`read`](Self::read), for a bulk read: at most [`MAX_BULK_READS`] run at once.

@@ -101,7 +101,7 @@ impl<S: Store> Db<S> {
 
     /// The types of every event of an order, in log order.
     pub fn types(&self, order: OrderId) -> Vec<&'static str> {
-        let (events, _) = self.read(|reads| reads.history(order));
+        let events = self.read(|reads| reads.history(order));
         events.iter().map(|event| event.event.event_type()).collect()
     }
 

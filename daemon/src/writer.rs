@@ -485,7 +485,7 @@ mod tests {
         assert_eq!(error.code, ErrorCode::Internal, "{error:?}");
         assert_eq!(answer(refused_answer).expect_err("no such order").code, ErrorCode::NotFound);
         assert_eq!(answer(last_answer).expect("last").status, OrderStatus::Pending);
-        let (events, _) = db.read(|reads| reads.history(poisoned));
+        let events = db.read(|reads| reads.history(poisoned));
         let payment: Vec<_> = events.iter().filter(|e| e.stream.kind == StreamKind::Payment).collect();
         assert_eq!(payment.len(), 1, "no PaymentApproved was left behind: {payment:?}");
         assert_eq!(head(&db).since(before), 4, "two creates of two events each");

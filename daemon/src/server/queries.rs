@@ -52,7 +52,7 @@ pub(super) async fn find_order(context: &Context, id: OrderId) -> Result<OrderVi
 pub(super) async fn order_history(context: &Context, id: OrderId) -> Result<Vec<EventView>, ErrorBody> {
     let events = context
         .readers
-        .read(move |reads| reads.history(id).map(|(events, _)| events))
+        .read(move |reads| reads.history(id))
         .await
         .map_err(|error| read_error_body(&error))?;
     if events.is_empty() {

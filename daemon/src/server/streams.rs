@@ -47,7 +47,7 @@ pub(super) async fn watch_order(context: &Context, lines: &mut Lines, id: OrderI
         let found = context
             .readers
             // One snapshot: three streams and the row, as of the same commit.
-            .read(move |reads| reads.history(id))
+            .read(move |reads| reads.watched(id))
             .await;
         let (events, order) = match found {
             Ok(found) => found,

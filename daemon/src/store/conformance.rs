@@ -266,7 +266,7 @@ fn an_empty_store_has_nothing<S: Store>(mut db: Db<S>) {
         (Position::START, 0, 0, 0, None)
     );
     let unknown = new_order();
-    assert_eq!(db.read(|reads| reads.history(unknown)), (Vec::new(), None));
+    assert_eq!(db.read(|reads| reads.watched(unknown)), (Vec::new(), None));
     assert_eq!(db.view(unknown), None);
 }
 
@@ -360,7 +360,7 @@ fn a_unit_failing_after_writes_is_undone_alone<S: Store>(mut db: Db<S>) {
         "the failed unit's events are gone, and positions stay dense"
     );
     assert_eq!(kept[3].as_ref().expect("kept")[0], events[1]);
-    assert_eq!(db.read(|reads| reads.history(b)), (Vec::new(), None));
+    assert_eq!(db.read(|reads| reads.watched(b)), (Vec::new(), None));
     assert_eq!(status(&db, a), Some(OrderStatus::Pending));
     assert_eq!(status(&db, c), Some(OrderStatus::Pending));
     assert!(stored(&db, StepKind::Payment, a), "the failed unit's close of another order's step is undone");
@@ -568,7 +568,7 @@ fn an_idempotency_key_in_the_log_already_is_a_conflict<S: Store>(mut db: Db<S>) 
         matches!(result, Err(StoreError::Conflict { stream, expected: Version::NONE }) if stream == StreamId::order(other)),
         "{result:?}"
     );
-    assert_eq!(db.read(|reads| reads.history(other)), (Vec::new(), None));
+    assert_eq!(db.read(|reads| reads.watched(other)), (Vec::new(), None));
     assert_eq!(db.read(|reads| reads.counts()).orders, 1);
     assert_eq!(db.run(create_as("alice", 2, Some("key-1"))).expect("a retry").id, first.id);
 }
@@ -746,7 +746,8 @@ fn history_is_the_orders_streams_in_log_order<S: Store>(mut db: Db<S>) {
     db.decide(b);
     db.decide(a);
     db.run(WriteCommand::Cancel(a)).expect("cancel");
-    let (events, view) = db.read(|reads| reads.history(a));
+    let (events, view) = db.read(|reads| reads.watched(a));
+    assert_eq!(db.read(|reads| reads.history(a)), events, "history is watched's log part");
     assert_eq!(view, db.view(a));
     assert_eq!(view.map(|view| view.status), Some(OrderStatus::Cancelled));
     let of_a: Vec<_> = log(&db).into_iter().filter(|event| event.stream.order == a).collect();

@@ -84,6 +84,7 @@ impl MemoryStore {
             return Err(StoreError::Unavailable {
                 reason: "the disk is full",
                 detail: "the commit failed (a fault set by a test)".to_owned(),
+                cause: None,
             });
         }
         *self.committed.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(state);
@@ -255,7 +256,10 @@ impl ReadModel {
         match event {
             OrderEvent::Placed { user, total } => {
                 if self.orders.contains_key(&order) {
-                    return Err(StoreError::Failed(format!("order {order} is in the read model already")));
+                    return Err(StoreError::Failed(
+                        format!("order {order} is in the read model already"),
+                        None,
+                    ));
                 }
                 let view = OrderView {
                     id: order,
@@ -507,7 +511,7 @@ impl Store for MemoryStore {
     ) -> Result<RebuildChunk, StoreError> {
         let current = self.snapshot();
         let Some(scratch) = self.scratch(check).as_ref() else {
-            return Err(StoreError::Failed("no rebuild of the read model is under way".to_owned()));
+            return Err(StoreError::Failed("no rebuild of the read model is under way".to_owned(), None));
         };
         // A chunk is one transaction: it is applied to a copy, kept only if it all worked.
         let mut rebuilt = scratch.clone();
@@ -625,7 +629,10 @@ impl WriteTx for Tx<'_> {
         at: Timestamp,
     ) -> Result<(), StoreError> {
         if self.state.payments.contains_key(&order) {
-            return Err(StoreError::Failed(format!("order {order} has an open payment request already")));
+            return Err(StoreError::Failed(
+                format!("order {order} has an open payment request already"),
+                None,
+            ));
         }
         self.journal.payments.push((order, None));
         self.state.payments.insert(order, PaymentRow { amount, requested_at: to_millisecond(at) });
@@ -641,7 +648,7 @@ impl WriteTx for Tx<'_> {
 
     fn set_delivery_timer(&mut self, order: OrderId, due_at: Timestamp) -> Result<(), StoreError> {
         if self.state.timers.contains_key(&order) {
-            return Err(StoreError::Failed(format!("order {order} has a delivery timer already")));
+            return Err(StoreError::Failed(format!("order {order} has a delivery timer already"), None));
         }
         self.journal.timers.push((order, None));
         self.state.timers.insert(order, to_millisecond(due_at));
@@ -685,13 +692,17 @@ impl Reads for Snapshot {
         Ok(self.state.read_model.list(request))
     }
 
-    fn history(&mut self, id: OrderId) -> Result<(Vec<RecordedEvent>, Option<OrderView>), StoreError> {
+    fn history(&mut self, id: OrderId) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut events: Vec<RecordedEvent> = StreamKind::ALL
             .into_iter()
             .flat_map(|kind| self.state.log.stream(StreamId::new(kind, id)))
             .collect();
         events.sort_by_key(|event| event.position);
-        Ok((events, self.state.read_model.orders.get(&id).cloned()))
+        Ok(events)
+    }
+
+    fn watched(&mut self, id: OrderId) -> Result<(Vec<RecordedEvent>, Option<OrderView>), StoreError> {
+        Ok((self.history(id)?, self.state.read_model.orders.get(&id).cloned()))
     }
 
     fn events(

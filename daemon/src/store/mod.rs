@@ -165,11 +165,16 @@ pub enum StoreError {
     Corrupt(String),
     /// The database itself is damaged (a page of the file, not a value in it).
     #[error("{0}")]
-    Damaged(String),
+    Damaged(String, #[source] Option<Cause>),
     /// A passing fault: the disk is full, the database is locked or cannot be written; waiting
     /// it out may help. `reason` says it for people, `detail` is the backend's own words.
     #[error("{detail}")]
-    Unavailable { reason: &'static str, detail: String },
+    Unavailable {
+        reason: &'static str,
+        detail: String,
+        #[source]
+        cause: Option<Cause>,
+    },
     /// The backend rolled the whole transaction back by itself (after a full disk or an I/O error).
     #[error("the transaction was rolled back after: {0}")]
     RolledBack(String),
@@ -178,16 +183,23 @@ pub enum StoreError {
     Closed,
     /// Anything else the backend reports: a bug more likely than a fault.
     #[error("{0}")]
-    Failed(String),
+    Failed(String, #[source] Option<Cause>),
     /// The database file is a symlink, no regular file, or cannot be opened.
     #[error(transparent)]
     File(#[from] crate::files::FileError),
 }
 
+/// What the driver gave as the cause of its own error, kept as the source of a classified one:
+/// a report of the whole chain (`{:#}`, as the start-up prints it) reads as it did when the
+/// driver's error was carried whole.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Cause(pub String);
+
 impl StoreError {
     /// Whether the error says the database itself is damaged (for `check` to report, not fail on).
     pub fn is_damage(&self) -> bool {
-        matches!(self, StoreError::Damaged(_) | StoreError::Decode { .. })
+        matches!(self, StoreError::Damaged(..) | StoreError::Decode { .. })
     }
 }
 
@@ -382,9 +394,12 @@ pub trait Reads {
     /// A page of orders, newest first, filtered as asked.
     fn list(&mut self, request: &ListRequest) -> Result<OrderPage, StoreError>;
 
-    /// Every event of an order's streams (order, payment, delivery) in log order, and its
-    /// read-model row, as of one commit.
-    fn history(&mut self, id: OrderId) -> Result<(Vec<RecordedEvent>, Option<OrderView>), StoreError>;
+    /// Every event of an order's streams (order, payment, delivery) in log order, as of one
+    /// commit. The log alone: `history` must show it even when the read-model row is unreadable.
+    fn history(&mut self, id: OrderId) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The same, and the order's read-model row, as of one commit (what `watch` follows).
+    fn watched(&mut self, id: OrderId) -> Result<(Vec<RecordedEvent>, Option<OrderView>), StoreError>;
 
     /// Up to `limit` events after `after`, in log order, and the head, as of one commit.
     fn events(&mut self, after: Position, limit: usize)

@@ -35,10 +35,11 @@ use rusqlite::{Connection, ErrorCode};
 use self::events::EventStore;
 pub use self::open::{open_another_writer, open_reader, open_writer};
 use crate::identity::{Found, StoreId};
-use crate::store::{Batch, OpenSteps, Position, ReadSource, RebuildChunk, Store, StoreError, Upkeep};
+use crate::store::{Batch, Cause, OpenSteps, Position, ReadSource, RebuildChunk, Store, StoreError, Upkeep};
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
+        let cause = cause(&error);
         if let rusqlite::Error::SqliteFailure(failure, _) = &error {
             let reason = match failure.code {
                 ErrorCode::DiskFull => Some("the disk is full"),
@@ -48,16 +49,23 @@ impl From<rusqlite::Error> for StoreError {
                     Some("the database is locked by another process")
                 }
                 ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => {
-                    return StoreError::Damaged(error.to_string());
+                    return StoreError::Damaged(error.to_string(), cause);
                 }
                 _ => None,
             };
             if let Some(reason) = reason {
-                return StoreError::Unavailable { reason, detail: error.to_string() };
+                return StoreError::Unavailable { reason, detail: error.to_string(), cause };
             }
         }
-        StoreError::Failed(error.to_string())
+        StoreError::Failed(error.to_string(), cause)
     }
+}
+
+/// The rest of the driver's chain beneath its error, as one text.
+fn cause(error: &rusqlite::Error) -> Option<Cause> {
+    let mut chain = std::iter::successors(std::error::Error::source(error), |e| e.source());
+    let first = chain.next()?.to_string();
+    Some(Cause(chain.fold(first, |text, next| format!("{text}: {next}"))))
 }
 
 impl From<rusqlite::types::FromSqlError> for StoreError {

@@ -84,7 +84,14 @@ impl Reads for SqliteReads {
         read_model::list(&self.conn, request)
     }
 
-    fn history(&mut self, id: OrderId) -> Result<(Vec<RecordedEvent>, Option<OrderView>), StoreError> {
+    fn history(&mut self, id: OrderId) -> Result<Vec<RecordedEvent>, StoreError> {
+        // One snapshot: the three streams as of the same commit.
+        let snapshot = self.conn.unchecked_transaction()?;
+        let streams = StreamKind::ALL.map(|kind| StreamId::new(kind, id));
+        EventStore::new(&snapshot).read_streams(&streams)
+    }
+
+    fn watched(&mut self, id: OrderId) -> Result<(Vec<RecordedEvent>, Option<OrderView>), StoreError> {
         // One snapshot: three streams and the row, as of the same commit.
         let snapshot = self.conn.unchecked_transaction()?;
         let streams = StreamKind::ALL.map(|kind| StreamId::new(kind, id));

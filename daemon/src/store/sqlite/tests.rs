@@ -271,3 +271,45 @@ mod startup {
         assert_eq!(db.store.checkpoint().expect("checkpoint").get(), 0);
     }
 }
+
+mod errors {
+    use std::error::Error as _;
+
+    use rusqlite::ffi;
+
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{Store, StoreError};
+
+    /// The start-up reports a failure with its whole chain (`{:#}`); before the seam the
+    /// driver's error was carried whole, and its own source came last. Classified, it must read
+    /// the same.
+    #[test]
+    fn a_file_that_is_no_database_reads_at_start_as_before() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.db");
+        std::fs::write(&path, b"this is no longer an SQLite database, sorry....").expect("write");
+        let error = SqliteStore::open(&path).and_then(|mut store| store.found()).expect_err("refused");
+        assert!(error.is_damage(), "{error:?}");
+        let chain = format!("{:#}", anyhow::Error::from(error).context("cannot open the database"));
+        assert_eq!(
+            chain,
+            "cannot open the database: file is not a database: Error code 26: file is not a database"
+        );
+    }
+
+    #[test]
+    fn every_classified_error_keeps_the_drivers_source() {
+        for code in [
+            ffi::SQLITE_FULL,
+            ffi::SQLITE_READONLY,
+            ffi::SQLITE_BUSY,
+            ffi::SQLITE_CORRUPT,
+            ffi::SQLITE_MISUSE,
+        ] {
+            let driver = rusqlite::Error::SqliteFailure(ffi::Error::new(code), Some("said so".into()));
+            let expected = driver.source().map(ToString::to_string);
+            let classified = StoreError::from(driver);
+            assert_eq!(classified.source().map(ToString::to_string), expected, "{classified:?}");
+        }
+    }
+}
