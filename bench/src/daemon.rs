@@ -144,3 +144,45 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+/// Counts one process's `fsync` and `fdatasync` calls with `perf stat` on the kernel's syscall
+/// tracepoints (Debian's linux-perf), so that a quietly weakened commit path would show in the
+/// figures. `None` where perf or its tracepoints are missing: the figure is then left out.
+pub struct SyncCounter {
+    perf: Child,
+    out: PathBuf,
+}
+
+impl SyncCounter {
+    pub fn attach(pid: u32, dir: &Path) -> Option<SyncCounter> {
+        let out = dir.join("perf-syncs.csv");
+        let mut perf = Command::new("perf")
+            .args(["stat", "-x", ",", "-o"])
+            .arg(&out)
+            .args(["-e", "syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync", "-p", &pid.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        // perf attaches in its own time; one that cannot has exited by then.
+        std::thread::sleep(Duration::from_millis(300));
+        match perf.try_wait() {
+            Ok(None) => Some(SyncCounter { perf, out }),
+            _ => None,
+        }
+    }
+
+    /// Stops counting; the calls counted since `attach`.
+    pub fn finish(mut self) -> Option<u64> {
+        Command::new("kill").args(["-INT", &self.perf.id().to_string()]).status().ok()?;
+        self.perf.wait().ok()?;
+        let text = std::fs::read_to_string(&self.out).ok()?;
+        let counts: Vec<u64> = text
+            .lines()
+            .filter(|line| line.contains("syscalls:sys_enter_"))
+            .map(|line| line.split(',').next().and_then(|n| n.trim().parse().ok()))
+            .collect::<Option<_>>()?;
+        (counts.len() == 2).then(|| counts.iter().sum())
+    }
+}

@@ -72,6 +72,23 @@ pub async fn creates(
     Ok((all.len(), started.elapsed(), Latencies(all)))
 }
 
+/// One client placing orders one after the other for `duration`, as a script does: totals
+/// alternate even and odd, so half the orders are declined and half go on to their delivery.
+/// Returns every create's latency.
+pub async fn sequential(paths: &Paths, duration: Duration) -> anyhow::Result<Latencies> {
+    let mut client = Client::connect(paths).await?;
+    let deadline = Instant::now() + duration;
+    let mut latencies = Vec::new();
+    while Instant::now() < deadline {
+        let total = if latencies.len() % 2 == 0 { 2 } else { 3 };
+        let request = create("script".to_owned(), total)?;
+        let sent = Instant::now();
+        let _: OrderView = client.call(&request).await.map_err(|f| anyhow::anyhow!(f.message))?;
+        latencies.push(sent.elapsed());
+    }
+    Ok(Latencies(latencies))
+}
+
 /// `connections` clients, each taking one order at a time through its whole life (create, then
 /// wait until delivered or cancelled; three in four totals even). Returns the settled orders and
 /// the time they took.

@@ -5,6 +5,7 @@
 
 mod daemon;
 mod load;
+mod pages;
 mod raw;
 mod report;
 mod seed;
@@ -35,7 +36,8 @@ struct Args {
     #[arg(long, default_value = "target/bench/results.json")]
     out: PathBuf,
 
-    /// Only these sections (comma-separated): creates, settled, index, replay, list, cli, slow-readers
+    /// Only these sections (comma-separated): creates, sequential, pages, settled, index, replay,
+    /// list, cli, slow-readers
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 
@@ -65,6 +67,12 @@ fn main() -> anyhow::Result<()> {
     let mut settled_ours = None;
     if wanted("creates") {
         runtime.block_on(creates(&mut report, args.quick, Duration::from_secs_f64(seconds)))?;
+    }
+    if wanted("sequential") {
+        runtime.block_on(sequential(&mut report, args.quick, Duration::from_secs_f64(seconds)))?;
+    }
+    if wanted("pages") {
+        wal_frames(&mut report, args.quick)?;
     }
     if wanted("settled") {
         settled_ours =
@@ -146,6 +154,69 @@ async fn creates(report: &mut Report, quick: bool, duration: Duration) -> anyhow
             ms(latencies.max()),
             None,
             "",
+        );
+    }
+    Ok(())
+}
+
+/// What one script feels (issue 14): one connection placing orders one after the other, with
+/// the sagas as in production — totals alternating even and odd, deliveries after the default
+/// 3 s landing meanwhile — against a bare SQLite transaction appending one event on the same disk,
+/// measured in the same run. Also the `fsync` calls the daemon made per acknowledged create.
+async fn sequential(report: &mut Report, quick: bool, duration: Duration) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let commits = if quick { 300 } else { 3_000 };
+    let bare = Latencies(tokio::task::block_in_place(|| {
+        raw::one_event_commits(&dir.path().join("raw.db"), commits)
+    })?);
+    let daemon = Daemon::start(dir.path(), &[("ORDERS_DELIVERY_DELAY", "3s")])?;
+    let syncs = tokio::task::block_in_place(|| daemon::SyncCounter::attach(daemon.pid(), dir.path()));
+    let ours = load::sequential(&daemon.paths, duration.max(Duration::from_secs(4))).await?;
+    let syncs = syncs.and_then(daemon::SyncCounter::finish);
+    daemon.stop()?;
+    for (p, name) in [(50.0, "p50"), (99.0, "p99")] {
+        report.add(
+            format!("sequential create {name}, 1 connection, sagas on"),
+            "ms",
+            ms(ours.percentile(p)),
+            Some(ms(bare.percentile(p))),
+            format!("bare one-event commit {name}; totals 2,3,2,3..., deliveries after 3 s"),
+        );
+    }
+    if let Some(syncs) = syncs {
+        report.add(
+            "fsync calls per acknowledged create, sequential",
+            "fsyncs",
+            syncs as f64 / ours.0.len() as f64,
+            None,
+            format!("{syncs} fsync/fdatasync calls for {} creates (perf stat)", ours.0.len()),
+        );
+    }
+    Ok(())
+}
+
+/// The WAL frames (pages) each kind of commit writes, on a store of 100,000 delivered orders,
+/// against a transaction appending one event row to the same log.
+fn wal_frames(report: &mut Report, quick: bool) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data_dir = dir.path().join("data");
+    let (orders, rounds) = if quick { (2_000, 20) } else { (100_000, 200) };
+    seed::delivered_orders(&data_dir, orders, orders / 100)?;
+    let frames = pages::frames(&data_dir, rounds)?;
+    let note =
+        |what: &str| format!("{what}; {orders} orders stored; one event alone {:.1}", frames.one_event);
+    for (name, value, what) in [
+        ("create", frames.create, "OrderPlaced, PaymentRequested"),
+        ("payment decision", frames.payment, "PaymentApproved, OrderApproved, DeliveryScheduled"),
+        ("create + the previous payment", frames.create_with_payment, "the two in one commit"),
+        ("delivery", frames.delivery, "OrderDelivered, DeliveryCompleted"),
+    ] {
+        report.add(
+            format!("WAL frames per commit: {name}"),
+            "pages",
+            value,
+            Some(frames.one_event),
+            note(what),
         );
     }
     Ok(())

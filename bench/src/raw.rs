@@ -161,6 +161,27 @@ pub fn creates(database: &Path, batch: usize, count: usize) -> anyhow::Result<(V
     Ok((ids, started.elapsed()))
 }
 
+/// The physical cost of one durable commit: `count` transactions appending one event each
+/// (`synchronous=FULL`, the daemon's settings, the same disk). Returns each commit's latency.
+pub fn one_event_commits(database: &Path, count: usize) -> anyhow::Result<Vec<Duration>> {
+    let mut conn = fresh(database)?;
+    let mut latencies = Vec::with_capacity(count);
+    for n in 0..count {
+        let started = Instant::now();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        Rows::new(&tx)?.event(
+            &format!("order-{}", uuid()),
+            1,
+            "OrderPlaced",
+            &format!(r#"{{"user":"u","total":{n}}}"#),
+            now_ms(),
+        )?;
+        tx.commit()?;
+        latencies.push(started.elapsed());
+    }
+    Ok(latencies)
+}
+
 /// Whole life cycles as the daemon records them: the creates above, then for each order its
 /// payment decision and delivery, each step `batch` orders per transaction (the daemon's group
 /// commit). Returns the orders settled and the time it took.
