@@ -25,6 +25,14 @@ pub enum WriteCommand {
     Deliver(OrderId),
 }
 
+impl WriteCommand {
+    /// Whether a customer asked for it (create, cancel), rather than a step of a saga: someone
+    /// is waiting for its answer.
+    pub fn is_customers(&self) -> bool {
+        matches!(self, WriteCommand::Create(_) | WriteCommand::Cancel(_))
+    }
+}
+
 /// Settings the policies need.
 #[derive(Clone, Debug)]
 pub struct Policy {

@@ -6,14 +6,22 @@
 //! runs; how a failed unit is undone alone is the store's policy (see `store::sqlite::write`).
 //! The store blocks, so it lives on this plain thread and never crosses an `.await`. Between
 //! batches the thread also carries a replay forward, a chunk at a time.
+//!
+//! A batch of saga steps alone (a payment decision, a delivery) waits up to [`Pacing::linger`] for a
+//! customer's command to share its commit, when customers wrote a moment ago (issue 14). A
+//! client placing orders one after the other otherwise pays two fsyncs per create: its next
+//! create waits behind the commit of the previous order's payment, which the payment worker
+//! sends the instant the create is committed. Saga steps are background work; a millisecond
+//! more for them is worth one fsync less for the person waiting.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
+use flume::{RecvTimeoutError, TryRecvError};
 use jiff::Timestamp;
 use orders_shared::protocol::{ErrorBody, ErrorCode, OrderView};
 use orders_shared::{DeliveryEvent, DomainEvent, OrderEvent, PaymentEvent, StreamId, StreamKind};
-use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +36,24 @@ use crate::unit_of_work::UnitOfWork;
 
 /// The most commands committed in one transaction.
 pub const MAX_BATCH: usize = 1024;
+
+/// How a batch of saga steps alone waits for a customer's command to share its commit.
+#[derive(Clone, Copy, Debug)]
+pub struct Pacing {
+    /// The longest wait.
+    pub linger: Duration,
+    /// How recently customers must have written for such a batch to wait at all: a daemon
+    /// nobody is talking to commits its payments and deliveries at once.
+    pub customers_active: Duration,
+}
+
+impl Default for Pacing {
+    /// A millisecond: several times a client's round trip over the socket, a fraction of the
+    /// time a script takes to start `orders` again.
+    fn default() -> Pacing {
+        Pacing { linger: Duration::from_millis(1), customers_active: Duration::from_millis(100) }
+    }
+}
 
 pub type WriteResult = Result<OrderView, ErrorBody>;
 
@@ -45,7 +71,9 @@ struct CommandJob {
 /// A handle to the writer thread; cheap to clone. The thread ends when every handle is gone.
 #[derive(Clone)]
 pub struct Writer {
-    jobs: mpsc::Sender<Job>,
+    /// A bounded queue (commands wait for room: backpressure); flume because the writer's end
+    /// blocks with a deadline (the linger) while the senders are async.
+    jobs: flume::Sender<Job>,
 }
 
 /// What the writer announces after each commit, and to whom.
@@ -99,23 +127,39 @@ impl Writer {
         times: RecordedTimes,
         shutdown: CancellationToken,
     ) -> std::io::Result<(Writer, JoinHandle<()>)> {
-        let (jobs, queue) = mpsc::channel(MAX_BATCH * 4);
+        Writer::spawn_paced(store, policy, announcements, times, Pacing::default(), shutdown)
+    }
+
+    /// The same, with another pacing of saga steps (tests stretch it).
+    pub fn spawn_paced(
+        store: Box<dyn Store>,
+        policy: Policy,
+        announcements: Announcements,
+        times: RecordedTimes,
+        pacing: Pacing,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<(Writer, JoinHandle<()>)> {
+        let (jobs, queue) = flume::bounded(MAX_BATCH * 4);
+        let writing = Writing { policy, announcements, pacing };
         let thread = std::thread::Builder::new()
             .name("orders-writer".into())
-            .spawn(move || run(store, queue, &policy, &announcements, times, &shutdown))?;
+            .spawn(move || run(store, queue, &writing, times, &shutdown))?;
         Ok((Writer { jobs }, thread))
     }
 
     /// Executes a command; the reply comes after its transaction is durable.
     pub async fn execute(&self, command: WriteCommand) -> WriteResult {
         let (reply, answer) = oneshot::channel();
-        self.jobs.send(Job::Command(CommandJob { command, reply })).await.map_err(|_| shutting_down())?;
+        self.jobs
+            .send_async(Job::Command(CommandJob { command, reply }))
+            .await
+            .map_err(|_| shutting_down())?;
         answer.await.map_err(|_| shutting_down())?
     }
 
     /// Starts rebuilding the read model; progress and the report come through the job's channels.
     pub async fn replay(&self, job: ReplayJob) -> Result<(), ErrorBody> {
-        self.jobs.send(Job::Replay(job)).await.map_err(|_| shutting_down())
+        self.jobs.send_async(Job::Replay(job)).await.map_err(|_| shutting_down())
     }
 }
 
@@ -123,28 +167,46 @@ fn shutting_down() -> ErrorBody {
     ErrorBody::new(ErrorCode::Unavailable, "the daemon is shutting down; nothing was stored")
 }
 
+/// What the writer thread works with, besides its store and queue.
+struct Writing {
+    policy: Policy,
+    announcements: Announcements,
+    pacing: Pacing,
+}
+
 fn run(
     mut store: Box<dyn Store>,
-    mut queue: mpsc::Receiver<Job>,
-    policy: &Policy,
-    announcements: &Announcements,
+    queue: flume::Receiver<Job>,
+    writing: &Writing,
     mut times: RecordedTimes,
     shutdown: &CancellationToken,
 ) {
+    let Writing { policy, announcements, pacing } = writing;
     let _loud = StopOnPanic(shutdown);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut rebuild: Option<Rebuild> = None;
+    let mut customers_wrote: Option<Instant> = None;
     // Block for work only when no rebuild is waiting for its next chunk.
-    while let Some(first) = next_job(&mut queue, rebuild.is_some()) {
+    while let Some(first) = next_job(&queue, rebuild.is_some()) {
         let mut next = first;
+        let mut linger = Linger::new(customers_wrote, pacing);
         while let Some(job) = next {
             match job {
                 Job::Command(job) => batch.push(job),
                 Job::Replay(job) => start_rebuild(store.as_mut(), job, &mut rebuild),
             }
-            next = if batch.len() < MAX_BATCH { queue.try_recv().ok() } else { None };
+            next = if batch.len() >= MAX_BATCH {
+                None
+            } else if rebuild.is_none() && only_saga_steps(&batch) {
+                linger.next(&queue)
+            } else {
+                queue.try_recv().ok()
+            };
         }
         if !batch.is_empty() {
+            if batch.iter().any(|job| job.command.is_customers()) {
+                customers_wrote = Some(Instant::now());
+            }
             commit_batch(store.as_mut(), &mut batch, policy, announcements, &mut times);
         }
         if let Some(current) = rebuild.take() {
@@ -161,9 +223,42 @@ fn run(
     tracing::debug!("writer stopped: no more commands");
 }
 
+/// Whether a batch holds saga steps alone (or nothing yet).
+fn only_saga_steps(batch: &[CommandJob]) -> bool {
+    batch.iter().all(|job| !job.command.is_customers())
+}
+
+/// The wait of a batch of saga steps for a customer's command (see [`Pacing`]).
+struct Linger {
+    /// Until when the batch may wait; `None` when customers are not writing now.
+    until: Option<Instant>,
+}
+
+impl Linger {
+    fn new(customers_wrote: Option<Instant>, pacing: &Pacing) -> Linger {
+        let now = Instant::now();
+        let active = customers_wrote.is_some_and(|at| now.duration_since(at) < pacing.customers_active);
+        Linger { until: active.then(|| now + pacing.linger) }
+    }
+
+    /// The next job: one waiting already, or one that comes before the linger ends.
+    fn next(&mut self, queue: &flume::Receiver<Job>) -> Option<Job> {
+        match self.until {
+            Some(until) => match queue.recv_deadline(until) {
+                Ok(job) => Some(job),
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                    self.until = None;
+                    None
+                }
+            },
+            None => queue.try_recv().ok(),
+        }
+    }
+}
+
 /// The next job: waiting for one, or only looking when a rebuild has a chunk to go (`Some(None)`:
 /// nothing waits). `None` once every handle is gone.
-fn next_job(queue: &mut mpsc::Receiver<Job>, busy: bool) -> Option<Option<Job>> {
+fn next_job(queue: &flume::Receiver<Job>, busy: bool) -> Option<Option<Job>> {
     if busy {
         match queue.try_recv() {
             Ok(job) => Some(Some(job)),
@@ -171,7 +266,7 @@ fn next_job(queue: &mut mpsc::Receiver<Job>, busy: bool) -> Option<Option<Job>> 
             Err(TryRecvError::Disconnected) => None,
         }
     } else {
-        queue.blocking_recv().map(Some)
+        queue.recv().ok().map(Some)
     }
 }
 
@@ -489,6 +584,56 @@ mod tests {
         let payment: Vec<_> = events.iter().filter(|e| e.stream.kind == StreamKind::Payment).collect();
         assert_eq!(payment.len(), 1, "no PaymentApproved was left behind: {payment:?}");
         assert_eq!(head(&db).since(before), 4, "two creates of two events each");
+    }
+
+    /// A writer on an empty store in memory, pacing saga steps as told.
+    fn paced_writer(pacing: Pacing) -> (Writer, JoinHandle<()>) {
+        let mut store = crate::store::memory::MemoryStore::new();
+        store.migrate().expect("migrate");
+        let (announcements, policy) = quiet_writer();
+        Writer::spawn_paced(Box::new(store), policy, announcements, times(), pacing, CancellationToken::new())
+            .expect("spawn the writer")
+    }
+
+    fn approve(order: OrderId) -> WriteCommand {
+        WriteCommand::DecidePayment { order, decision: PaymentDecision::Approved }
+    }
+
+    /// Issue 14: a payment decision sent while a customer is placing orders waits for the next
+    /// create and shares its commit (one batch: one time for both), instead of taking a commit
+    /// of its own that the create would queue behind.
+    #[tokio::test]
+    async fn a_saga_step_waits_for_a_customers_command_and_shares_its_commit() {
+        let pacing = Pacing { linger: Duration::from_secs(30), customers_active: Duration::from_secs(60) };
+        let (writer, thread) = paced_writer(pacing);
+        let first = writer.execute(create(2)).await.expect("created");
+        let payment = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.execute(approve(first.id)).await }
+        });
+        // Long after the writer took the payment: were it committed alone, their times would differ.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let second = writer.execute(create(4)).await.expect("created");
+        let approved = payment.await.expect("the payment's task").expect("approved");
+        assert_eq!(approved.status, OrderStatus::Approved);
+        assert_eq!(approved.approved_at, Some(second.created_at), "one commit, one time");
+        drop(writer);
+        thread.join().expect("the writer thread");
+    }
+
+    /// A saga step waits only while customers are writing: on a daemon nobody talks to, it is
+    /// committed at once, whatever the linger.
+    #[tokio::test]
+    async fn a_saga_step_goes_at_once_when_no_customer_is_writing() {
+        let pacing = Pacing { linger: Duration::from_secs(30), customers_active: Duration::from_millis(100) };
+        let (writer, thread) = paced_writer(pacing);
+        let order = writer.execute(create(2)).await.expect("created").id;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = std::time::Instant::now();
+        writer.execute(approve(order)).await.expect("approved");
+        assert!(started.elapsed() < Duration::from_secs(10), "it did not wait for the linger");
+        drop(writer);
+        thread.join().expect("the writer thread");
     }
 
     /// Issue 12: with the clock set back an hour, the writer records no time before the log's
