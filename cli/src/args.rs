@@ -30,13 +30,8 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// The daemon's socket [default: $XDG_RUNTIME_DIR/orders/orders.sock]
-    #[arg(long, global = true, env = "ORDERS_SOCKET", value_name = "PATH")]
-    pub socket: Option<PathBuf>,
-
-    /// The daemon's data directory [default: $XDG_DATA_HOME/orders]
-    #[arg(long, global = true, env = "ORDERS_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArgs,
 
     /// Print JSON instead of text, for scripts
     #[arg(long, global = true)]
@@ -55,6 +50,18 @@ pub struct GlobalArgs {
         value_parser = clap::builder::FalseyValueParser::new()
     )]
     pub no_autostart: bool,
+}
+
+/// Where the daemon is: its socket and its data directory (the store every request names).
+#[derive(Clone, Debug, Args)]
+pub struct StoreArgs {
+    /// The daemon's socket [default: $XDG_RUNTIME_DIR/orders/orders.sock]
+    #[arg(long, global = true, env = "ORDERS_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    /// The daemon's data directory [default: $XDG_DATA_HOME/orders]
+    #[arg(long, global = true, env = "ORDERS_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -255,6 +262,54 @@ pub enum DaemonCommand {
     Status,
 }
 
+/// `orders-daemon`, the daemon's own binary: what `orders daemon run` becomes and what autostart
+/// starts. The client does not link the daemon, so that it starts in a blink (issue 14).
+#[derive(Debug, Parser)]
+#[command(
+    name = "orders-daemon",
+    version,
+    about = "The orders daemon (`orders daemon run` runs it; see `orders help daemon run`)"
+)]
+pub struct DaemonCli {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// Colour the log on stderr: auto (on a terminal, unless NO_COLOR is set or TERM is dumb),
+    /// always, never
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    pub color: ColorChoice,
+
+    #[command(subcommand)]
+    pub command: DaemonBinaryCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DaemonBinaryCommand {
+    /// Run the daemon in the foreground
+    Run(RunArgs),
+}
+
+impl DaemonCli {
+    /// The arguments of `orders-daemon` that run the daemon `orders daemon run` was asked for:
+    /// every setting spelled out, so that the daemon reads back exactly the values the client read
+    /// (from flags or the environment).
+    pub fn arguments(store: &StoreArgs, color: ColorChoice, run: &RunArgs) -> Vec<std::ffi::OsString> {
+        let mut arguments: Vec<std::ffi::OsString> = vec!["run".into()];
+        arguments.extend(run.forwarded().into_iter().map(Into::into));
+        if run.background {
+            arguments.push("--background".into());
+        }
+        for (flag, path) in [("--socket", &store.socket), ("--data-dir", &store.data_dir)] {
+            if let Some(path) = path {
+                arguments.extend([flag.into(), path.clone().into_os_string()]);
+            }
+        }
+        let color = clap::ValueEnum::to_possible_value(&color).map(|value| value.get_name().to_owned());
+        arguments.extend(["--color".into(), color.unwrap_or_else(|| "auto".to_owned()).into()]);
+        arguments
+    }
+}
+
 /// The daemon's settings.
 #[derive(Clone, Debug, Args)]
 pub struct RunArgs {
@@ -301,6 +356,40 @@ pub struct RunArgs {
     /// Log to the file only, not to stderr (set when the client starts the daemon)
     #[arg(long, hide = true)]
     pub background: bool,
+}
+
+impl RunArgs {
+    /// The settings as arguments that `daemon run` reads back unchanged (`--background` aside):
+    /// what `daemon start`, `restart` and autostart pass on.
+    pub fn forwarded(&self) -> Vec<String> {
+        let mut forwarded = vec![
+            "--log-level".to_owned(),
+            self.log_level.clone(),
+            "--max-connections".to_owned(),
+            self.max_connections.to_string(),
+            "--idle-timeout".to_owned(),
+            exact(self.idle_timeout),
+            "--drain-timeout".to_owned(),
+            exact(self.drain_timeout),
+            "--delivery-delay".to_owned(),
+            exact(self.delivery_delay),
+            "--payment-delay".to_owned(),
+            exact(self.payment_delay),
+        ];
+        if let Some(log_file) = &self.log_file {
+            forwarded.extend(["--log-file".to_owned(), log_file.display().to_string()]);
+        }
+        if self.accept_store_change {
+            forwarded.push("--accept-store-change".to_owned());
+        }
+        forwarded
+    }
+}
+
+/// A duration as `daemon run` reads it back unchanged: in nanoseconds. Whole milliseconds lost
+/// what was finer (issue 11: `--idle-timeout 500us` became `0ms`, which `run` refuses).
+fn exact(duration: Duration) -> String {
+    format!("{}ns", duration.as_nanos())
 }
 
 /// Parses a point in time for `--since`: an RFC 3339 time, a local date and time, a local day, or
@@ -402,6 +491,62 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+        DaemonCli::command().debug_assert();
+    }
+
+    #[test]
+    fn forwarded_durations_read_back_unchanged() {
+        let max = settings::DELIVERY_DELAY.max;
+        for duration in
+            [Duration::from_nanos(1), Duration::from_micros(500), Duration::from_micros(1500), max]
+        {
+            assert_eq!(parse_delivery_delay(&exact(duration)), Ok(duration));
+            let idle = duration.clamp(Duration::from_millis(100), Duration::from_secs(3600));
+            assert_eq!(parse_idle_timeout(&exact(idle)), Ok(idle));
+        }
+        assert_eq!(parse_payment_delay(&exact(Duration::ZERO)), Ok(Duration::ZERO));
+    }
+
+    /// `orders daemon run` becomes `orders-daemon run` with every setting spelled out: the
+    /// daemon reads back what the client read, whatever the client was given.
+    #[test]
+    fn the_daemon_binary_reads_back_what_daemon_run_was_given() {
+        let given = [
+            "orders",
+            "--socket",
+            "/tmp/s p/orders.sock",
+            "daemon",
+            "run",
+            "--data-dir",
+            "/tmp/d",
+            "--log-level",
+            "debug",
+            "--log-file",
+            "/tmp/l.log",
+            "--max-connections",
+            "7",
+            "--delivery-delay",
+            "1500us",
+            "--payment-delay",
+            "2s",
+            "--idle-timeout",
+            "500ms",
+            "--drain-timeout",
+            "3s",
+            "--accept-store-change",
+            "--background",
+            "--color",
+            "never",
+        ];
+        let cli = Cli::try_parse_from(given).expect("orders daemon run");
+        let Command::Daemon(DaemonCommand::Run(run)) = &cli.command else { panic!("not daemon run") };
+        let arguments = DaemonCli::arguments(&cli.global.store, cli.global.color, run);
+        let daemon = DaemonCli::try_parse_from(std::iter::once("orders-daemon".into()).chain(arguments))
+            .expect("orders-daemon run");
+        let DaemonBinaryCommand::Run(read) = &daemon.command;
+        assert_eq!(format!("{read:?}"), format!("{run:?}"));
+        assert_eq!(format!("{:?}", daemon.store), format!("{:?}", cli.global.store));
+        assert_eq!(daemon.color, ColorChoice::Never);
     }
 
     #[test]

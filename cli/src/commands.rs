@@ -12,7 +12,9 @@ use orders_shared::OrderId;
 use orders_shared::protocol::{CheckReport, CheckRequest, Request};
 use serde::Serialize;
 
-use crate::args::{Cli, Command, CompletionsArgs, DaemonCommand, EventsArgs, GlobalArgs, ReplayArgs};
+use crate::args::{
+    Cli, Command, CompletionsArgs, DaemonCommand, EventsArgs, GlobalArgs, ReplayArgs, StoreArgs,
+};
 use crate::client::Client;
 use crate::eventlog;
 use crate::failure::{Exit, Failure};
@@ -53,7 +55,7 @@ struct Context {
 
 impl Context {
     fn new(global: &GlobalArgs) -> Result<Self, Failure> {
-        let paths = resolve_paths(global)?;
+        let paths = resolve_paths(&global.store)?;
         let out = io::stdout().lock();
         let color = global.color.colours(io::stdout().is_terminal());
         Ok(Self { paths, autostart: !global.no_autostart, json: global.json, color, out })
@@ -116,8 +118,8 @@ fn completions(ctx: &mut Context, args: CompletionsArgs) -> Result<(), Failure> 
     Ok(())
 }
 
-pub fn resolve_paths(global: &GlobalArgs) -> Result<Paths, Failure> {
-    Paths::resolve(global.data_dir.clone(), global.socket.clone())
+pub fn resolve_paths(store: &StoreArgs) -> Result<Paths, Failure> {
+    Paths::resolve(store.data_dir.clone(), store.socket.clone())
         .map_err(|e| Failure::new(Exit::Usage, e.to_string()))
 }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use orders_daemon::files::{self, Access};
 use orders_daemon::lock::{self, Holder};
-use orders_daemon::paths::{Paths, default_log_file};
+use orders_daemon::paths::{DAEMON_BINARY, Paths, default_log_file};
 use orders_shared::protocol::{DaemonStatus, ErrorCode, Request, ShutdownRequest, StatusRequest};
 use rustix::process::{Pid, Signal, kill_process};
 
@@ -160,10 +160,8 @@ pub async fn start_in_background(paths: &Paths, args: &[String]) -> Result<bool,
         Whereabouts::Nobody => {}
         other => return Err(other.failure(paths, None)),
     }
-    let exe =
-        std::env::current_exe().map_err(|e| path_failure(format!("cannot find the orders binary: {e}")))?;
-    let mut child = Command::new(exe)
-        .args(["daemon", "run", "--background"])
+    let mut child = Command::new(binary()?)
+        .args(["run", "--background"])
         .args(args)
         .env("ORDERS_DATA_DIR", &paths.data_dir)
         .env("ORDERS_SOCKET", &paths.socket)
@@ -186,6 +184,21 @@ pub async fn start_in_background(paths: &Paths, args: &[String]) -> Result<bool,
             None => Err(failure),
         },
     }
+}
+
+/// The daemon's binary, beside this one (the client does not link the daemon, issue 14).
+pub fn binary() -> Result<PathBuf, Failure> {
+    let exe = std::env::current_exe()
+        .map_err(|e| Failure::new(Exit::Unavailable, format!("cannot find the orders binary: {e}")))?;
+    let binary = exe.with_file_name(DAEMON_BINARY);
+    if binary.is_file() {
+        return Ok(binary);
+    }
+    Err(Failure::new(
+        Exit::Unavailable,
+        format!("the daemon's binary is missing: {} (it is installed beside orders)", binary.display()),
+    )
+    .with_hint("`cargo install --path cli` installs both; in a source tree, `cargo build --release --bins` builds both"))
 }
 
 /// The exit status of a daemon that exits within a few seconds; `None` if it goes on.
@@ -253,38 +266,12 @@ fn log_file_hint(args: &[String]) -> PathBuf {
 
 /// `orders daemon start`.
 pub async fn start(paths: &Paths, args: &RunArgs) -> Result<DaemonStatus, Failure> {
-    let mut forwarded = vec![
-        "--log-level".to_owned(),
-        args.log_level.clone(),
-        "--max-connections".to_owned(),
-        args.max_connections.to_string(),
-        "--idle-timeout".to_owned(),
-        exact(args.idle_timeout),
-        "--drain-timeout".to_owned(),
-        exact(args.drain_timeout),
-        "--delivery-delay".to_owned(),
-        exact(args.delivery_delay),
-        "--payment-delay".to_owned(),
-        exact(args.payment_delay),
-    ];
-    if let Some(log_file) = &args.log_file {
-        forwarded.extend(["--log-file".to_owned(), log_file.display().to_string()]);
-    }
-    if args.accept_store_change {
-        forwarded.push("--accept-store-change".to_owned());
-    }
-    if start_in_background(paths, &forwarded).await? {
+    if start_in_background(paths, &args.forwarded()).await? {
         return status(paths).await;
     }
     // One was there already, perhaps starting: `start` returns once it is ready.
     let mut client = Client::connect(paths).await.map_err(|error| cannot_connect(paths, &error))?;
     client.wait_until_ready("the daemon is starting").await
-}
-
-/// A duration as `daemon run` reads it back unchanged: in nanoseconds. Whole milliseconds lost
-/// what was finer (issue 11: `--idle-timeout 500us` became `0ms`, which `run` refuses).
-fn exact(duration: std::time::Duration) -> String {
-    format!("{}ns", duration.as_nanos())
 }
 
 /// How long `status`, `stop` and `restart` wait for an answer before calling a daemon wedged.
@@ -477,25 +464,4 @@ async fn terminate(paths: &Paths, holder: &Holder) -> Result<(), Failure> {
         return Ok(());
     }
     Err(Failure::new(Exit::Failure, format!("the daemon (pid {}) would not exit", pid.as_raw_nonzero())))
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::exact;
-    use crate::args::{parse_delivery_delay, parse_idle_timeout, parse_payment_delay};
-
-    #[test]
-    fn forwarded_durations_read_back_unchanged() {
-        let max = orders_daemon::settings::DELIVERY_DELAY.max;
-        for duration in
-            [Duration::from_nanos(1), Duration::from_micros(500), Duration::from_micros(1500), max]
-        {
-            assert_eq!(parse_delivery_delay(&exact(duration)), Ok(duration));
-            let idle = duration.clamp(Duration::from_millis(100), Duration::from_secs(3600));
-            assert_eq!(parse_idle_timeout(&exact(idle)), Ok(idle));
-        }
-        assert_eq!(parse_payment_delay(&exact(Duration::ZERO)), Ok(Duration::ZERO));
-    }
 }

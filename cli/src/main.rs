@@ -1,14 +1,16 @@
 //! `orders`: parse the command line, run the command, exit with a documented code.
+//!
+//! The client does not link the daemon (issue 14): `orders daemon run` becomes `orders-daemon`,
+//! installed beside it (`bin/orders-daemon.rs`).
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 
 use clap::Parser;
-use orders::args::{Cli, Command, DaemonCommand, GlobalArgs, RunArgs};
+use orders::args::{Cli, Command, DaemonCli, DaemonCommand, GlobalArgs, RunArgs};
 use orders::commands;
 use orders::failure::{Exit, Failure};
-use orders_daemon::logging::Stderr;
-use orders_daemon::paths::default_log_file;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -31,59 +33,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// `orders daemon run`: the daemon in this process, until SIGTERM or SIGINT.
+/// `orders daemon run`: this process becomes the daemon, `orders-daemon run` with the same
+/// settings. The same process (exec, not a child), so that a service manager's socket and
+/// readiness notification, signals and the pid it watches all stay as they were.
 fn run_daemon(global: &GlobalArgs, args: &RunArgs) -> Result<(), Failure> {
-    let failed = |e: anyhow::Error| Failure::new(Exit::Failure, format!("{e:#}"));
-    if args.background {
-        // Leave the client's session, so that its terminal's signals do not reach the daemon.
-        let _ = rustix::process::setsid();
-    }
-    let paths = commands::resolve_paths(global)?;
-    let log_file = match &args.log_file {
-        Some(path) => path.clone(),
-        None => default_log_file().map_err(|e| Failure::new(Exit::Failure, e.to_string()))?,
-    };
-    let stderr = if args.background {
-        Stderr::Off
-    } else if global.color.colours(std::io::stderr().is_terminal()) {
-        Stderr::Coloured
-    } else {
-        Stderr::Plain
-    };
-    orders_daemon::logging::init(&args.log_level, &log_file, stderr).map_err(failed)?;
-    let mut config = orders_daemon::Config::new(paths);
-    config.log_file = log_file.clone();
-    config.limits.max_connections = args.max_connections as usize;
-    config.limits.idle_timeout = args.idle_timeout;
-    config.limits.drain_timeout = args.drain_timeout;
-    config.delivery_delay = args.delivery_delay;
-    config.payment_latency = args.payment_delay;
-    config.catch_up_pause = test_catch_up_pause();
-    config.accept_store_change = args.accept_store_change;
-    // Tests move the daemon's clock (ORDERS_TEST_CLOCK_OFFSET_MS); it is no setting for users.
-    config.clock = orders_daemon::clock::Clock::from_env().map_err(|e| Failure::new(Exit::Usage, e))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("orders-daemon")
-        .build()
-        .map_err(|e| Failure::new(Exit::Failure, format!("cannot start the runtime: {e}")))?;
-    runtime
-        .block_on(async {
-            let stop = orders_daemon::stop_signal()?;
-            orders_daemon::run(config, stop).await
-        })
-        .map_err(|e| {
-            tracing::error!("{e:#}");
-            failed(e)
-        })
-}
-
-/// `ORDERS_TEST_CATCH_UP_PAUSE_MS`: a pause before each chunk of the start-up's catch-up, so that
-/// tests can watch a daemon that is starting (docs/ARCHITECTURE.md). Not in `--help`: it only
-/// slows the daemon down.
-fn test_catch_up_pause() -> std::time::Duration {
-    std::env::var("ORDERS_TEST_CATCH_UP_PAUSE_MS")
-        .ok()
-        .and_then(|ms| ms.parse().ok())
-        .map_or(std::time::Duration::ZERO, std::time::Duration::from_millis)
+    let binary = orders::daemon::binary()?;
+    let error = std::process::Command::new(&binary)
+        .args(DaemonCli::arguments(&global.store, global.color, args))
+        .exec();
+    Err(Failure::new(Exit::Failure, format!("cannot run the daemon {}: {error}", binary.display())))
 }

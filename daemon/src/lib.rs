@@ -21,7 +21,7 @@
 //! - [`settings`]: the bounds of the daemon's durations;
 //! - `startup`: what the daemon does between binding its socket and serving, and its progress.
 //!
-//! The `orders` binary calls [`run`] for `orders daemon run`; tests can call it directly.
+//! The `orders-daemon` binary (what `orders daemon run` execs) calls [`run`]; tests can call it directly.
 
 mod check;
 pub mod clock;

@@ -23,7 +23,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::files::{self, Access};
-use crate::paths::{HOLDER_FILE, Paths, fix_hint};
+use crate::paths::{DAEMON_BINARY, HOLDER_FILE, Paths, fix_hint};
 
 /// The lock file of versions before issue 11, honoured while such a daemon still runs.
 pub const LEGACY_LOCK_FILE: &str = "daemon.lock";
@@ -254,9 +254,10 @@ pub fn holder(data_dir: &Path) -> Option<Holder> {
 }
 
 /// Proves that `pid` is an orders daemon of this user's that holds `data_dir` open: the same
-/// binary as this one (or a process run as `orders daemon run`, for a binary replaced by an
-/// upgrade), with a descriptor on that directory. Says why not otherwise; nothing may be
-/// signalled then (issue 11: a stale `daemon.pid` named an unrelated process).
+/// binary as this one or the daemon's binary beside it (or a process run as `orders-daemon run`
+/// or `orders daemon run`, for a binary replaced by an upgrade), with a descriptor on that
+/// directory. Says why not otherwise; nothing may be signalled then (issue 11: a stale
+/// `daemon.pid` named an unrelated process).
 pub fn verify_daemon(pid: u32, data_dir: &Path) -> Result<(), String> {
     let proc = PathBuf::from(format!("/proc/{pid}"));
     let process = std::fs::metadata(&proc).map_err(|_| format!("no process {pid} is running"))?;
@@ -264,16 +265,22 @@ pub fn verify_daemon(pid: u32, data_dir: &Path) -> Result<(), String> {
     if process.uid() != uid {
         return Err(format!("process {pid} belongs to uid {}, not to you (uid {uid})", process.uid()));
     }
+    // Ours: this binary, or the daemon's binary beside it (the client execs it, issue 14).
     let same_binary = match (std::fs::metadata(proc.join("exe")), std::env::current_exe()) {
-        (Ok(theirs), Ok(ours)) => {
+        (Ok(theirs), Ok(ours)) => [ours.with_file_name(DAEMON_BINARY), ours].iter().any(|ours| {
             std::fs::metadata(ours).is_ok_and(|ours| ours.dev() == theirs.dev() && ours.ino() == theirs.ino())
-        }
+        }),
         _ => false,
     };
     let cmdline = std::fs::read(proc.join("cmdline")).unwrap_or_default();
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    let runs_daemon = args.first().is_some_and(|arg0| arg0.ends_with(b"orders"))
-        && args.windows(2).any(|pair| pair[0] == b"daemon" && pair[1] == b"run");
+    let runs_daemon = match args.first() {
+        Some(arg0) if arg0.ends_with(DAEMON_BINARY.as_bytes()) => args.contains(&b"run".as_slice()),
+        Some(arg0) if arg0.ends_with(b"orders") => {
+            args.windows(2).any(|pair| pair[0] == b"daemon" && pair[1] == b"run")
+        }
+        _ => false,
+    };
     if !same_binary && !runs_daemon {
         return Err(format!("process {pid} is not an orders daemon"));
     }

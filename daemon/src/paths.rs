@@ -29,6 +29,9 @@ pub const DATABASE_FILE: &str = "orders.db";
 /// `flock` on the directory itself (see [`crate::lock`]).
 pub const HOLDER_FILE: &str = "daemon.pid";
 pub const LOG_FILE: &str = "daemon.log";
+
+/// The daemon's binary, installed beside the `orders` client (issue 14).
+pub const DAEMON_BINARY: &str = "orders-daemon";
 const SOCKET_FILE: &str = "orders.sock";
 
 /// The longest socket path the OS accepts (`sun_path` holds 108 bytes, NUL included).
