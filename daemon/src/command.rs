@@ -31,6 +31,14 @@ impl WriteCommand {
     pub fn is_customers(&self) -> bool {
         matches!(self, WriteCommand::Create(_) | WriteCommand::Cancel(_))
     }
+
+    /// The order a saga's step is for; `None` for a customer's command.
+    pub fn step_order(&self) -> Option<OrderId> {
+        match self {
+            WriteCommand::DecidePayment { order, .. } | WriteCommand::Deliver(order) => Some(*order),
+            WriteCommand::Create(_) | WriteCommand::Cancel(_) => None,
+        }
+    }
 }
 
 /// Settings the policies need.

@@ -56,6 +56,11 @@ impl Settlements {
         }
     }
 
+    /// Whether somebody waits for this order to settle.
+    pub fn is_awaited(&self, order: OrderId) -> bool {
+        self.lock().contains_key(&order)
+    }
+
     /// How many orders somebody waits for.
     #[cfg(test)]
     fn waited_for(&self) -> usize {

@@ -12,7 +12,8 @@
 //! client placing orders one after the other otherwise pays two fsyncs per create: its next
 //! create waits behind the commit of the previous order's payment, which the payment worker
 //! sends the instant the create is committed. Saga steps are background work; a millisecond
-//! more for them is worth one fsync less for the person waiting.
+//! more for them is worth one fsync less for the person waiting. A step somebody waits for
+//! (`create --wait`) never waits.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -197,7 +198,7 @@ fn run(
             }
             next = if batch.len() >= MAX_BATCH {
                 None
-            } else if rebuild.is_none() && only_saga_steps(&batch) {
+            } else if rebuild.is_none() && may_wait(&batch, &announcements.settlements) {
                 linger.next(&queue)
             } else {
                 queue.try_recv().ok()
@@ -223,9 +224,14 @@ fn run(
     tracing::debug!("writer stopped: no more commands");
 }
 
-/// Whether a batch holds saga steps alone (or nothing yet).
-fn only_saga_steps(batch: &[CommandJob]) -> bool {
-    batch.iter().all(|job| !job.command.is_customers())
+/// Whether a batch may wait for a customer's command: it holds saga steps alone (or nothing
+/// yet), and nobody waits for any of their orders to settle (`create --wait`, `wait`): a step
+/// somebody waits for is never held back.
+fn may_wait(batch: &[CommandJob], settlements: &Settlements) -> bool {
+    !batch.is_empty()
+        && batch
+            .iter()
+            .all(|job| job.command.step_order().is_some_and(|order| !settlements.is_awaited(order)))
 }
 
 /// The wait of a batch of saga steps for a customer's command (see [`Pacing`]).
@@ -586,13 +592,22 @@ mod tests {
         assert_eq!(head(&db).since(before), 4, "two creates of two events each");
     }
 
-    /// A writer on an empty store in memory, pacing saga steps as told.
-    fn paced_writer(pacing: Pacing) -> (Writer, JoinHandle<()>) {
+    /// A writer on an empty store in memory, pacing saga steps as told; and who waits for what.
+    fn paced_writer(pacing: Pacing) -> (Writer, JoinHandle<()>, Arc<Settlements>) {
         let mut store = crate::store::memory::MemoryStore::new();
         store.migrate().expect("migrate");
         let (announcements, policy) = quiet_writer();
-        Writer::spawn_paced(Box::new(store), policy, announcements, times(), pacing, CancellationToken::new())
-            .expect("spawn the writer")
+        let settlements = Arc::clone(&announcements.settlements);
+        let (writer, thread) = Writer::spawn_paced(
+            Box::new(store),
+            policy,
+            announcements,
+            times(),
+            pacing,
+            CancellationToken::new(),
+        )
+        .expect("spawn the writer");
+        (writer, thread, settlements)
     }
 
     fn approve(order: OrderId) -> WriteCommand {
@@ -605,7 +620,7 @@ mod tests {
     #[tokio::test]
     async fn a_saga_step_waits_for_a_customers_command_and_shares_its_commit() {
         let pacing = Pacing { linger: Duration::from_secs(30), customers_active: Duration::from_secs(60) };
-        let (writer, thread) = paced_writer(pacing);
+        let (writer, thread, _) = paced_writer(pacing);
         let first = writer.execute(create(2)).await.expect("created");
         let payment = tokio::spawn({
             let writer = writer.clone();
@@ -626,12 +641,30 @@ mod tests {
     #[tokio::test]
     async fn a_saga_step_goes_at_once_when_no_customer_is_writing() {
         let pacing = Pacing { linger: Duration::from_secs(30), customers_active: Duration::from_millis(100) };
-        let (writer, thread) = paced_writer(pacing);
+        let (writer, thread, _) = paced_writer(pacing);
         let order = writer.execute(create(2)).await.expect("created").id;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let started = std::time::Instant::now();
         writer.execute(approve(order)).await.expect("approved");
         assert!(started.elapsed() < Duration::from_secs(10), "it did not wait for the linger");
+        drop(writer);
+        thread.join().expect("the writer thread");
+    }
+
+    /// A step somebody waits for (`create --wait`) is never held back, customers or not.
+    #[tokio::test]
+    async fn a_saga_step_somebody_waits_for_goes_at_once() {
+        let pacing = Pacing { linger: Duration::from_secs(30), customers_active: Duration::from_secs(60) };
+        let (writer, thread, settlements) = paced_writer(pacing);
+        let order = writer.execute(create(3)).await.expect("created").id;
+        let waiting = settlements.subscribe(order);
+        let started = std::time::Instant::now();
+        let decision = PaymentDecision::Declined { reason: "odd total".into() };
+        let declined = WriteCommand::DecidePayment { order, decision };
+        let cancelled = writer.execute(declined).await.expect("declined");
+        assert_eq!(cancelled.status, OrderStatus::Cancelled);
+        assert!(started.elapsed() < Duration::from_secs(10), "it did not wait for the linger");
+        drop(waiting);
         drop(writer);
         thread.join().expect("the writer thread");
     }
