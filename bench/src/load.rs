@@ -185,3 +185,32 @@ pub fn processes(
     }
     Ok(Latencies(latencies))
 }
+
+/// The peak resident memory of `orders <args>` as a process, in KiB: the median of `times` runs
+/// under GNU time (`/usr/bin/time -f %M`). `None` where GNU time is missing.
+pub fn peak_kib(
+    orders: &Path,
+    env: &[(&str, &Path)],
+    args: &[&str],
+    times: usize,
+) -> anyhow::Result<Option<u64>> {
+    let time = Path::new("/usr/bin/time");
+    if !time.exists() {
+        return Ok(None);
+    }
+    let out = tempfile::NamedTempFile::new()?;
+    let mut peaks = Vec::with_capacity(times);
+    for _ in 0..times {
+        let mut command = std::process::Command::new(time);
+        command.args(["-f", "%M", "-o"]).arg(out.path()).arg(orders).args(args);
+        command.env("ORDERS_NO_AUTOSTART", "1").stdout(std::process::Stdio::null());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let status = command.status()?;
+        anyhow::ensure!(status.success(), "orders {args:?} failed: {status}");
+        peaks.push(std::fs::read_to_string(out.path())?.trim().parse::<u64>()?);
+    }
+    peaks.sort_unstable();
+    Ok(peaks.get(peaks.len() / 2).copied())
+}

@@ -476,15 +476,24 @@ async fn slow_readers(report: &mut Report, clients: usize, duration: Duration) -
     Ok(())
 }
 
-/// `orders create` as a whole process, against `orders --version` (start-up alone).
+/// `orders create` as a whole process, against `orders --version` (start-up alone), and that
+/// against the bare start of a process on this machine (`true`, which does nothing); the peak
+/// memory of each (issue 14).
 fn cli(report: &mut Report, times: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let daemon = Daemon::start(dir.path(), &[])?;
     let orders = daemon::orders_binary()?;
     let env =
         [("ORDERS_SOCKET", daemon.socket.as_path()), ("ORDERS_DATA_DIR", daemon.paths.data_dir.as_path())];
-    let create = load::processes(&orders, &env, &["create", "--user", "cli", "--total", "2"], times)?;
+    let create_args = ["create", "--user", "cli", "--total", "2"];
+    let create = load::processes(&orders, &env, &create_args, times)?;
     let version = load::processes(&orders, &env, &["--version"], times)?;
+    let bare = load::processes(std::path::Path::new("/bin/true"), &[], &[], times)?;
+    let peaks = (
+        load::peak_kib(&orders, &env, &create_args, times.min(50))?,
+        load::peak_kib(&orders, &env, &["--version"], times.min(50))?,
+        load::peak_kib(std::path::Path::new("/bin/true"), &[], &[], times.min(50))?,
+    );
     daemon.stop()?;
     report.add(
         "`orders create` as a process, median",
@@ -493,6 +502,28 @@ fn cli(report: &mut Report, times: usize) -> anyhow::Result<()> {
         None,
         format!("`orders --version` median {:.2} ms", ms(version.percentile(50.0))),
     );
+    report.add_vs(
+        "`orders --version` as a process, median",
+        "ms",
+        ms(version.percentile(50.0)),
+        ms(bare.percentile(50.0)),
+        "true",
+        "against `true`: the bare start of a process here",
+    );
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    if let (Some(create), Some(version), Some(bare)) = peaks {
+        report.add(
+            "`orders create` as a process, peak memory",
+            "MiB",
+            mib(create),
+            None,
+            format!(
+                "median of GNU time's %M; `orders --version` {:.1} MiB, `true` {:.1} MiB",
+                mib(version),
+                mib(bare)
+            ),
+        );
+    }
     Ok(())
 }
 

@@ -78,6 +78,19 @@ impl Report {
         self.push(name.into(), unit, ours, ceiling.map(|c| (c, "raw")), note.into());
     }
 
+    /// A figure compared with another reference measured in the same run (`kind` names it).
+    pub fn add_vs(
+        &mut self,
+        name: impl Into<String>,
+        unit: &str,
+        ours: f64,
+        reference: f64,
+        kind: &'static str,
+        note: impl Into<String>,
+    ) {
+        self.push(name.into(), unit, ours, Some((reference, kind)), note.into());
+    }
+
     /// A figure compared with the cqrs-es + sqlite-es peer.
     pub fn add_vs_peer(
         &mut self,
