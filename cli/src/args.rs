@@ -1,6 +1,6 @@
 //! The command line, as clap reads it. The man pages are generated from these definitions.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -293,21 +293,30 @@ impl DaemonCli {
     /// The arguments of `orders-daemon` that run the daemon `orders daemon run` was asked for:
     /// every setting spelled out, so that the daemon reads back exactly the values the client read
     /// (from flags or the environment).
-    pub fn arguments(store: &StoreArgs, color: ColorChoice, run: &RunArgs) -> Vec<std::ffi::OsString> {
-        let mut arguments: Vec<std::ffi::OsString> = vec!["run".into()];
-        arguments.extend(run.forwarded().into_iter().map(Into::into));
+    pub fn arguments(store: &StoreArgs, color: ColorChoice, run: &RunArgs) -> Vec<OsString> {
+        let mut arguments: Vec<OsString> = vec!["run".into()];
+        arguments.extend(run.forwarded());
         if run.background {
             arguments.push("--background".into());
         }
         for (flag, path) in [("--socket", &store.socket), ("--data-dir", &store.data_dir)] {
             if let Some(path) = path {
-                arguments.extend([flag.into(), path.clone().into_os_string()]);
+                arguments.push(flag_value(flag, path.as_os_str()));
             }
         }
         let color = clap::ValueEnum::to_possible_value(&color).map(|value| value.get_name().to_owned());
-        arguments.extend(["--color".into(), color.unwrap_or_else(|| "auto".to_owned()).into()]);
+        arguments.push(flag_value("--color", OsStr::new(&color.unwrap_or_else(|| "auto".to_owned()))));
         arguments
     }
+}
+
+/// `--flag=value` as one argument: a value that begins with `-` (`--socket=-x.sock`) is then
+/// never read as an option, and a path that is not UTF-8 goes over byte for byte.
+fn flag_value(flag: &str, value: &OsStr) -> OsString {
+    let mut argument = OsString::from(flag);
+    argument.push("=");
+    argument.push(value);
+    argument
 }
 
 /// The daemon's settings.
@@ -361,26 +370,20 @@ pub struct RunArgs {
 impl RunArgs {
     /// The settings as arguments that `daemon run` reads back unchanged (`--background` aside):
     /// what `daemon start`, `restart` and autostart pass on.
-    pub fn forwarded(&self) -> Vec<String> {
+    pub fn forwarded(&self) -> Vec<OsString> {
         let mut forwarded = vec![
-            "--log-level".to_owned(),
-            self.log_level.clone(),
-            "--max-connections".to_owned(),
-            self.max_connections.to_string(),
-            "--idle-timeout".to_owned(),
-            exact(self.idle_timeout),
-            "--drain-timeout".to_owned(),
-            exact(self.drain_timeout),
-            "--delivery-delay".to_owned(),
-            exact(self.delivery_delay),
-            "--payment-delay".to_owned(),
-            exact(self.payment_delay),
+            flag_value("--log-level", OsStr::new(&self.log_level)),
+            flag_value("--max-connections", OsStr::new(&self.max_connections.to_string())),
+            flag_value("--idle-timeout", OsStr::new(&exact(self.idle_timeout))),
+            flag_value("--drain-timeout", OsStr::new(&exact(self.drain_timeout))),
+            flag_value("--delivery-delay", OsStr::new(&exact(self.delivery_delay))),
+            flag_value("--payment-delay", OsStr::new(&exact(self.payment_delay))),
         ];
         if let Some(log_file) = &self.log_file {
-            forwarded.extend(["--log-file".to_owned(), log_file.display().to_string()]);
+            forwarded.push(flag_value("--log-file", log_file.as_os_str()));
         }
         if self.accept_store_change {
-            forwarded.push("--accept-store-change".to_owned());
+            forwarded.push("--accept-store-change".into());
         }
         forwarded
     }
@@ -513,16 +516,14 @@ mod tests {
     fn the_daemon_binary_reads_back_what_daemon_run_was_given() {
         let given = [
             "orders",
-            "--socket",
-            "/tmp/s p/orders.sock",
+            "--socket=-s p.sock",
             "daemon",
             "run",
             "--data-dir",
             "/tmp/d",
             "--log-level",
             "debug",
-            "--log-file",
-            "/tmp/l.log",
+            "--log-file=-l.log",
             "--max-connections",
             "7",
             "--delivery-delay",
@@ -547,6 +548,22 @@ mod tests {
         assert_eq!(format!("{read:?}"), format!("{run:?}"));
         assert_eq!(format!("{:?}", daemon.store), format!("{:?}", cli.global.store));
         assert_eq!(daemon.color, ColorChoice::Never);
+    }
+
+    /// A path that is not UTF-8 goes over byte for byte (it was turned into U+FFFD once).
+    #[test]
+    fn the_daemon_binary_reads_back_a_path_that_is_not_utf8() {
+        use std::os::unix::ffi::OsStrExt;
+        let log = OsStr::from_bytes(b"/tmp/l\xff.log");
+        let given: Vec<OsString> =
+            vec!["orders".into(), "daemon".into(), "run".into(), "--log-file".into(), log.into()];
+        let cli = Cli::try_parse_from(given).expect("orders daemon run");
+        let Command::Daemon(DaemonCommand::Run(run)) = &cli.command else { panic!("not daemon run") };
+        let arguments = DaemonCli::arguments(&cli.global.store, cli.global.color, run);
+        let daemon = DaemonCli::try_parse_from(std::iter::once("orders-daemon".into()).chain(arguments))
+            .expect("orders-daemon run");
+        let DaemonBinaryCommand::Run(read) = &daemon.command;
+        assert_eq!(read.log_file.as_deref().map(|p| p.as_os_str()), Some(log));
     }
 
     #[test]

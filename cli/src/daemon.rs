@@ -8,7 +8,9 @@
 //! Nothing here deletes anything at the socket path: a file there that is not a live socket is
 //! for the daemon to replace (a dead socket) or refuse (anything else).
 
+use std::ffi::OsString;
 use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -143,7 +145,7 @@ fn path_failure(error: impl std::fmt::Display) -> Failure {
 /// one. A daemon it starts is waited for until it is ready, and a failing start-up is reported
 /// with what the daemon wrote on stderr. Other clients are held back (by the start lock) only
 /// until its socket answers: from then on each of them waits for it on its own.
-pub async fn start_in_background(paths: &Paths, args: &[String]) -> Result<bool, Failure> {
+pub async fn start_in_background(paths: &Paths, args: &[OsString]) -> Result<bool, Failure> {
     paths.ensure_socket_dir().map_err(path_failure)?;
     let lock_path = paths.start_lock_file();
     // 0600, and never through a symlink: as root, a planted link would create or truncate its target.
@@ -160,7 +162,8 @@ pub async fn start_in_background(paths: &Paths, args: &[String]) -> Result<bool,
         Whereabouts::Nobody => {}
         other => return Err(other.failure(paths, None)),
     }
-    let mut child = Command::new(binary()?)
+    let binary = binary()?;
+    let mut child = Command::new(&binary)
         .args(["run", "--background"])
         .args(args)
         .env("ORDERS_DATA_DIR", &paths.data_dir)
@@ -169,7 +172,9 @@ pub async fn start_in_background(paths: &Paths, args: &[String]) -> Result<bool,
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| path_failure(format!("cannot start the daemon: {e}")))?;
+        .map_err(|e| {
+            Failure::new(Exit::Unavailable, format!("cannot start the daemon {}: {e}", binary.display()))
+        })?;
 
     let mut client = answering(paths, &mut child, args).await?;
     drop(lock);
@@ -186,19 +191,53 @@ pub async fn start_in_background(paths: &Paths, args: &[String]) -> Result<bool,
     }
 }
 
-/// The daemon's binary, beside this one (the client does not link the daemon, issue 14).
+/// The daemon's binary, beside this one (the client does not link the daemon, issue 14). It is
+/// run as whoever runs `orders`, so it must be as trustworthy as this binary: a regular file that
+/// belongs to this user or root and that nobody else may write, in a directory that nobody else
+/// may rename it in (a sticky `/tmp` lets others plant an `orders-daemon` beside a copied
+/// `orders`; that one is refused).
 pub fn binary() -> Result<PathBuf, Failure> {
     let exe = std::env::current_exe()
         .map_err(|e| Failure::new(Exit::Unavailable, format!("cannot find the orders binary: {e}")))?;
     let binary = exe.with_file_name(DAEMON_BINARY);
-    if binary.is_file() {
-        return Ok(binary);
+    let refuse = |why: String| {
+        Failure::new(Exit::Unavailable, format!("cannot run the daemon's binary {}: {why}", binary.display()))
+            .with_hint("`cargo install --path cli` installs both binaries; in a source tree, `cargo build --release -p orders` builds both")
+    };
+    let meta = match std::fs::metadata(&binary) {
+        Ok(meta) => meta,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            return Err(refuse("it is missing (it is installed beside orders)".to_owned()));
+        }
+        Err(error) => return Err(refuse(error.to_string())),
+    };
+    if !meta.is_file() {
+        return Err(refuse("it is not a regular file".to_owned()));
     }
-    Err(Failure::new(
-        Exit::Unavailable,
-        format!("the daemon's binary is missing: {} (it is installed beside orders)", binary.display()),
-    )
-    .with_hint("`cargo install --path cli` installs both; in a source tree, `cargo build --release --bins` builds both"))
+    trusted(&meta).map_err(|why| refuse(format!("the file {why}")))?;
+    if let Some(dir) = binary.parent() {
+        let dir_meta = std::fs::metadata(dir).map_err(|e| refuse(format!("{}: {e}", dir.display())))?;
+        let sticky = dir_meta.mode() & 0o1000 != 0;
+        trusted(&dir_meta)
+            .or_else(|why| if sticky && dir_meta.uid() == 0 { Ok(()) } else { Err(why) })
+            .map_err(|why| refuse(format!("its directory {why}")))?;
+    }
+    if meta.mode() & 0o111 == 0 {
+        return Err(refuse("it is not executable".to_owned()));
+    }
+    Ok(binary)
+}
+
+/// Whether a file or directory belongs to this user or root and nobody else may write it.
+fn trusted(meta: &std::fs::Metadata) -> Result<(), String> {
+    let uid = rustix::process::geteuid().as_raw();
+    if meta.uid() != uid && meta.uid() != 0 {
+        return Err(format!("belongs to uid {}, neither to you (uid {uid}) nor to root", meta.uid()));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!("may be written by others (mode {:o})", meta.mode() & 0o7777));
+    }
+    Ok(())
 }
 
 /// The exit status of a daemon that exits within a few seconds; `None` if it goes on.
@@ -216,7 +255,7 @@ async fn exited_soon(child: &mut Child) -> Option<std::process::ExitStatus> {
 }
 
 /// Waits until the daemon just spawned answers on its socket, or exits.
-async fn answering(paths: &Paths, child: &mut Child, args: &[String]) -> Result<Client, Failure> {
+async fn answering(paths: &Paths, child: &mut Child, args: &[OsString]) -> Result<Client, Failure> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         match Client::connect(paths).await {
@@ -238,7 +277,7 @@ async fn answering(paths: &Paths, child: &mut Child, args: &[String]) -> Result<
     }
 }
 
-fn start_failed(child: &mut Child, args: &[String], what: &str) -> Failure {
+fn start_failed(child: &mut Child, args: &[OsString], what: &str) -> Failure {
     let mut stderr = String::new();
     if let Some(mut pipe) = child.stderr.take()
         && child.try_wait().ok().flatten().is_some()
@@ -256,8 +295,14 @@ fn start_failed(child: &mut Child, args: &[String], what: &str) -> Failure {
 }
 
 /// Where the daemon started with `args` logs: `--log-file` if forwarded, else as it resolves it.
-fn log_file_hint(args: &[String]) -> PathBuf {
-    let forwarded = args.windows(2).find(|pair| pair[0] == "--log-file").map(|pair| PathBuf::from(&pair[1]));
+fn log_file_hint(args: &[OsString]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    // `--log-file=PATH`, as `RunArgs::forwarded` spells it.
+    let forwarded = args.iter().find_map(|arg| {
+        arg.as_bytes()
+            .strip_prefix(b"--log-file=")
+            .map(|path| PathBuf::from(std::ffi::OsStr::from_bytes(path)))
+    });
     forwarded
         .or_else(|| std::env::var_os("ORDERS_LOG_FILE").map(PathBuf::from))
         .or_else(|| default_log_file().ok())

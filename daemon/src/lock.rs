@@ -274,11 +274,11 @@ pub fn verify_daemon(pid: u32, data_dir: &Path) -> Result<(), String> {
     };
     let cmdline = std::fs::read(proc.join("cmdline")).unwrap_or_default();
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    let runs_daemon = match args.first() {
-        Some(arg0) if arg0.ends_with(DAEMON_BINARY.as_bytes()) => args.contains(&b"run".as_slice()),
-        Some(arg0) if arg0.ends_with(b"orders") => {
-            args.windows(2).any(|pair| pair[0] == b"daemon" && pair[1] == b"run")
-        }
+    // `orders-daemon run ...`, or `orders ... daemon run ...` (an older build): by file name.
+    let name = args.first().map(|arg0| arg0.rsplit(|b| *b == b'/').next().unwrap_or_default());
+    let runs_daemon = match name {
+        Some(name) if name == DAEMON_BINARY.as_bytes() => args.get(1) == Some(&b"run".as_slice()),
+        Some(b"orders") => args.windows(2).any(|pair| pair[0] == b"daemon" && pair[1] == b"run"),
         _ => false,
     };
     if !same_binary && !runs_daemon {

@@ -62,6 +62,8 @@ pub type WriteResult = Result<OrderView, ErrorBody>;
 enum Job {
     Command(CommandJob),
     Replay(ReplayJob),
+    /// Somebody began to wait for an order: a lingering batch looks again at who waits.
+    Nudge,
 }
 
 struct CommandJob {
@@ -158,6 +160,13 @@ impl Writer {
         answer.await.map_err(|_| shutting_down())?
     }
 
+    /// Tells the writer that somebody began to wait for an order to settle (`wait`, which
+    /// `create --wait` sends right after its create): a batch holding that order's step, waiting
+    /// for a customer's command, stops waiting. Never blocks; a full queue has no lingering batch.
+    pub fn nudge(&self) {
+        let _ = self.jobs.try_send(Job::Nudge);
+    }
+
     /// Starts rebuilding the read model; progress and the report come through the job's channels.
     pub async fn replay(&self, job: ReplayJob) -> Result<(), ErrorBody> {
         self.jobs.send_async(Job::Replay(job)).await.map_err(|_| shutting_down())
@@ -195,6 +204,7 @@ fn run(
             match job {
                 Job::Command(job) => batch.push(job),
                 Job::Replay(job) => start_rebuild(store.as_mut(), job, &mut rebuild),
+                Job::Nudge => {}
             }
             next = if batch.len() >= MAX_BATCH {
                 None
@@ -664,6 +674,28 @@ mod tests {
         let cancelled = writer.execute(declined).await.expect("declined");
         assert_eq!(cancelled.status, OrderStatus::Cancelled);
         assert!(started.elapsed() < Duration::from_secs(10), "it did not wait for the linger");
+        drop(waiting);
+        drop(writer);
+        thread.join().expect("the writer thread");
+    }
+
+    /// `create --wait` subscribes after its create was answered, while the order's payment
+    /// may be waiting for a customer's command: the subscription's nudge sends it at once.
+    #[tokio::test]
+    async fn a_waiter_arriving_during_the_linger_ends_it() {
+        let pacing = Pacing { linger: Duration::from_secs(30), customers_active: Duration::from_secs(60) };
+        let (writer, thread, settlements) = paced_writer(pacing);
+        let order = writer.execute(create(2)).await.expect("created").id;
+        let started = std::time::Instant::now();
+        let payment = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.execute(approve(order)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let waiting = settlements.subscribe(order);
+        writer.nudge();
+        payment.await.expect("the payment's task").expect("approved");
+        assert!(started.elapsed() < Duration::from_secs(10), "the nudge ended the linger");
         drop(waiting);
         drop(writer);
         thread.join().expect("the writer thread");

@@ -4,6 +4,7 @@ mod fixture;
 
 mod bad_input;
 mod basics;
+mod binaries;
 mod cli;
 mod clock;
 mod crash;

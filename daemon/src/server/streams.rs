@@ -109,6 +109,8 @@ pub(super) async fn wait_until_settled(
     loop {
         // Subscribe first, then look: a settlement in between cannot be missed.
         let mut subscription = context.settlements.subscribe(id);
+        // A step of this order held back for a customer's command goes now (issue 14).
+        context.writer.nudge();
         let order = find_order(context, id).await?;
         if order.status.is_settled() {
             return Ok(order);
