@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use orders::client::Client;
 use orders_daemon::paths::Paths;
-use orders_shared::protocol::{CreateRequest, ListRequest, OrderPage, OrderView, Request, WaitRequest};
+use orders_shared::protocol::{
+    BackupReport, BackupRequest, CreateRequest, ListRequest, OrderPage, OrderView, Request, WaitRequest,
+};
 use orders_shared::{OrderStatus, Total};
 
 /// Request latencies, and what they add up to.
@@ -213,4 +215,32 @@ pub fn peak_kib(
     }
     peaks.sort_unstable();
     Ok(peaks.get(peaks.len() / 2).copied())
+}
+
+/// A backup to `file` while one client places orders one after the other: the backup's report
+/// and every create's latency meanwhile (issue 15: commands keep being answered).
+pub async fn creates_during_backup(paths: &Paths, file: &Path) -> anyhow::Result<(BackupReport, Latencies)> {
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let creating = tokio::spawn({
+        let (paths, done) = (paths.clone(), std::sync::Arc::clone(&done));
+        async move {
+            let mut client = Client::connect(&paths).await?;
+            let mut latencies = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let request = create("backup".to_owned(), 2)?;
+                let sent = Instant::now();
+                let _: OrderView = client.call(&request).await.map_err(|f| anyhow::anyhow!(f.message))?;
+                latencies.push(sent.elapsed());
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut client = Client::connect(paths).await?;
+    let request = Request::Backup(BackupRequest { path: file.display().to_string() });
+    let report = client.call_within(&request, Duration::from_secs(3600)).await;
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let latencies = creating.await??;
+    let report: BackupReport = report.map_err(|f| anyhow::anyhow!(f.message))?;
+    Ok((report, Latencies(latencies)))
 }

@@ -404,6 +404,26 @@ async fn list_and_memory(report: &mut Report, orders: usize) -> anyhow::Result<(
             ms(old_plan.percentile(50.0))
         ),
     );
+    let (backup, during) = load::creates_during_backup(&daemon.paths, &dir.path().join("backup.db")).await?;
+    report.add(
+        format!("backup of {orders} orders (VACUUM INTO), while creating"),
+        "s",
+        backup.duration_ms as f64 / 1000.0,
+        None,
+        format!("{:.1} MB, {} events", backup.bytes as f64 / 1e6, backup.events),
+    );
+    report.add(
+        format!("longest create during the backup of {orders} orders"),
+        "ms",
+        ms(during.max()),
+        None,
+        format!(
+            "{} creates; p50 {:.3} ms, p99 {:.3} ms",
+            during.0.len(),
+            ms(during.percentile(50.0)),
+            ms(during.percentile(99.0))
+        ),
+    );
     load::creates(&daemon.paths, 64, Duration::from_secs(3)).await?;
     load::settled(&daemon.paths, 64, Duration::from_secs(3)).await?;
     let (peak_kib, rss_kib) = daemon.memory_kib()?;

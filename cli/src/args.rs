@@ -103,6 +103,11 @@ pub enum Command {
     #[command(after_help = "Example:\n  orders check || echo \"the data needs attention\"")]
     Check,
 
+    /// Write a consistent copy of the whole store to FILE while the daemon keeps serving (owner-only,
+    /// replaced atomically; a single SQLite file)
+    #[command(after_help = "Example:\n  orders backup ~/backups/orders-$(date +%F).db")]
+    Backup(BackupArgs),
+
     /// Cancel an order that is not delivered yet
     #[command(after_help = "Example:\n  orders cancel 019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b")]
     Cancel(OrderArg),
@@ -234,6 +239,13 @@ pub struct EventsArgs {
     /// Keep printing new events as they are appended, until interrupted
     #[arg(long, short)]
     pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where the copy goes (a file there is replaced); outside the data directory
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -9,11 +9,11 @@ use std::io::{self, IsTerminal, StdoutLock, Write};
 
 use orders_daemon::paths::Paths;
 use orders_shared::OrderId;
-use orders_shared::protocol::{CheckReport, CheckRequest, Request};
+use orders_shared::protocol::{BackupReport, BackupRequest, CheckReport, CheckRequest, Request};
 use serde::Serialize;
 
 use crate::args::{
-    Cli, Command, CompletionsArgs, DaemonCommand, EventsArgs, GlobalArgs, ReplayArgs, StoreArgs,
+    BackupArgs, Cli, Command, CompletionsArgs, DaemonCommand, EventsArgs, GlobalArgs, ReplayArgs, StoreArgs,
 };
 use crate::client::Client;
 use crate::eventlog;
@@ -33,6 +33,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Cancel(args) => orders::cancel(ctx, args.id).await,
         Command::List(args) => orders::list(ctx, args).await,
         Command::Check => check(ctx).await,
+        Command::Backup(args) => backup(ctx, args).await,
         Command::Completions(args) => completions(ctx, args),
         Command::Daemon(DaemonCommand::Start(args)) => daemon::start(ctx, &args).await,
         Command::Daemon(DaemonCommand::Restart(args)) => daemon::restart(ctx, &args).await,
@@ -109,6 +110,19 @@ async fn check(ctx: &mut Context) -> Result<(), Failure> {
         return Err(Failure::new(Exit::CheckFailed, format!("the check found {} problems", report.problems)));
     }
     Ok(())
+}
+
+/// `orders backup FILE`: the path is made absolute here, where the user's working directory is.
+async fn backup(ctx: &mut Context, args: BackupArgs) -> Result<(), Failure> {
+    let file = std::path::absolute(&args.file)
+        .map_err(|e| Failure::new(Exit::Usage, format!("{}: {e}", args.file.display())))?;
+    let path = file.to_str().ok_or_else(|| {
+        Failure::new(Exit::Usage, format!("{} is not a UTF-8 path; choose another name", file.display()))
+    })?;
+    let request = Request::Backup(BackupRequest { path: path.to_owned() });
+    // A copy of a large store takes a while (about a second per 100,000 orders here).
+    let report: BackupReport = ctx.connect().await?.call_within(&request, CHECK_TIMEOUT).await?;
+    ctx.emit(&report, |out| output::backup(out, &report))
 }
 
 /// `orders completions <shell>`.

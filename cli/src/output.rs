@@ -216,6 +216,18 @@ pub fn status(out: &mut impl Write, status: &orders_shared::protocol::DaemonStat
 }
 
 /// What `orders check` found.
+pub fn backup(out: &mut impl Write, report: &orders_shared::protocol::BackupReport) -> io::Result<()> {
+    writeln!(
+        out,
+        "backed up {} events of {} orders to {} ({:.1} MB) in {:.2} s",
+        report.events,
+        report.orders,
+        report.path,
+        report.bytes as f64 / 1e6,
+        report.duration_ms as f64 / 1000.0
+    )
+}
+
 pub fn check(out: &mut impl Write, report: &orders_shared::protocol::CheckReport) -> io::Result<()> {
     let seconds = report.duration_ms as f64 / 1000.0;
     if report.damaged {

@@ -23,6 +23,7 @@
 //!
 //! The `orders-daemon` binary (what `orders daemon run` execs) calls [`run`]; tests can call it directly.
 
+mod backup;
 mod check;
 pub mod clock;
 pub mod command;

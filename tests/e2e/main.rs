@@ -2,6 +2,7 @@
 
 mod fixture;
 
+mod backup;
 mod bad_input;
 mod basics;
 mod binaries;

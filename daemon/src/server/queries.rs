@@ -1,11 +1,12 @@
-//! The read requests — `show`, `list`, `history`, `status`, `check` — and the views they answer
+//! The read requests — `show`, `list`, `history`, `status`, `check`, `backup` — and the views they answer
 //! with. Each runs on a read snapshot of the store ([`crate::readers`]).
 
 use std::sync::Arc;
 
 use orders_shared::OrderId;
 use orders_shared::protocol::{
-    DaemonState, DaemonStatus, ErrorBody, ErrorCode, EventView, ListRequest, OrderView, PROTOCOL_VERSION,
+    BackupReport, DaemonState, DaemonStatus, ErrorBody, ErrorCode, EventView, ListRequest, OrderView,
+    PROTOCOL_VERSION,
 };
 use serde_json::value::RawValue;
 
@@ -40,6 +41,19 @@ pub(super) async fn check_database(context: &Context) -> Result<Box<RawValue>, E
         Err(error) if error.is_damage() => Ok(to_json(crate::check::damaged(&error.to_string(), started))),
         Err(error) => Err(read_error_body(&error)),
     }
+}
+
+/// `backup`: a copy of the store on a read snapshot, while writes go on (`crate::backup`).
+pub(super) async fn backup(context: &Context, path: String) -> Result<BackupReport, ErrorBody> {
+    let paths = context.paths.clone();
+    let report = context
+        .readers
+        .read(move |reads| Ok(crate::backup::backup(reads, &paths, std::path::Path::new(&path))))
+        .await
+        .map_err(|error| read_error_body(&error))?
+        .map_err(crate::backup::BackupError::into_body)?;
+    tracing::info!(path = %report.path, events = report.events, ms = report.duration_ms, "backup made");
+    Ok(report)
 }
 
 pub(super) async fn find_order(context: &Context, id: OrderId) -> Result<OrderView, ErrorBody> {

@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 
 use super::context::Context;
 use super::events::{events_page, follow_events};
-use super::queries::{check_database, find_order, list_orders, order_history, status, to_json};
+use super::queries::{backup, check_database, find_order, list_orders, order_history, status, to_json};
 use super::streams::{replay, wait_until_settled, watch_order};
 use crate::command::WriteCommand;
 use crate::connection::Lines;
@@ -69,6 +69,7 @@ pub(super) async fn route(context: &Context, request: Request) -> Reply {
             unreachable!("streaming requests are handled by the connection")
         }
         Request::Check(_) => check_database(context).await,
+        Request::Backup(request) => backup(context, request.path).await.map(to_json),
         Request::Status(_) => status(context).await.map(to_json),
         Request::Shutdown(_) => {
             let status = status(context).await;

@@ -778,4 +778,8 @@ impl Reads for Snapshot {
         walked.checkpoint = state.checkpoint;
         Ok(walked)
     }
+
+    fn backup(&mut self, _into: &std::path::Path) -> Result<(u64, u64), StoreError> {
+        Err(StoreError::Unsupported("the in-memory store has no file to back up".to_owned()))
+    }
 }

@@ -28,6 +28,7 @@ pub mod memory;
 pub mod sqlite;
 
 use std::fmt;
+use std::path::Path;
 
 use jiff::Timestamp;
 use orders_shared::protocol::{Cursor, ListRequest, OrderPage, OrderView};
@@ -184,6 +185,9 @@ pub enum StoreError {
     /// Anything else the backend reports: a bug more likely than a fault.
     #[error("{0}")]
     Failed(String, #[source] Option<Cause>),
+    /// The backend does not do this; the message says what to use instead.
+    #[error("{0}")]
+    Unsupported(String),
     /// The database file is a symlink, no regular file, or cannot be opened.
     #[error(transparent)]
     File(#[from] crate::files::FileError),
@@ -414,6 +418,13 @@ pub trait Reads {
     /// The checker's walk over the whole store: the backend's own integrity check, then each
     /// order with everything stored about it, then what belongs to no order.
     fn walk(&mut self, visit: &mut dyn FnMut(Walking)) -> Result<Walked, StoreError>;
+
+    /// A consistent copy of the whole store, as of one commit, into `into`: an empty file the
+    /// caller made (owner-only) and renames into place (`crate::backup`). Writers go on
+    /// meanwhile. Returns the events and orders the copy holds, counted in the copy. A backend
+    /// whose database is backed up by its own tools (a server's dumps and replicas) says so
+    /// with [`StoreError::Unsupported`].
+    fn backup(&mut self, into: &Path) -> Result<(u64, u64), StoreError>;
 }
 
 /// What `status` counts, as of one commit.

@@ -12,11 +12,11 @@ mod view;
 
 pub use reply::{ErrorBody, ErrorCode, Reply, raw};
 pub use request::{
-    Addressed, CancelRequest, CheckRequest, CreateRequest, Envelope, EventsRequest, HistoryRequest,
-    IdempotencyKey, ListRequest, MAX_REQUEST_BYTES, PROTOCOL_VERSION, ReplayRequest, Request, ShowRequest,
-    ShutdownRequest, StatusRequest, WaitRequest, WatchRequest,
+    Addressed, BackupRequest, CancelRequest, CheckRequest, CreateRequest, Envelope, EventsRequest,
+    HistoryRequest, IdempotencyKey, ListRequest, MAX_REQUEST_BYTES, PROTOCOL_VERSION, ReplayRequest, Request,
+    ShowRequest, ShutdownRequest, StatusRequest, WaitRequest, WatchRequest,
 };
 pub use view::{
-    CheckProblem, CheckReport, Cursor, DaemonState, DaemonStatus, Difference, EventPage, EventView,
-    OrderPage, OrderView, ReplayProgress, ReplayReport, StartProgress, StartStep, StuckStep,
+    BackupReport, CheckProblem, CheckReport, Cursor, DaemonState, DaemonStatus, Difference, EventPage,
+    EventView, OrderPage, OrderView, ReplayProgress, ReplayReport, StartProgress, StartStep, StuckStep,
 };

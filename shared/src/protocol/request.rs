@@ -50,6 +50,7 @@ pub enum Request {
     Events(EventsRequest),
     Replay(ReplayRequest),
     Check(CheckRequest),
+    Backup(BackupRequest),
     Status(StatusRequest),
     Shutdown(ShutdownRequest),
 }
@@ -68,6 +69,7 @@ impl Request {
             Request::Events(_) => "events",
             Request::Replay(_) => "replay",
             Request::Check(_) => "check",
+            Request::Backup(_) => "backup",
             Request::Status(_) => "status",
             Request::Shutdown(_) => "shutdown",
         }
@@ -224,6 +226,15 @@ pub struct CheckRequest {}
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StatusRequest {}
+
+/// A consistent copy of the whole store, written by the daemon to `path` (issue 15).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRequest {
+    /// Where the copy goes: an absolute path (the daemon's working directory is not the
+    /// client's). A file there is replaced, atomically.
+    pub path: String,
+}
 
 /// See [`CheckRequest`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -444,6 +455,7 @@ mod tests {
             Request::Events(EventsRequest::default()),
             Request::Replay(ReplayRequest::default()),
             Request::Check(CheckRequest {}),
+            Request::Backup(BackupRequest { path: "/backups/orders.db".to_owned() }),
             Request::Status(StatusRequest {}),
             Request::Shutdown(ShutdownRequest {}),
         ];
@@ -594,6 +606,7 @@ mod tests {
                 Just("follow".to_owned()),
                 Just("check".to_owned()),
                 Just("timeout_ms".to_owned()),
+                Just("path".to_owned()),
                 "[a-z_]{1,8}",
             ]
         }
@@ -609,6 +622,7 @@ mod tests {
                 Just("watch"),
                 Just("events"),
                 Just("replay"),
+                Just("backup"),
                 Just("status"),
                 Just("shutdown"),
             ]

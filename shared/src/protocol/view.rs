@@ -60,6 +60,19 @@ pub struct CheckReport {
     pub damaged: bool,
 }
 
+/// What `backup` wrote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupReport {
+    /// The copy, as the daemon named it (absolute).
+    pub path: String,
+    /// Events and orders in the copy (counted in the copy itself).
+    pub events: u64,
+    pub orders: u64,
+    /// The copy's size.
+    pub bytes: u64,
+    pub duration_ms: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckProblem {
     /// The order concerned, when there is one.

@@ -1,0 +1,104 @@
+//! `orders backup FILE` (issue 15): a consistent copy of the whole store, written while the
+//! daemon keeps serving. The backend makes the copy (`Reads::backup`, SQLite's `VACUUM INTO`);
+//! this module owns the file around it: an owner-only temporary file beside the target, made
+//! with `O_EXCL` and never through a symlink, synced, renamed over the target and the directory
+//! synced, so that the target is either the old file or the whole new copy, never a torn one.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use orders_shared::protocol::{BackupReport, ErrorBody, ErrorCode};
+
+use crate::files::OWNER_ONLY;
+use crate::paths::Paths;
+use crate::store::{Reads, StoreError};
+
+/// Why a backup was not made; nothing was left behind.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// The target cannot be used: the message says why and what to do.
+    #[error("{0}")]
+    Target(String),
+    #[error("cannot write the backup: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("cannot copy the store: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl BackupError {
+    pub fn into_body(self) -> ErrorBody {
+        let code = match &self {
+            BackupError::Target(_) | BackupError::Store(StoreError::Unsupported(_)) => {
+                ErrorCode::InvalidRequest
+            }
+            BackupError::Io(_) => ErrorCode::Unavailable,
+            BackupError::Store(error) => crate::command::storage_error_body(error).code,
+        };
+        ErrorBody::new(code, format!("no backup was made: {self}"))
+    }
+}
+
+/// Copies the store into `target` (an absolute path) on a read snapshot.
+pub fn backup(reads: &mut dyn Reads, paths: &Paths, target: &Path) -> Result<BackupReport, BackupError> {
+    let started = Instant::now();
+    let (directory, name) = place(paths, target)?;
+    let temporary = directory.join(format!(".{name}.{}.orders-backup", uuid::Uuid::now_v7().simple()));
+    let file = create(&temporary)?;
+    let copied = reads.backup(&temporary).map_err(BackupError::from).and_then(|(events, orders)| {
+        file.sync_all()?;
+        let bytes = file.metadata()?.len();
+        std::fs::rename(&temporary, target)?;
+        File::open(&directory)?.sync_all()?;
+        Ok((events, orders, bytes))
+    });
+    let (events, orders, bytes) = copied.inspect_err(|_| {
+        let _ = std::fs::remove_file(&temporary);
+    })?;
+    Ok(BackupReport {
+        path: target.display().to_string(),
+        events,
+        orders,
+        bytes,
+        duration_ms: started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),
+    })
+}
+
+/// The target's directory and file name, once it is clear the target may be written: an absolute
+/// path in an existing directory, not a directory itself, and none of the live store's files.
+fn place(paths: &Paths, target: &Path) -> Result<(PathBuf, String), BackupError> {
+    let refuse = |why: String| Err(BackupError::Target(why));
+    if !target.is_absolute() {
+        return refuse(format!("{} is not an absolute path", target.display()));
+    }
+    let (Some(parent), Some(name)) = (target.parent(), target.file_name().and_then(|n| n.to_str())) else {
+        return refuse(format!("{} names no file", target.display()));
+    };
+    let directory = match std::fs::canonicalize(parent) {
+        Ok(directory) if directory.is_dir() => directory,
+        Ok(_) => return refuse(format!("{} is not a directory", parent.display())),
+        Err(error) => return refuse(format!("{}: {error}", parent.display())),
+    };
+    if std::fs::symlink_metadata(target).is_ok_and(|meta| meta.is_dir()) {
+        return refuse(format!("{} is a directory; name the file to write", target.display()));
+    }
+    let data_dir = std::fs::canonicalize(&paths.data_dir).unwrap_or_else(|_| paths.data_dir.clone());
+    if directory == data_dir {
+        return refuse(format!(
+            "{} is in the data directory, which is the daemon's own; write the backup elsewhere",
+            target.display()
+        ));
+    }
+    Ok((directory, name.to_owned()))
+}
+
+/// A new, empty, owner-only file that was not there before (never through a symlink).
+fn create(path: &Path) -> Result<File, BackupError> {
+    Ok(OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(OWNER_ONLY)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)?)
+}

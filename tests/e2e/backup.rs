@@ -1,0 +1,132 @@
+//! `orders backup FILE` (issue 15): a consistent copy while the daemon keeps serving.
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde_json::json;
+
+use crate::fixture::{RawClient, TestDaemon, code, stderr};
+
+/// The files in a directory, by name.
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read the directory")
+        .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_backup_under_write_load_holds_every_order_acknowledged_before_it_began() {
+    let daemon = TestDaemon::start();
+    let before = daemon.bulk_create(300, 7);
+    // Writes go on during the backup, from another connection.
+    let writing = Arc::new(AtomicBool::new(true));
+    let writer = std::thread::spawn({
+        let (writing, socket, request) = (
+            Arc::clone(&writing),
+            daemon.socket(),
+            daemon.request(json!({"cmd": "create", "user": "during", "total": 2})),
+        );
+        move || {
+            let mut client = RawClient::connect(&socket);
+            let mut created = 0;
+            while writing.load(Ordering::Relaxed) {
+                assert_eq!(client.call(request.clone())["ok"], true);
+                created += 1;
+            }
+            created
+        }
+    });
+    let backups = tempfile::tempdir().expect("tempdir");
+    let file = backups.path().join("orders-backup.db");
+    let report = daemon.json(["backup", file.to_str().expect("utf-8")]);
+    writing.store(false, Ordering::Relaxed);
+    let during = writer.join().expect("the writer");
+    assert!(during > 0, "writes went on");
+
+    assert_eq!(names(backups.path()), ["orders-backup.db"], "no temporary file left behind");
+    let meta = std::fs::metadata(&file).expect("the backup");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "owner-only");
+    assert_eq!(report["bytes"].as_u64(), Some(meta.len()));
+
+    let copy = rusqlite::Connection::open_with_flags(&file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("open the backup");
+    let ok: String = copy.query_row("PRAGMA integrity_check", [], |row| row.get(0)).expect("integrity");
+    assert_eq!(ok, "ok");
+    let orders: i64 = copy.query_row("SELECT count(*) FROM orders", [], |row| row.get(0)).expect("count");
+    assert_eq!(report["orders"].as_i64(), Some(orders), "the report counts the copy");
+    let mut find = copy.prepare("SELECT count(*) FROM orders WHERE id = ?1").expect("prepare");
+    for id in &before {
+        let found: i64 = find.query_row([id], |row| row.get(0)).expect("look up");
+        assert_eq!(found, 1, "order {id}, acknowledged before the backup, is in it");
+    }
+}
+
+#[test]
+fn a_backup_replaces_an_older_one_and_takes_a_path_relative_to_the_client() {
+    let daemon = TestDaemon::start();
+    daemon.create("first", 2);
+    let backups = tempfile::tempdir().expect("tempdir");
+    let run_in =
+        |args: &[&str]| daemon.command().current_dir(backups.path()).args(args).output().expect("run");
+    let first = run_in(&["backup", "nightly.db", "--json"]);
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    daemon.create("second", 4);
+    let second = run_in(&["backup", "nightly.db", "--json"]);
+    assert_eq!(code(&second), 0, "{}", stderr(&second));
+    let report: serde_json::Value = serde_json::from_slice(&second.stdout).expect("json");
+    assert_eq!(report["orders"], 2, "the newer copy replaced the older one");
+    let path = backups.path().canonicalize().expect("canonical").join("nightly.db");
+    assert_eq!(report["path"], path.display().to_string());
+    assert_eq!(names(backups.path()), ["nightly.db"]);
+}
+
+#[test]
+fn a_backup_is_refused_where_it_would_do_harm_and_leaves_nothing() {
+    let daemon = TestDaemon::start();
+    daemon.create("harm", 2);
+    let data_dir = daemon.data_dir();
+    let inside = data_dir.join("orders.db");
+    let before = names(&data_dir);
+    for (target, says) in [
+        (inside.display().to_string(), "data directory"),
+        ("/nonexistent-orders-dir/b.db".to_owned(), "No such file or directory"),
+        (std::env::temp_dir().display().to_string(), "is a directory"),
+    ] {
+        let output = daemon.run(["backup", &target]);
+        assert_eq!(code(&output), 1, "{target}: {}", stderr(&output));
+        assert!(stderr(&output).contains("no backup was made"), "{}", stderr(&output));
+        assert!(stderr(&output).contains(says), "{target}: {}", stderr(&output));
+    }
+    assert_eq!(names(&data_dir), before, "nothing was written in the data directory");
+    assert_eq!(daemon.json(["list", "--user", "harm"]).as_array().map(Vec::len), Some(1));
+}
+
+/// The README's restore by hand: stop, put the copy back, start once with
+/// `--accept-store-change` (refused without it: the store went backwards), check.
+#[test]
+fn a_backup_put_back_by_hand_is_served_once_the_change_is_accepted() {
+    let mut daemon = TestDaemon::start();
+    let kept = daemon.create("kept", 2);
+    let backups = tempfile::tempdir().expect("tempdir");
+    let file = backups.path().join("copy.db");
+    daemon.ok(["backup", file.to_str().expect("utf-8")]);
+    let lost = daemon.create("lost", 4);
+    daemon.signal("TERM");
+
+    let data_dir = daemon.data_dir();
+    std::fs::copy(&file, data_dir.join("orders.db")).expect("put the copy back");
+    for stale in ["orders.db-wal", "orders.db-shm"] {
+        let _ = std::fs::remove_file(data_dir.join(stale));
+    }
+    let refused = daemon.try_spawn().expect_err("an older copy is not served silently");
+    assert!(refused.contains("went backwards"), "{refused}");
+    daemon.set_env("ORDERS_ACCEPT_STORE_CHANGE", Some("1"));
+    daemon.spawn();
+    daemon.wait_for_status(&kept, "delivered");
+    assert_eq!(code(&daemon.run(["show", &lost])), 3, "the order placed after the backup is not in it");
+    assert_eq!(code(&daemon.run(["check"])), 0);
+}
