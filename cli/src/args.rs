@@ -100,8 +100,10 @@ pub enum Command {
 
     /// Verify the whole event log: every order's state machine, stream versions without gaps, the
     /// sagas' open steps and the read model (exit code 7 on a problem)
-    #[command(after_help = "Example:\n  orders check || echo \"the data needs attention\"")]
-    Check,
+    #[command(
+        after_help = "Examples:\n  orders check || echo \"the data needs attention\"\n  orders check --file ~/backups/orders-2026-12-03.db   # a backup, where it lands; no daemon needed"
+    )]
+    Check(CheckArgs),
 
     /// Write a consistent copy of the whole store to FILE while the daemon keeps serving (owner-only,
     /// replaced atomically; a single SQLite file)
@@ -242,6 +244,14 @@ pub struct EventsArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Check this copy of a store (what `orders backup` wrote) instead of the daemon's, read-only
+    /// and without a daemon
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct BackupArgs {
     /// Where the copy goes (a file there is replaced); outside the data directory
     #[arg(value_name = "FILE")]
@@ -299,6 +309,17 @@ pub struct DaemonCli {
 pub enum DaemonBinaryCommand {
     /// Run the daemon in the foreground
     Run(RunArgs),
+
+    /// Check a copy of a store (a backup) without a daemon and print the report as JSON (what
+    /// `orders check --file` runs)
+    Check(CheckCopyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckCopyArgs {
+    /// The copy to check
+    #[arg(long, value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 impl DaemonCli {
@@ -551,12 +572,12 @@ mod tests {
             "--color",
             "never",
         ];
-        let cli = Cli::try_parse_from(given).expect("orders daemon run");
-        let Command::Daemon(DaemonCommand::Run(run)) = &cli.command else { panic!("not daemon run") };
-        let arguments = DaemonCli::arguments(&cli.global.store, cli.global.color, run);
-        let daemon = DaemonCli::try_parse_from(std::iter::once("orders-daemon".into()).chain(arguments))
-            .expect("orders-daemon run");
-        let DaemonBinaryCommand::Run(read) = &daemon.command;
+        let (cli, daemon) = read_back(given.map(OsString::from));
+        let (Command::Daemon(DaemonCommand::Run(run)), DaemonBinaryCommand::Run(read)) =
+            (&cli.command, &daemon.command)
+        else {
+            panic!("not daemon run")
+        };
         assert_eq!(format!("{read:?}"), format!("{run:?}"));
         assert_eq!(format!("{:?}", daemon.store), format!("{:?}", cli.global.store));
         assert_eq!(daemon.color, ColorChoice::Never);
@@ -569,13 +590,19 @@ mod tests {
         let log = OsStr::from_bytes(b"/tmp/l\xff.log");
         let given: Vec<OsString> =
             vec!["orders".into(), "daemon".into(), "run".into(), "--log-file".into(), log.into()];
+        let (_, daemon) = read_back(given);
+        let DaemonBinaryCommand::Run(read) = &daemon.command else { panic!("not run") };
+        assert_eq!(read.log_file.as_deref().map(|p| p.as_os_str()), Some(log));
+    }
+
+    /// `orders <given>` (a `daemon run`), and `orders-daemon` run with what it forwards.
+    fn read_back(given: impl IntoIterator<Item = OsString>) -> (Cli, DaemonCli) {
         let cli = Cli::try_parse_from(given).expect("orders daemon run");
         let Command::Daemon(DaemonCommand::Run(run)) = &cli.command else { panic!("not daemon run") };
         let arguments = DaemonCli::arguments(&cli.global.store, cli.global.color, run);
         let daemon = DaemonCli::try_parse_from(std::iter::once("orders-daemon".into()).chain(arguments))
             .expect("orders-daemon run");
-        let DaemonBinaryCommand::Run(read) = &daemon.command;
-        assert_eq!(read.log_file.as_deref().map(|p| p.as_os_str()), Some(log));
+        (cli, daemon)
     }
 
     #[test]

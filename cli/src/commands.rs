@@ -13,7 +13,8 @@ use orders_shared::protocol::{BackupReport, BackupRequest, CheckReport, CheckReq
 use serde::Serialize;
 
 use crate::args::{
-    BackupArgs, Cli, Command, CompletionsArgs, DaemonCommand, EventsArgs, GlobalArgs, ReplayArgs, StoreArgs,
+    BackupArgs, CheckArgs, Cli, Command, CompletionsArgs, DaemonCommand, EventsArgs, GlobalArgs, ReplayArgs,
+    StoreArgs,
 };
 use crate::client::Client;
 use crate::eventlog;
@@ -32,7 +33,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Show(args) => orders::show(ctx, args.id).await,
         Command::Cancel(args) => orders::cancel(ctx, args.id).await,
         Command::List(args) => orders::list(ctx, args).await,
-        Command::Check => check(ctx).await,
+        Command::Check(args) => check(ctx, args).await,
         Command::Backup(args) => backup(ctx, args).await,
         Command::Completions(args) => completions(ctx, args),
         Command::Daemon(DaemonCommand::Start(args)) => daemon::start(ctx, &args).await,
@@ -101,15 +102,36 @@ async fn replay(ctx: &mut Context, args: ReplayArgs) -> Result<(), Failure> {
 /// A check walks the whole log: give it time (about 10 s per million orders).
 const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// `orders check`: the report, and a failure (exit 7) if it found problems.
-async fn check(ctx: &mut Context) -> Result<(), Failure> {
-    let report: CheckReport =
-        ctx.connect().await?.call_within(&Request::Check(CheckRequest {}), CHECK_TIMEOUT).await?;
+/// `orders check`: the report, and a failure (exit 7) if it found problems. With `--file`, a
+/// copy of a store is checked by the daemon's binary, without a daemon (the client does not
+/// link the checker).
+async fn check(ctx: &mut Context, args: CheckArgs) -> Result<(), Failure> {
+    let report: CheckReport = match &args.file {
+        Some(file) => check_copy(file)?,
+        None => ctx.connect().await?.call_within(&Request::Check(CheckRequest {}), CHECK_TIMEOUT).await?,
+    };
     ctx.emit(&report, |out| output::check(out, &report))?;
     if report.problems > 0 {
         return Err(Failure::new(Exit::CheckFailed, format!("the check found {} problems", report.problems)));
     }
     Ok(())
+}
+
+/// `orders-daemon check --file FILE`, and its report.
+fn check_copy(file: &std::path::Path) -> Result<CheckReport, Failure> {
+    let output = std::process::Command::new(crate::daemon::binary()?)
+        .args(["check", "--file"])
+        .arg(file)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| Failure::new(Exit::Failure, format!("cannot run the check: {e}")))?;
+    if !output.status.success() {
+        let said = String::from_utf8_lossy(&output.stderr);
+        let said = said.trim().strip_prefix("error: ").unwrap_or(said.trim());
+        return Err(Failure::new(Exit::Failure, said.to_owned()));
+    }
+    serde_json::from_slice(&output.stdout)
+        .map_err(|e| Failure::new(Exit::Failure, format!("the check's report cannot be read: {e}")))
 }
 
 /// `orders backup FILE`: the path is made absolute here, where the user's working directory is.

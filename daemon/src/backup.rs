@@ -46,13 +46,15 @@ pub fn backup(reads: &mut dyn Reads, paths: &Paths, target: &Path) -> Result<Bac
     let (directory, name) = place(paths, target)?;
     let temporary = directory.join(format!(".{name}.{}.orders-backup", uuid::Uuid::now_v7().simple()));
     let file = create(&temporary)?;
-    let copied = reads.backup(&temporary).map_err(BackupError::from).and_then(|(events, orders)| {
-        file.sync_all()?;
-        let bytes = file.metadata()?.len();
-        std::fs::rename(&temporary, target)?;
-        File::open(&directory)?.sync_all()?;
-        Ok((events, orders, bytes))
-    });
+    let copied = with_writeback(&file, || reads.backup(&temporary)).map_err(BackupError::from).and_then(
+        |(events, orders)| {
+            file.sync_all()?;
+            let bytes = file.metadata()?.len();
+            std::fs::rename(&temporary, target)?;
+            File::open(&directory)?.sync_all()?;
+            Ok((events, orders, bytes))
+        },
+    );
     let (events, orders, bytes) = copied.inspect_err(|_| {
         let _ = std::fs::remove_file(&temporary);
     })?;
@@ -64,6 +66,27 @@ pub fn backup(reads: &mut dyn Reads, paths: &Paths, target: &Path) -> Result<Bac
         duration_ms: started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),
     })
 }
+
+/// Runs `copy` while another thread flushes the file's pages to disk every [`WRITEBACK_EVERY`],
+/// so that the copy reaches the disk as it is written: one flush of gigabytes at the end would
+/// hold every commit's fsync behind it for a long moment (measured: 0.7 s at 1M orders).
+fn with_writeback<T>(file: &File, copy: impl FnOnce() -> T) -> T {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(WRITEBACK_EVERY);
+                let _ = file.sync_data();
+            }
+        });
+        let copied = copy();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        copied
+    })
+}
+
+/// How often the copy's pages are flushed while it is written.
+const WRITEBACK_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The target's directory and file name, once it is clear the target may be written: an absolute
 /// path in an existing directory, not a directory itself, and none of the live store's files.

@@ -130,3 +130,47 @@ fn a_backup_put_back_by_hand_is_served_once_the_change_is_accepted() {
     assert_eq!(code(&daemon.run(["show", &lost])), 3, "the order placed after the backup is not in it");
     assert_eq!(code(&daemon.run(["check"])), 0);
 }
+
+/// `orders check --file` checks a backup where it lands, with no daemon running, and refuses
+/// what is not an orders store of this version.
+#[test]
+fn a_backup_is_checked_where_it_lands_without_a_daemon() {
+    let mut daemon = TestDaemon::start();
+    daemon.create("checked", 2);
+    daemon.create("checked", 3);
+    let backups = tempfile::tempdir().expect("tempdir");
+    let file = backups.path().join("copy.db");
+    daemon.ok(["backup", file.to_str().expect("utf-8")]);
+    daemon.signal("TERM");
+    let checked = |path: &std::path::Path| daemon.run(["check", "--file", path.to_str().expect("utf-8")]);
+
+    let output = checked(&file);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("of 2 orders"), "{output:?}");
+
+    let garbage = backups.path().join("garbage.db");
+    std::fs::write(&garbage, vec![b'x'; 8192]).expect("garbage");
+    assert_eq!(code(&checked(&garbage)), 7, "a file that is no database is damaged");
+
+    let foreign = backups.path().join("foreign.db");
+    rusqlite::Connection::open(&foreign).expect("create").execute_batch("CREATE TABLE t (x)").expect("table");
+    let output = checked(&foreign);
+    assert_eq!(code(&output), 1);
+    assert!(stderr(&output).contains("is not an orders store"), "{}", stderr(&output));
+
+    let newer = backups.path().join("newer.db");
+    std::fs::copy(&file, &newer).expect("copy");
+    rusqlite::Connection::open(&newer).expect("open").pragma_update(None, "user_version", 99).expect("bump");
+    let output = checked(&newer);
+    assert_eq!(code(&output), 1);
+    assert!(stderr(&output).contains("newer version"), "{}", stderr(&output));
+
+    let damaged = backups.path().join("damaged.db");
+    std::fs::copy(&file, &damaged).expect("copy");
+    rusqlite::Connection::open(&damaged)
+        .expect("open")
+        .execute("DELETE FROM orders WHERE total = 3", [])
+        .expect("a read-model row lost in the copy");
+    let output = checked(&damaged);
+    assert_eq!(code(&output), 7, "{}", stderr(&output));
+}

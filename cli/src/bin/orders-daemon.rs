@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use orders::args::{DaemonBinaryCommand, DaemonCli};
+use orders::args::{DaemonBinaryCommand, DaemonCli, RunArgs};
 use orders::commands;
 use orders::failure::{Exit, Failure};
 use orders_daemon::logging::Stderr;
@@ -13,7 +13,11 @@ use orders_daemon::paths::default_log_file;
 
 fn main() -> ExitCode {
     let cli = DaemonCli::parse();
-    match run(&cli) {
+    let result = match &cli.command {
+        DaemonBinaryCommand::Run(args) => run(&cli, args),
+        DaemonBinaryCommand::Check(args) => check_copy(&args.file),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             let _ = writeln!(std::io::stderr(), "{failure}");
@@ -22,8 +26,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: &DaemonCli) -> Result<(), Failure> {
-    let DaemonBinaryCommand::Run(args) = &cli.command;
+/// `orders-daemon check --file FILE`: the report as JSON on stdout, whatever it found (the
+/// client prints it and chooses the exit code); a file that cannot be checked is a failure.
+fn check_copy(file: &std::path::Path) -> Result<(), Failure> {
+    let report = orders_daemon::check_copy(file)
+        .map_err(|e| Failure::new(Exit::Failure, format!("cannot check {}: {e}", file.display())))?;
+    let json = serde_json::to_string(&report).map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
+    writeln!(std::io::stdout(), "{json}").map_err(|e| Failure::new(Exit::Failure, e.to_string()))
+}
+
+fn run(cli: &DaemonCli, args: &RunArgs) -> Result<(), Failure> {
     let failed = |e: anyhow::Error| Failure::new(Exit::Failure, format!("{e:#}"));
     if args.background {
         // Leave the client's session, so that its terminal's signals do not reach the daemon.

@@ -86,6 +86,29 @@ impl SqliteStore {
         Ok(SqliteStore { conn: open_writer(path)?, path: path.to_path_buf() })
     }
 
+    /// The reads of a copy of a store (`orders backup`), opened read-only, once it is proven an
+    /// orders database of this build's schema: `orders check --file` checks it without a daemon.
+    pub fn open_copy(path: &Path) -> Result<Box<dyn ReadSource>, StoreError> {
+        let conn = open_reader(path)?;
+        let application: i32 = conn.pragma_query_value(None, "application_id", |row| row.get(0))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        if application != identity::APPLICATION_ID {
+            return Err(StoreError::Unsupported(format!("{} is not an orders store", path.display())));
+        }
+        if version > schema::CURRENT_VERSION {
+            return Err(StoreError::NewerSchema { found: version, supported: schema::CURRENT_VERSION });
+        }
+        if version < schema::CURRENT_VERSION {
+            return Err(StoreError::Unsupported(format!(
+                "{} is a store of an older version (schema {version}; this build's is {}): the daemon \
+                 migrates it when it serves it",
+                path.display(),
+                schema::CURRENT_VERSION
+            )));
+        }
+        Ok(Box::new(reads::Pool::new(path.to_path_buf())))
+    }
+
     /// The writer's connection, for the backend's own tests.
     #[cfg(test)]
     pub(crate) fn conn(&self) -> &Connection {
