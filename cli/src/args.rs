@@ -110,6 +110,11 @@ pub enum Command {
     #[command(after_help = "Example:\n  orders backup ~/backups/orders-$(date +%F).db")]
     Backup(BackupArgs),
 
+    /// Make a backup the store: checked first, the old store kept aside, a new store identity;
+    /// a running daemon is stopped and started again
+    #[command(after_help = "Example:\n  orders restore ~/backups/orders-2026-12-03.db")]
+    Restore(RestoreArgs),
+
     /// Cancel an order that is not delivered yet
     #[command(after_help = "Example:\n  orders cancel 019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b")]
     Cancel(OrderArg),
@@ -252,6 +257,13 @@ pub struct CheckArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The copy to restore (what `orders backup` wrote)
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
 pub struct BackupArgs {
     /// Where the copy goes (a file there is replaced); outside the data directory
     #[arg(value_name = "FILE")]
@@ -312,12 +324,16 @@ pub enum DaemonBinaryCommand {
 
     /// Check a copy of a store (a backup) without a daemon and print the report as JSON (what
     /// `orders check --file` runs)
-    Check(CheckCopyArgs),
+    Check(CopyArgs),
+
+    /// Make a copy of a store (a backup) the data directory's store, with no daemon serving it,
+    /// and print what was done as JSON (what `orders restore` runs)
+    Restore(CopyArgs),
 }
 
 #[derive(Debug, Args)]
-pub struct CheckCopyArgs {
-    /// The copy to check
+pub struct CopyArgs {
+    /// The copy of a store
     #[arg(long, value_name = "FILE")]
     pub file: PathBuf,
 }

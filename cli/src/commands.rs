@@ -9,12 +9,14 @@ use std::io::{self, IsTerminal, StdoutLock, Write};
 
 use orders_daemon::paths::Paths;
 use orders_shared::OrderId;
-use orders_shared::protocol::{BackupReport, BackupRequest, CheckReport, CheckRequest, Request};
+use orders_shared::protocol::{
+    BackupReport, BackupRequest, CheckReport, CheckRequest, Request, RestoreReport,
+};
 use serde::Serialize;
 
 use crate::args::{
     BackupArgs, CheckArgs, Cli, Command, CompletionsArgs, DaemonCommand, EventsArgs, GlobalArgs, ReplayArgs,
-    StoreArgs,
+    RestoreArgs, StoreArgs,
 };
 use crate::client::Client;
 use crate::eventlog;
@@ -35,6 +37,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::List(args) => orders::list(ctx, args).await,
         Command::Check(args) => check(ctx, args).await,
         Command::Backup(args) => backup(ctx, args).await,
+        Command::Restore(args) => restore(ctx, args).await,
         Command::Completions(args) => completions(ctx, args),
         Command::Daemon(DaemonCommand::Start(args)) => daemon::start(ctx, &args).await,
         Command::Daemon(DaemonCommand::Restart(args)) => daemon::restart(ctx, &args).await,
@@ -119,19 +122,45 @@ async fn check(ctx: &mut Context, args: CheckArgs) -> Result<(), Failure> {
 
 /// `orders-daemon check --file FILE`, and its report.
 fn check_copy(file: &std::path::Path) -> Result<CheckReport, Failure> {
-    let output = std::process::Command::new(crate::daemon::binary()?)
-        .args(["check", "--file"])
-        .arg(file)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| Failure::new(Exit::Failure, format!("cannot run the check: {e}")))?;
+    on_a_copy("check", file, None)
+}
+
+/// Runs `orders-daemon <what> --file FILE` (on the data directory of `paths`, if given) and
+/// reads the JSON it prints; its error, as it said it, otherwise.
+fn on_a_copy<T: serde::de::DeserializeOwned>(
+    what: &str,
+    file: &std::path::Path,
+    paths: Option<&Paths>,
+) -> Result<T, Failure> {
+    let mut command = std::process::Command::new(crate::daemon::binary()?);
+    command.args([what, "--file"]).arg(file).stdin(std::process::Stdio::null());
+    if let Some(paths) = paths {
+        command.env("ORDERS_DATA_DIR", &paths.data_dir).env("ORDERS_SOCKET", &paths.socket);
+    }
+    let output =
+        command.output().map_err(|e| Failure::new(Exit::Failure, format!("cannot run {what}: {e}")))?;
     if !output.status.success() {
         let said = String::from_utf8_lossy(&output.stderr);
         let said = said.trim().strip_prefix("error: ").unwrap_or(said.trim());
         return Err(Failure::new(Exit::Failure, said.to_owned()));
     }
     serde_json::from_slice(&output.stdout)
-        .map_err(|e| Failure::new(Exit::Failure, format!("the check's report cannot be read: {e}")))
+        .map_err(|e| Failure::new(Exit::Failure, format!("the report of {what} cannot be read: {e}")))
+}
+
+/// `orders restore FILE`: a running daemon is stopped first and started again afterwards, with
+/// the default settings (`orders daemon restart` with yours, if they differ), whether the
+/// restore was done or not.
+async fn restore(ctx: &mut Context, args: RestoreArgs) -> Result<(), Failure> {
+    let file = std::path::absolute(&args.file)
+        .map_err(|e| Failure::new(Exit::Usage, format!("{}: {e}", args.file.display())))?;
+    let was_running = crate::daemon::stop(&ctx.paths).await?.is_some();
+    let restored: Result<RestoreReport, Failure> = on_a_copy("restore", &file, Some(&ctx.paths));
+    if was_running {
+        crate::daemon::start_in_background(&ctx.paths, &[]).await?;
+    }
+    let report = restored?;
+    ctx.emit(&report, |out| output::restore(out, &report, was_running))
 }
 
 /// `orders backup FILE`: the path is made absolute here, where the user's working directory is.

@@ -216,6 +216,30 @@ pub fn status(out: &mut impl Write, status: &orders_shared::protocol::DaemonStat
 }
 
 /// What `orders check` found.
+pub fn restore(
+    out: &mut impl Write,
+    report: &orders_shared::protocol::RestoreReport,
+    restarted: bool,
+) -> io::Result<()> {
+    writeln!(
+        out,
+        "restored {} events of {} orders from {} into {} in {:.2} s (new store id {})",
+        report.events,
+        report.orders,
+        report.from,
+        report.database,
+        report.duration_ms as f64 / 1000.0,
+        report.store_id
+    )?;
+    if let Some(aside) = &report.kept_aside {
+        writeln!(out, "the store it replaced is kept at {aside}")?;
+    }
+    if restarted {
+        writeln!(out, "the daemon was stopped for it and started again")?;
+    }
+    Ok(())
+}
+
 pub fn backup(out: &mut impl Write, report: &orders_shared::protocol::BackupReport) -> io::Result<()> {
     writeln!(
         out,

@@ -37,6 +37,7 @@ pub mod paths;
 mod policies;
 mod readers;
 pub mod replay;
+pub mod restore;
 mod sagas;
 mod server;
 pub mod settings;

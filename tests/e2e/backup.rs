@@ -174,3 +174,84 @@ fn a_backup_is_checked_where_it_lands_without_a_daemon() {
     let output = checked(&damaged);
     assert_eq!(code(&output), 7, "{}", stderr(&output));
 }
+
+/// The round: a backup under write load, restored into a fresh data directory, served
+/// there with every order acknowledged before the backup began, and `check` clean.
+#[test]
+fn a_backup_restored_into_a_fresh_directory_is_whole_and_checked() {
+    let daemon = TestDaemon::start();
+    let before = daemon.bulk_create(200, 5);
+    let backups = tempfile::tempdir().expect("tempdir");
+    let file = backups.path().join("copy.db");
+    daemon.ok(["backup", file.to_str().expect("utf-8")]);
+
+    let mut fresh = TestDaemon::stopped_with(&[]);
+    let restored = fresh.json(["restore", file.to_str().expect("utf-8")]);
+    assert_eq!(restored["kept_aside"], serde_json::Value::Null, "there was no store to keep");
+    assert_eq!(restored["orders"].as_u64(), Some(before.len() as u64));
+    fresh.spawn();
+    for id in &before {
+        fresh.ok(["show", id]);
+    }
+    assert_eq!(code(&fresh.run(["check"])), 0);
+    let (theirs, ours) = (daemon.json(["daemon", "status"]), fresh.json(["daemon", "status"]));
+    assert_ne!(theirs["store_id"], ours["store_id"], "the restored store has an identity of its own");
+}
+
+/// Over a running daemon: it is stopped, the store is replaced (the old one kept aside), the
+/// daemon is started again, and it serves the copy without `--accept-store-change`.
+#[test]
+fn a_restore_over_a_running_daemon_keeps_the_old_store_aside_and_serves_the_copy() {
+    let mut daemon = TestDaemon::start();
+    let kept = daemon.create("kept", 2);
+    let backups = tempfile::tempdir().expect("tempdir");
+    let file = backups.path().join("copy.db");
+    daemon.ok(["backup", file.to_str().expect("utf-8")]);
+    let lost = daemon.create("lost", 4);
+    let output = daemon.run(["restore", file.to_str().expect("utf-8")]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    daemon.reap();
+    assert!(String::from_utf8_lossy(&output.stdout).contains("started again"), "{output:?}");
+    daemon.ok(["show", &kept]);
+    assert_eq!(code(&daemon.run(["show", &lost])), 3, "the order placed after the backup is not in it");
+    assert_eq!(code(&daemon.run(["check"])), 0);
+    let aside: Vec<String> = names(&daemon.data_dir())
+        .into_iter()
+        .filter(|name| name.starts_with("orders.db.before-restore-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the old store is kept: {aside:?}");
+    daemon.ok(["daemon", "stop"]);
+}
+
+/// A copy that is no orders store, is from a newer version or fails the check changes nothing.
+#[test]
+fn a_copy_that_is_not_a_sound_orders_store_restores_nothing() {
+    let mut daemon = TestDaemon::start();
+    let id = daemon.create("stays", 2);
+    let backups = tempfile::tempdir().expect("tempdir");
+    let file = backups.path().join("copy.db");
+    daemon.ok(["backup", file.to_str().expect("utf-8")]);
+    daemon.signal("TERM");
+    let before = names(&daemon.data_dir());
+
+    let garbage = backups.path().join("garbage.db");
+    std::fs::write(&garbage, vec![b'x'; 8192]).expect("garbage");
+    let newer = backups.path().join("newer.db");
+    std::fs::copy(&file, &newer).expect("copy");
+    rusqlite::Connection::open(&newer).expect("open").pragma_update(None, "user_version", 99).expect("bump");
+    let unsound = backups.path().join("unsound.db");
+    std::fs::copy(&file, &unsound).expect("copy");
+    rusqlite::Connection::open(&unsound).expect("open").execute("DELETE FROM orders", []).expect("lose rows");
+
+    for (copy, says) in
+        [(&garbage, "not a database"), (&newer, "newer version"), (&unsound, "does not pass the check")]
+    {
+        let output = daemon.run(["restore", copy.to_str().expect("utf-8")]);
+        assert_eq!(code(&output), 1, "{}", stderr(&output));
+        assert!(stderr(&output).contains("nothing was restored"), "{}", stderr(&output));
+        assert!(stderr(&output).contains(says), "{says}: {}", stderr(&output));
+        assert_eq!(names(&daemon.data_dir()), before, "the data directory is as it was");
+    }
+    daemon.spawn();
+    daemon.ok(["show", &id]);
+}

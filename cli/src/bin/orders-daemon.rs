@@ -16,6 +16,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         DaemonBinaryCommand::Run(args) => run(&cli, args),
         DaemonBinaryCommand::Check(args) => check_copy(&args.file),
+        DaemonBinaryCommand::Restore(args) => restore(&cli, &args.file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -31,6 +32,15 @@ fn main() -> ExitCode {
 fn check_copy(file: &std::path::Path) -> Result<(), Failure> {
     let report = orders_daemon::check_copy(file)
         .map_err(|e| Failure::new(Exit::Failure, format!("cannot check {}: {e}", file.display())))?;
+    let json = serde_json::to_string(&report).map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
+    writeln!(std::io::stdout(), "{json}").map_err(|e| Failure::new(Exit::Failure, e.to_string()))
+}
+
+/// `orders-daemon restore --file FILE`: what was done, as JSON on stdout.
+fn restore(cli: &DaemonCli, file: &std::path::Path) -> Result<(), Failure> {
+    let paths = commands::resolve_paths(&cli.store)?;
+    let report = orders_daemon::restore::restore(&paths, file)
+        .map_err(|e| Failure::new(Exit::Failure, format!("nothing was restored: {e:#}")))?;
     let json = serde_json::to_string(&report).map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
     writeln!(std::io::stdout(), "{json}").map_err(|e| Failure::new(Exit::Failure, e.to_string()))
 }

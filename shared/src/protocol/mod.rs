@@ -18,5 +18,6 @@ pub use request::{
 };
 pub use view::{
     BackupReport, CheckProblem, CheckReport, Cursor, DaemonState, DaemonStatus, Difference, EventPage,
-    EventView, OrderPage, OrderView, ReplayProgress, ReplayReport, StartProgress, StartStep, StuckStep,
+    EventView, OrderPage, OrderView, ReplayProgress, ReplayReport, RestoreReport, StartProgress, StartStep,
+    StuckStep,
 };

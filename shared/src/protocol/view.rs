@@ -73,6 +73,22 @@ pub struct BackupReport {
     pub duration_ms: u64,
 }
 
+/// What `orders restore` did (reported by `orders-daemon restore`, not over the socket).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreReport {
+    /// The copy restored.
+    pub from: String,
+    /// The data directory's database, now the copy.
+    pub database: String,
+    pub events: u64,
+    pub orders: u64,
+    /// The restored store's new identity.
+    pub store_id: String,
+    /// Where the store it replaced was put (`null`: there was none).
+    pub kept_aside: Option<String>,
+    pub duration_ms: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckProblem {
     /// The order concerned, when there is one.

@@ -86,9 +86,9 @@ impl SqliteStore {
         Ok(SqliteStore { conn: open_writer(path)?, path: path.to_path_buf() })
     }
 
-    /// The reads of a copy of a store (`orders backup`), opened read-only, once it is proven an
-    /// orders database of this build's schema: `orders check --file` checks it without a daemon.
-    pub fn open_copy(path: &Path) -> Result<Box<dyn ReadSource>, StoreError> {
+    /// What a copy of a store (`orders backup`) is, read-only: its schema version, once it is
+    /// proven an orders database (its `application_id`) of this version or an older one.
+    pub fn inspect(path: &Path) -> Result<i64, StoreError> {
         let conn = open_reader(path)?;
         let application: i32 = conn.pragma_query_value(None, "application_id", |row| row.get(0))?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
@@ -98,10 +98,17 @@ impl SqliteStore {
         if version > schema::CURRENT_VERSION {
             return Err(StoreError::NewerSchema { found: version, supported: schema::CURRENT_VERSION });
         }
+        Ok(version)
+    }
+
+    /// The reads of a copy of a store, opened read-only, once it is proven an orders database of
+    /// this build's schema: `orders check --file` checks it without a daemon.
+    pub fn open_copy(path: &Path) -> Result<Box<dyn ReadSource>, StoreError> {
+        let version = SqliteStore::inspect(path)?;
         if version < schema::CURRENT_VERSION {
             return Err(StoreError::Unsupported(format!(
-                "{} is a store of an older version (schema {version}; this build's is {}): the daemon \
-                 migrates it when it serves it",
+                "{} is a store of an older version (schema {version}; this build's is {}): `orders \
+                 restore` migrates it",
                 path.display(),
                 schema::CURRENT_VERSION
             )));
