@@ -115,7 +115,12 @@ async fn check(ctx: &mut Context, args: CheckArgs) -> Result<(), Failure> {
     };
     ctx.emit(&report, |out| output::check(out, &report))?;
     if report.problems > 0 {
-        return Err(Failure::new(Exit::CheckFailed, format!("the check found {} problems", report.problems)));
+        let problems = if report.problems == 1 {
+            "1 problem".to_owned()
+        } else {
+            format!("{} problems", report.problems)
+        };
+        return Err(Failure::new(Exit::CheckFailed, format!("the check found {problems}")));
     }
     Ok(())
 }
@@ -133,7 +138,10 @@ fn on_a_copy<T: serde::de::DeserializeOwned>(
     paths: Option<&Paths>,
 ) -> Result<T, Failure> {
     let mut command = std::process::Command::new(crate::daemon::binary()?);
-    command.args([what, "--file"]).arg(file).stdin(std::process::Stdio::null());
+    // `--file=PATH`, one argument: a name that begins with `-` is no option.
+    let mut argument = std::ffi::OsString::from("--file=");
+    argument.push(file);
+    command.arg(what).arg(argument).stdin(std::process::Stdio::null());
     if let Some(paths) = paths {
         command.env("ORDERS_DATA_DIR", &paths.data_dir).env("ORDERS_SOCKET", &paths.socket);
     }

@@ -5,7 +5,7 @@
 //! synced, so that the target is either the old file or the whole new copy, never a torn one.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -33,18 +33,35 @@ impl BackupError {
             BackupError::Target(_) | BackupError::Store(StoreError::Unsupported(_)) => {
                 ErrorCode::InvalidRequest
             }
-            BackupError::Io(_) => ErrorCode::Unavailable,
+            // A full disk passes; a name too long, a read-only or forbidden place does not.
+            BackupError::Io(error) if error.kind() == std::io::ErrorKind::StorageFull => {
+                ErrorCode::Unavailable
+            }
+            BackupError::Io(_) => ErrorCode::InvalidRequest,
             BackupError::Store(error) => crate::command::storage_error_body(error).code,
         };
         ErrorBody::new(code, format!("no backup was made: {self}"))
     }
 }
 
+/// The files a backup must never replace: the data directory (by the directory itself, however
+/// it is reached), and the daemon's own files outside it.
+pub struct Protected<'a> {
+    pub paths: &'a Paths,
+    pub log_file: &'a Path,
+}
+
 /// Copies the store into `target` (an absolute path) on a read snapshot.
-pub fn backup(reads: &mut dyn Reads, paths: &Paths, target: &Path) -> Result<BackupReport, BackupError> {
+pub fn backup(
+    reads: &mut dyn Reads,
+    protected: &Protected,
+    target: &Path,
+) -> Result<BackupReport, BackupError> {
     let started = Instant::now();
-    let (directory, name) = place(paths, target)?;
-    let temporary = directory.join(format!(".{name}.{}.orders-backup", uuid::Uuid::now_v7().simple()));
+    let directory = place(protected, target)?;
+    // A short name of its own: a long target name plus a suffix could exceed NAME_MAX.
+    let name = format!(".orders-backup-{}.tmp", uuid::Uuid::now_v7().simple());
+    let temporary = directory.join(&name);
     let file = create(&temporary)?;
     let copied = with_writeback(&file, || reads.backup(&temporary)).map_err(BackupError::from).and_then(
         |(events, orders)| {
@@ -57,6 +74,7 @@ pub fn backup(reads: &mut dyn Reads, paths: &Paths, target: &Path) -> Result<Bac
     );
     let (events, orders, bytes) = copied.inspect_err(|_| {
         let _ = std::fs::remove_file(&temporary);
+        let _ = std::fs::remove_file(directory.join(format!("{name}-journal")));
     })?;
     Ok(BackupReport {
         path: target.display().to_string(),
@@ -88,14 +106,18 @@ fn with_writeback<T>(file: &File, copy: impl FnOnce() -> T) -> T {
 /// How often the copy's pages are flushed while it is written.
 const WRITEBACK_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// The target's directory and file name, once it is clear the target may be written: an absolute
-/// path in an existing directory, not a directory itself, and none of the live store's files.
-fn place(paths: &Paths, target: &Path) -> Result<(PathBuf, String), BackupError> {
+/// The target's directory, once it is clear the target may be written: an absolute path naming a
+/// file in an existing directory that is not the data directory (compared as directories, by
+/// device and inode: a bind mount or a symlink leads there too), and, if something is there
+/// already, a regular file (never a symlink, a FIFO, a device, a directory) that is none of the
+/// daemon's own files.
+fn place(protected: &Protected, target: &Path) -> Result<PathBuf, BackupError> {
     let refuse = |why: String| Err(BackupError::Target(why));
     if !target.is_absolute() {
         return refuse(format!("{} is not an absolute path", target.display()));
     }
-    let (Some(parent), Some(name)) = (target.parent(), target.file_name().and_then(|n| n.to_str())) else {
+    let names_a_file = !target.as_os_str().as_encoded_bytes().ends_with(b"/");
+    let (Some(parent), Some(_), true) = (target.parent(), target.file_name(), names_a_file) else {
         return refuse(format!("{} names no file", target.display()));
     };
     let directory = match std::fs::canonicalize(parent) {
@@ -103,17 +125,43 @@ fn place(paths: &Paths, target: &Path) -> Result<(PathBuf, String), BackupError>
         Ok(_) => return refuse(format!("{} is not a directory", parent.display())),
         Err(error) => return refuse(format!("{}: {error}", parent.display())),
     };
-    if std::fs::symlink_metadata(target).is_ok_and(|meta| meta.is_dir()) {
-        return refuse(format!("{} is a directory; name the file to write", target.display()));
-    }
-    let data_dir = std::fs::canonicalize(&paths.data_dir).unwrap_or_else(|_| paths.data_dir.clone());
-    if directory == data_dir {
+    let same = |a: &std::fs::Metadata, b: &Path| {
+        std::fs::metadata(b).is_ok_and(|b| a.dev() == b.dev() && a.ino() == b.ino())
+    };
+    if same(&std::fs::metadata(&directory)?, &protected.paths.data_dir) {
         return refuse(format!(
             "{} is in the data directory, which is the daemon's own; write the backup elsewhere",
             target.display()
         ));
     }
-    Ok((directory, name.to_owned()))
+    match std::fs::symlink_metadata(target) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return refuse(format!("{}: {error}", target.display())),
+        Ok(meta) if meta.is_dir() => {
+            return refuse(format!("{} is a directory; name the file to write", target.display()));
+        }
+        Ok(meta) if !meta.file_type().is_file() => {
+            return refuse(format!(
+                "{} is {}, not a regular file; a backup replaces only a regular file",
+                target.display(),
+                crate::files::kind(&meta)
+            ));
+        }
+        Ok(meta) => {
+            let own = [
+                protected.paths.start_lock_file(),
+                protected.log_file.to_path_buf(),
+                protected.paths.database(),
+            ];
+            if own.iter().any(|file| same(&meta, file)) {
+                return refuse(format!(
+                    "{} is one of the daemon's own files; write the backup elsewhere",
+                    target.display()
+                ));
+            }
+        }
+    }
+    Ok(directory)
 }
 
 /// A new, empty, owner-only file that was not there before (never through a symlink).

@@ -27,7 +27,9 @@ pub fn restore(paths: &Paths, from: &Path) -> anyhow::Result<RestoreReport> {
     let started = Instant::now();
     paths.ensure_data_dir()?;
     let _lock = DataDirLock::acquire(paths).context("a daemon serves this data directory")?;
-    SqliteStore::inspect(from).with_context(|| format!("cannot restore {}", from.display()))?;
+    let (from, _) =
+        SqliteStore::inspect(from).with_context(|| format!("cannot restore {}", from.display()))?;
+    let from = from.as_path();
     let database = paths.database();
     let staged = sibling(&database, &format!("restoring-{}", uuid::Uuid::now_v7().simple()));
     let prepared = stage(from, &staged).and_then(|()| prepare(&staged));

@@ -1,6 +1,7 @@
 //! `orders backup FILE` (issue 15): a consistent copy while the daemon keeps serving.
 
 use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -254,4 +255,55 @@ fn a_copy_that_is_not_a_sound_orders_store_restores_nothing() {
     }
     daemon.spawn();
     daemon.ok(["show", &id]);
+}
+
+/// Review of issue 15: what sits at the target decides nothing by its name. A FIFO, a symlink,
+/// the daemon's log, or the data directory reached through a bind mount are refused, and the
+/// live store is untouched.
+#[test]
+fn a_backup_never_replaces_anything_but_a_regular_file_of_its_own() {
+    let daemon = TestDaemon::start();
+    let id = daemon.create("target", 2);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().expect("mkfifo").success());
+    let link = dir.path().join("link.db");
+    std::os::unix::fs::symlink(dir.path().join("elsewhere.db"), &link).expect("symlink");
+    for (target, says) in
+        [(&fifo, "not a regular file"), (&link, "not a regular file"), (&daemon.log_file(), "daemon's own")]
+    {
+        let output = daemon.run(["backup", target.to_str().expect("utf-8")]);
+        assert_eq!(code(&output), 1, "{}: {}", target.display(), stderr(&output));
+        assert!(stderr(&output).contains(says), "{}: {}", target.display(), stderr(&output));
+    }
+    let bind = dir.path().join("bind");
+    std::fs::create_dir(&bind).expect("mkdir");
+    let mounted = Command::new("mount").arg("--bind").arg(daemon.data_dir()).arg(&bind).status();
+    if mounted.is_ok_and(|status| status.success()) {
+        let output = daemon.run(["backup", bind.join("orders.db").to_str().expect("utf-8")]);
+        let _ = Command::new("umount").arg(&bind).status();
+        assert_eq!(code(&output), 1, "{}", stderr(&output));
+        assert!(stderr(&output).contains("data directory"), "{}", stderr(&output));
+    }
+    daemon.ok(["show", &id]);
+    assert_eq!(code(&daemon.run(["check"])), 0, "the live store is untouched");
+}
+
+/// `check --file` never hangs on a FIFO, and takes a name that begins with `-`.
+#[test]
+fn check_file_refuses_what_is_no_file_and_takes_any_name() {
+    let daemon = TestDaemon::start();
+    daemon.create("named", 2);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().expect("mkfifo").success());
+    let output = daemon.run(["check", "--file", fifo.to_str().expect("utf-8")]);
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert!(stderr(&output).contains("not a file"), "{}", stderr(&output));
+    let run_in = |args: &[&str]| daemon.command().current_dir(dir.path()).args(args).output().expect("run");
+    assert_eq!(code(&run_in(&["backup", "-dash.db"])), 2, "clap reads it as a flag, as it should");
+    let output = run_in(&["backup", "--", "-dash.db"]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let output = run_in(&["check", "--file=-dash.db"]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
 }

@@ -45,10 +45,14 @@ pub(super) async fn check_database(context: &Context) -> Result<Box<RawValue>, E
 
 /// `backup`: a copy of the store on a read snapshot, while writes go on (`crate::backup`).
 pub(super) async fn backup(context: &Context, path: String) -> Result<BackupReport, ErrorBody> {
-    let paths = context.paths.clone();
+    let (paths, log_file) = (context.paths.clone(), context.log_file.clone());
+    // A bulk read: a crowd of backups leaves the rest of the read slots to everybody else.
     let report = context
         .readers
-        .read(move |reads| Ok(crate::backup::backup(reads, &paths, std::path::Path::new(&path))))
+        .read_bulk(move |reads| {
+            let protected = crate::backup::Protected { paths: &paths, log_file: &log_file };
+            Ok(crate::backup::backup(reads, &protected, std::path::Path::new(&path)))
+        })
         .await
         .map_err(|error| read_error_body(&error))?
         .map_err(crate::backup::BackupError::into_body)?;

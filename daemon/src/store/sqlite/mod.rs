@@ -86,25 +86,53 @@ impl SqliteStore {
         Ok(SqliteStore { conn: open_writer(path)?, path: path.to_path_buf() })
     }
 
-    /// What a copy of a store (`orders backup`) is, read-only: its schema version, once it is
-    /// proven an orders database (its `application_id`) of this version or an older one.
-    pub fn inspect(path: &Path) -> Result<i64, StoreError> {
-        let conn = open_reader(path)?;
+    /// What a copy of a store (`orders backup`) is, read-only: where it really is (a symlink
+    /// followed) and its schema version, once it is proven a regular file with no `-wal` beside it
+    /// (that would be part of it, and copied without it the store would lose it), an orders
+    /// database (its `application_id`), of this version or an older one.
+    pub fn inspect(path: &Path) -> Result<(PathBuf, i64), StoreError> {
+        let refuse = |why: String| Err(StoreError::Unsupported(why));
+        let file = match std::fs::canonicalize(path) {
+            Ok(file) => file,
+            Err(error) => return refuse(format!("{}: {error}", path.display())),
+        };
+        match std::fs::metadata(&file) {
+            Ok(meta) if meta.is_file() => {}
+            Ok(meta) => {
+                return refuse(format!("{} is {}, not a file", path.display(), crate::files::kind(&meta)));
+            }
+            Err(error) => return refuse(format!("{}: {error}", path.display())),
+        }
+        let mut wal = file.clone().into_os_string();
+        wal.push("-wal");
+        if std::fs::metadata(&wal).is_ok_and(|meta| meta.len() > 0) {
+            return refuse(format!(
+                "{} has a -wal file beside it, which is part of the database: copy a store with `orders \
+                 backup`, or fold the -wal in first (sqlite3 FILE 'PRAGMA wal_checkpoint(TRUNCATE)')",
+                path.display()
+            ));
+        }
+        let conn = open_reader(&file)?;
         let application: i32 = conn.pragma_query_value(None, "application_id", |row| row.get(0))?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
         if application != identity::APPLICATION_ID {
-            return Err(StoreError::Unsupported(format!("{} is not an orders store", path.display())));
+            return refuse(format!("{} is not an orders store", path.display()));
         }
         if version > schema::CURRENT_VERSION {
-            return Err(StoreError::NewerSchema { found: version, supported: schema::CURRENT_VERSION });
+            return refuse(format!(
+                "{} is a store of a newer version of orders (schema {version}; this build knows up to {}): \
+                 use a newer orders",
+                path.display(),
+                schema::CURRENT_VERSION
+            ));
         }
-        Ok(version)
+        Ok((file, version))
     }
 
     /// The reads of a copy of a store, opened read-only, once it is proven an orders database of
     /// this build's schema: `orders check --file` checks it without a daemon.
     pub fn open_copy(path: &Path) -> Result<Box<dyn ReadSource>, StoreError> {
-        let version = SqliteStore::inspect(path)?;
+        let (file, version) = SqliteStore::inspect(path)?;
         if version < schema::CURRENT_VERSION {
             return Err(StoreError::Unsupported(format!(
                 "{} is a store of an older version (schema {version}; this build's is {}): `orders \
@@ -113,7 +141,7 @@ impl SqliteStore {
                 schema::CURRENT_VERSION
             )));
         }
-        Ok(Box::new(reads::Pool::new(path.to_path_buf())))
+        Ok(Box::new(reads::Pool::new(file)))
     }
 
     /// The writer's connection, for the backend's own tests.
