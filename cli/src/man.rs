@@ -12,7 +12,10 @@ use crate::args::Cli;
 
 const EXIT_STATUS: &[(&str, &str)] = &[
     ("0", "Success."),
-    ("1", "Any other failure: an unexpected daemon or storage error."),
+    (
+        "1",
+        "Any other failure: an unexpected daemon or storage error; a backup target, or a copy to check or restore, that is refused.",
+    ),
     ("2", "Usage error: an unknown option, or an invalid total, user, order id, time or duration."),
     ("3", "No order with that id."),
     (
@@ -24,7 +27,10 @@ const EXIT_STATUS: &[(&str, &str)] = &[
         "No daemon answers (and autostart is off or failed), it is stuck, it speaks another protocol version, or it cannot serve the request now.",
     ),
     ("6", "create --wait timed out before the order settled; the id was printed all the same."),
-    ("7", "replay --check found the read model differing from the event log."),
+    (
+        "7",
+        "replay --check, check or check --file found the data inconsistent, or check found the database file damaged.",
+    ),
 ];
 
 const ENVIRONMENT: &[(&str, &str)] = &[
