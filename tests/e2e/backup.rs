@@ -19,6 +19,15 @@ fn names(dir: &std::path::Path) -> Vec<String> {
     names
 }
 
+/// A backup of the daemon's store: `copy.db` in a new directory, which lives as long as the
+/// `TempDir`.
+fn backup_of(daemon: &TestDaemon) -> (tempfile::TempDir, std::path::PathBuf) {
+    let backups = tempfile::tempdir().expect("tempdir");
+    let file = backups.path().join("copy.db");
+    daemon.ok(["backup", file.to_str().expect("utf-8")]);
+    (backups, file)
+}
+
 #[test]
 fn a_backup_under_write_load_holds_every_order_acknowledged_before_it_began() {
     let daemon = TestDaemon::start();
@@ -112,9 +121,7 @@ fn a_backup_is_refused_where_it_would_do_harm_and_leaves_nothing() {
 fn a_backup_put_back_by_hand_is_served_once_the_change_is_accepted() {
     let mut daemon = TestDaemon::start();
     let kept = daemon.create("kept", 2);
-    let backups = tempfile::tempdir().expect("tempdir");
-    let file = backups.path().join("copy.db");
-    daemon.ok(["backup", file.to_str().expect("utf-8")]);
+    let (_backups, file) = backup_of(&daemon);
     let lost = daemon.create("lost", 4);
     daemon.signal("TERM");
 
@@ -139,9 +146,7 @@ fn a_backup_is_checked_where_it_lands_without_a_daemon() {
     let mut daemon = TestDaemon::start();
     daemon.create("checked", 2);
     daemon.create("checked", 3);
-    let backups = tempfile::tempdir().expect("tempdir");
-    let file = backups.path().join("copy.db");
-    daemon.ok(["backup", file.to_str().expect("utf-8")]);
+    let (backups, file) = backup_of(&daemon);
     daemon.signal("TERM");
     let checked = |path: &std::path::Path| daemon.run(["check", "--file", path.to_str().expect("utf-8")]);
 
@@ -182,9 +187,7 @@ fn a_backup_is_checked_where_it_lands_without_a_daemon() {
 fn a_backup_restored_into_a_fresh_directory_is_whole_and_checked() {
     let daemon = TestDaemon::start();
     let before = daemon.bulk_create(200, 5);
-    let backups = tempfile::tempdir().expect("tempdir");
-    let file = backups.path().join("copy.db");
-    daemon.ok(["backup", file.to_str().expect("utf-8")]);
+    let (_backups, file) = backup_of(&daemon);
 
     let mut fresh = TestDaemon::stopped_with(&[]);
     let restored = fresh.json(["restore", file.to_str().expect("utf-8")]);
@@ -205,9 +208,7 @@ fn a_backup_restored_into_a_fresh_directory_is_whole_and_checked() {
 fn a_restore_over_a_running_daemon_keeps_the_old_store_aside_and_serves_the_copy() {
     let mut daemon = TestDaemon::start();
     let kept = daemon.create("kept", 2);
-    let backups = tempfile::tempdir().expect("tempdir");
-    let file = backups.path().join("copy.db");
-    daemon.ok(["backup", file.to_str().expect("utf-8")]);
+    let (_backups, file) = backup_of(&daemon);
     let lost = daemon.create("lost", 4);
     let output = daemon.run(["restore", file.to_str().expect("utf-8")]);
     assert_eq!(code(&output), 0, "{}", stderr(&output));
@@ -229,9 +230,7 @@ fn a_restore_over_a_running_daemon_keeps_the_old_store_aside_and_serves_the_copy
 fn a_copy_that_is_not_a_sound_orders_store_restores_nothing() {
     let mut daemon = TestDaemon::start();
     let id = daemon.create("stays", 2);
-    let backups = tempfile::tempdir().expect("tempdir");
-    let file = backups.path().join("copy.db");
-    daemon.ok(["backup", file.to_str().expect("utf-8")]);
+    let (backups, file) = backup_of(&daemon);
     daemon.signal("TERM");
     let before = names(&daemon.data_dir());
 
