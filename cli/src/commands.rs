@@ -102,7 +102,8 @@ async fn replay(ctx: &mut Context, args: ReplayArgs) -> Result<(), Failure> {
     eventlog::replay(&mut client, args.check, ctx.json, &mut ctx.out).await
 }
 
-/// A check walks the whole log: give it time (about 10 s per million orders).
+/// A check walks the whole log and a backup copies the whole store: give them time (about 10 s
+/// and 20 s per million orders here).
 const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// `orders check`: the report, and a failure (exit 7) if it found problems. With `--file`, a
@@ -160,8 +161,7 @@ fn on_a_copy<T: serde::de::DeserializeOwned>(
 /// the default settings (`orders daemon restart` with yours, if they differ), whether the
 /// restore was done or not.
 async fn restore(ctx: &mut Context, args: RestoreArgs) -> Result<(), Failure> {
-    let file = std::path::absolute(&args.file)
-        .map_err(|e| Failure::new(Exit::Usage, format!("{}: {e}", args.file.display())))?;
+    let file = absolute(&args.file)?;
     let was_running = crate::daemon::stop(&ctx.paths).await?.is_some();
     let restored: Result<RestoreReport, Failure> = on_a_copy("restore", &file, Some(&ctx.paths));
     if was_running {
@@ -171,17 +171,21 @@ async fn restore(ctx: &mut Context, args: RestoreArgs) -> Result<(), Failure> {
     ctx.emit(&report, |out| output::restore(out, &report, was_running))
 }
 
-/// `orders backup FILE`: the path is made absolute here, where the user's working directory is.
+/// `orders backup FILE`.
 async fn backup(ctx: &mut Context, args: BackupArgs) -> Result<(), Failure> {
-    let file = std::path::absolute(&args.file)
-        .map_err(|e| Failure::new(Exit::Usage, format!("{}: {e}", args.file.display())))?;
+    let file = absolute(&args.file)?;
     let path = file.to_str().ok_or_else(|| {
         Failure::new(Exit::Usage, format!("{} is not a UTF-8 path; choose another name", file.display()))
     })?;
     let request = Request::Backup(BackupRequest { path: path.to_owned() });
-    // A copy of a large store takes a while (about a second per 100,000 orders here).
     let report: BackupReport = ctx.connect().await?.call_within(&request, CHECK_TIMEOUT).await?;
     ctx.emit(&report, |out| output::backup(out, &report))
+}
+
+/// A path the user gave, made absolute here, where their working directory is (the daemon's is
+/// not theirs).
+fn absolute(path: &std::path::Path) -> Result<std::path::PathBuf, Failure> {
+    std::path::absolute(path).map_err(|e| Failure::new(Exit::Usage, format!("{}: {e}", path.display())))
 }
 
 /// `orders completions <shell>`.

@@ -36,6 +36,14 @@ pub fn check(reads: &mut dyn Reads) -> Result<CheckReport, StoreError> {
     }
 }
 
+/// Checks the whole store behind `source` on one of its snapshots (a copy being checked or
+/// restored, without a daemon's readers).
+pub fn check_source(source: &dyn crate::store::ReadSource) -> Result<CheckReport, StoreError> {
+    let mut report = None;
+    source.with_reads(&mut |reads| report = Some(check(reads)))?;
+    report.unwrap_or(Err(StoreError::Closed))
+}
+
 /// The report on a database too damaged to check further.
 pub fn damaged(what: &str, started: std::time::Instant) -> CheckReport {
     let mut report = Report::default();

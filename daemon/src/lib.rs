@@ -433,8 +433,6 @@ async fn bind(paths: &Paths) -> anyhow::Result<Listener> {
         .with_context(|| format!("cannot listen on {}", socket.display()))
 }
 
-/// Resolves on the first SIGTERM or SIGINT. SIGHUP is caught and ignored, so that a daemon
-/// started from a terminal outlives it.
 /// Checks a copy of a store (`orders check --file`, issue 15): read-only, without a daemon, with
 /// the same checker as `orders check`. A file too damaged to open is a damaged report.
 pub fn check_copy(path: &std::path::Path) -> Result<orders_shared::protocol::CheckReport, store::StoreError> {
@@ -443,11 +441,11 @@ pub fn check_copy(path: &std::path::Path) -> Result<orders_shared::protocol::Che
         Err(error) if error.is_damage() => return Ok(check::damaged(&error.to_string(), started)),
         opened => opened?,
     };
-    let mut report = None;
-    source.with_reads(&mut |reads| report = Some(check::check(reads)))?;
-    report.unwrap_or(Err(store::StoreError::Closed))
+    check::check_source(source.as_ref())
 }
 
+/// Resolves on the first SIGTERM or SIGINT. SIGHUP is caught and ignored, so that a daemon
+/// started from a terminal outlives it.
 pub fn stop_signal() -> anyhow::Result<impl Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate())?;

@@ -90,10 +90,9 @@ fn prepare(staged: &Path) -> anyhow::Result<(identity::StoreId, Position, u64)> 
     let store_id = store.ensure_identity(true)?;
     let head = store.head()?;
     let reads = store.reads()?;
-    let mut checked = None;
-    reads.with_reads(&mut |reads| checked = Some(crate::check::check(reads)))?;
+    let checked = crate::check::check_source(reads.as_ref());
     reads.close();
-    let report = checked.context("the check did not run")??;
+    let report = checked?;
     if report.problems > 0 {
         let first = report.listed.first().map(|problem| problem.message.as_str()).unwrap_or_default();
         bail!(

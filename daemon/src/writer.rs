@@ -620,6 +620,12 @@ mod tests {
         (writer, thread, settlements)
     }
 
+    /// Lets go of the last handle and waits for the writer thread to end.
+    fn stop(writer: Writer, thread: JoinHandle<()>) {
+        drop(writer);
+        thread.join().expect("the writer thread");
+    }
+
     fn approve(order: OrderId) -> WriteCommand {
         WriteCommand::DecidePayment { order, decision: PaymentDecision::Approved }
     }
@@ -642,8 +648,7 @@ mod tests {
         let approved = payment.await.expect("the payment's task").expect("approved");
         assert_eq!(approved.status, OrderStatus::Approved);
         assert_eq!(approved.approved_at, Some(second.created_at), "one commit, one time");
-        drop(writer);
-        thread.join().expect("the writer thread");
+        stop(writer, thread);
     }
 
     /// A saga step waits only while customers are writing: on a daemon nobody talks to, it is
@@ -657,8 +662,7 @@ mod tests {
         let started = std::time::Instant::now();
         writer.execute(approve(order)).await.expect("approved");
         assert!(started.elapsed() < Duration::from_secs(10), "it did not wait for the linger");
-        drop(writer);
-        thread.join().expect("the writer thread");
+        stop(writer, thread);
     }
 
     /// A step somebody waits for (`create --wait`) is never held back, customers or not.
@@ -675,8 +679,7 @@ mod tests {
         assert_eq!(cancelled.status, OrderStatus::Cancelled);
         assert!(started.elapsed() < Duration::from_secs(10), "it did not wait for the linger");
         drop(waiting);
-        drop(writer);
-        thread.join().expect("the writer thread");
+        stop(writer, thread);
     }
 
     /// `create --wait` subscribes after its create was answered, while the order's payment
@@ -697,8 +700,7 @@ mod tests {
         payment.await.expect("the payment's task").expect("approved");
         assert!(started.elapsed() < Duration::from_secs(10), "the nudge ended the linger");
         drop(waiting);
-        drop(writer);
-        thread.join().expect("the writer thread");
+        stop(writer, thread);
     }
 
     /// Issue 12: with the clock set back an hour, the writer records no time before the log's

@@ -32,8 +32,7 @@ fn main() -> ExitCode {
 fn check_copy(file: &std::path::Path) -> Result<(), Failure> {
     let report = orders_daemon::check_copy(file)
         .map_err(|e| Failure::new(Exit::Failure, format!("cannot check {}: {e}", file.display())))?;
-    let json = serde_json::to_string(&report).map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
-    writeln!(std::io::stdout(), "{json}").map_err(|e| Failure::new(Exit::Failure, e.to_string()))
+    print_json(&report)
 }
 
 /// `orders-daemon restore --file FILE`: what was done, as JSON on stdout.
@@ -41,7 +40,12 @@ fn restore(cli: &DaemonCli, file: &std::path::Path) -> Result<(), Failure> {
     let paths = commands::resolve_paths(&cli.store)?;
     let report = orders_daemon::restore::restore(&paths, file)
         .map_err(|e| Failure::new(Exit::Failure, format!("nothing was restored: {e:#}")))?;
-    let json = serde_json::to_string(&report).map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
+    print_json(&report)
+}
+
+/// A report on one line of stdout, for the client that runs this binary to read.
+fn print_json(report: &impl serde::Serialize) -> Result<(), Failure> {
+    let json = serde_json::to_string(report).map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
     writeln!(std::io::stdout(), "{json}").map_err(|e| Failure::new(Exit::Failure, e.to_string()))
 }
 
