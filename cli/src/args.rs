@@ -115,6 +115,21 @@ pub enum Command {
     #[command(after_help = "Example:\n  orders restore ~/backups/orders-2026-12-03.db")]
     Restore(RestoreArgs),
 
+    /// Print the event log as the store keeps it, one JSON object per line (every field), for an
+    /// archive or for `orders import`
+    #[command(
+        after_help = "Examples:\n  orders export | gzip > orders-$(date +%F).ndjson.gz\n  orders export --from 1001 --to 2000 > part.ndjson"
+    )]
+    Export(ExportArgs),
+
+    /// Load an export into an empty store: every line proven legal first, all or nothing; the
+    /// read model and the open saga steps are rebuilt, the store gets a new identity; a running
+    /// daemon is stopped and started again
+    #[command(
+        after_help = "Examples:\n  orders import orders.ndjson\n  gunzip -c orders-2026-12-03.ndjson.gz | orders import -"
+    )]
+    Import(ImportArgs),
+
     /// Cancel an order that is not delivered yet
     #[command(after_help = "Example:\n  orders cancel 019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b")]
     Cancel(OrderArg),
@@ -249,6 +264,25 @@ pub struct EventsArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Start at the event with this cursor (a cursor `orders events` printed, or the `next` of an
+    /// earlier export) [default: the first event]
+    #[arg(long, value_name = "CURSOR")]
+    pub from: Option<Cursor>,
+
+    /// End with the event with this cursor [default: the newest event when the export begins]
+    #[arg(long, value_name = "CURSOR")]
+    pub to: Option<Cursor>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The export to load; `-` reads standard input
+    #[arg(value_name = "FILE", default_value = "-")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Check this copy of a store (what `orders backup` wrote) instead of the daemon's, read-only
     /// and without a daemon
@@ -329,6 +363,10 @@ pub enum DaemonBinaryCommand {
     /// Make a copy of a store (a backup) the data directory's store, with no daemon serving it,
     /// and print what was done as JSON (what `orders restore` runs)
     Restore(CopyArgs),
+
+    /// Load an export (`-`: standard input) into the data directory's empty store, with no daemon
+    /// serving it, and print what was done as JSON (what `orders import` runs)
+    Import(CopyArgs),
 }
 
 #[derive(Debug, Args)]

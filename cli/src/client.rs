@@ -173,6 +173,7 @@ impl Client {
             Reply::Progress(_) => {
                 return Err(unexpected("a progress line where the result was due".to_owned()));
             }
+            Reply::Record(_) => return Err(unexpected("a record line where the result was due".to_owned())),
         };
         serde_json::from_str(data.get()).map_err(|e| unexpected(e.to_string()))
     }

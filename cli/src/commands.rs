@@ -6,17 +6,19 @@ mod daemon;
 mod orders;
 
 use std::io::{self, IsTerminal, StdoutLock, Write};
+use std::process::Stdio;
 
 use orders_daemon::paths::Paths;
 use orders_shared::OrderId;
 use orders_shared::protocol::{
-    BackupReport, BackupRequest, CheckReport, CheckRequest, Request, RestoreReport,
+    BackupReport, BackupRequest, CheckReport, CheckRequest, DaemonStatus, ImportReport, Request,
+    RestoreReport, StatusRequest,
 };
 use serde::Serialize;
 
 use crate::args::{
-    BackupArgs, CheckArgs, Cli, Command, CompletionsArgs, DaemonCommand, EventsArgs, GlobalArgs, ReplayArgs,
-    RestoreArgs, StoreArgs,
+    BackupArgs, CheckArgs, Cli, Command, CompletionsArgs, DaemonCommand, EventsArgs, ExportArgs, GlobalArgs,
+    ImportArgs, ReplayArgs, RestoreArgs, StoreArgs,
 };
 use crate::client::Client;
 use crate::eventlog;
@@ -38,6 +40,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Check(args) => check(ctx, args).await,
         Command::Backup(args) => backup(ctx, args).await,
         Command::Restore(args) => restore(ctx, args).await,
+        Command::Export(args) => export(ctx, args).await,
+        Command::Import(args) => import(ctx, args).await,
         Command::Completions(args) => completions(ctx, args),
         Command::Daemon(DaemonCommand::Start(args)) => daemon::start(ctx, &args).await,
         Command::Daemon(DaemonCommand::Restart(args)) => daemon::restart(ctx, &args).await,
@@ -96,6 +100,13 @@ async fn events(ctx: &mut Context, args: EventsArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `orders export`: a million lines, written through a buffer.
+async fn export(ctx: &mut Context, args: ExportArgs) -> Result<(), Failure> {
+    let mut client = ctx.connect().await?;
+    let mut buffered = io::BufWriter::with_capacity(1 << 16, &mut ctx.out);
+    eventlog::export(&mut client, args, &mut buffered).await
+}
+
 /// `orders replay`.
 async fn replay(ctx: &mut Context, args: ReplayArgs) -> Result<(), Failure> {
     let mut client = ctx.connect().await?;
@@ -142,7 +153,9 @@ fn on_a_copy<T: serde::de::DeserializeOwned>(
     // `--file=PATH`, one argument: a name that begins with `-` is no option.
     let mut argument = std::ffi::OsString::from("--file=");
     argument.push(file);
-    command.arg(what).arg(argument).stdin(std::process::Stdio::null());
+    // `-` is standard input, passed on (`orders import -`).
+    let stdin = if file.as_os_str() == "-" { Stdio::inherit() } else { Stdio::null() };
+    command.arg(what).arg(argument).stdin(stdin);
     if let Some(paths) = paths {
         command.env("ORDERS_DATA_DIR", &paths.data_dir).env("ORDERS_SOCKET", &paths.socket);
     }
@@ -169,6 +182,43 @@ async fn restore(ctx: &mut Context, args: RestoreArgs) -> Result<(), Failure> {
     }
     let report = restored?;
     ctx.emit(&report, |out| output::restore(out, &report, was_running))
+}
+
+/// `orders import [FILE|-]`: refused at once when the running daemon's store holds events;
+/// otherwise a running daemon is stopped first and started again afterwards, as for `restore`.
+async fn import(ctx: &mut Context, args: ImportArgs) -> Result<(), Failure> {
+    let file = if args.file.as_os_str() == "-" {
+        if io::stdin().is_terminal() {
+            return Err(Failure::new(
+                Exit::Usage,
+                "give the export to import as FILE, or pipe it in: `orders import FILE`, \
+                 `gunzip -c FILE.gz | orders import -`",
+            ));
+        }
+        args.file
+    } else {
+        absolute(&args.file)?
+    };
+    if let Ok(mut client) = Client::connect(&ctx.paths).await
+        && let Ok(status) = client.call::<DaemonStatus>(&Request::Status(StatusRequest {})).await
+        && status.events > 0
+    {
+        return Err(Failure::new(
+            Exit::Failure,
+            format!(
+                "nothing was imported: the store at {} holds {} events; an import goes into an empty \
+                 store (another --data-dir, or move that store away first)",
+                status.database, status.events
+            ),
+        ));
+    }
+    let was_running = crate::daemon::stop(&ctx.paths).await?.is_some();
+    let imported: Result<ImportReport, Failure> = on_a_copy("import", &file, Some(&ctx.paths));
+    if was_running {
+        crate::daemon::start_in_background(&ctx.paths, &[]).await?;
+    }
+    let report = imported?;
+    ctx.emit(&report, |out| output::import(out, &report, was_running))
 }
 
 /// `orders backup FILE`.

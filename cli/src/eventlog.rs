@@ -1,4 +1,4 @@
-//! The commands that read the event log or stream from it: `events`, `watch`, `replay`.
+//! The commands that read the event log or stream from it: `events`, `export`, `watch`, `replay`.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -6,12 +6,12 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use orders_shared::OrderId;
 use orders_shared::protocol::{
-    ErrorCode, EventPage, EventView, EventsRequest, OrderView, ReplayReport, ReplayRequest, Reply, Request,
-    WatchRequest,
+    ErrorCode, EventPage, EventView, EventsRequest, ExportRequest, ExportSummary, OrderView, ReplayReport,
+    ReplayRequest, Reply, Request, WatchRequest,
 };
 use serde_json::Value;
 
-use crate::args::EventsArgs;
+use crate::args::{EventsArgs, ExportArgs};
 use crate::client::Client;
 use crate::failure::{Exit, Failure};
 use crate::output;
@@ -80,6 +80,32 @@ pub async fn events(
             }
             _ => return Ok(()),
         }
+    }
+}
+
+/// `orders export`: each record line's object, as the daemon wrote it, on a line of `out`; the
+/// summary on stderr when it is a terminal. An export the daemon could not finish is a failure
+/// (what was printed is then incomplete).
+pub async fn export(client: &mut Client, args: ExportArgs, out: &mut impl Write) -> Result<(), Failure> {
+    let request = Request::Export(ExportRequest { from: args.from, to: args.to });
+    let mut reply = client.first_reply(&request, None).await.map_err(refused_cursor)?;
+    loop {
+        if let Reply::Record(record) = reply {
+            out.write_all(record.get().as_bytes())?;
+            out.write_all(b"\n")?;
+            reply = next(client).await?;
+            continue;
+        }
+        let summary: ExportSummary = client.data(reply).map_err(refused_cursor)?;
+        out.flush()?;
+        if std::io::stderr().is_terminal() {
+            let range = match (&summary.first, &summary.last) {
+                (Some(first), Some(last)) => format!(" ({first} to {last})"),
+                _ => String::new(),
+            };
+            eprintln!("exported {} events{range}; go on later with --from {}", summary.events, summary.next);
+        }
+        return Ok(());
     }
 }
 

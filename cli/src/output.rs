@@ -240,6 +240,44 @@ pub fn restore(
     Ok(())
 }
 
+pub fn import(
+    out: &mut impl Write,
+    report: &orders_shared::protocol::ImportReport,
+    restarted: bool,
+) -> io::Result<()> {
+    writeln!(
+        out,
+        "imported {} events of {} orders from {} into {} in {:.2} s (new store id {})",
+        report.events,
+        report.orders,
+        report.from,
+        report.database,
+        report.duration_ms as f64 / 1000.0,
+        report.store_id
+    )?;
+    let open: Vec<String> = [(report.open_payments, "payment"), (report.open_deliveries, "delivery")]
+        .into_iter()
+        .filter(|(count, _)| *count > 0)
+        .map(|(count, step)| match (count, step) {
+            (1, step) => format!("1 {step}"),
+            (count, "delivery") => format!("{count} deliveries"),
+            (count, step) => format!("{count} {step}s"),
+        })
+        .collect();
+    if !open.is_empty() {
+        let when = if restarted { "now" } else { "once it starts" };
+        writeln!(
+            out,
+            "the daemon carries out what the log left open {when}: {} (a delivery already due at once)",
+            open.join(" and ")
+        )?;
+    }
+    if restarted {
+        writeln!(out, "the daemon was stopped for it and started again")?;
+    }
+    Ok(())
+}
+
 pub fn backup(out: &mut impl Write, report: &orders_shared::protocol::BackupReport) -> io::Result<()> {
     writeln!(
         out,

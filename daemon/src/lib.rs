@@ -31,6 +31,7 @@ mod connection;
 pub mod files;
 mod handlers;
 mod identity;
+pub mod import;
 pub mod lock;
 pub mod logging;
 pub mod paths;

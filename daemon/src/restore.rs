@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
-use orders_shared::protocol::RestoreReport;
+use orders_shared::protocol::{CheckReport, RestoreReport};
 
 use crate::files::OWNER_ONLY;
 use crate::identity::{self, Acknowledged};
@@ -44,18 +44,9 @@ pub fn restore(paths: &Paths, from: &Path) -> anyhow::Result<RestoreReport> {
         sibling(&database, &format!("before-restore-{}", jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ")))
     });
     if let Some(aside) = &aside {
-        for suffix in ["", "-wal", "-shm"] {
-            let (old, kept) = (with_suffix(&database, suffix), with_suffix(aside, suffix));
-            if old.exists() {
-                std::fs::rename(&old, &kept)
-                    .with_context(|| format!("cannot move {} aside to {}", old.display(), kept.display()))?;
-            }
-        }
+        move_database(&database, aside)?;
     }
-    std::fs::rename(&staged, &database)
-        .with_context(|| format!("cannot put the restored store in place at {}", database.display()))?;
-    File::open(&paths.data_dir)?.sync_all()?;
-    Acknowledged::create(&paths.data_dir.join(identity::FILE_NAME), store_id, head.get())?;
+    put_in_place(paths, &staged, store_id, head)?;
     Ok(RestoreReport {
         from: from.display().to_string(),
         database: database.display().to_string(),
@@ -87,25 +78,62 @@ fn prepare(staged: &Path) -> anyhow::Result<(identity::StoreId, Position, u64)> 
     let mut store = SqliteStore::open(staged)?;
     store.migrate()?;
     store.drop_leftovers()?;
-    let store_id = store.ensure_identity(true)?;
-    let head = store.head()?;
-    let reads = store.reads()?;
-    let checked = crate::check::check_source(reads.as_ref());
-    reads.close();
-    let report = checked?;
-    if report.problems > 0 {
-        let first = report.listed.first().map(|problem| problem.message.as_str()).unwrap_or_default();
+    let (store_id, head, report) = verify(&mut store)?;
+    if let Some(problems) = problems(&report) {
         bail!(
-            "the copy does not pass the check ({} problems; the first: {first}); nothing was restored \
-             (`orders check --file` lists them)",
-            report.problems
+            "the copy does not pass the check ({problems}); nothing was restored (`orders check --file` \
+             lists them)"
         );
     }
     Ok((store_id, head, report.orders))
 }
 
+/// Gives a staged store a new identity and checks it whole: its id, its head and the report.
+pub(crate) fn verify(store: &mut SqliteStore) -> anyhow::Result<(identity::StoreId, Position, CheckReport)> {
+    let store_id = store.ensure_identity(true)?;
+    let head = store.head()?;
+    let reads = store.reads()?;
+    let checked = crate::check::check_source(reads.as_ref());
+    reads.close();
+    Ok((store_id, head, checked?))
+}
+
+/// What a check found, in a few words (the count and the first problem); `None` if nothing.
+pub(crate) fn problems(report: &CheckReport) -> Option<String> {
+    let first = report.listed.first().map(|problem| problem.message.as_str()).unwrap_or_default();
+    (report.problems > 0).then(|| format!("{} problems; the first: {first}", report.problems))
+}
+
+/// Puts a staged store (checked, its connections closed) in the place of the data directory's
+/// store, which is gone or moved aside, and rewrites the data directory's record of its store.
+pub(crate) fn put_in_place(
+    paths: &Paths,
+    staged: &Path,
+    store_id: identity::StoreId,
+    head: Position,
+) -> anyhow::Result<()> {
+    let database = paths.database();
+    move_database(staged, &database)
+        .with_context(|| format!("cannot put the new store in place at {}", database.display()))?;
+    File::open(&paths.data_dir)?.sync_all()?;
+    Acknowledged::create(&paths.data_dir.join(identity::FILE_NAME), store_id, head.get())?;
+    Ok(())
+}
+
+/// Renames a database and what SQLite may keep beside it (its WAL, its shared memory).
+fn move_database(from: &Path, to: &Path) -> anyhow::Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let (old, new) = (with_suffix(from, suffix), with_suffix(to, suffix));
+        if old.exists() {
+            std::fs::rename(&old, &new)
+                .with_context(|| format!("cannot move {} to {}", old.display(), new.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// `orders.db` + `.name`, beside it.
-fn sibling(database: &Path, name: &str) -> PathBuf {
+pub(crate) fn sibling(database: &Path, name: &str) -> PathBuf {
     with_suffix(database, &format!(".{name}"))
 }
 
@@ -115,8 +143,8 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Removes a staged database and what SQLite may have left beside it.
-fn remove_database(path: &Path) {
+/// Removes a database and what SQLite may have left beside it.
+pub(crate) fn remove_database(path: &Path) {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(with_suffix(path, suffix));
     }

@@ -99,6 +99,21 @@ impl<S: Store> Db<S> {
         result.expect("the query ran").expect("read")
     }
 
+    /// The whole log as `orders export` prints it.
+    pub fn export(&self) -> String {
+        let mut text = String::new();
+        let mut after = Position::START;
+        loop {
+            let (events, _) = self.read(|reads| reads.stored_events(after, 1000));
+            let Some(last) = events.last() else { return text };
+            after = last.position;
+            for event in events {
+                text += &serde_json::to_string(&event.export().expect("exportable")).expect("json");
+                text.push('\n');
+            }
+        }
+    }
+
     /// The types of every event of an order, in log order.
     pub fn types(&self, order: OrderId) -> Vec<&'static str> {
         let events = self.read(|reads| reads.history(order));

@@ -26,7 +26,26 @@ pub trait Aggregate: Default + Debug + Sized {
     /// The command that, decided on the state before the event, records exactly that event. The
     /// invariant checker uses it to prove that a stored stream follows the rules.
     fn command_for(event: &Self::Event) -> Self::Command;
+
+    /// Proves a stored event legal on this state: the command that records it
+    /// ([`command_for`](Self::command_for)), decided here, records exactly that event. The
+    /// invariant checker proves every stored stream with it, and `import` every imported one.
+    fn prove(&self, event: &Self::Event) -> Result<(), Illegal> {
+        match self.decide(&Self::command_for(event)) {
+            Ok(decided) if decided.len() == 1 && decided[0] == *event => Ok(()),
+            Ok(decided) => Err(Illegal(format!("{event:?} is not what the rules decide ({decided:?})"))),
+            Err(refusal) => {
+                let event: DomainEvent = event.clone().into();
+                Err(Illegal(format!("{} breaks the rules: {refusal}", event.event_type())))
+            }
+        }
+    }
 }
+
+/// Why a stored event is not what its aggregate's rules record on the state before it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Illegal(pub String);
 
 impl Aggregate for Order {
     type Command = OrderCommand;

@@ -79,6 +79,20 @@ impl FromStr for StreamId {
     }
 }
 
+/// As its text, `order-<uuid>` (the export format writes streams so).
+impl Serialize for StreamId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for StreamId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Every event of the domain, whatever its context.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DomainEvent {

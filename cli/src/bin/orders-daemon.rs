@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         DaemonBinaryCommand::Run(args) => run(&cli, args),
         DaemonBinaryCommand::Check(args) => check_copy(&args.file),
         DaemonBinaryCommand::Restore(args) => restore(&cli, &args.file),
+        DaemonBinaryCommand::Import(args) => import(&cli, &args.file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -40,6 +41,26 @@ fn restore(cli: &DaemonCli, file: &std::path::Path) -> Result<(), Failure> {
     let paths = commands::resolve_paths(&cli.store)?;
     let report = orders_daemon::restore::restore(&paths, file)
         .map_err(|e| Failure::new(Exit::Failure, format!("nothing was restored: {e:#}")))?;
+    print_json(&report)
+}
+
+/// `orders-daemon import --file FILE`: what was done, as JSON on stdout. `-` reads stdin.
+fn import(cli: &DaemonCli, file: &std::path::Path) -> Result<(), Failure> {
+    let paths = commands::resolve_paths(&cli.store)?;
+    let refused = |e: anyhow::Error| Failure::new(Exit::Failure, format!("nothing was imported: {e:#}"));
+    // Large reads: the export is read a line at a time from this buffer.
+    const BUFFER: usize = 1 << 20;
+    let report = if file.as_os_str() == "-" {
+        let mut input = std::io::BufReader::with_capacity(BUFFER, std::io::stdin().lock());
+        orders_daemon::import::import(&paths, "-", &mut input)
+    } else {
+        let opened = std::fs::File::open(file).map_err(|e| {
+            Failure::new(Exit::Failure, format!("nothing was imported: {}: {e}", file.display()))
+        })?;
+        let mut input = std::io::BufReader::with_capacity(BUFFER, opened);
+        orders_daemon::import::import(&paths, &file.display().to_string(), &mut input)
+    }
+    .map_err(refused)?;
     print_json(&report)
 }
 

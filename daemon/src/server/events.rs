@@ -13,7 +13,7 @@
 
 use std::io;
 
-use orders_shared::protocol::{ErrorBody, ErrorCode, EventsRequest, Reply};
+use orders_shared::protocol::{Cursor, ErrorBody, ErrorCode, EventsRequest, Reply};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -106,7 +106,11 @@ fn page_closing(last: Position, head: Position) -> String {
 
 /// The position an `events` request starts at: its cursor's, or the start of the log.
 fn first_position(request: &EventsRequest) -> Result<Position, ErrorBody> {
-    let Some(cursor) = &request.from else { return Ok(Position::START.next()) };
+    request.from.as_ref().map_or(Ok(Position::START.next()), cursor_position)
+}
+
+/// The position of a cursor a client gave; one no store gave out is an invalid request.
+pub(super) fn cursor_position(cursor: &Cursor) -> Result<Position, ErrorBody> {
     crate::store::position(cursor).ok_or_else(|| {
         ErrorBody::new(
             ErrorCode::InvalidRequest,

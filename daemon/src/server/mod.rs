@@ -12,6 +12,7 @@
 
 mod context;
 mod events;
+mod export;
 mod queries;
 mod router;
 mod streams;

@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 
 use super::context::Context;
 use super::events::{events_page, follow_events};
+use super::export::export;
 use super::queries::{backup, check_database, find_order, list_orders, order_history, status, to_json};
 use super::streams::{replay, wait_until_settled, watch_order};
 use crate::command::WriteCommand;
@@ -32,6 +33,10 @@ pub(super) async fn handle(context: &Context, lines: &mut Lines, request: Reques
         // A page is written a piece at a time, as it is read.
         Request::Events(request) => {
             events_page(context, lines, request).await?;
+            return Ok(Handled::Open);
+        }
+        Request::Export(request) => {
+            export(context, lines, request).await?;
             return Ok(Handled::Open);
         }
         Request::Watch(request) => {
@@ -65,7 +70,7 @@ pub(super) async fn route(context: &Context, request: Request) -> Reply {
         Request::List(list) => list_orders(context, list).await,
         Request::Wait(wait) => wait_until_settled(context, &wait).await.map(to_json),
         Request::History(history) => order_history(context, history.id).await.map(to_json),
-        Request::Events(_) | Request::Watch(_) | Request::Replay(_) => {
+        Request::Events(_) | Request::Export(_) | Request::Watch(_) | Request::Replay(_) => {
             unreachable!("streaming requests are handled by the connection")
         }
         Request::Check(_) => check_database(context).await,

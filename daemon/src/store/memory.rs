@@ -28,9 +28,9 @@ use uuid::Uuid;
 
 use crate::identity::{Found, StoreId};
 use crate::store::{
-    Batch, Counts, Metadata, OpenSteps, Outcome, Position, ReadSource, Reads, RebuildChunk, Rebuilt,
-    RecordedEvent, StepKind, Store, StoreError, StoredDelivery, StoredOrder, StoredPayment, StoredValue,
-    Upkeep, Version, Walked, Walking, WriteTx,
+    Batch, Counts, ImportTx, Metadata, OpenSteps, Outcome, Position, ReadSource, Reads, RebuildChunk,
+    Rebuilt, RecordedEvent, StepKind, Store, StoreError, StoredDelivery, StoredEvent, StoredOrder,
+    StoredPayment, StoredValue, Upkeep, Version, Walked, Walking, WriteTx,
 };
 
 /// How often a unit is run after an optimistic-concurrency conflict, in all (as SQLite does).
@@ -210,6 +210,33 @@ impl Log {
         Ok(recorded)
     }
 
+    /// Appends an event recorded elsewhere (an import) at the next position, as SQLite stores it.
+    fn insert_stored(&mut self, stored: &StoredEvent) -> Result<(), StoreError> {
+        if stored.position != self.head().next() {
+            return Err(StoreError::Failed(
+                format!("position {} where {} was due", stored.position, self.head().next()),
+                None,
+            ));
+        }
+        if stored.version != self.version(stored.stream).next() {
+            return Err(StoreError::Conflict { stream: stored.stream, expected: stored.version });
+        }
+        if let Some(key) = &stored.metadata.idempotency_key
+            && self.keys.contains_key(key)
+        {
+            return Err(StoreError::Conflict { stream: stored.stream, expected: stored.version });
+        }
+        let mut event = stored.clone().decode()?;
+        event.recorded_at = to_millisecond(event.recorded_at);
+        let index = self.events.len();
+        self.streams.entry(event.stream).or_default().push(index);
+        if let Some(key) = &event.metadata.idempotency_key {
+            self.keys.insert(key.clone(), index);
+        }
+        self.events.push(Arc::new(event));
+        Ok(())
+    }
+
     /// Forgets every event past the first `len` (a unit's appends, undone).
     fn truncate(&mut self, len: usize) {
         while self.events.len() > len {
@@ -227,6 +254,44 @@ impl Log {
                 self.keys.remove(key);
             }
         }
+    }
+}
+
+/// An import's transaction: a copy of the state, committed whole or dropped.
+struct ImportState<'s> {
+    state: &'s mut State,
+}
+
+impl ImportTx for ImportState<'_> {
+    fn head(&mut self) -> Result<Position, StoreError> {
+        Ok(self.state.log.head())
+    }
+
+    fn insert(&mut self, event: &StoredEvent) -> Result<(), StoreError> {
+        self.state.log.insert_stored(event)
+    }
+
+    fn open_payment_request(
+        &mut self,
+        order: OrderId,
+        amount: Total,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let row = PaymentRow { amount, requested_at: to_millisecond(at) };
+        if self.state.payments.insert(order, row).is_some() {
+            return Err(StoreError::Failed(
+                format!("order {order} has an open payment request already"),
+                None,
+            ));
+        }
+        Ok(())
+    }
+
+    fn set_delivery_timer(&mut self, order: OrderId, due_at: Timestamp) -> Result<(), StoreError> {
+        if self.state.timers.insert(order, to_millisecond(due_at)).is_some() {
+            return Err(StoreError::Failed(format!("order {order} has a delivery timer already"), None));
+        }
+        Ok(())
     }
 }
 
@@ -541,6 +606,18 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn import(
+        &mut self,
+        load: &mut dyn FnMut(&mut dyn ImportTx) -> Result<bool, StoreError>,
+    ) -> Result<bool, StoreError> {
+        let mut state = State::clone(&self.snapshot());
+        let keep = load(&mut ImportState { state: &mut state })?;
+        if keep {
+            self.commit(state)?;
+        }
+        Ok(keep)
+    }
+
     fn drop_leftovers(&mut self) -> Result<bool, StoreError> {
         Ok(self.rebuild.take().is_some())
     }
@@ -712,6 +789,31 @@ impl Reads for Snapshot {
     ) -> Result<(Vec<RecordedEvent>, Position), StoreError> {
         let log = &self.state.log;
         Ok((log.after(after, limit).iter().map(|event| RecordedEvent::clone(event)).collect(), log.head()))
+    }
+
+    fn stored_events(
+        &mut self,
+        after: Position,
+        limit: usize,
+    ) -> Result<(Vec<StoredEvent>, Position), StoreError> {
+        // Kept decoded: written back as this build stores each event.
+        let log = &self.state.log;
+        let events = log
+            .after(after, limit)
+            .iter()
+            .map(|event| StoredEvent {
+                position: event.position,
+                event_id: event.event_id,
+                stream: event.stream,
+                version: event.version,
+                event_type: event.event.event_type().to_owned(),
+                schema_version: event.event.schema_version(),
+                payload: event.event.payload(),
+                metadata: event.metadata.clone(),
+                recorded_at: event.recorded_at,
+            })
+            .collect();
+        Ok((events, log.head()))
     }
 
     fn counts(&mut self) -> Result<Counts, StoreError> {

@@ -31,8 +31,9 @@ use std::fmt;
 use std::path::Path;
 
 use jiff::Timestamp;
-use orders_shared::protocol::{Cursor, ListRequest, OrderPage, OrderView};
+use orders_shared::protocol::{Cursor, ExportedEvent, ExportedMetadata, ListRequest, OrderPage, OrderView};
 use orders_shared::{DecodeError, DomainEvent, OrderId, StreamId, Total};
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::identity::{Found, StoreId};
@@ -134,6 +135,66 @@ pub struct RecordedEvent {
     pub recorded_at: Timestamp,
     pub metadata: Metadata,
     pub event: DomainEvent,
+}
+
+/// An event exactly as the store keeps it: its payload as it was written, at the schema version
+/// it was written in, never upcast. What `export` writes and `import` loads (issue 15), so that
+/// an export of an import is the export it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub position: Position,
+    pub event_id: Uuid,
+    pub stream: StreamId,
+    pub version: Version,
+    pub event_type: String,
+    pub schema_version: u32,
+    /// A JSON object.
+    pub payload: String,
+    pub metadata: Metadata,
+    pub recorded_at: Timestamp,
+}
+
+impl StoredEvent {
+    /// The event this build reads from it (an older schema version upcast).
+    pub fn decode(self) -> Result<RecordedEvent, StoreError> {
+        let position = self.position;
+        Ok(RecordedEvent {
+            position,
+            event_id: self.event_id,
+            stream: self.stream,
+            version: self.version,
+            recorded_at: self.recorded_at,
+            event: DomainEvent::decode(&self.event_type, self.schema_version, &self.payload)
+                .map_err(|source| StoreError::Decode { position, source })?,
+            metadata: self.metadata,
+        })
+    }
+
+    /// The line of an export that holds it. An event this build cannot read is not exported:
+    /// `import` would refuse it, and the export would not be the archive it claims to be.
+    pub fn export(self) -> Result<ExportedEvent, StoreError> {
+        let position = self.position;
+        DomainEvent::decode(&self.event_type, self.schema_version, &self.payload)
+            .map_err(|source| StoreError::Decode { position, source })?;
+        let data = RawValue::from_string(self.payload).map_err(|e| {
+            StoreError::Corrupt(format!("event at position {position}: its payload is not JSON: {e}"))
+        })?;
+        Ok(ExportedEvent {
+            position: position.get(),
+            event_id: self.event_id,
+            stream: self.stream,
+            version: self.version.get(),
+            event_type: self.event_type,
+            schema_version: self.schema_version,
+            data,
+            metadata: ExportedMetadata {
+                correlation_id: self.metadata.correlation_id,
+                causation_id: self.metadata.causation_id,
+                idempotency_key: self.metadata.idempotency_key,
+            },
+            recorded_at: self.recorded_at,
+        })
+    }
 }
 
 /// The cursor of the event at `position`, or of the place where it will be (issue 12). On the
@@ -260,6 +321,15 @@ pub trait Store: Send + 'static {
     /// Drops an unfinished rebuild; the live read model stays as it was.
     fn rebuild_abandon(&mut self, check: bool) -> Result<(), StoreError>;
 
+    /// Loads a log recorded elsewhere (`orders import`) in one transaction: `load` inserts its
+    /// events as they were stored and opens the saga steps they leave open, then says whether
+    /// to keep it all (`false`, or an error: nothing is kept). The read model is left alone: it
+    /// catches up from its checkpoint afterwards, as at start-up. Returns what `load` said.
+    fn import(
+        &mut self,
+        load: &mut dyn FnMut(&mut dyn ImportTx) -> Result<bool, StoreError>,
+    ) -> Result<bool, StoreError>;
+
     /// Drops what an interrupted rebuild left behind (the daemon died while it ran); whether
     /// there was anything.
     fn drop_leftovers(&mut self) -> Result<bool, StoreError>;
@@ -380,6 +450,27 @@ pub trait WriteTx {
     fn clear_delivery_timer(&mut self, order: OrderId) -> Result<(), StoreError>;
 }
 
+/// An import's transaction (see [`Store::import`]).
+pub trait ImportTx {
+    /// The newest position: an import goes into an empty store only.
+    fn head(&mut self) -> Result<Position, StoreError>;
+
+    /// Inserts an event as it was stored elsewhere: its position (the next one), id, version,
+    /// payload and time kept.
+    fn insert(&mut self, event: &StoredEvent) -> Result<(), StoreError>;
+
+    /// Opens a payment saga's step, as [`WriteTx::open_payment_request`] does.
+    fn open_payment_request(
+        &mut self,
+        order: OrderId,
+        amount: Total,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Arms a delivery saga's timer, as [`WriteTx::set_delivery_timer`] does.
+    fn set_delivery_timer(&mut self, order: OrderId, due_at: Timestamp) -> Result<(), StoreError>;
+}
+
 /// Where queries get read snapshots: a pool of connections, or the memory itself. Shared by
 /// every query; [`close`](Self::close) lets go of what it holds, so that the writer closes last.
 pub trait ReadSource: Send + Sync + 'static {
@@ -408,6 +499,14 @@ pub trait Reads {
     /// Up to `limit` events after `after`, in log order, and the head, as of one commit.
     fn events(&mut self, after: Position, limit: usize)
     -> Result<(Vec<RecordedEvent>, Position), StoreError>;
+
+    /// Up to `limit` events after `after`, in log order, exactly as stored (what `export`
+    /// writes), and the head, as of one commit.
+    fn stored_events(
+        &mut self,
+        after: Position,
+        limit: usize,
+    ) -> Result<(Vec<StoredEvent>, Position), StoreError>;
 
     /// What `status` counts.
     fn counts(&mut self) -> Result<Counts, StoreError>;

@@ -6,18 +6,20 @@
 //! `docs/PROTOCOL.md` is the prose version of this module. The requests are in `request.rs`, the
 //! reply lines and errors in `reply.rs`, and what replies carry in `view.rs`; all re-exported here.
 
+mod archive;
 mod reply;
 mod request;
 mod view;
 
+pub use archive::{ExportedEvent, ExportedMetadata, milliseconds};
 pub use reply::{ErrorBody, ErrorCode, Reply, raw};
 pub use request::{
     Addressed, BackupRequest, CancelRequest, CheckRequest, CreateRequest, Envelope, EventsRequest,
-    HistoryRequest, IdempotencyKey, ListRequest, MAX_REQUEST_BYTES, PROTOCOL_VERSION, ReplayRequest, Request,
-    ShowRequest, ShutdownRequest, StatusRequest, WaitRequest, WatchRequest,
+    ExportRequest, HistoryRequest, IdempotencyKey, ListRequest, MAX_REQUEST_BYTES, PROTOCOL_VERSION,
+    ReplayRequest, Request, ShowRequest, ShutdownRequest, StatusRequest, WaitRequest, WatchRequest,
 };
 pub use view::{
     BackupReport, CheckProblem, CheckReport, Cursor, DaemonState, DaemonStatus, Difference, EventPage,
-    EventView, OrderPage, OrderView, ReplayProgress, ReplayReport, RestoreReport, StartProgress, StartStep,
-    StuckStep,
+    EventView, ExportSummary, ImportReport, OrderPage, OrderView, ReplayProgress, ReplayReport,
+    RestoreReport, StartProgress, StartStep, StuckStep,
 };

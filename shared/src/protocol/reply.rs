@@ -7,10 +7,11 @@ use serde_json::value::RawValue;
 use super::view::{EventView, ReplayProgress};
 
 /// One reply line: the final one of a request carries data or an error; a streaming request
-/// (`events --follow`, `watch`, `replay`) sends event or progress lines before it.
+/// (`events --follow`, `watch`, `replay`, `export`) sends event, progress or record lines before
+/// it.
 ///
 /// On the wire it is `{"ok":true,"data":...}`, `{"ok":false,"error":{...}}`,
-/// `{"ok":true,"event":{...}}` or `{"ok":true,"progress":{...}}`. A line with none of them, two of
+/// `{"ok":true,"event":{...}}`, `{"ok":true,"progress":{...}}` or `{"ok":true,"record":{...}}`. A line with none of them, two of
 /// them, or an `ok` that contradicts its payload does not parse; other fields are ignored, for
 /// newer daemons.
 #[derive(Clone, Debug)]
@@ -21,6 +22,9 @@ pub enum Reply {
     Error(ErrorBody),
     Event(EventView),
     Progress(ReplayProgress),
+    /// A line of an export ([`ExportedEvent`](super::ExportedEvent)), kept as the text the
+    /// daemon wrote: the client prints it as it is.
+    Record(Box<RawValue>),
 }
 
 impl Reply {
@@ -54,6 +58,7 @@ impl Reply {
             Reply::Error(_) => "error",
             Reply::Event(_) => "event",
             Reply::Progress(_) => "progress",
+            Reply::Record(_) => "record",
         }
     }
 }
@@ -70,6 +75,7 @@ impl Serialize for Reply {
             Reply::Error(error) => line.serialize_field(field, error)?,
             Reply::Event(event) => line.serialize_field(field, event)?,
             Reply::Progress(progress) => line.serialize_field(field, progress)?,
+            Reply::Record(record) => line.serialize_field(field, record)?,
         }
         line.end()
     }
@@ -110,6 +116,8 @@ struct WireReply {
     event: Option<EventView>,
     #[serde(default)]
     progress: Option<ReplayProgress>,
+    #[serde(default)]
+    record: Option<Box<RawValue>>,
 }
 
 /// Reads a field that is present, whatever its value (`null` included).
@@ -122,18 +130,46 @@ impl TryFrom<WireReply> for Reply {
 
     fn try_from(wire: WireReply) -> Result<Self, String> {
         match wire {
-            WireReply { ok: true, data: Some(data), error: None, event: None, progress: None } => {
-                Ok(Reply::Data(data))
-            }
-            WireReply { ok: false, data: None, error: Some(error), event: None, progress: None } => {
-                Ok(Reply::Error(error))
-            }
-            WireReply { ok: true, data: None, error: None, event: Some(event), progress: None } => {
-                Ok(Reply::Event(event))
-            }
-            WireReply { ok: true, data: None, error: None, event: None, progress: Some(progress) } => {
-                Ok(Reply::Progress(progress))
-            }
+            WireReply {
+                ok: true,
+                data: Some(data),
+                error: None,
+                event: None,
+                progress: None,
+                record: None,
+            } => Ok(Reply::Data(data)),
+            WireReply {
+                ok: false,
+                data: None,
+                error: Some(error),
+                event: None,
+                progress: None,
+                record: None,
+            } => Ok(Reply::Error(error)),
+            WireReply {
+                ok: true,
+                data: None,
+                error: None,
+                event: Some(event),
+                progress: None,
+                record: None,
+            } => Ok(Reply::Event(event)),
+            WireReply {
+                ok: true,
+                data: None,
+                error: None,
+                event: None,
+                progress: Some(progress),
+                record: None,
+            } => Ok(Reply::Progress(progress)),
+            WireReply {
+                ok: true,
+                data: None,
+                error: None,
+                event: None,
+                progress: None,
+                record: Some(record),
+            } => Ok(Reply::Record(record)),
             wire => Err(wire.refusal()),
         }
     }
@@ -142,12 +178,14 @@ impl TryFrom<WireReply> for Reply {
 impl WireReply {
     /// Why this line is none of the reply shapes.
     fn refusal(&self) -> String {
-        const ONE_OF: &str = "a reply carries one of \"data\", \"error\", \"event\" or \"progress\"";
+        const ONE_OF: &str =
+            "a reply carries one of \"data\", \"error\", \"event\", \"progress\" or \"record\"";
         let carried: Vec<String> = [
             ("data", self.data.is_some()),
             ("error", self.error.is_some()),
             ("event", self.event.is_some()),
             ("progress", self.progress.is_some()),
+            ("record", self.record.is_some()),
         ]
         .into_iter()
         .filter(|(_, carried)| *carried)

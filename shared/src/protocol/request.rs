@@ -48,6 +48,7 @@ pub enum Request {
     History(HistoryRequest),
     Watch(WatchRequest),
     Events(EventsRequest),
+    Export(ExportRequest),
     Replay(ReplayRequest),
     Check(CheckRequest),
     Backup(BackupRequest),
@@ -67,6 +68,7 @@ impl Request {
             Request::History(_) => "history",
             Request::Watch(_) => "watch",
             Request::Events(_) => "events",
+            Request::Export(_) => "export",
             Request::Replay(_) => "replay",
             Request::Check(_) => "check",
             Request::Backup(_) => "backup",
@@ -349,6 +351,18 @@ impl EventsRequest {
     pub const MAX_LIMIT: u64 = 10_000;
 }
 
+/// The event log as the store keeps it, from a cursor to a cursor (both included; the start of
+/// the log and its head when the request began, when absent): one `record` line per event, then
+/// an [`ExportSummary`](super::ExportSummary) as the data (issue 15).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Cursor>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Cursor>,
+}
+
 /// Rebuilds the read model from the log (`check`: into a scratch table, compared, not swapped).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -453,6 +467,7 @@ mod tests {
             Request::History(HistoryRequest { id }),
             Request::Watch(WatchRequest { id }),
             Request::Events(EventsRequest::default()),
+            Request::Export(ExportRequest::default()),
             Request::Replay(ReplayRequest::default()),
             Request::Check(CheckRequest {}),
             Request::Backup(BackupRequest { path: "/backups/orders.db".to_owned() }),

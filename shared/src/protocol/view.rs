@@ -89,6 +89,36 @@ pub struct RestoreReport {
     pub duration_ms: u64,
 }
 
+/// What `export` sent, after its last record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportSummary {
+    /// How many events (record lines) it sent.
+    pub events: u64,
+    /// The cursors of the first and the last of them (`null` when it sent none).
+    pub first: Option<Cursor>,
+    pub last: Option<Cursor>,
+    /// Where a later export goes on from (its `--from`).
+    pub next: Cursor,
+}
+
+/// What `orders import` did (reported by `orders-daemon import`, not over the socket).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportReport {
+    /// The file imported (`-`: standard input).
+    pub from: String,
+    /// The data directory's database, now holding the import.
+    pub database: String,
+    pub events: u64,
+    pub orders: u64,
+    /// Saga steps left open by the log, carried out by the daemon once it runs: payments
+    /// awaiting a decision, deliveries awaiting their due time (or overdue: they go at once).
+    pub open_payments: u64,
+    pub open_deliveries: u64,
+    /// The new store's identity.
+    pub store_id: String,
+    pub duration_ms: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckProblem {
     /// The order concerned, when there is one.

@@ -8,7 +8,7 @@ use orders_shared::{DomainEvent, StreamId};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 use uuid::Uuid;
 
-use crate::store::{Metadata, Position, RecordedEvent, StoreError, Version};
+use crate::store::{Metadata, Position, RecordedEvent, StoreError, StoredEvent, Version};
 
 /// `SQLITE_CONSTRAINT_UNIQUE`: the extended result code of a UNIQUE violation.
 const SQLITE_CONSTRAINT_UNIQUE: i32 = 2067;
@@ -118,6 +118,38 @@ impl<'c> EventStore<'c> {
         rows.map(|row| row?).collect()
     }
 
+    /// Up to `limit` events after global position `after`, in log order, as stored.
+    pub fn read_stored(&self, after: Position, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut select = self.conn.prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT {limit}"
+        ))?;
+        let rows = select.query_map([after.get()], stored_row)?;
+        rows.map(|row| row?).collect()
+    }
+
+    /// Inserts an event recorded elsewhere (an import), as it was: its position too.
+    pub fn insert_stored(&self, event: &StoredEvent) -> Result<(), StoreError> {
+        let mut insert = self.conn.prepare_cached(
+            "INSERT INTO events (position, event_id, stream_id, version, type, schema_version, payload, \
+                                 correlation_id, causation_id, idempotency_key, recorded_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?;
+        insert.execute(params![
+            event.position.get(),
+            event.event_id.to_string(),
+            event.stream.to_string(),
+            event.version.get(),
+            event.event_type,
+            event.schema_version,
+            event.payload,
+            event.metadata.correlation_id.to_string(),
+            event.metadata.causation_id.to_string(),
+            event.metadata.idempotency_key,
+            event.recorded_at.as_millisecond(),
+        ])?;
+        Ok(())
+    }
+
     /// The position of the newest event (`START` for an empty log).
     pub fn head(&self) -> Result<Position, StoreError> {
         let head = self
@@ -154,6 +186,12 @@ impl<'c> EventStore<'c> {
 
 /// Decodes one row; the outer error is SQLite's, the inner one a row this build cannot read.
 fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<RecordedEvent, StoreError>> {
+    Ok(stored_row(row)?.and_then(StoredEvent::decode))
+}
+
+/// Reads one row as stored; the outer error is SQLite's, the inner one a value that is not what
+/// the schema says.
+fn stored_row(row: &Row<'_>) -> rusqlite::Result<Result<StoredEvent, StoreError>> {
     let position = Position::new(row.get(0)?);
     let event_id: String = row.get(1)?;
     let stream_id: String = row.get(2)?;
@@ -165,9 +203,9 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<RecordedEvent, StoreError>
     let causation_id: String = row.get(8)?;
     let idempotency_key: Option<String> = row.get(9)?;
     let recorded_at: i64 = row.get(10)?;
-    let decoded = (|| {
+    let stored = (|| {
         let corrupt = |what: &str| StoreError::Corrupt(format!("event at position {position}: bad {what}"));
-        Ok(RecordedEvent {
+        Ok(StoredEvent {
             position,
             event_id: event_id.parse().map_err(|_| corrupt("event id"))?,
             stream: stream_id.parse().map_err(|source| StoreError::Decode { position, source })?,
@@ -178,11 +216,12 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<RecordedEvent, StoreError>
                 causation_id: causation_id.parse().map_err(|_| corrupt("causation id"))?,
                 idempotency_key,
             },
-            event: DomainEvent::decode(&event_type, schema_version, &payload)
-                .map_err(|source| StoreError::Decode { position, source })?,
+            event_type,
+            schema_version,
+            payload,
         })
     })();
-    Ok(decoded)
+    Ok(stored)
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 //! - `rebuild`: the replay's fresh table and its swap; `reads`: the read pool and the
 //!   named queries, the checker's walk among them; `upkeep`: WAL checkpoints;
 //! - [`schema`]: migrations; [`identity`]: the store's identity as SQLite keeps it;
-//! - `open`: connections and their pragmas; `steps`: the saga steps' rows as stored.
+//! - `open`: connections and their pragmas; `steps`: the saga steps' rows as stored;
+//! - `import`: a log recorded elsewhere, loaded in one transaction.
 //!
 //! Errors are classified here ([`From<rusqlite::Error>`](StoreError)): a full disk, a read-only
 //! or locked database are passing faults (`Unavailable`), a damaged file is `Damaged`, a UNIQUE
@@ -15,6 +16,7 @@
 
 pub mod events;
 pub mod identity;
+mod import;
 mod open;
 pub mod read_model;
 mod reads;
@@ -35,7 +37,9 @@ use rusqlite::{Connection, ErrorCode};
 use self::events::EventStore;
 pub use self::open::{open_another_writer, open_reader, open_writer};
 use crate::identity::{Found, StoreId};
-use crate::store::{Batch, Cause, OpenSteps, Position, ReadSource, RebuildChunk, Store, StoreError, Upkeep};
+use crate::store::{
+    Batch, Cause, ImportTx, OpenSteps, Position, ReadSource, RebuildChunk, Store, StoreError, Upkeep,
+};
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
@@ -226,6 +230,13 @@ impl Store for SqliteStore {
 
     fn rebuild_abandon(&mut self, check: bool) -> Result<(), StoreError> {
         rebuild::abandon(&self.conn, check)
+    }
+
+    fn import(
+        &mut self,
+        load: &mut dyn FnMut(&mut dyn ImportTx) -> Result<bool, StoreError>,
+    ) -> Result<bool, StoreError> {
+        import::import(&mut self.conn, load)
     }
 
     fn drop_leftovers(&mut self) -> Result<bool, StoreError> {

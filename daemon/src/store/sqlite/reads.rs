@@ -18,8 +18,8 @@ use super::open::open_reader;
 use super::read_model;
 use super::steps::{open_steps, sql_value, stored_value};
 use crate::store::{
-    Counts, Position, ReadSource, Reads, RecordedEvent, StepKind, StoreError, StoredOrder, StoredValue,
-    Walked, Walking,
+    Counts, Position, ReadSource, Reads, RecordedEvent, StepKind, StoreError, StoredEvent, StoredOrder,
+    StoredValue, Walked, Walking,
 };
 
 /// How many lines of SQLite's integrity check a walk keeps.
@@ -109,6 +109,17 @@ impl Reads for SqliteReads {
         let store = EventStore::new(&snapshot);
         let head = store.head()?;
         Ok((store.read_all(after, limit)?, head))
+    }
+
+    fn stored_events(
+        &mut self,
+        after: Position,
+        limit: usize,
+    ) -> Result<(Vec<StoredEvent>, Position), StoreError> {
+        let snapshot = self.conn.unchecked_transaction()?;
+        let store = EventStore::new(&snapshot);
+        let head = store.head()?;
+        Ok((store.read_stored(after, limit)?, head))
     }
 
     fn counts(&mut self) -> Result<Counts, StoreError> {

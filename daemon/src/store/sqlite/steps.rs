@@ -2,9 +2,33 @@
 //! SQLite holds them, since a row edited by hand or damaged must be reported as it is.
 
 use jiff::Timestamp;
-use rusqlite::Connection;
+use orders_shared::{OrderId, Total};
+use rusqlite::{Connection, params};
 
 use crate::store::{OpenSteps, StoreError, StoredDelivery, StoredPayment, StoredValue};
+
+/// Opens the payment saga's step: a payment awaiting the provider.
+pub(super) fn open_payment_request(
+    conn: &Connection,
+    order: OrderId,
+    amount: Total,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    conn.prepare_cached("INSERT INTO payment_requests (order_id, amount, requested_at) VALUES (?1, ?2, ?3)")?
+        .execute(params![order.to_string(), amount.get(), at.as_millisecond()])?;
+    Ok(())
+}
+
+/// Arms the delivery saga's durable timer.
+pub(super) fn set_delivery_timer(
+    conn: &Connection,
+    order: OrderId,
+    due_at: Timestamp,
+) -> Result<(), StoreError> {
+    conn.prepare_cached("INSERT INTO delivery_timers (order_id, due_at) VALUES (?1, ?2)")?
+        .execute(params![order.to_string(), due_at.as_millisecond()])?;
+    Ok(())
+}
 
 /// A value as SQLite holds it.
 pub(super) fn stored_value(value: rusqlite::types::ValueRef<'_>) -> StoredValue {

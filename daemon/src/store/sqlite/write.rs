@@ -7,10 +7,10 @@
 use jiff::Timestamp;
 use orders_shared::protocol::OrderView;
 use orders_shared::{DomainEvent, OrderId, StreamId, Total};
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior};
 
 use super::events::EventStore;
-use super::read_model;
+use super::{read_model, steps};
 use crate::store::{Batch, Metadata, Outcome, RecordedEvent, StoreError, Version, WriteTx};
 
 /// How often a unit is run after an optimistic-concurrency conflict, in all.
@@ -140,12 +140,7 @@ impl WriteTx for Tx<'_> {
         amount: Total,
         at: Timestamp,
     ) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO payment_requests (order_id, amount, requested_at) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![order.to_string(), amount.get(), at.as_millisecond()])?;
-        Ok(())
+        steps::open_payment_request(self.conn, order, amount, at)
     }
 
     fn close_payment_request(&mut self, order: OrderId) -> Result<(), StoreError> {
@@ -156,10 +151,7 @@ impl WriteTx for Tx<'_> {
     }
 
     fn set_delivery_timer(&mut self, order: OrderId, due_at: Timestamp) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached("INSERT INTO delivery_timers (order_id, due_at) VALUES (?1, ?2)")?
-            .execute(params![order.to_string(), due_at.as_millisecond()])?;
-        Ok(())
+        steps::set_delivery_timer(self.conn, order, due_at)
     }
 
     fn clear_delivery_timer(&mut self, order: OrderId) -> Result<(), StoreError> {

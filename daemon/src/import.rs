@@ -1,0 +1,345 @@
+//! `orders import` (issue 15): an export ([`ExportedEvent`] lines) becomes the store of a data
+//! directory whose store holds no event.
+//!
+//! [`load`] is the part every backend shares: it reads the export a line at a time and proves
+//! each event through the domain before it goes into the store's import transaction
+//! ([`Store::import`]) — positions 1, 2, 3 ... without gaps, each event id once, each stream's
+//! versions without gaps or repeats, each event what its aggregate's rules record on the state
+//! before it (the checker's proof, [`Aggregate::prove`]), an idempotency key once. The first line
+//! that fails names itself and nothing is kept. At the end it opens the saga steps the log leaves
+//! open (a payment awaiting its decision, a delivery awaiting its time), in the same transaction.
+//! It holds a few words per order and per event id, not the events.
+//!
+//! [`import`] is SQLite's: with no daemon serving the data directory (its lock is held), the
+//! export is loaded into a new database staged beside the store, whose read model then catches
+//! up; it is given a new identity and must pass the whole check (which also proves what a line
+//! alone cannot: that the three contexts of each order agree). Only then does it take the place
+//! of the empty store, as a restore does ([`crate::restore`]). The daemon carries the open steps
+//! out when it starts: a delivery already due goes at once.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{self, BufRead};
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+use jiff::Timestamp;
+use orders_shared::protocol::{ExportedEvent, IdempotencyKey, ImportReport};
+use orders_shared::{
+    Aggregate, Delivery, DomainEvent, Order, OrderId, Payment, PaymentEvent, StreamId, StreamKind,
+};
+use uuid::Uuid;
+
+use crate::lock::DataDirLock;
+use crate::paths::Paths;
+use crate::restore;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{ImportTx, Metadata, Position, Store, StoreError, StoredEvent, Version};
+
+/// The longest line read: an event is a few hundred bytes.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// How many events the read model catches up per transaction after a load.
+const CATCH_UP_CHUNK: usize = 10_000;
+
+/// Why an import stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// A line that is not a legal next event of the log.
+    #[error("line {line}: {message}")]
+    Line { line: u64, message: String },
+    #[error("the store holds {0} events already; an import goes into an empty store")]
+    NotEmpty(Position),
+    #[error("cannot read the input at line {line}: {source}")]
+    Read { line: u64, source: io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a load put into a store.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Loaded {
+    pub events: u64,
+    pub orders: u64,
+    pub open_payments: u64,
+    pub open_deliveries: u64,
+}
+
+/// Loads the export `input` into `store`, which must hold no event, in one transaction: all of
+/// it, or (on the first line that is not a legal next event, or any failure) nothing.
+pub fn load(store: &mut dyn Store, input: &mut dyn BufRead) -> Result<Loaded, ImportError> {
+    let mut importer = Importer::default();
+    let mut refused = None;
+    let kept = store.import(&mut |tx| match importer.run(tx, input) {
+        Ok(()) => Ok(true),
+        Err(ImportError::Store(error)) => Err(error),
+        Err(error) => {
+            refused = Some(error);
+            Ok(false)
+        }
+    })?;
+    match refused {
+        Some(error) => Err(error),
+        None if kept => Ok(importer.loaded),
+        None => unreachable!("a load that keeps nothing says why"),
+    }
+}
+
+/// What the import knows of the log so far.
+#[derive(Default)]
+struct Importer {
+    /// The number of the line being read (1 for the first).
+    line: u64,
+    head: Position,
+    event_ids: HashSet<Uuid>,
+    keys: HashSet<String>,
+    orders: HashMap<OrderId, Folds>,
+    loaded: Loaded,
+}
+
+/// One order's three streams, folded so far, each with its last version.
+#[derive(Default)]
+struct Folds {
+    order: (Order, Version),
+    payment: (Payment, Version),
+    delivery: (Delivery, Version),
+    /// When its payment was requested (the open step's time).
+    requested_at: Option<Timestamp>,
+}
+
+impl Importer {
+    fn run(&mut self, tx: &mut dyn ImportTx, input: &mut dyn BufRead) -> Result<(), ImportError> {
+        let head = tx.head()?;
+        if head != Position::START {
+            return Err(ImportError::NotEmpty(head));
+        }
+        let mut text = Vec::new();
+        while self.next_line(input, &mut text)? {
+            if text.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let event =
+                self.event(&text).map_err(|message| ImportError::Line { line: self.line, message })?;
+            tx.insert(&event)?;
+            self.loaded.events += 1;
+        }
+        self.open_steps(tx)?;
+        Ok(())
+    }
+
+    /// Reads the next line into `text` (without its newline); `false` at the end.
+    fn next_line(&mut self, input: &mut dyn BufRead, text: &mut Vec<u8>) -> Result<bool, ImportError> {
+        text.clear();
+        self.line += 1;
+        let line = self.line;
+        let limit = u64::try_from(MAX_LINE_BYTES).unwrap_or(u64::MAX) + 1;
+        let read = io::Read::take(&mut *input, limit)
+            .read_until(b'\n', text)
+            .map_err(|source| ImportError::Read { line, source })?;
+        if read == 0 {
+            return Ok(false);
+        }
+        if text.last() == Some(&b'\n') {
+            text.pop();
+        } else if text.len() > MAX_LINE_BYTES {
+            return Err(ImportError::Line {
+                line,
+                message: format!(
+                    "the line is longer than {} MiB: no event is that long",
+                    MAX_LINE_BYTES >> 20
+                ),
+            });
+        }
+        if line == 1 && text.starts_with(&[0x1f, 0x8b]) {
+            return Err(ImportError::Line {
+                line,
+                message: "the input is gzip-compressed: `gunzip -c FILE | orders import -`".to_owned(),
+            });
+        }
+        Ok(true)
+    }
+
+    /// The event of one line, proven the legal next one of the log.
+    fn event(&mut self, text: &[u8]) -> Result<StoredEvent, String> {
+        if text.trim_ascii_start().first() != Some(&b'{') {
+            return Err(
+                "not an exported event: each line is a JSON object, as `orders export` writes".to_owned()
+            );
+        }
+        let exported: ExportedEvent = serde_json::from_slice(text).map_err(|e| {
+            let message = e.to_string();
+            let message = message.split(" at line 1 column").next().unwrap_or(&message);
+            format!("not an exported event: {message} (at column {})", e.column())
+        })?;
+        let position = Position::new(exported.position);
+        let due = self.head.next();
+        if position != due {
+            return Err(if position <= self.head {
+                format!("position {position} is there twice (or out of order): {due} was due")
+            } else if self.head == Position::START {
+                format!(
+                    "the log starts at position {position}: an import is a whole log from position 1 \
+                     (an export with --from is only part of one)"
+                )
+            } else {
+                format!(
+                    "position {position} where {due} was due: positions {due} to {} are missing",
+                    position.get() - 1
+                )
+            });
+        }
+        if !self.event_ids.insert(exported.event_id) {
+            return Err(format!("event id {} is there twice", exported.event_id));
+        }
+        let data = exported.data.get();
+        let event = DomainEvent::decode(&exported.event_type, exported.schema_version, data)
+            .map_err(|e| e.to_string())?;
+        let stream = exported.stream;
+        let version = Version::new(exported.version);
+        let folds = self.orders.entry(stream.order).or_default();
+        match stream.kind {
+            StreamKind::Order => advance(&mut folds.order, stream, version, &event)?,
+            StreamKind::Payment => {
+                advance(&mut folds.payment, stream, version, &event)?;
+                if let DomainEvent::Payment(PaymentEvent::Requested { .. }) = event {
+                    folds.requested_at = Some(exported.recorded_at);
+                }
+            }
+            StreamKind::Delivery => advance(&mut folds.delivery, stream, version, &event)?,
+        }
+        let metadata = exported.metadata;
+        if let Some(key) = &metadata.idempotency_key {
+            IdempotencyKey::try_from(key.clone()).map_err(|e| format!("idempotency key: {e}"))?;
+            if !self.keys.insert(key.clone()) {
+                return Err(format!("the idempotency key '{key}' is there twice"));
+            }
+        }
+        self.head = position;
+        Ok(StoredEvent {
+            position,
+            event_id: exported.event_id,
+            stream,
+            version,
+            event_type: exported.event_type,
+            schema_version: exported.schema_version,
+            payload: data.to_owned(),
+            metadata: Metadata {
+                correlation_id: metadata.correlation_id,
+                causation_id: metadata.causation_id,
+                idempotency_key: metadata.idempotency_key,
+            },
+            recorded_at: exported.recorded_at,
+        })
+    }
+
+    /// Opens the saga steps the log leaves open, and counts the orders.
+    fn open_steps(&mut self, tx: &mut dyn ImportTx) -> Result<(), ImportError> {
+        for (id, folds) in &self.orders {
+            if !matches!(folds.order.0, Order::Absent) {
+                self.loaded.orders += 1;
+            }
+            if let (Payment::Requested { amount }, Some(at)) = (&folds.payment.0, folds.requested_at) {
+                tx.open_payment_request(*id, *amount, at)?;
+                self.loaded.open_payments += 1;
+            }
+            if let Delivery::Scheduled { due_at } = folds.delivery.0 {
+                tx.set_delivery_timer(*id, due_at)?;
+                self.loaded.open_deliveries += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Folds one event into its stream's aggregate, once it is proven the stream's legal next one.
+fn advance<A: Aggregate>(
+    (state, last): &mut (A, Version),
+    stream: StreamId,
+    version: Version,
+    event: &DomainEvent,
+) -> Result<(), String> {
+    if version != last.next() {
+        return Err(if version <= *last {
+            format!("{stream} has a version {version} already")
+        } else {
+            format!("{stream} jumps to version {version} where {} was due", last.next())
+        });
+    }
+    let Some(event) = A::event_of(event) else {
+        return Err(format!("a {} event cannot be in {stream}", event.event_type()));
+    };
+    state.prove(event).map_err(|illegal| format!("{stream} v{version}: {illegal}"))?;
+    *state = std::mem::take(state).evolve(event);
+    *last = version;
+    Ok(())
+}
+
+/// Imports the export read from `input` (named `from` in reports) into the data directory of
+/// `paths`, whose store must hold no event.
+pub fn import(paths: &Paths, from: &str, input: &mut dyn BufRead) -> anyhow::Result<ImportReport> {
+    let started = Instant::now();
+    paths.ensure_data_dir()?;
+    let _lock = DataDirLock::acquire(paths).context("a daemon serves this data directory")?;
+    let database = paths.database();
+    refuse_unless_empty(&database)?;
+    let staged = restore::sibling(&database, &format!("importing-{}", Uuid::now_v7().simple()));
+    let prepared = prepare(&staged, input);
+    let (loaded, store_id, head) = match prepared {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            restore::remove_database(&staged);
+            return Err(error);
+        }
+    };
+    // The store it replaces holds no event: nothing is kept aside.
+    restore::remove_database(&database);
+    restore::put_in_place(paths, &staged, store_id, head)?;
+    Ok(ImportReport {
+        from: from.to_owned(),
+        database: database.display().to_string(),
+        events: loaded.events,
+        orders: loaded.orders,
+        open_payments: loaded.open_payments,
+        open_deliveries: loaded.open_deliveries,
+        store_id: store_id.to_string(),
+        duration_ms: started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),
+    })
+}
+
+/// Refuses a data directory whose store holds events.
+fn refuse_unless_empty(database: &Path) -> anyhow::Result<()> {
+    if !database.exists() {
+        return Ok(());
+    }
+    let mut store = SqliteStore::open(database)
+        .with_context(|| format!("cannot open the store at {}", database.display()))?;
+    let head = store.head()?;
+    if head != Position::START {
+        bail!(
+            "the store at {} holds {head} events; an import goes into an empty store (another \
+             --data-dir, or move that store away first)",
+            database.display()
+        );
+    }
+    Ok(())
+}
+
+/// Loads the export into a new database at `staged`, catches its read model up, gives it a new
+/// identity and checks it.
+fn prepare(
+    staged: &Path,
+    input: &mut dyn BufRead,
+) -> anyhow::Result<(Loaded, crate::identity::StoreId, Position)> {
+    let mut store = SqliteStore::open(staged)?;
+    store.migrate()?;
+    let loaded = load(&mut store, input)?;
+    while store.catch_up_chunk(CATCH_UP_CHUNK)?.is_some() {}
+    let (store_id, head, report) = restore::verify(&mut store)?;
+    if let Some(problems) = restore::problems(&report) {
+        bail!("the imported log does not pass the check ({problems}); nothing was imported");
+    }
+    Ok((loaded, store_id, head))
+}
+
+#[cfg(test)]
+mod tests;
