@@ -9,6 +9,7 @@ mod binaries;
 mod cli;
 mod clock;
 mod crash;
+mod export;
 mod faults;
 mod hostile_files;
 mod lifecycle;

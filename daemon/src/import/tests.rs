@@ -177,3 +177,39 @@ fn a_store_with_events_is_refused() {
     assert!(matches!(error, ImportError::NotEmpty(_)), "{error}");
     assert_eq!(db.orders().len(), 1);
 }
+
+/// An event of an older schema version is exported as it was stored, not upcast, and imported
+/// so: the export of the import is still the export.
+#[test]
+fn an_old_schema_version_is_exported_and_imported_as_stored() {
+    let db = Db::new();
+    let order = "019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b";
+    let insert = "INSERT INTO events (event_id, stream_id, version, type, schema_version, payload, \
+                  correlation_id, causation_id, recorded_at) VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?6, ?7)";
+    let correlation = "019a6b2e-0000-7000-8000-000000000000";
+    for (version, event_type, payload, event_id) in [
+        (1, "OrderPlaced", r#"{"user":"alice","total":2}"#, "019a6b2e-0000-7000-8000-000000000001"),
+        (2, "OrderCancelled", "{}", "019a6b2e-0000-7000-8000-000000000002"),
+    ] {
+        db.conn()
+            .execute(
+                insert,
+                rusqlite::params![
+                    event_id,
+                    format!("order-{order}"),
+                    version,
+                    event_type,
+                    payload,
+                    correlation,
+                    1_700_000_000_000_i64
+                ],
+            )
+            .expect("a v1 event");
+    }
+    let text = db.export();
+    let cancelled = text.lines().nth(1).expect("two lines");
+    assert!(cancelled.contains(r#""type":"OrderCancelled","schema_version":1,"data":{}"#), "{cancelled}");
+    let mut fresh = Db::new();
+    load_into(&mut fresh, &text).expect("import");
+    assert_eq!(fresh.export(), text);
+}
