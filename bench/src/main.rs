@@ -3,6 +3,7 @@
 //!
 //! Run it with `bench/run` (builds the release binaries first); `--quick` is a smoke run.
 
+mod archive;
 mod daemon;
 mod load;
 mod pages;
@@ -37,7 +38,7 @@ struct Args {
     out: PathBuf,
 
     /// Only these sections (comma-separated): creates, sequential, pages, settled, index, replay,
-    /// list, cli, slow-readers
+    /// list, archive, cli, slow-readers
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 
@@ -89,6 +90,10 @@ fn main() -> anyhow::Result<()> {
     }
     if wanted("list") {
         runtime.block_on(list_and_memory(&mut report, if args.quick { 20_000 } else { 1_000_000 }))?;
+    }
+    if wanted("archive") {
+        runtime
+            .block_on(archive::export_and_import(&mut report, if args.quick { 20_000 } else { 1_000_000 }))?;
     }
     if wanted("slow-readers") {
         let clients = if args.quick { 60 } else { 600 };

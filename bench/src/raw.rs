@@ -239,6 +239,54 @@ pub fn settled(database: &Path, batch: usize, count: usize) -> anyhow::Result<(u
     Ok((ids.len(), started.elapsed()))
 }
 
+/// The ceiling of an import: every event row of `source`, read into memory first (not timed),
+/// inserted as it is (position included) into a new database by a prepared statement in one
+/// transaction. Returns the rows and the time the insert and its commit took.
+pub fn insert_events(source: &Path, target: &Path) -> anyhow::Result<(u64, Duration)> {
+    type Row = (i64, String, String, i64, String, i64, String, String, String, Option<String>, i64);
+    let rows: Vec<Row> = {
+        let conn = store::open_reader(source)?;
+        let mut select = conn.prepare(
+            "SELECT position, event_id, stream_id, version, type, schema_version, payload, correlation_id, \
+             causation_id, idempotency_key, recorded_at FROM events ORDER BY position",
+        )?;
+        select
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                    r.get(10)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    let mut conn = fresh(target)?;
+    let started = Instant::now();
+    let tx = conn.transaction()?;
+    {
+        let mut insert = tx.prepare(
+            "INSERT INTO events (position, event_id, stream_id, version, type, schema_version, payload, \
+             correlation_id, causation_id, idempotency_key, recorded_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?;
+        for row in &rows {
+            insert.execute(params![
+                row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok((rows.len() as u64, started.elapsed()))
+}
+
 /// A new database with the daemon's schema, settings and triggers.
 fn fresh(database: &Path) -> anyhow::Result<rusqlite::Connection> {
     let _ = std::fs::remove_file(database);

@@ -18,7 +18,7 @@ use jiff::Timestamp;
 use orders_shared::protocol::{CheckProblem, CheckReport, OrderView, StuckStep};
 use orders_shared::{
     Aggregate, CancelReason, Delivery, DomainEvent, Order, OrderEvent, OrderId, OrderStatus, Payment,
-    PaymentEvent, StreamId,
+    PaymentEvent, StreamId, Total,
 };
 
 use crate::steps;
@@ -154,44 +154,61 @@ fn fold<A: Aggregate>(report: &mut Report, id: OrderId, events: &[RecordedEvent]
 
 fn check_order(report: &mut Report, stored: &StoredOrder) {
     let id = stored.id;
-    let folded = Folded {
+    let mut contexts = Contexts {
         order: fold(report, id, &stored.order),
         payment: fold(report, id, &stored.payment),
         delivery: fold(report, id, &stored.delivery),
+        ..Contexts::default()
     };
+    for recorded in stored.order.iter().chain(&stored.payment) {
+        contexts.note(&recorded.event);
+    }
     let mut problem = |message: &str| report.problem(Some(id), format!("order {id}: {message}"));
-    contexts_agree(stored, &folded, &mut problem);
-    steps_match(stored, &folded, &mut problem);
-    read_model_matches(stored, &folded.order, &mut problem);
+    contexts_agree(&contexts, &mut problem);
+    steps_match(stored, &contexts, &mut problem);
+    read_model_matches(stored, &contexts.order, &mut problem);
 }
 
-/// An order's three aggregates, as its streams fold.
-struct Folded {
-    order: Order,
-    payment: Payment,
-    delivery: Delivery,
+/// What the agreement of an order's three contexts depends on: the states its streams fold to,
+/// and a few facts of their histories. The checker gathers it from the stored streams, `import`
+/// as the lines go by.
+#[derive(Debug, Default)]
+pub(crate) struct Contexts {
+    pub order: Order,
+    pub payment: Payment,
+    pub delivery: Delivery,
+    /// The amount its payment asked for, if one was requested.
+    pub requested: Option<Total>,
+    /// Whether its payment was ever approved, and the order ever approved.
+    pub payment_approved: bool,
+    pub order_approved: bool,
+}
+
+impl Contexts {
+    /// Takes one event of the order's streams into account (after the aggregates folded it).
+    pub fn note(&mut self, event: &DomainEvent) {
+        match event {
+            DomainEvent::Payment(PaymentEvent::Requested { amount }) => {
+                self.requested.get_or_insert(*amount);
+            }
+            DomainEvent::Payment(PaymentEvent::Approved { .. }) => self.payment_approved = true,
+            DomainEvent::Order(OrderEvent::Approved) => self.order_approved = true,
+            _ => {}
+        }
+    }
 }
 
 /// The order, payment and delivery contexts agree with each other.
-fn contexts_agree(stored: &StoredOrder, folded: &Folded, problem: &mut impl FnMut(&str)) {
-    let Folded { order, payment, delivery } = folded;
-    let placed = order.placed().cloned();
-    let requested = stored.payment.iter().find_map(|e| match &e.event {
-        DomainEvent::Payment(PaymentEvent::Requested { amount }) => Some(*amount),
-        _ => None,
-    });
-    match (&placed, requested) {
-        (Some(placed), Some(amount)) if placed.total != amount => {
+pub(crate) fn contexts_agree(contexts: &Contexts, problem: &mut impl FnMut(&str)) {
+    let Contexts { order, payment, delivery, requested, payment_approved, order_approved } = contexts;
+    match (order.placed(), requested) {
+        (Some(placed), Some(amount)) if placed.total != *amount => {
             problem("its payment asks for another amount")
         }
         (Some(_), None) => problem("placed, but no payment was requested"),
         _ => {}
     }
-    let approved_payment =
-        stored.payment.iter().any(|e| matches!(e.event, DomainEvent::Payment(PaymentEvent::Approved { .. })));
-    let was_approved =
-        stored.order.iter().any(|e| matches!(e.event, DomainEvent::Order(OrderEvent::Approved)));
-    if was_approved && !approved_payment {
+    if *order_approved && !payment_approved {
         problem("approved without an approved payment");
     }
     match (order, payment) {
@@ -224,7 +241,7 @@ fn contexts_agree(stored: &StoredOrder, folded: &Folded, problem: &mut impl FnMu
 
 /// Every open saga step has its row, and every row an open step. A row that does not decode is
 /// reported with the stuck steps; here only numbers compare.
-fn steps_match(stored: &StoredOrder, folded: &Folded, problem: &mut impl FnMut(&str)) {
+fn steps_match(stored: &StoredOrder, folded: &Contexts, problem: &mut impl FnMut(&str)) {
     match (&folded.payment, &stored.payment_row) {
         (Payment::Requested { amount }, Some(StoredValue::Integer(row))) if *row == amount.get() => {}
         (Payment::Requested { .. }, Some(StoredValue::Integer(_))) => {

@@ -5,17 +5,21 @@
 //! each event through the domain before it goes into the store's import transaction
 //! ([`Store::import`]) — positions 1, 2, 3 ... without gaps, each event id once, each stream's
 //! versions without gaps or repeats, each event what its aggregate's rules record on the state
-//! before it (the checker's proof, [`Aggregate::prove`]), an idempotency key once. The first line
-//! that fails names itself and nothing is kept. At the end it opens the saga steps the log leaves
-//! open (a payment awaiting its decision, a delivery awaiting its time), in the same transaction.
-//! It holds a few words per order and per event id, not the events.
+//! before it (the checker's proof, [`Aggregate::prove`]), an idempotency key once. At the end of
+//! the log it proves what no line alone can, as the checker does: that the three contexts of
+//! each order agree (an export cut in the middle of a commit fails here, and is refused at the
+//! last line of the first order it cut). The first line that fails names itself and nothing is
+//! kept. Each event is projected into the read model as it goes in, and at the end the saga
+//! steps the log leaves open are opened (a payment awaiting its decision, a delivery awaiting its
+//! time), all in the same transaction. It holds a few words per order and per
+//! event id, not the events.
 //!
 //! [`import`] is SQLite's: with no daemon serving the data directory (its lock is held), the
-//! export is loaded into a new database staged beside the store, whose read model then catches
-//! up; it is given a new identity and must pass the whole check (which also proves what a line
-//! alone cannot: that the three contexts of each order agree). Only then does it take the place
-//! of the empty store, as a restore does ([`crate::restore`]). The daemon carries the open steps
-//! out when it starts: a delivery already due goes at once.
+//! export is loaded into a new database staged beside the store, with its read model, and given
+//! a new identity. Only then does it take the place of the empty store,
+//! as a restore does ([`crate::restore`]). The daemon carries the open steps out when it starts:
+//! a delivery already due goes at once. (The whole check is not run again: it would prove the
+//! same rules a second time, and took a third of the import's time. `orders check` does it.)
 
 use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead};
@@ -30,17 +34,15 @@ use orders_shared::{
 };
 use uuid::Uuid;
 
+use crate::check::{Contexts, contexts_agree};
 use crate::lock::DataDirLock;
 use crate::paths::Paths;
 use crate::restore;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{ImportTx, Metadata, Position, Store, StoreError, StoredEvent, Version};
+use crate::store::{ImportTx, Metadata, Position, RecordedEvent, Store, StoreError, StoredEvent, Version};
 
 /// The longest line read: an event is a few hundred bytes.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
-
-/// How many events the read model catches up per transaction after a load.
-const CATCH_UP_CHUNK: usize = 10_000;
 
 /// Why an import stopped.
 #[derive(Debug, thiserror::Error)]
@@ -97,14 +99,14 @@ struct Importer {
     loaded: Loaded,
 }
 
-/// One order's three streams, folded so far, each with its last version.
+/// One order's three streams, folded so far: what their agreement depends on, each stream's
+/// last version, when its payment was requested (the open step's time) and its last line.
 #[derive(Default)]
 struct Folds {
-    order: (Order, Version),
-    payment: (Payment, Version),
-    delivery: (Delivery, Version),
-    /// When its payment was requested (the open step's time).
+    contexts: Contexts,
+    versions: [Version; 3],
     requested_at: Option<Timestamp>,
+    last_line: u64,
 }
 
 impl Importer {
@@ -118,12 +120,21 @@ impl Importer {
             if text.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let event =
+            let (stored, event) =
                 self.event(&text).map_err(|message| ImportError::Line { line: self.line, message })?;
-            tx.insert(&event)?;
+            tx.insert(&stored)?;
+            tx.project(&RecordedEvent {
+                position: stored.position,
+                event_id: stored.event_id,
+                stream: stored.stream,
+                version: stored.version,
+                recorded_at: stored.recorded_at,
+                metadata: stored.metadata,
+                event,
+            })?;
             self.loaded.events += 1;
         }
-        self.open_steps(tx)?;
+        self.finish(tx)?;
         Ok(())
     }
 
@@ -159,8 +170,8 @@ impl Importer {
         Ok(true)
     }
 
-    /// The event of one line, proven the legal next one of the log.
-    fn event(&mut self, text: &[u8]) -> Result<StoredEvent, String> {
+    /// The event of one line, as stored and as read, proven the legal next one of the log.
+    fn event(&mut self, text: &[u8]) -> Result<(StoredEvent, DomainEvent), String> {
         if text.trim_ascii_start().first() != Some(&b'{') {
             return Err(
                 "not an exported event: each line is a JSON object, as `orders export` writes".to_owned()
@@ -197,16 +208,18 @@ impl Importer {
         let stream = exported.stream;
         let version = Version::new(exported.version);
         let folds = self.orders.entry(stream.order).or_default();
+        let contexts = &mut folds.contexts;
+        let [order, payment, delivery] = &mut folds.versions;
         match stream.kind {
-            StreamKind::Order => advance(&mut folds.order, stream, version, &event)?,
-            StreamKind::Payment => {
-                advance(&mut folds.payment, stream, version, &event)?;
-                if let DomainEvent::Payment(PaymentEvent::Requested { .. }) = event {
-                    folds.requested_at = Some(exported.recorded_at);
-                }
-            }
-            StreamKind::Delivery => advance(&mut folds.delivery, stream, version, &event)?,
+            StreamKind::Order => advance(&mut contexts.order, order, stream, version, &event)?,
+            StreamKind::Payment => advance(&mut contexts.payment, payment, stream, version, &event)?,
+            StreamKind::Delivery => advance(&mut contexts.delivery, delivery, stream, version, &event)?,
         }
+        contexts.note(&event);
+        if let DomainEvent::Payment(PaymentEvent::Requested { .. }) = event {
+            folds.requested_at = Some(exported.recorded_at);
+        }
+        folds.last_line = self.line;
         let metadata = exported.metadata;
         if let Some(key) = &metadata.idempotency_key {
             IdempotencyKey::try_from(key.clone()).map_err(|e| format!("idempotency key: {e}"))?;
@@ -215,7 +228,7 @@ impl Importer {
             }
         }
         self.head = position;
-        Ok(StoredEvent {
+        let stored = StoredEvent {
             position,
             event_id: exported.event_id,
             stream,
@@ -229,20 +242,40 @@ impl Importer {
                 idempotency_key: metadata.idempotency_key,
             },
             recorded_at: exported.recorded_at,
-        })
+        };
+        Ok((stored, event))
     }
 
-    /// Opens the saga steps the log leaves open, and counts the orders.
-    fn open_steps(&mut self, tx: &mut dyn ImportTx) -> Result<(), ImportError> {
+    /// Proves that each order's three contexts agree where the log ends, as the checker does
+    /// (the first order that fails, by its last line, is the refusal); then opens the saga steps
+    /// the log leaves open, and counts the orders.
+    fn finish(&mut self, tx: &mut dyn ImportTx) -> Result<(), ImportError> {
+        let mut refusal: Option<(u64, String)> = None;
         for (id, folds) in &self.orders {
-            if !matches!(folds.order.0, Order::Absent) {
-                self.loaded.orders += 1;
+            if refusal.as_ref().is_some_and(|(line, _)| *line < folds.last_line) {
+                continue;
             }
-            if let (Payment::Requested { amount }, Some(at)) = (&folds.payment.0, folds.requested_at) {
+            let mut disagreement = None;
+            if matches!(folds.contexts.order, Order::Absent) {
+                disagreement = Some("has no order stream".to_owned());
+            }
+            contexts_agree(&folds.contexts, &mut |problem| {
+                disagreement.get_or_insert_with(|| problem.to_owned());
+            });
+            if let Some(problem) = disagreement {
+                refusal = Some((folds.last_line, format!("order {id} (this is its last line): {problem}")));
+            }
+        }
+        if let Some((line, message)) = refusal {
+            return Err(ImportError::Line { line, message });
+        }
+        for (id, folds) in &self.orders {
+            self.loaded.orders += 1;
+            if let (Payment::Requested { amount }, Some(at)) = (&folds.contexts.payment, folds.requested_at) {
                 tx.open_payment_request(*id, *amount, at)?;
                 self.loaded.open_payments += 1;
             }
-            if let Delivery::Scheduled { due_at } = folds.delivery.0 {
+            if let Delivery::Scheduled { due_at } = folds.contexts.delivery {
                 tx.set_delivery_timer(*id, due_at)?;
                 self.loaded.open_deliveries += 1;
             }
@@ -253,7 +286,8 @@ impl Importer {
 
 /// Folds one event into its stream's aggregate, once it is proven the stream's legal next one.
 fn advance<A: Aggregate>(
-    (state, last): &mut (A, Version),
+    state: &mut A,
+    last: &mut Version,
     stream: StreamId,
     version: Version,
     event: &DomainEvent,
@@ -333,11 +367,8 @@ fn prepare(
     let mut store = SqliteStore::open(staged)?;
     store.migrate()?;
     let loaded = load(&mut store, input)?;
-    while store.catch_up_chunk(CATCH_UP_CHUNK)?.is_some() {}
-    let (store_id, head, report) = restore::verify(&mut store)?;
-    if let Some(problems) = restore::problems(&report) {
-        bail!("the imported log does not pass the check ({problems}); nothing was imported");
-    }
+    let store_id = store.ensure_identity(true)?;
+    let head = store.head()?;
     Ok((loaded, store_id, head))
 }
 

@@ -89,7 +89,7 @@ fn prepare(staged: &Path) -> anyhow::Result<(identity::StoreId, Position, u64)> 
 }
 
 /// Gives a staged store a new identity and checks it whole: its id, its head and the report.
-pub(crate) fn verify(store: &mut SqliteStore) -> anyhow::Result<(identity::StoreId, Position, CheckReport)> {
+fn verify(store: &mut SqliteStore) -> anyhow::Result<(identity::StoreId, Position, CheckReport)> {
     let store_id = store.ensure_identity(true)?;
     let head = store.head()?;
     let reads = store.reads()?;
@@ -99,7 +99,7 @@ pub(crate) fn verify(store: &mut SqliteStore) -> anyhow::Result<(identity::Store
 }
 
 /// What a check found, in a few words (the count and the first problem); `None` if nothing.
-pub(crate) fn problems(report: &CheckReport) -> Option<String> {
+fn problems(report: &CheckReport) -> Option<String> {
     let first = report.listed.first().map(|problem| problem.message.as_str()).unwrap_or_default();
     (report.problems > 0).then(|| format!("{} problems; the first: {first}", report.problems))
 }

@@ -271,6 +271,10 @@ impl ImportTx for ImportState<'_> {
         self.state.log.insert_stored(event)
     }
 
+    fn project(&mut self, event: &RecordedEvent) -> Result<(), StoreError> {
+        self.state.read_model.project(event)
+    }
+
     fn open_payment_request(
         &mut self,
         order: OrderId,
@@ -613,6 +617,7 @@ impl Store for MemoryStore {
         let mut state = State::clone(&self.snapshot());
         let keep = load(&mut ImportState { state: &mut state })?;
         if keep {
+            state.checkpoint = state.log.head();
             self.commit(state)?;
         }
         Ok(keep)

@@ -322,9 +322,9 @@ pub trait Store: Send + 'static {
     fn rebuild_abandon(&mut self, check: bool) -> Result<(), StoreError>;
 
     /// Loads a log recorded elsewhere (`orders import`) in one transaction: `load` inserts its
-    /// events as they were stored and opens the saga steps they leave open, then says whether
-    /// to keep it all (`false`, or an error: nothing is kept). The read model is left alone: it
-    /// catches up from its checkpoint afterwards, as at start-up. Returns what `load` said.
+    /// events as they were stored, projects them, and opens the saga steps they leave open, then
+    /// says whether to keep it all (`false`, or an error: nothing is kept). The read model's
+    /// checkpoint moves to the last event in the same transaction. Returns what `load` said.
     fn import(
         &mut self,
         load: &mut dyn FnMut(&mut dyn ImportTx) -> Result<bool, StoreError>,
@@ -458,6 +458,9 @@ pub trait ImportTx {
     /// Inserts an event as it was stored elsewhere: its position (the next one), id, version,
     /// payload and time kept.
     fn insert(&mut self, event: &StoredEvent) -> Result<(), StoreError>;
+
+    /// Applies an inserted event to the read model.
+    fn project(&mut self, event: &RecordedEvent) -> Result<(), StoreError>;
 
     /// Opens a payment saga's step, as [`WriteTx::open_payment_request`] does.
     fn open_payment_request(
