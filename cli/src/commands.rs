@@ -104,7 +104,7 @@ async fn events(ctx: &mut Context, args: EventsArgs) -> Result<(), Failure> {
 async fn export(ctx: &mut Context, args: ExportArgs) -> Result<(), Failure> {
     let mut client = ctx.connect().await?;
     let mut buffered = io::BufWriter::with_capacity(1 << 16, &mut ctx.out);
-    eventlog::export(&mut client, args, &mut buffered).await
+    eventlog::export(&mut client, args, ctx.json, &mut buffered).await
 }
 
 /// `orders replay`.

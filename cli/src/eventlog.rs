@@ -84,9 +84,14 @@ pub async fn events(
 }
 
 /// `orders export`: each record line's object, as the daemon wrote it, on a line of `out`; the
-/// summary on stderr when it is a terminal. An export the daemon could not finish is a failure
-/// (what was printed is then incomplete).
-pub async fn export(client: &mut Client, args: ExportArgs, out: &mut impl Write) -> Result<(), Failure> {
+/// summary on stderr, as JSON with `--json`, else as a sentence when stderr is a terminal. An
+/// export the daemon could not finish is a failure (what was printed is then incomplete).
+pub async fn export(
+    client: &mut Client,
+    args: ExportArgs,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
     let request = Request::Export(ExportRequest { from: args.from, to: args.to });
     let mut reply = client.first_reply(&request, None).await.map_err(refused_cursor)?;
     loop {
@@ -98,7 +103,11 @@ pub async fn export(client: &mut Client, args: ExportArgs, out: &mut impl Write)
         }
         let summary: ExportSummary = client.data(reply).map_err(refused_cursor)?;
         out.flush()?;
-        if std::io::stderr().is_terminal() {
+        if json {
+            let line =
+                serde_json::to_string(&summary).map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
+            eprintln!("{line}");
+        } else if std::io::stderr().is_terminal() {
             let range = match (&summary.first, &summary.last) {
                 (Some(first), Some(last)) => format!(" ({first} to {last})"),
                 _ => String::new(),

@@ -14,9 +14,12 @@ const EXIT_STATUS: &[(&str, &str)] = &[
     ("0", "Success."),
     (
         "1",
-        "Any other failure: an unexpected daemon or storage error; a backup target, or a copy to check or restore, that is refused.",
+        "Any other failure: an unexpected daemon or storage error; a backup target, or a copy to check or restore, that is refused; an import that is refused (a line that is no legal next event, a store that holds events).",
     ),
-    ("2", "Usage error: an unknown option, or an invalid total, user, order id, time or duration."),
+    (
+        "2",
+        "Usage error: an unknown option, or an invalid total, user, order id, time, duration or cursor; an export range that ends before it begins.",
+    ),
     ("3", "No order with that id."),
     (
         "4",

@@ -143,6 +143,10 @@ fn an_export_range_includes_both_ends_and_bad_ranges_are_usage_errors() {
         })
         .collect();
     assert_eq!(positions, [3, 4, 5]);
+    let output = daemon.run(["export", "--from", "3", "--to", "5", "--json"]);
+    assert_eq!(String::from_utf8_lossy(&output.stdout), part, "--json changes nothing on stdout");
+    let summary: Value = serde_json::from_str(&stderr(&output)).expect("the summary as JSON on stderr");
+    assert_eq!(summary, serde_json::json!({"events": 3, "first": "3", "last": "5", "next": "6"}));
     for args in [["export", "--from", "5", "--to", "4"], ["export", "--from", "zero", "--to", "4"]] {
         let output = daemon.run(args);
         assert_eq!(code(&output), 2, "{args:?}: {}", stderr(&output));
