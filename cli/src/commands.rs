@@ -161,6 +161,15 @@ fn on_a_copy<T: serde::de::DeserializeOwned>(
     }
     let output =
         command.output().map_err(|e| Failure::new(Exit::Failure, format!("cannot run {what}: {e}")))?;
+    if let Some(signal) = std::os::unix::process::ExitStatusExt::signal(&output.status) {
+        return Err(Failure::new(
+            Exit::Failure,
+            format!(
+                "`orders-daemon {what}` was killed by signal {signal} before it reported: the data \
+                 directory holds the store it had, or the new one whole (never a mix)"
+            ),
+        ));
+    }
     if !output.status.success() {
         let said = String::from_utf8_lossy(&output.stderr);
         let said = said.trim().strip_prefix("error: ").unwrap_or(said.trim());

@@ -348,6 +348,16 @@ pub async fn status(paths: &Paths) -> Result<DaemonStatus, Failure> {
 
 /// The daemon holds the data directory but cannot be reached where it listens (`paths`).
 fn wedged(paths: &Paths, holder: &Holder, what: &str) -> Failure {
+    if let Some((pid, task)) = holder.pid.and_then(|pid| Some((pid, lock::task_of(pid)?))) {
+        return Failure::new(
+            Exit::Unavailable,
+            format!(
+                "an `orders {task}` (pid {pid}) is at work on {}: no daemon serves it until it has finished",
+                paths.data_dir.display()
+            ),
+        )
+        .with_hint("try again once it has finished");
+    }
     if let Err(why) = holder_is_daemon(paths, holder) {
         return not_a_daemon(paths, &why);
     }

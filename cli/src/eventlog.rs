@@ -6,8 +6,8 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use orders_shared::OrderId;
 use orders_shared::protocol::{
-    ErrorCode, EventPage, EventView, EventsRequest, ExportRequest, ExportSummary, OrderView, ReplayReport,
-    ReplayRequest, Reply, Request, WatchRequest,
+    ErrorCode, EventPage, EventView, EventsRequest, ExportEnd, ExportRequest, ExportSummary, OrderView,
+    ReplayReport, ReplayRequest, Reply, Request, WatchRequest,
 };
 use serde_json::Value;
 
@@ -83,9 +83,10 @@ pub async fn events(
     }
 }
 
-/// `orders export`: each record line's object, as the daemon wrote it, on a line of `out`; the
-/// summary on stderr, as JSON with `--json`, else as a sentence when stderr is a terminal. An
-/// export the daemon could not finish is a failure (what was printed is then incomplete).
+/// `orders export`: each record line's object, as the daemon wrote it, on a line of `out`, then
+/// the end line (`{"end":summary}`); the summary on stderr too, as JSON with `--json`, else as a
+/// sentence when stderr is a terminal. An export the daemon could not finish is a failure, and
+/// what was printed has no end line.
 pub async fn export(
     client: &mut Client,
     args: ExportArgs,
@@ -98,11 +99,21 @@ pub async fn export(
         if let Reply::Record(record) = reply {
             out.write_all(record.get().as_bytes())?;
             out.write_all(b"\n")?;
-            reply = next(client).await?;
+            reply = next(client).await.map_err(|failure| {
+                failure.with_hint(
+                    "the export is incomplete: what was printed has no end line, and `orders import` \
+                     refuses it; run the export again",
+                )
+            })?;
             continue;
         }
         let summary: ExportSummary = client.data(reply).map_err(refused_cursor)?;
+        // The last line: without it, `import` knows an export cut short.
+        let end = ExportEnd { end: summary };
+        serde_json::to_writer(&mut *out, &end).map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
+        out.write_all(b"\n")?;
         out.flush()?;
+        let summary = end.end;
         if json {
             let line =
                 serde_json::to_string(&summary).map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;

@@ -98,7 +98,12 @@ pub fn events(out: &mut impl Write, events: &[EventView]) -> io::Result<()> {
 
 fn key_values(data: &serde_json::Value) -> String {
     let Some(fields) = data.as_object() else { return data.to_string() };
+    // A control character is shown escaped, never sent to the terminal as it is.
     let text = |value: &serde_json::Value| match value {
+        serde_json::Value::String(text) if text.chars().any(char::is_control) => text
+            .chars()
+            .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+            .collect(),
         serde_json::Value::String(text) => text.clone(),
         other => other.to_string(),
     };
@@ -235,7 +240,7 @@ pub fn restore(
         writeln!(out, "the store it replaced is kept at {aside}")?;
     }
     if restarted {
-        writeln!(out, "the daemon was stopped for it and started again")?;
+        restarted_note(out)?;
     }
     Ok(())
 }
@@ -273,9 +278,18 @@ pub fn import(
         )?;
     }
     if restarted {
-        writeln!(out, "the daemon was stopped for it and started again")?;
+        restarted_note(out)?;
     }
     Ok(())
+}
+
+/// After `restore` or `import`: the daemon they stopped runs again, with which settings.
+fn restarted_note(out: &mut impl Write) -> io::Result<()> {
+    writeln!(
+        out,
+        "the daemon was stopped for it and started again, with the default settings and the ORDERS_* \
+         variables of this environment (`orders daemon restart` with yours, if they differ)"
+    )
 }
 
 pub fn backup(out: &mut impl Write, report: &orders_shared::protocol::BackupReport) -> io::Result<()> {
@@ -318,4 +332,17 @@ pub fn check(out: &mut impl Write, report: &orders_shared::protocol::CheckReport
         writeln!(out, "  ... and {} more", report.problems - report.listed.len() as u64)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_values;
+
+    #[test]
+    fn control_characters_in_event_data_are_shown_escaped() {
+        let data = serde_json::json!({"reason": "\u{1b}[2Jgone\n", "amount": 2});
+        let shown = key_values(&data);
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(shown.contains(r"reason=\u{1b}[2Jgone\n"), "{shown}");
+    }
 }

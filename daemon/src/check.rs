@@ -163,6 +163,22 @@ fn check_order(report: &mut Report, stored: &StoredOrder) {
     for recorded in stored.order.iter().chain(&stored.payment) {
         contexts.note(&recorded.event);
     }
+    // A retry finds its order by the key on the event that placed it, and on no other.
+    for recorded in stored.order.iter().chain(&stored.payment).chain(&stored.delivery) {
+        if recorded.metadata.idempotency_key.is_some()
+            && !matches!(recorded.event, DomainEvent::Order(OrderEvent::Placed { .. }))
+        {
+            report.problem(
+                Some(id),
+                format!(
+                    "{} v{}: an idempotency key on a {} event",
+                    recorded.stream,
+                    recorded.version,
+                    recorded.event.event_type()
+                ),
+            );
+        }
+    }
     let mut problem = |message: &str| report.problem(Some(id), format!("order {id}: {message}"));
     contexts_agree(&contexts, &mut problem);
     steps_match(stored, &contexts, &mut problem);
@@ -336,6 +352,28 @@ mod tests {
         let report = db.read(check);
         assert_eq!(report.problems as usize, report.listed.len());
         report.listed.into_iter().map(|p| p.message).collect()
+    }
+
+    /// A retry finds its order by the key on the event that placed it: a key elsewhere misleads it.
+    #[test]
+    fn an_idempotency_key_on_another_event_than_the_placing_one_is_a_problem() {
+        use orders_shared::{PaymentEvent, StreamId, StreamKind, Total};
+
+        use crate::store::{Metadata, Version};
+        let mut db = Db::new();
+        let order = db.create(2);
+        db.forge(|tx| {
+            let metadata = Metadata { idempotency_key: Some("k-2".to_owned()), ..Metadata::new_command() };
+            let approved = PaymentEvent::Approved { amount: Total::try_from(2).expect("total") };
+            let stream = StreamId::new(StreamKind::Payment, order);
+            tx.append(stream, Version::new(1), &[approved.into()], &metadata, jiff::Timestamp::now())
+                .map(drop)
+        });
+        let found = problems(&db);
+        assert!(
+            found.iter().any(|p| p.ends_with("v2: an idempotency key on a PaymentApproved event")),
+            "{found:?}"
+        );
     }
 
     #[derive(Clone, Debug)]

@@ -28,9 +28,9 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use jiff::Timestamp;
-use orders_shared::protocol::{ExportedEvent, IdempotencyKey, ImportReport};
+use orders_shared::protocol::{ExportEnd, ExportSummary, ExportedEvent, IdempotencyKey, ImportReport};
 use orders_shared::{
-    Aggregate, Delivery, DomainEvent, Order, OrderId, Payment, PaymentEvent, StreamId, StreamKind,
+    Aggregate, Delivery, DomainEvent, Order, OrderEvent, OrderId, Payment, PaymentEvent, StreamId, StreamKind,
 };
 use uuid::Uuid;
 
@@ -39,10 +39,19 @@ use crate::lock::DataDirLock;
 use crate::paths::Paths;
 use crate::restore;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{ImportTx, Metadata, Position, RecordedEvent, Store, StoreError, StoredEvent, Version};
+use crate::store::{
+    ImportTx, Metadata, Position, RecordedEvent, Store, StoreError, StoredEvent, Version, cursor,
+};
 
 /// The longest line read: an event is a few hundred bytes.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// The longest `data` of an event: a user is at most 128 characters, a decline's reason at most
+/// [`MAX_REASON_BYTES`] (so that an export of an import never outgrows [`MAX_LINE_BYTES`]).
+const MAX_DATA_BYTES: usize = 4096;
+
+/// The longest reason of a declined payment.
+const MAX_REASON_BYTES: usize = 1024;
 
 /// Why an import stopped.
 #[derive(Debug, thiserror::Error)]
@@ -52,8 +61,15 @@ pub enum ImportError {
     Line { line: u64, message: String },
     #[error("the store holds {0} events already; an import goes into an empty store")]
     NotEmpty(Position),
-    #[error("cannot read the input at line {line}: {source}")]
-    Read { line: u64, source: io::Error },
+    /// The input ended before the export's end line.
+    #[error("{0}")]
+    CutShort(String),
+    #[error("cannot read the input at line {line}")]
+    Read {
+        line: u64,
+        #[source]
+        source: io::Error,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -97,6 +113,8 @@ struct Importer {
     keys: HashSet<String>,
     orders: HashMap<OrderId, Folds>,
     loaded: Loaded,
+    /// The line of the export's end, once read.
+    ended: Option<u64>,
 }
 
 /// One order's three streams, folded so far: what their agreement depends on, each stream's
@@ -120,8 +138,15 @@ impl Importer {
             if text.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let (stored, event) =
-                self.event(&text).map_err(|message| ImportError::Line { line: self.line, message })?;
+            let line = self.line;
+            let refused = |message| ImportError::Line { line, message };
+            if let Some(ended) = self.ended {
+                return Err(refused(format!("the export ended at line {ended}; nothing may follow its end")));
+            }
+            let Some((stored, event)) = self.event(&text).map_err(refused)? else {
+                self.ended = Some(self.line);
+                continue;
+            };
             tx.insert(&stored)?;
             tx.project(&RecordedEvent {
                 position: stored.position,
@@ -133,6 +158,17 @@ impl Importer {
                 event,
             })?;
             self.loaded.events += 1;
+        }
+        if self.ended.is_none() {
+            let lines = self.line - 1;
+            return Err(ImportError::CutShort(if lines == 0 {
+                "the input is empty: there is no export to import".to_owned()
+            } else {
+                format!(
+                    "the input ends at line {lines} without the export's end line ({{\"end\":...}}): the \
+                     export was cut short (interrupted, or cut with `head`)"
+                )
+            }));
         }
         self.finish(tx)?;
         Ok(())
@@ -161,31 +197,46 @@ impl Importer {
                 ),
             });
         }
-        if line == 1 && text.starts_with(&[0x1f, 0x8b]) {
-            return Err(ImportError::Line {
-                line,
-                message: "the input is gzip-compressed: `gunzip -c FILE | orders import -`".to_owned(),
-            });
+        if line == 1 {
+            if text.starts_with(&[0x1f, 0x8b]) {
+                return Err(ImportError::Line {
+                    line,
+                    message: "the input is gzip-compressed: `gunzip -c FILE | orders import -`".to_owned(),
+                });
+            }
+            // A byte order mark, as some editors write one.
+            if text.starts_with("\u{feff}".as_bytes()) {
+                text.drain(..3);
+            }
         }
         Ok(true)
     }
 
-    /// The event of one line, as stored and as read, proven the legal next one of the log.
-    fn event(&mut self, text: &[u8]) -> Result<(StoredEvent, DomainEvent), String> {
-        if text.trim_ascii_start().first() != Some(&b'{') {
+    /// The event of one line, as stored and as read, proven the legal next one of the log;
+    /// `None` for the export's end line, once it is proven to end this log.
+    fn event(&mut self, text: &[u8]) -> Result<Option<(StoredEvent, DomainEvent)>, String> {
+        let text = text.trim_ascii();
+        if text.first() != Some(&b'{') {
             return Err(
                 "not an exported event: each line is a JSON object, as `orders export` writes".to_owned()
             );
         }
-        let exported: ExportedEvent = serde_json::from_slice(text).map_err(|e| {
-            let message = e.to_string();
-            let message = message.split(" at line 1 column").next().unwrap_or(&message);
-            format!("not an exported event: {message} (at column {})", e.column())
-        })?;
+        let exported: ExportedEvent = match serde_json::from_slice(text) {
+            Ok(exported) => exported,
+            Err(error) => {
+                if let Ok(ExportEnd { end }) = serde_json::from_slice(text) {
+                    self.end(&end)?;
+                    return Ok(None);
+                }
+                return Err(not_an_event(&error));
+            }
+        };
         let position = Position::new(exported.position);
         let due = self.head.next();
         if position != due {
-            return Err(if position <= self.head {
+            return Err(if position < Position::START.next() {
+                format!("position {position} is no position: the log's positions are 1, 2, 3 ...")
+            } else if position <= self.head {
                 format!("position {position} is there twice (or out of order): {due} was due")
             } else if self.head == Position::START {
                 format!(
@@ -203,8 +254,20 @@ impl Importer {
             return Err(format!("event id {} is there twice", exported.event_id));
         }
         let data = exported.data.get();
+        if data.len() > MAX_DATA_BYTES {
+            return Err(format!(
+                "its data is {} bytes long: no event's is longer than {MAX_DATA_BYTES}",
+                data.len()
+            ));
+        }
         let event = DomainEvent::decode(&exported.event_type, exported.schema_version, data)
             .map_err(|e| e.to_string())?;
+        if exported.schema_version == event.schema_version() {
+            known_fields_only(&exported.event_type, data, &event)?;
+        }
+        if let DomainEvent::Payment(PaymentEvent::Declined { reason }) = &event {
+            sound_reason(reason)?;
+        }
         let stream = exported.stream;
         let version = Version::new(exported.version);
         let folds = self.orders.entry(stream.order).or_default();
@@ -222,6 +285,12 @@ impl Importer {
         folds.last_line = self.line;
         let metadata = exported.metadata;
         if let Some(key) = &metadata.idempotency_key {
+            if !matches!(event, DomainEvent::Order(OrderEvent::Placed { .. })) {
+                return Err(format!(
+                    "an idempotency key on a {} event: only the event that places an order carries one",
+                    exported.event_type
+                ));
+            }
             IdempotencyKey::try_from(key.clone()).map_err(|e| format!("idempotency key: {e}"))?;
             if !self.keys.insert(key.clone()) {
                 return Err(format!("the idempotency key '{key}' is there twice"));
@@ -243,7 +312,23 @@ impl Importer {
             },
             recorded_at: exported.recorded_at,
         };
-        Ok((stored, event))
+        Ok(Some((stored, event)))
+    }
+
+    /// Proves that the export's end line ends the log read so far.
+    fn end(&self, end: &ExportSummary) -> Result<(), String> {
+        let events = self.loaded.events;
+        let last = (self.head != Position::START).then(|| cursor(self.head));
+        if end.events != events || end.last != last {
+            return Err(format!(
+                "the export's end line says {} events up to {}, but {events} came before it, up to {}: \
+                 lines are missing",
+                end.events,
+                end.last.as_ref().map_or("none".to_owned(), ToString::to_string),
+                last.as_ref().map_or("none".to_owned(), ToString::to_string),
+            ));
+        }
+        Ok(())
     }
 
     /// Proves that each order's three contexts agree where the log ends, as the checker does
@@ -262,6 +347,12 @@ impl Importer {
             contexts_agree(&folds.contexts, &mut |problem| {
                 disagreement.get_or_insert_with(|| problem.to_owned());
             });
+            if let Delivery::Scheduled { due_at } = folds.contexts.delivery
+                && due_at.as_millisecond() < 0
+            {
+                disagreement =
+                    Some(format!("its delivery is due at {due_at}, before 1970: no daemon writes that"));
+            }
             if let Some(problem) = disagreement {
                 refusal = Some((folds.last_line, format!("order {id} (this is its last line): {problem}")));
             }
@@ -284,6 +375,41 @@ impl Importer {
     }
 }
 
+/// Why a line is not an exported event, in serde's words without its "line 1" (the line is ours).
+fn not_an_event(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    let message = message.split(" at line 1 column").next().unwrap_or(&message);
+    let hint = if error.is_eof() {
+        " — an export has one event per line (`jq -c .` puts a pretty-printed one back on lines)"
+    } else {
+        ""
+    };
+    format!("not an exported event: {message} (at column {}){hint}", error.column())
+}
+
+/// Refuses data with a field its event does not have (in the current schema version): decoding
+/// alone ignores one, and it would be kept, unseen, for ever.
+fn known_fields_only(event_type: &str, data: &str, event: &DomainEvent) -> Result<(), String> {
+    let fields: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(data).map_err(|e| format!("its data is no JSON object: {e}"))?;
+    let serde_json::Value::Object(known) = event.payload_value() else { return Ok(()) };
+    match fields.keys().find(|field| !known.contains_key(*field)) {
+        Some(field) => Err(format!("its data has a field {field:?}, which no {event_type} event has")),
+        None => Ok(()),
+    }
+}
+
+/// A payment provider's reason for a decline, as a terminal may show it: printable, not empty,
+/// at most [`MAX_REASON_BYTES`].
+fn sound_reason(reason: &str) -> Result<(), String> {
+    if reason.is_empty() || reason.len() > MAX_REASON_BYTES || reason.chars().any(char::is_control) {
+        return Err(format!(
+            "a decline's reason is 1 to {MAX_REASON_BYTES} bytes of printable characters, not {reason:?}"
+        ));
+    }
+    Ok(())
+}
+
 /// Folds one event into its stream's aggregate, once it is proven the stream's legal next one.
 fn advance<A: Aggregate>(
     state: &mut A,
@@ -293,7 +419,9 @@ fn advance<A: Aggregate>(
     event: &DomainEvent,
 ) -> Result<(), String> {
     if version != last.next() {
-        return Err(if version <= *last {
+        return Err(if version < Version::NONE.next() {
+            format!("{stream}: version {version} is no version (a stream's are 1, 2, 3 ...)")
+        } else if version <= *last {
             format!("{stream} has a version {version} already")
         } else {
             format!("{stream} jumps to version {version} where {} was due", last.next())
@@ -314,6 +442,7 @@ pub fn import(paths: &Paths, from: &str, input: &mut dyn BufRead) -> anyhow::Res
     let started = Instant::now();
     paths.ensure_data_dir()?;
     let _lock = DataDirLock::acquire(paths).context("a daemon serves this data directory")?;
+    restore::remove_leftovers(paths);
     let database = paths.database();
     refuse_unless_empty(&database)?;
     let staged = restore::sibling(&database, &format!("importing-{}", Uuid::now_v7().simple()));
@@ -325,8 +454,15 @@ pub fn import(paths: &Paths, from: &str, input: &mut dyn BufRead) -> anyhow::Res
             return Err(error);
         }
     };
-    // The store it replaces holds no event: nothing is kept aside.
-    restore::remove_database(&database);
+    // The store it replaces holds no event: nothing is kept aside. What SQLite keeps beside it
+    // goes first (a WAL beside the new database would be read as its own); then the rename
+    // replaces the empty store at once: whatever instant the import dies, the data directory
+    // holds the empty store or the imported one.
+    for beside in ["-wal", "-shm"] {
+        let mut path = database.clone().into_os_string();
+        path.push(beside);
+        let _ = std::fs::remove_file(path);
+    }
     restore::put_in_place(paths, &staged, store_id, head)?;
     Ok(ImportReport {
         from: from.to_owned(),

@@ -259,6 +259,9 @@ pub fn holder(data_dir: &Path) -> Option<Holder> {
 /// directory. Says why not otherwise; nothing may be signalled then (issue 11: a stale
 /// `daemon.pid` named an unrelated process).
 pub fn verify_daemon(pid: u32, data_dir: &Path) -> Result<(), String> {
+    if let Some(task) = task_of(pid) {
+        return Err(format!("process {pid} is `orders {task}`, at work on the data directory"));
+    }
     let proc = PathBuf::from(format!("/proc/{pid}"));
     let process = std::fs::metadata(&proc).map_err(|_| format!("no process {pid} is running"))?;
     let uid = rustix::process::geteuid().as_raw();
@@ -294,6 +297,22 @@ pub fn verify_daemon(pid: u32, data_dir: &Path) -> Result<(), String> {
         return Err(format!("process {pid} does not hold {}", data_dir.display()));
     }
     Ok(())
+}
+
+/// The task of an `orders-daemon` process that holds a data directory without serving it: `import`
+/// or `restore` (the client runs them with the directory's lock held). Never a daemon to signal.
+pub fn task_of(pid: u32) -> Option<&'static str> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let mut args = cmdline.split(|b| *b == 0);
+    let name = args.next()?.rsplit(|b| *b == b'/').next()?;
+    if name != DAEMON_BINARY.as_bytes() {
+        return None;
+    }
+    match args.next()? {
+        b"import" => Some("import"),
+        b"restore" => Some("restore"),
+        _ => None,
+    }
 }
 
 fn read_holder(data_dir: &Path) -> Holder {

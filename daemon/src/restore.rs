@@ -27,6 +27,7 @@ pub fn restore(paths: &Paths, from: &Path) -> anyhow::Result<RestoreReport> {
     let started = Instant::now();
     paths.ensure_data_dir()?;
     let _lock = DataDirLock::acquire(paths).context("a daemon serves this data directory")?;
+    remove_leftovers(paths);
     let (from, _) =
         SqliteStore::inspect(from).with_context(|| format!("cannot restore {}", from.display()))?;
     let from = from.as_path();
@@ -130,6 +131,21 @@ fn move_database(from: &Path, to: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Removes what a restore or an import killed meanwhile left staged in the data directory (never
+/// served: only a finished one is renamed into place). Called with the directory's lock held.
+pub(crate) fn remove_leftovers(paths: &Paths) {
+    let database = paths.database();
+    let Some(name) = database.file_name().and_then(|name| name.to_str()) else { return };
+    let staged = [format!("{name}.restoring-"), format!("{name}.importing-")];
+    let Ok(entries) = std::fs::read_dir(&paths.data_dir) else { return };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        if file.to_str().is_some_and(|file| staged.iter().any(|prefix| file.starts_with(prefix.as_str()))) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// `orders.db` + `.name`, beside it.

@@ -99,13 +99,22 @@ impl<S: Store> Db<S> {
         result.expect("the query ran").expect("read")
     }
 
-    /// The whole log as `orders export` prints it.
+    /// The whole log as `orders export` prints it, its end line included.
     pub fn export(&self) -> String {
         let mut text = String::new();
         let mut after = Position::START;
         loop {
             let (events, _) = self.read(|reads| reads.stored_events(after, 1000));
-            let Some(last) = events.last() else { return text };
+            let Some(last) = events.last() else {
+                let end = orders_shared::protocol::ExportSummary {
+                    events: after.since(Position::START),
+                    first: (after != Position::START).then(|| crate::store::cursor(Position::new(1))),
+                    last: (after != Position::START).then(|| crate::store::cursor(after)),
+                    next: crate::store::cursor(after.next()),
+                };
+                let end = orders_shared::protocol::ExportEnd { end };
+                return text + &serde_json::to_string(&end).expect("json") + "\n";
+            };
             after = last.position;
             for event in events {
                 text += &serde_json::to_string(&event.export().expect("exportable")).expect("json");

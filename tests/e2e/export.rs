@@ -2,7 +2,7 @@
 //! store, on real daemons.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -33,16 +33,16 @@ fn an_export_imported_into_a_fresh_store_exports_byte_for_byte() {
     daemon.ok(["create", "--user", "dave", "--total", "12", "--idempotency-key", "retry-1"]);
     daemon.wait_until_quiet();
     let text = export(&daemon);
-    assert_eq!(
-        text.lines().count() as u64,
-        daemon.json(["daemon", "status"])["events"].as_u64().expect("events")
-    );
+    let events = daemon.json(["daemon", "status"])["events"].as_u64().expect("events");
+    assert_eq!(text.lines().count() as u64, events + 1, "every event, and the end line");
+    let end: Value = serde_json::from_str(text.lines().last().expect("a line")).expect("json");
+    assert_eq!(end["end"]["events"].as_u64(), Some(events), "{end}");
     assert!(text.contains(r#""idempotency_key":"retry-1""#));
     let (_dir, file) = export_file(&text);
 
     let mut fresh = TestDaemon::stopped_with(&[]);
     let report = fresh.json(["import", file.to_str().expect("utf-8")]);
-    assert_eq!(report["events"].as_u64(), Some(text.lines().count() as u64));
+    assert_eq!(report["events"].as_u64(), Some(events));
     assert_eq!(report["orders"].as_u64(), Some(ids.len() as u64 + 2));
     fresh.spawn();
     assert_eq!(export(&fresh), text, "the export of the import is the export");
@@ -138,6 +138,7 @@ fn an_export_range_includes_both_ends_and_bad_ranges_are_usage_errors() {
     let part = daemon.ok(["export", "--from", "3", "--to", "5"]);
     let positions: Vec<i64> = part
         .lines()
+        .filter(|line| !line.starts_with(r#"{"end""#))
         .map(|line| {
             serde_json::from_str::<Value>(line).expect("json")["position"].as_i64().expect("position")
         })
@@ -175,4 +176,67 @@ fn an_export_into_a_closed_pipe_ends_quietly() {
     let output = child.wait_with_output().expect("export ends");
     assert!(stderr(&output).is_empty(), "quietly: {}", stderr(&output));
     assert_eq!(code(&daemon.run(["daemon", "status"])), 0, "the daemon is unharmed");
+}
+
+/// An export cut short — by `head`, or a daemon stopped meanwhile — ends on a whole line all the
+/// same: import knows it by its missing end line, and imports nothing.
+#[test]
+fn an_export_cut_short_is_refused_by_import() {
+    let daemon = TestDaemon::start();
+    daemon.bulk_create(20, 2);
+    daemon.wait_until_quiet();
+    let whole = export(&daemon);
+    let cut: String = whole.lines().take(40).map(|line| format!("{line}\n")).collect();
+    let (_dir, file) = export_file(&cut);
+    let fresh = TestDaemon::stopped_with(&[]);
+    let output = fresh.run(["import", file.to_str().expect("utf-8")]);
+    assert_eq!(code(&output), 1);
+    assert!(stderr(&output).contains("without the export's end line"), "{}", stderr(&output));
+}
+
+/// While an import holds the data directory, other commands say so (and nothing kills it): here
+/// it waits on a FIFO that is open but not written to yet.
+#[test]
+fn while_an_import_runs_other_commands_say_so_and_a_restart_does_not_kill_it() {
+    let daemon = TestDaemon::start();
+    daemon.create("alice", 3);
+    daemon.wait_until_quiet();
+    let text = export(&daemon);
+    let fresh = TestDaemon::stopped_with(&[]);
+    let fifo = fresh.dir().join("export.fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().expect("mkfifo").success());
+    let mut import = fresh
+        .command()
+        .args(["import", fifo.to_str().expect("utf-8")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("import");
+    // The writer's end, open (so that the import's open returns) but silent until told.
+    let (feed, fed) = std::sync::mpsc::channel::<()>();
+    let writer = std::thread::spawn({
+        let fifo = fifo.clone();
+        move || {
+            let mut end = std::fs::OpenOptions::new().write(true).open(&fifo).expect("open the fifo");
+            fed.recv().expect("told to write");
+            end.write_all(text.as_bytes()).expect("feed the import");
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let busy = loop {
+        let output = fresh.run(["list"]);
+        if stderr(&output).contains("is at work on") {
+            break output;
+        }
+        assert!(Instant::now() < deadline, "never told of the import: {}", stderr(&output));
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code(&busy), 5);
+    assert!(stderr(&busy).contains("an `orders import` (pid"), "{}", stderr(&busy));
+    assert_ne!(code(&fresh.run(["daemon", "restart"])), 0, "a restart refuses");
+    assert!(import.try_wait().expect("wait").is_none(), "the import was not killed");
+    feed.send(()).expect("the writer waits");
+    writer.join().expect("the writer");
+    let output = import.wait_with_output().expect("import");
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
 }

@@ -48,7 +48,7 @@ fn an_export_imported_exports_byte_for_byte_with_its_open_steps_and_a_clean_chec
     let loaded = load_into(&mut sqlite, &text).expect("import");
     assert_eq!(
         loaded,
-        Loaded { events: text.lines().count() as u64, orders: 5, open_payments: 1, open_deliveries: 1 }
+        Loaded { events: text.lines().count() as u64 - 1, orders: 5, open_payments: 1, open_deliveries: 1 }
     );
     assert_eq!(sqlite.export(), text, "the export of the import is the export");
     assert_eq!(sqlite.read(crate::check::check).problems, 0);
@@ -159,11 +159,17 @@ fn lines_that_are_no_events_are_refused_with_their_line() {
     assert!(refusal(gzip).starts_with("line 1: the input is gzip-compressed"));
 }
 
+/// The end line of an export of `events` events.
+fn end_line(events: i64) -> Value {
+    let cursor = |position: i64| (events > 0).then(|| position.to_string());
+    serde_json::json!({"end": {"events": events, "first": cursor(1), "last": cursor(events), "next": (events + 1).to_string()}})
+}
+
 #[test]
 fn contexts_that_disagree_where_the_log_ends_are_refused_at_the_orders_last_line() {
     let all = lines();
     // Cut after the first event: placed, and its payment never requested.
-    let said = refusal(text_of(&all[..1]));
+    let said = refusal(text_of(&[all[0].clone(), end_line(1)]));
     assert!(
         said.starts_with("line 1: order ") && said.ends_with("placed, but no payment was requested"),
         "{said}"
@@ -171,18 +177,75 @@ fn contexts_that_disagree_where_the_log_ends_are_refused_at_the_orders_last_line
     // A payment stream without its order.
     let mut orphan = all[1].clone();
     orphan["position"] = 1.into();
-    let said = refusal(text_of(&[orphan]));
+    let said = refusal(text_of(&[orphan, end_line(1)]));
     assert!(said.ends_with("(this is its last line): has no order stream"), "{said}");
 }
 
 #[test]
-fn blank_lines_and_an_empty_input_are_fine() {
-    let text = text_of(&lines()).replace('\n', "\n\n");
+fn an_export_cut_short_or_with_lines_after_its_end_is_refused() {
+    let all = lines();
+    let events = all.len() - 1;
+    assert!(all[events].get("end").is_some(), "the last line is the end line");
+    // Cut with `head`, at a commit boundary or not: no end line.
+    for cut in [events, events - 3, 1] {
+        let said = refusal(text_of(&all[..cut]));
+        assert!(
+            said.starts_with(&format!("the input ends at line {cut} without the export's end line")),
+            "{said}"
+        );
+    }
+    assert_eq!(refusal(""), "the input is empty: there is no export to import");
+    // An end line that does not end this log: lines are missing before it.
+    let mut short = all[..events - 1].to_vec();
+    short.push(all[events].clone());
+    assert!(refusal(text_of(&short)).contains("lines are missing"), "{}", refusal(text_of(&short)));
+    // Two exports one after the other.
+    let twice = format!("{}{}", text_of(&all), text_of(&all[..1]));
+    assert!(refusal(twice).contains(&format!("the export ended at line {}", events + 1)));
+}
+
+#[test]
+fn what_the_daemon_never_writes_is_refused_with_its_line() {
+    let all = lines();
+    let placed = index_of(&all, "OrderPlaced");
+    let requested = index_of(&all, "PaymentRequested");
+    let mut key = all.clone();
+    key[requested]["metadata"]["idempotency_key"] = "k-9".into();
+    let said = refusal(text_of(&key));
+    assert!(
+        said.starts_with(&format!("line {}: an idempotency key on a PaymentRequested", requested + 1)),
+        "{said}"
+    );
+
+    let mut extra = all.clone();
+    extra[placed]["data"]["note"] = "hi".into();
+    assert!(refusal(text_of(&extra)).contains(r#"a field "note", which no OrderPlaced event has"#));
+
+    let declined = index_of(&all, "PaymentDeclined");
+    let long = "x".repeat(2000);
+    for reason in ["\u{1b}[2Jgone", "", long.as_str()] {
+        let mut odd = all.clone();
+        odd[declined]["data"]["reason"] = reason.into();
+        let said = refusal(text_of(&odd));
+        assert!(said.starts_with(&format!("line {}: a decline's reason", declined + 1)), "{said}");
+    }
+
+    let scheduled = all.iter().rposition(|line| line["type"] == "DeliveryScheduled").expect("a delivery");
+    let mut early = all.clone();
+    early[scheduled]["data"]["due_at"] = "1969-01-01T00:00:00Z".into();
+    let said = refusal(text_of(&early));
+    assert!(said.contains("before 1970"), "{said}");
+}
+
+#[test]
+fn blank_lines_a_byte_order_mark_and_the_export_of_an_empty_store_are_fine() {
+    let text = format!("\u{feff}{}", text_of(&lines()).replace('\n', "\n\n"));
     let mut db = Db::new();
     let loaded = load_into(&mut db, &text).expect("import");
     assert_eq!(loaded.orders, 5);
     let mut empty = Db::memory();
-    assert_eq!(load_into(&mut empty, "").expect("nothing to import"), Loaded::default());
+    let export = Db::memory().export();
+    assert_eq!(load_into(&mut empty, export).expect("nothing to import"), Loaded::default());
 }
 
 #[test]

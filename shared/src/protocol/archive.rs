@@ -10,14 +10,19 @@
 //! `data` is the payload as it was stored, at its `schema_version`: never upcast, so that an
 //! export of an import is the export it came from, byte for byte. `recorded_at` is UTC with
 //! exactly three decimals (the stores keep milliseconds), so that times sort as text.
-//! `metadata.idempotency_key` is there only on the events that carry one. A field this build
-//! does not know is refused on import: it would be lost.
+//! `metadata.idempotency_key` is there only on the events that carry one. A field of a line this
+//! build does not know is refused on import: it would be lost.
+//!
+//! The last line is [`ExportEnd`], `{"end":{"events":N,"first":"1","last":"N","next":"N+1"}}`: an
+//! export cut short (interrupted, or cut with `head`) ends on a whole line all the same, and
+//! without it would pass for a shorter log.
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use super::view::ExportSummary;
 use crate::event::StreamId;
 
 /// One line of an export.
@@ -50,8 +55,16 @@ pub struct ExportedMetadata {
     pub idempotency_key: Option<String>,
 }
 
+/// The last line of an export: how many events it holds and where it ends.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportEnd {
+    pub end: ExportSummary,
+}
+
 /// A time as `2026-12-03T10:08:08.120Z`: UTC, three decimals always. Read back, any RFC 3339
-/// offset is accepted, but not a finer precision than the millisecond (it would be lost).
+/// offset is accepted, but not a finer precision than the millisecond (it would be lost), nor a
+/// year outside 0000–9999 (it would not be written back as RFC 3339).
 pub mod milliseconds {
     use jiff::Timestamp;
     use serde::{Deserialize, Deserializer, Serializer};
@@ -69,6 +82,12 @@ pub mod milliseconds {
         let text = std::borrow::Cow::<str>::deserialize(deserializer)?;
         let time: Timestamp =
             text.parse().map_err(|e| serde::de::Error::custom(format!("invalid time '{text}': {e}")))?;
+        // 0000-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z.
+        if !(-62_167_219_200_000..=253_402_300_799_999).contains(&time.as_millisecond()) {
+            return Err(serde::de::Error::custom(format!(
+                "the time '{text}' is outside the years 0000 to 9999"
+            )));
+        }
         if time.subsec_nanosecond() % 1_000_000 != 0 {
             return Err(serde::de::Error::custom(format!(
                 "the time '{text}' is finer than a millisecond, which the store does not keep"
@@ -99,6 +118,20 @@ mod tests {
         let finer = LINE.replace("08.120Z", "08.1201Z");
         let error = serde_json::from_str::<ExportedEvent>(&finer).expect_err("finer than a millisecond");
         assert!(error.to_string().contains("finer than a millisecond"), "{error}");
+    }
+
+    #[test]
+    fn a_year_outside_0000_to_9999_is_refused() {
+        for (time, fine) in [
+            ("0000-01-01T00:00:00.000Z", true),
+            ("9999-12-30T00:00:00.000Z", true),
+            ("-000001-01-01T00:00:00.000Z", false),
+            ("0000-01-01T00:00:00.000+01:00", false),
+        ] {
+            let line = LINE.replace("2026-12-03T10:08:08.120Z", time);
+            let read = serde_json::from_str::<ExportedEvent>(&line);
+            assert_eq!(read.is_ok(), fine, "{time}: {read:?}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ mod reply;
 mod request;
 mod view;
 
-pub use archive::{ExportedEvent, ExportedMetadata, milliseconds};
+pub use archive::{ExportEnd, ExportedEvent, ExportedMetadata, milliseconds};
 pub use reply::{ErrorBody, ErrorCode, Reply, raw};
 pub use request::{
     Addressed, BackupRequest, CancelRequest, CheckRequest, CreateRequest, Envelope, EventsRequest,
