@@ -1,25 +1,27 @@
-//! `orders import` (issue 15): an export ([`ExportedEvent`] lines) becomes the store of a data
-//! directory whose store holds no event.
+//! `orders import` (issue 15): an export ([`ExportedEvent`] lines, then its [`ExportEnd`])
+//! becomes the store of a data directory whose store holds no event.
 //!
 //! [`load`] is the part every backend shares: it reads the export a line at a time and proves
 //! each event through the domain before it goes into the store's import transaction
 //! ([`Store::import`]) — positions 1, 2, 3 ... without gaps, each event id once, each stream's
 //! versions without gaps or repeats, each event what its aggregate's rules record on the state
-//! before it (the checker's proof, [`Aggregate::prove`]), an idempotency key once. At the end of
-//! the log it proves what no line alone can, as the checker does: that the three contexts of
-//! each order agree (an export cut in the middle of a commit fails here, and is refused at the
-//! last line of the first order it cut). The first line that fails names itself and nothing is
-//! kept. Each event is projected into the read model as it goes in, and at the end the saga
-//! steps the log leaves open are opened (a payment awaiting its decision, a delivery awaiting its
-//! time), all in the same transaction. It holds a few words per order and per
-//! event id, not the events.
+//! before it (the checker's proof, [`Aggregate::prove`]), an idempotency key once and only on the
+//! event that places an order, no field in `data` its event does not have, a decline's reason a
+//! terminal can show. The export's end line must come, and say that it ends this log: an export
+//! cut short ends on a whole line too. Then it proves what no line alone can, as the checker
+//! does: that the three contexts of each order agree (an export cut in the middle of a commit
+//! fails here, at the last line of the first order it cut). The first line that fails names
+//! itself and nothing is kept. Each event is projected into the read model as it goes in, and at
+//! the end the saga steps the log leaves open are opened (a payment awaiting its decision, a
+//! delivery awaiting its time), all in the same transaction. It holds a few words per order and
+//! per event id, not the events.
 //!
 //! [`import`] is SQLite's: with no daemon serving the data directory (its lock is held), the
 //! export is loaded into a new database staged beside the store, with its read model, and given
-//! a new identity. Only then does it take the place of the empty store,
-//! as a restore does ([`crate::restore`]). The daemon carries the open steps out when it starts:
-//! a delivery already due goes at once. (The whole check is not run again: it would prove the
-//! same rules a second time, and took a third of the import's time. `orders check` does it.)
+//! a new identity. Only then does it take the place of the empty store, as a restore does
+//! ([`crate::restore`]). The daemon carries the open steps out when it starts: a delivery already
+//! due goes at once. (The whole check is not run again: it would prove the same rules a second
+//! time, and took a third of the import's time. `orders check` does it.)
 
 use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead};
@@ -232,42 +234,12 @@ impl Importer {
             }
         };
         let position = Position::new(exported.position);
-        let due = self.head.next();
-        if position != due {
-            return Err(if position < Position::START.next() {
-                format!("position {position} is no position: the log's positions are 1, 2, 3 ...")
-            } else if position <= self.head {
-                format!("position {position} is there twice (or out of order): {due} was due")
-            } else if self.head == Position::START {
-                format!(
-                    "the log starts at position {position}: an import is a whole log from position 1 \
-                     (an export with --from is only part of one)"
-                )
-            } else {
-                format!(
-                    "position {position} where {due} was due: positions {due} to {} are missing",
-                    position.get() - 1
-                )
-            });
-        }
+        self.next_position(position)?;
         if !self.event_ids.insert(exported.event_id) {
             return Err(format!("event id {} is there twice", exported.event_id));
         }
         let data = exported.data.get();
-        if data.len() > MAX_DATA_BYTES {
-            return Err(format!(
-                "its data is {} bytes long: no event's is longer than {MAX_DATA_BYTES}",
-                data.len()
-            ));
-        }
-        let event = DomainEvent::decode(&exported.event_type, exported.schema_version, data)
-            .map_err(|e| e.to_string())?;
-        if exported.schema_version == event.schema_version() {
-            known_fields_only(&exported.event_type, data, &event)?;
-        }
-        if let DomainEvent::Payment(PaymentEvent::Declined { reason }) = &event {
-            sound_reason(reason)?;
-        }
+        let event = read_data(&exported.event_type, exported.schema_version, data)?;
         let stream = exported.stream;
         let version = Version::new(exported.version);
         let folds = self.orders.entry(stream.order).or_default();
@@ -285,16 +257,7 @@ impl Importer {
         folds.last_line = self.line;
         let metadata = exported.metadata;
         if let Some(key) = &metadata.idempotency_key {
-            if !matches!(event, DomainEvent::Order(OrderEvent::Placed { .. })) {
-                return Err(format!(
-                    "an idempotency key on a {} event: only the event that places an order carries one",
-                    exported.event_type
-                ));
-            }
-            IdempotencyKey::try_from(key.clone()).map_err(|e| format!("idempotency key: {e}"))?;
-            if !self.keys.insert(key.clone()) {
-                return Err(format!("the idempotency key '{key}' is there twice"));
-            }
+            self.idempotency_key(key, &event)?;
         }
         self.head = position;
         let stored = StoredEvent {
@@ -313,6 +276,44 @@ impl Importer {
             recorded_at: exported.recorded_at,
         };
         Ok(Some((stored, event)))
+    }
+
+    /// Proves `position` the next one of the log.
+    fn next_position(&self, position: Position) -> Result<(), String> {
+        let due = self.head.next();
+        if position == due {
+            return Ok(());
+        }
+        Err(if position < Position::START.next() {
+            format!("position {position} is no position: the log's positions are 1, 2, 3 ...")
+        } else if position <= self.head {
+            format!("position {position} is there twice (or out of order): {due} was due")
+        } else if self.head == Position::START {
+            format!(
+                "the log starts at position {position}: an import is a whole log from position 1 \
+                 (an export with --from is only part of one)"
+            )
+        } else {
+            format!(
+                "position {position} where {due} was due: positions {due} to {} are missing",
+                position.get() - 1
+            )
+        })
+    }
+
+    /// Proves an idempotency key sound, on the event that places an order, and new.
+    fn idempotency_key(&mut self, key: &str, event: &DomainEvent) -> Result<(), String> {
+        if !matches!(event, DomainEvent::Order(OrderEvent::Placed { .. })) {
+            return Err(format!(
+                "an idempotency key on a {} event: only the event that places an order carries one",
+                event.event_type()
+            ));
+        }
+        IdempotencyKey::try_from(key.to_owned()).map_err(|e| format!("idempotency key: {e}"))?;
+        if !self.keys.insert(key.to_owned()) {
+            return Err(format!("the idempotency key '{key}' is there twice"));
+        }
+        Ok(())
     }
 
     /// Proves that the export's end line ends the log read so far.
@@ -385,6 +386,25 @@ fn not_an_event(error: &serde_json::Error) -> String {
         ""
     };
     format!("not an exported event: {message} (at column {}){hint}", error.column())
+}
+
+/// The event an exported line's data holds, once proven something this build writes: not too
+/// long, decoding, with no field its event does not have, a decline's reason a terminal can show.
+fn read_data(event_type: &str, schema_version: u32, data: &str) -> Result<DomainEvent, String> {
+    if data.len() > MAX_DATA_BYTES {
+        return Err(format!(
+            "its data is {} bytes long: no event's is longer than {MAX_DATA_BYTES}",
+            data.len()
+        ));
+    }
+    let event = DomainEvent::decode(event_type, schema_version, data).map_err(|e| e.to_string())?;
+    if schema_version == event.schema_version() {
+        known_fields_only(event_type, data, &event)?;
+    }
+    if let DomainEvent::Payment(PaymentEvent::Declined { reason }) = &event {
+        sound_reason(reason)?;
+    }
+    Ok(event)
 }
 
 /// Refuses data with a field its event does not have (in the current schema version): decoding
