@@ -164,10 +164,14 @@ fn on_a_copy<T: serde::de::DeserializeOwned>(
     if let Some(signal) = std::os::unix::process::ExitStatusExt::signal(&output.status) {
         return Err(Failure::new(
             Exit::Failure,
-            format!(
-                "`orders-daemon {what}` was killed by signal {signal} before it reported: the data \
-                 directory holds the store it had, or the new one whole (never a mix)"
-            ),
+            match what {
+                "check" => format!("`orders-daemon check` was killed by signal {signal} before it reported"),
+                _ => format!(
+                    "`orders-daemon {what}` was killed by signal {signal} before it reported: the data \
+                     directory holds the store it had or the new one, whole (the daemon settles which when \
+                     it starts)"
+                ),
+            },
         ));
     }
     if !output.status.success() {
@@ -181,13 +185,14 @@ fn on_a_copy<T: serde::de::DeserializeOwned>(
 
 /// `orders restore FILE`: a running daemon is stopped first and started again afterwards, with
 /// the default settings (`orders daemon restart` with yours, if they differ), whether the
-/// restore was done or not.
+/// restore was done or not. The start lock is held throughout: no client's autostart slips in.
 async fn restore(ctx: &mut Context, args: RestoreArgs) -> Result<(), Failure> {
     let file = absolute(&args.file)?;
+    let start_lock = crate::daemon::start_lock(&ctx.paths)?;
     let was_running = crate::daemon::stop(&ctx.paths).await?.is_some();
     let restored: Result<RestoreReport, Failure> = on_a_copy("restore", &file, Some(&ctx.paths));
     if was_running {
-        crate::daemon::start_in_background(&ctx.paths, &[]).await?;
+        crate::daemon::start_holding(&ctx.paths, &[], start_lock).await?;
     }
     let report = restored?;
     ctx.emit(&report, |out| output::restore(out, &report, was_running))
@@ -221,10 +226,11 @@ async fn import(ctx: &mut Context, args: ImportArgs) -> Result<(), Failure> {
             ),
         ));
     }
+    let start_lock = crate::daemon::start_lock(&ctx.paths)?;
     let was_running = crate::daemon::stop(&ctx.paths).await?.is_some();
     let imported: Result<ImportReport, Failure> = on_a_copy("import", &file, Some(&ctx.paths));
     if was_running {
-        crate::daemon::start_in_background(&ctx.paths, &[]).await?;
+        crate::daemon::start_holding(&ctx.paths, &[], start_lock).await?;
     }
     let report = imported?;
     ctx.emit(&report, |out| output::import(out, &report, was_running))

@@ -146,12 +146,25 @@ fn path_failure(error: impl std::fmt::Display) -> Failure {
 /// with what the daemon wrote on stderr. Other clients are held back (by the start lock) only
 /// until its socket answers: from then on each of them waits for it on its own.
 pub async fn start_in_background(paths: &Paths, args: &[OsString]) -> Result<bool, Failure> {
+    let lock = start_lock(paths)?;
+    start_holding(paths, args, lock).await
+}
+
+/// The start lock (`<socket>.lock`), taken: no client starts a daemon on these paths while it is
+/// held (they wait for it). `import` and `restore` hold it from stopping the daemon until they
+/// have started it again, so that a client's autostart cannot take the data directory between.
+pub fn start_lock(paths: &Paths) -> Result<std::fs::File, Failure> {
     paths.ensure_socket_dir().map_err(path_failure)?;
     let lock_path = paths.start_lock_file();
     // 0600, and never through a symlink: as root, a planted link would create or truncate its target.
     let lock = files::open_private(&lock_path, Access::ReadWrite).map_err(path_failure)?.file;
     lock.lock().map_err(|e| path_failure(format!("cannot lock {}: {e}", lock_path.display())))?;
+    Ok(lock)
+}
 
+/// [`start_in_background`], with the start lock taken already; it is released once the new
+/// daemon answers.
+pub async fn start_holding(paths: &Paths, args: &[OsString], lock: std::fs::File) -> Result<bool, Failure> {
     // Another client may have started one while this one waited for the lock.
     if Client::connect(paths).await.is_ok() {
         return Ok(false);
@@ -336,7 +349,8 @@ pub async fn status(paths: &Paths) -> Result<DaemonStatus, Failure> {
     match tokio::time::timeout(ANSWER_TIMEOUT, client.call(&Request::Status(StatusRequest {}))).await {
         Ok(answer) => answer,
         Err(_) => {
-            let holder = lock::holder(&paths.data_dir).unwrap_or(Holder { pid: None, socket: None });
+            let holder =
+                lock::holder(&paths.data_dir).unwrap_or(Holder { pid: None, socket: None, task: None });
             Err(wedged(
                 paths,
                 &holder,
@@ -348,15 +362,8 @@ pub async fn status(paths: &Paths) -> Result<DaemonStatus, Failure> {
 
 /// The daemon holds the data directory but cannot be reached where it listens (`paths`).
 fn wedged(paths: &Paths, holder: &Holder, what: &str) -> Failure {
-    if let Some((pid, task)) = holder.pid.and_then(|pid| Some((pid, lock::task_of(pid)?))) {
-        return Failure::new(
-            Exit::Unavailable,
-            format!(
-                "an `orders {task}` (pid {pid}) is at work on {}: no daemon serves it until it has finished",
-                paths.data_dir.display()
-            ),
-        )
-        .with_hint("try again once it has finished");
+    if let Some(failure) = busy(paths, holder) {
+        return failure;
     }
     if let Err(why) = holder_is_daemon(paths, holder) {
         return not_a_daemon(paths, &why);
@@ -364,6 +371,23 @@ fn wedged(paths: &Paths, holder: &Holder, what: &str) -> Failure {
     let pid = holder.pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default();
     Failure::new(Exit::Unavailable, format!("the daemon{pid} holds {} but {what}", paths.data_dir.display()))
         .with_hint(format!("replace it with `{}`", paths.command_line("daemon restart")))
+}
+
+/// The data directory is held by an `orders import` or `restore` at work, if it is: no daemon to
+/// reach, stop or signal until it has finished.
+fn busy(paths: &Paths, holder: &Holder) -> Option<Failure> {
+    let task = holder.task.as_ref()?;
+    let pid = holder.pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default();
+    Some(
+        Failure::new(
+            Exit::Unavailable,
+            format!(
+                "an `orders {task}`{pid} is at work on {}: no daemon serves it until it has finished",
+                paths.data_dir.display()
+            ),
+        )
+        .with_hint("try again once it has finished"),
+    )
 }
 
 /// What asking a daemon to stop came to.
@@ -388,6 +412,9 @@ async fn ask_to_stop(paths: &Paths) -> Stopping {
                 elsewhere @ Whereabouts::Elsewhere { .. } => {
                     Stopping::Refused(elsewhere.failure(paths, Some("daemon stop")))
                 }
+                Whereabouts::Wedged { holder, .. } if holder.task.is_some() => {
+                    Stopping::Refused(busy(paths, &holder).unwrap_or_else(|| not_running(paths)))
+                }
                 wedged @ Whereabouts::Wedged { .. } => Stopping::Unresponsive(wedged.failure(paths, None)),
             };
         }
@@ -402,7 +429,8 @@ async fn ask_to_stop(paths: &Paths) -> Stopping {
             }
             Ok(Err(failure)) => return Stopping::Refused(failure),
             Err(_) => {
-                let holder = lock::holder(&paths.data_dir).unwrap_or(Holder { pid: None, socket: None });
+                let holder =
+                    lock::holder(&paths.data_dir).unwrap_or(Holder { pid: None, socket: None, task: None });
                 return Stopping::Unresponsive(wedged(paths, &holder, "does not answer"));
             }
         };

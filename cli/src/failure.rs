@@ -63,9 +63,10 @@ impl Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "error: {}", self.message)?;
+        // A message may quote what came from a file or the store: shown, never obeyed.
+        write!(f, "error: {}", orders_shared::text::escaped(&self.message, true))?;
         if let Some(hint) = &self.hint {
-            write!(f, "\nhint: {hint}")?;
+            write!(f, "\nhint: {}", orders_shared::text::escaped(hint, true))?;
         }
         Ok(())
     }

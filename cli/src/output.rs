@@ -98,13 +98,9 @@ pub fn events(out: &mut impl Write, events: &[EventView]) -> io::Result<()> {
 
 fn key_values(data: &serde_json::Value) -> String {
     let Some(fields) = data.as_object() else { return data.to_string() };
-    // A control character is shown escaped, never sent to the terminal as it is.
+    // What a terminal would obey is shown escaped, never sent to it as it is.
     let text = |value: &serde_json::Value| match value {
-        serde_json::Value::String(text) if text.chars().any(char::is_control) => text
-            .chars()
-            .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
-            .collect(),
-        serde_json::Value::String(text) => text.clone(),
+        serde_json::Value::String(text) => orders_shared::text::escaped(text, false).into_owned(),
         other => other.to_string(),
     };
     fields.iter().map(|(key, value)| format!("{key}={}", text(value))).collect::<Vec<_>>().join(" ")
@@ -343,6 +339,6 @@ mod tests {
         let data = serde_json::json!({"reason": "\u{1b}[2Jgone\n", "amount": 2});
         let shown = key_values(&data);
         assert!(!shown.chars().any(char::is_control), "{shown:?}");
-        assert!(shown.contains(r"reason=\u{1b}[2Jgone\n"), "{shown}");
+        assert!(shown.contains(r"reason=\u{1b}[2Jgone\u{a}"), "{shown}");
     }
 }

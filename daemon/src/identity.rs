@@ -156,6 +156,32 @@ pub enum IdentityError {
     Damaged { path: PathBuf, what: String },
 }
 
+/// The record a restore or an import writes before it puts its new database in place
+/// (`store.id.pending`): the database and this record cannot be renamed in one step, so a kill
+/// between the two must be told apart afterwards.
+pub fn pending_file(id_file: &Path) -> PathBuf {
+    let mut pending = id_file.as_os_str().to_owned();
+    pending.push(".pending");
+    PathBuf::from(pending)
+}
+
+/// What the data directory remembers about its store, once a pending record is settled: if the
+/// database is the one the pending record names, the swap happened and the record becomes the
+/// data directory's; otherwise it did not, and the record is dropped.
+pub fn remembered(id_file: &Path, found: &Found) -> Result<Option<Kept>, IdentityError> {
+    let pending = pending_file(id_file);
+    let io = |error| FileError::Io { path: pending.clone(), error };
+    if let Some(swapped) = read_file(&pending)? {
+        if found.id == Some(swapped.id) {
+            std::fs::rename(&pending, id_file).map_err(io)?;
+            tracing::warn!("a restore or an import was stopped after it put its store in place; finished it");
+            return Ok(Some(swapped));
+        }
+        std::fs::remove_file(&pending).map_err(io)?;
+    }
+    read_file(id_file)
+}
+
 /// Reads the data directory's record of its store; `None` when there is none yet.
 pub fn read_file(path: &Path) -> Result<Option<Kept>, IdentityError> {
     let Some(text) = files::read_private(path)? else { return Ok(None) };
@@ -311,5 +337,25 @@ mod tests {
         std::fs::write(&path, "orders store nonsense\n").expect("damage");
         let error = read_file(&path).expect_err("damaged");
         assert!(error.to_string().contains("is damaged (the store id is no UUID)"), "{error}");
+    }
+
+    /// A restore or an import killed between putting its database in place and its record: the
+    /// pending record says which store the database is.
+    #[test]
+    fn a_pending_record_is_kept_when_its_store_is_in_place_and_dropped_otherwise() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(FILE_NAME);
+        let (old, new) = (StoreId::new(), StoreId::new());
+        for (database, expected) in
+            [(old, Kept { id: old, acknowledged: 0 }), (new, Kept { id: new, acknowledged: 9 })]
+        {
+            drop(Acknowledged::create(&path, old, 0).expect("the old record"));
+            drop(Acknowledged::create(&pending_file(&path), new, 9).expect("the pending record"));
+            let found = Found { id: Some(database), head: expected.acknowledged };
+            assert_eq!(remembered(&path, &found).expect("settled"), Some(expected));
+            assert!(!pending_file(&path).exists(), "settled either way");
+            assert_eq!(read_file(&path).expect("read"), Some(expected));
+            assert_eq!(judge(found, Some(expected), false), Verdict::Serve);
+        }
     }
 }

@@ -30,7 +30,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use jiff::Timestamp;
-use orders_shared::protocol::{ExportEnd, ExportSummary, ExportedEvent, IdempotencyKey, ImportReport};
+use orders_shared::protocol::{Cursor, ExportedEvent, IdempotencyKey, ImportReport};
 use orders_shared::{
     Aggregate, Delivery, DomainEvent, Order, OrderEvent, OrderId, Payment, PaymentEvent, StreamId, StreamKind,
 };
@@ -115,8 +115,14 @@ struct Importer {
     keys: HashSet<String>,
     orders: HashMap<OrderId, Folds>,
     loaded: Loaded,
-    /// The line of the export's end, once read.
+    /// The line of the last end line read, while no event followed it: an export is one or more
+    /// pieces (`--to`, then `--from` its `next`), each closed by its end line.
     ended: Option<u64>,
+    /// The events of the piece being read, and the first position of it.
+    piece_events: u64,
+    piece_start: Position,
+    /// Whether the line being read ended with a line break (one cut short does not).
+    complete: bool,
 }
 
 /// One order's three streams, folded so far: what their agreement depends on, each stream's
@@ -135,6 +141,7 @@ impl Importer {
         if head != Position::START {
             return Err(ImportError::NotEmpty(head));
         }
+        self.piece_start = Position::START.next();
         let mut text = Vec::new();
         while self.next_line(input, &mut text)? {
             if text.iter().all(u8::is_ascii_whitespace) {
@@ -142,13 +149,13 @@ impl Importer {
             }
             let line = self.line;
             let refused = |message| ImportError::Line { line, message };
-            if let Some(ended) = self.ended {
-                return Err(refused(format!("the export ended at line {ended}; nothing may follow its end")));
-            }
             let Some((stored, event)) = self.event(&text).map_err(refused)? else {
                 self.ended = Some(self.line);
+                (self.piece_events, self.piece_start) = (0, self.head.next());
                 continue;
             };
+            self.ended = None;
+            self.piece_events += 1;
             tx.insert(&stored)?;
             tx.project(&RecordedEvent {
                 position: stored.position,
@@ -188,7 +195,8 @@ impl Importer {
         if read == 0 {
             return Ok(false);
         }
-        if text.last() == Some(&b'\n') {
+        self.complete = text.last() == Some(&b'\n');
+        if self.complete {
             text.pop();
         } else if text.len() > MAX_LINE_BYTES {
             return Err(ImportError::Line {
@@ -225,13 +233,13 @@ impl Importer {
         }
         let exported: ExportedEvent = match serde_json::from_slice(text) {
             Ok(exported) => exported,
-            Err(error) => {
-                if let Ok(ExportEnd { end }) = serde_json::from_slice(text) {
-                    self.end(&end)?;
-                    return Ok(None);
-                }
-                return Err(not_an_event(&error));
+            Err(_) if is_end_line(text) => {
+                let EndLine { end } = serde_json::from_slice(text)
+                    .map_err(|e| format!("the export's end line is malformed: {}", serde_words(&e)))?;
+                self.end(&end)?;
+                return Ok(None);
             }
+            Err(error) => return Err(self.not_an_event(text, &error)),
         };
         let position = Position::new(exported.position);
         self.next_position(position)?;
@@ -316,20 +324,46 @@ impl Importer {
         Ok(())
     }
 
-    /// Proves that the export's end line ends the log read so far.
-    fn end(&self, end: &ExportSummary) -> Result<(), String> {
-        let events = self.loaded.events;
-        let last = (self.head != Position::START).then(|| cursor(self.head));
-        if end.events != events || end.last != last {
+    /// Proves that an end line closes the piece read since the last one (the whole export, but
+    /// for pieces joined one after the other).
+    fn end(&self, end: &EndOfExport) -> Result<(), String> {
+        let events = self.piece_events;
+        let read = EndOfExport {
+            events,
+            first: (events > 0).then(|| cursor(self.piece_start)),
+            last: (events > 0).then(|| cursor(self.head)),
+            next: cursor(self.head.next()),
+        };
+        if *end != read {
+            let range = |end: &EndOfExport| match (&end.first, &end.last) {
+                (Some(first), Some(last)) => {
+                    format!("{} events, {first} to {last}, then {}", end.events, end.next)
+                }
+                _ => format!("{} events, then {}", end.events, end.next),
+            };
             return Err(format!(
-                "the export's end line says {} events up to {}, but {events} came before it, up to {}: \
-                 lines are missing",
-                end.events,
-                end.last.as_ref().map_or("none".to_owned(), ToString::to_string),
-                last.as_ref().map_or("none".to_owned(), ToString::to_string),
+                "the export's end line says {}, but what came before it is {}: lines are missing or it \
+                 was edited",
+                range(end),
+                range(&read)
             ));
         }
         Ok(())
+    }
+
+    /// Why a line is not an exported event.
+    fn not_an_event(&self, text: &[u8], error: &serde_json::Error) -> String {
+        // The input's last line, with no line break after it, and its JSON unfinished: cut.
+        let unfinished = || serde_json::from_slice::<serde::de::IgnoredAny>(text).is_err_and(|e| e.is_eof());
+        if !self.complete && unfinished() {
+            return "the line is cut short: the export was cut in the middle of it".to_owned();
+        }
+        let hint = if error.is_eof() {
+            " — an export has one event per line (`jq -c .` puts a pretty-printed one back on lines)"
+        } else {
+            ""
+        };
+        format!("not an exported event: {}{hint}", serde_words(error))
     }
 
     /// Proves that each order's three contexts agree where the log ends, as the checker does
@@ -349,7 +383,7 @@ impl Importer {
                 disagreement.get_or_insert_with(|| problem.to_owned());
             });
             if let Delivery::Scheduled { due_at } = folds.contexts.delivery
-                && due_at.as_millisecond() < 0
+                && due_at < Timestamp::UNIX_EPOCH
             {
                 disagreement =
                     Some(format!("its delivery is due at {due_at}, before 1970: no daemon writes that"));
@@ -376,16 +410,33 @@ impl Importer {
     }
 }
 
-/// Why a line is not an exported event, in serde's words without its "line 1" (the line is ours).
-fn not_an_event(error: &serde_json::Error) -> String {
+/// serde's words for an error, without its "line 1" (the line is ours).
+fn serde_words(error: &serde_json::Error) -> String {
     let message = error.to_string();
     let message = message.split(" at line 1 column").next().unwrap_or(&message);
-    let hint = if error.is_eof() {
-        " — an export has one event per line (`jq -c .` puts a pretty-printed one back on lines)"
-    } else {
-        ""
-    };
-    format!("not an exported event: {message} (at column {}){hint}", error.column())
+    format!("{message} (at column {})", error.column())
+}
+
+/// Whether a line that is no event is meant as an end line: an object with an `end` key.
+fn is_end_line(text: &[u8]) -> bool {
+    matches!(serde_json::from_slice(text), Ok(serde_json::Value::Object(fields)) if fields.contains_key("end"))
+}
+
+/// An end line as import reads it: strictly (the protocol's summary is read leniently, for
+/// newer daemons; a file is not).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndLine {
+    end: EndOfExport,
+}
+
+#[derive(Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndOfExport {
+    events: u64,
+    first: Option<Cursor>,
+    last: Option<Cursor>,
+    next: Cursor,
 }
 
 /// The event an exported line's data holds, once proven something this build writes: not too
@@ -422,7 +473,10 @@ fn known_fields_only(event_type: &str, data: &str, event: &DomainEvent) -> Resul
 /// A payment provider's reason for a decline, as a terminal may show it: printable, not empty,
 /// at most [`MAX_REASON_BYTES`].
 fn sound_reason(reason: &str) -> Result<(), String> {
-    if reason.is_empty() || reason.len() > MAX_REASON_BYTES || reason.chars().any(char::is_control) {
+    if reason.is_empty()
+        || reason.len() > MAX_REASON_BYTES
+        || reason.chars().any(orders_shared::text::is_unsafe)
+    {
         return Err(format!(
             "a decline's reason is 1 to {MAX_REASON_BYTES} bytes of printable characters, not {reason:?}"
         ));
@@ -456,13 +510,13 @@ fn advance<A: Aggregate>(
     Ok(())
 }
 
-/// Imports the export read from `input` (named `from` in reports) into the data directory of
-/// `paths`, whose store must hold no event.
-pub fn import(paths: &Paths, from: &str, input: &mut dyn BufRead) -> anyhow::Result<ImportReport> {
+/// Imports the export read from `input` (the file `from`, or standard input) into the data
+/// directory of `paths`, whose store must hold no event.
+pub fn import(paths: &Paths, from: Option<&Path>, input: &mut dyn BufRead) -> anyhow::Result<ImportReport> {
     let started = Instant::now();
     paths.ensure_data_dir()?;
-    let _lock = DataDirLock::acquire(paths).context("a daemon serves this data directory")?;
-    restore::remove_leftovers(paths);
+    let _lock = DataDirLock::acquire_for(paths, Some("import"))?;
+    restore::remove_leftovers(paths, from);
     let database = paths.database();
     refuse_unless_empty(&database)?;
     let staged = restore::sibling(&database, &format!("importing-{}", Uuid::now_v7().simple()));
@@ -485,7 +539,7 @@ pub fn import(paths: &Paths, from: &str, input: &mut dyn BufRead) -> anyhow::Res
     }
     restore::put_in_place(paths, &staged, store_id, head)?;
     Ok(ImportReport {
-        from: from.to_owned(),
+        from: from.map_or_else(|| "-".to_owned(), |from| from.display().to_string()),
         database: database.display().to_string(),
         events: loaded.events,
         orders: loaded.orders,

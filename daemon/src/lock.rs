@@ -47,6 +47,8 @@ impl Drop for DataDirLock {
 pub struct Holder {
     pub pid: Option<u32>,
     pub socket: Option<PathBuf>,
+    /// What holds it when it is no daemon: `import` or `restore` (the holder names itself).
+    pub task: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +83,12 @@ pub enum LockError {
 /// Who holds the data directory, and the commands that stop or replace it where it listens (its
 /// socket may not be this one: issue 12).
 fn held(data_dir: &Path, holder: &Holder) -> String {
+    if let Some(task) = &holder.task {
+        return format!(
+            "an `orders {task}` is at work on {}: no daemon can serve it until it has finished",
+            data_dir.display()
+        );
+    }
     let pid = holder.pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default();
     let Some(socket) = &holder.socket else {
         return format!("another daemon{pid} already serves {}; stop it first", data_dir.display());
@@ -97,8 +105,14 @@ fn held(data_dir: &Path, holder: &Holder) -> String {
 }
 
 impl DataDirLock {
-    /// Takes the lock or says who holds it. Never waits.
+    /// Takes the lock for a daemon, or says who holds it. Never waits.
     pub fn acquire(paths: &Paths) -> Result<DataDirLock, LockError> {
+        DataDirLock::acquire_for(paths, None)
+    }
+
+    /// Takes the lock for `task` (`import`, `restore`): no daemon, and never to be signalled as
+    /// one. The holder file says so, for whoever finds the directory taken meanwhile.
+    pub fn acquire_for(paths: &Paths, task: Option<&str>) -> Result<DataDirLock, LockError> {
         let path = &paths.data_dir;
         let io = |error| LockError::Io { path: path.clone(), error };
         check_parents(path)?;
@@ -124,7 +138,7 @@ impl DataDirLock {
             }
         }
         check_legacy_lock(paths)?;
-        write_holder(paths)?;
+        write_holder(paths, task)?;
         Ok(DataDirLock { dir, path: path.clone() })
     }
 
@@ -224,7 +238,7 @@ fn check_data_dir(dir: &File, path: &Path) -> Result<(), LockError> {
 }
 
 /// Writes the holder file: a fresh file, renamed over whatever was there (a symlink included).
-fn write_holder(paths: &Paths) -> Result<(), LockError> {
+fn write_holder(paths: &Paths, task: Option<&str>) -> Result<(), LockError> {
     let holder = paths.holder_file();
     let mut fresh = holder.clone().into_os_string();
     fresh.push(".new");
@@ -240,6 +254,9 @@ fn write_holder(paths: &Paths) -> Result<(), LockError> {
     }
     let mut file = files::open_private(&fresh, Access::ReadWrite)?.file;
     writeln!(file, "{}\n{}", std::process::id(), paths.socket.display()).map_err(io(&fresh))?;
+    if let Some(task) = task {
+        writeln!(file, "{task}").map_err(io(&fresh))?;
+    }
     file.sync_all().map_err(io(&fresh))?;
     std::fs::rename(&fresh, &holder).map_err(io(&holder))
 }
@@ -259,7 +276,9 @@ pub fn holder(data_dir: &Path) -> Option<Holder> {
 /// directory. Says why not otherwise; nothing may be signalled then (issue 11: a stale
 /// `daemon.pid` named an unrelated process).
 pub fn verify_daemon(pid: u32, data_dir: &Path) -> Result<(), String> {
-    if let Some(task) = task_of(pid) {
+    if let Holder { pid: Some(holder), task: Some(task), .. } = read_holder(data_dir)
+        && holder == pid
+    {
         return Err(format!("process {pid} is `orders {task}`, at work on the data directory"));
     }
     let proc = PathBuf::from(format!("/proc/{pid}"));
@@ -299,28 +318,13 @@ pub fn verify_daemon(pid: u32, data_dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The task of an `orders-daemon` process that holds a data directory without serving it: `import`
-/// or `restore` (the client runs them with the directory's lock held). Never a daemon to signal.
-pub fn task_of(pid: u32) -> Option<&'static str> {
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let mut args = cmdline.split(|b| *b == 0);
-    let name = args.next()?.rsplit(|b| *b == b'/').next()?;
-    if name != DAEMON_BINARY.as_bytes() {
-        return None;
-    }
-    match args.next()? {
-        b"import" => Some("import"),
-        b"restore" => Some("restore"),
-        _ => None,
-    }
-}
-
 fn read_holder(data_dir: &Path) -> Holder {
     let text = files::read_small(&data_dir.join(HOLDER_FILE)).unwrap_or_default();
     let mut lines = text.lines();
     Holder {
         pid: lines.next().and_then(|pid| pid.trim().parse().ok()),
         socket: lines.next().filter(|s| !s.is_empty()).map(PathBuf::from),
+        task: lines.next().map(str::trim).filter(|task| !task.is_empty()).map(str::to_owned),
     }
 }
 
@@ -362,7 +366,7 @@ mod tests {
         let Err(LockError::Held { holder, .. }) = DataDirLock::acquire(&paths) else {
             panic!("the second lock must fail without the holder file");
         };
-        assert_eq!(holder, Holder { pid: None, socket: None });
+        assert_eq!(holder, Holder { pid: None, socket: None, task: None });
     }
 
     #[test]

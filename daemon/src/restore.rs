@@ -26,8 +26,8 @@ use crate::store::{Position, Store};
 pub fn restore(paths: &Paths, from: &Path) -> anyhow::Result<RestoreReport> {
     let started = Instant::now();
     paths.ensure_data_dir()?;
-    let _lock = DataDirLock::acquire(paths).context("a daemon serves this data directory")?;
-    remove_leftovers(paths);
+    let _lock = DataDirLock::acquire_for(paths, Some("restore"))?;
+    remove_leftovers(paths, Some(from));
     let (from, _) =
         SqliteStore::inspect(from).with_context(|| format!("cannot restore {}", from.display()))?;
     let from = from.as_path();
@@ -113,11 +113,18 @@ pub(crate) fn put_in_place(
     store_id: identity::StoreId,
     head: Position,
 ) -> anyhow::Result<()> {
+    // Three steps, each durable: the new record beside the old one, the database, the record. A
+    // kill between the last two leaves the new database with the old record, and the pending
+    // one that says which is which (`identity::remembered` settles it at the next start).
+    let id_file = paths.data_dir.join(identity::FILE_NAME);
+    let pending = identity::pending_file(&id_file);
+    drop(Acknowledged::create(&pending, store_id, head.get())?);
     let database = paths.database();
     move_database(staged, &database)
         .with_context(|| format!("cannot put the new store in place at {}", database.display()))?;
     File::open(&paths.data_dir)?.sync_all()?;
-    Acknowledged::create(&paths.data_dir.join(identity::FILE_NAME), store_id, head.get())?;
+    std::fs::rename(&pending, &id_file).with_context(|| format!("cannot write {}", id_file.display()))?;
+    File::open(&paths.data_dir)?.sync_all()?;
     Ok(())
 }
 
@@ -134,15 +141,21 @@ fn move_database(from: &Path, to: &Path) -> anyhow::Result<()> {
 }
 
 /// Removes what a restore or an import killed meanwhile left staged in the data directory (never
-/// served: only a finished one is renamed into place). Called with the directory's lock held.
-pub(crate) fn remove_leftovers(paths: &Paths) {
+/// served: only a finished one is renamed into place), but not `keep`, the file being restored or
+/// imported now, whatever its name. Called with the directory's lock held.
+pub(crate) fn remove_leftovers(paths: &Paths, keep: Option<&Path>) {
+    use std::os::unix::fs::MetadataExt;
     let database = paths.database();
     let Some(name) = database.file_name().and_then(|name| name.to_str()) else { return };
     let staged = [format!("{name}.restoring-"), format!("{name}.importing-")];
+    let kept = keep.and_then(|keep| std::fs::metadata(keep).ok()).map(|meta| (meta.dev(), meta.ino()));
     let Ok(entries) = std::fs::read_dir(&paths.data_dir) else { return };
     for entry in entries.flatten() {
         let file = entry.file_name();
-        if file.to_str().is_some_and(|file| staged.iter().any(|prefix| file.starts_with(prefix.as_str()))) {
+        let is_staged =
+            file.to_str().is_some_and(|file| staged.iter().any(|prefix| file.starts_with(prefix.as_str())));
+        let is_kept = entry.metadata().is_ok_and(|meta| Some((meta.dev(), meta.ino())) == kept);
+        if is_staged && !is_kept {
             let _ = std::fs::remove_file(entry.path());
         }
     }

@@ -103,7 +103,7 @@ pub fn prepare(
     let mut store = open().with_context(|| format!("cannot open the database {database}"))?;
     // Before anything is written to it: is this the store the data directory remembers?
     let found = store.found().with_context(|| format!("cannot open the database {database}"))?;
-    let remembered = identity::read_file(&known.id_file)?;
+    let remembered = identity::remembered(&known.id_file, &found)?;
     let mint = accept_store(identity::judge(found, remembered, known.accept_store_change), database)?;
     store.migrate().with_context(|| format!("cannot use the database {database}"))?;
     if store.drop_leftovers()? {

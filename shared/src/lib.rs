@@ -12,6 +12,7 @@ pub mod event;
 pub mod order;
 pub mod payment;
 pub mod protocol;
+pub mod text;
 
 pub use aggregate::Aggregate;
 pub use delivery::{Delivery, DeliveryCommand, DeliveryEvent};

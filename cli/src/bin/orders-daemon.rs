@@ -52,13 +52,13 @@ fn import(cli: &DaemonCli, file: &std::path::Path) -> Result<(), Failure> {
     const BUFFER: usize = 1 << 20;
     let report = if file.as_os_str() == "-" {
         let mut input = std::io::BufReader::with_capacity(BUFFER, std::io::stdin().lock());
-        orders_daemon::import::import(&paths, "-", &mut input)
+        orders_daemon::import::import(&paths, None, &mut input)
     } else {
         let opened = std::fs::File::open(file).map_err(|e| {
             Failure::new(Exit::Failure, format!("nothing was imported: {}: {e}", file.display()))
         })?;
         let mut input = std::io::BufReader::with_capacity(BUFFER, opened);
-        orders_daemon::import::import(&paths, &file.display().to_string(), &mut input)
+        orders_daemon::import::import(&paths, Some(file), &mut input)
     }
     .map_err(refused)?;
     print_json(&report)

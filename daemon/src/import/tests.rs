@@ -161,8 +161,14 @@ fn lines_that_are_no_events_are_refused_with_their_line() {
 
 /// The end line of an export of `events` events.
 fn end_line(events: i64) -> Value {
+    end_of_piece(1, events)
+}
+
+/// The end line of a piece of an export, from position `first` to `last`.
+fn end_of_piece(first: i64, last: i64) -> Value {
+    let events = last - first + 1;
     let cursor = |position: i64| (events > 0).then(|| position.to_string());
-    serde_json::json!({"end": {"events": events, "first": cursor(1), "last": cursor(events), "next": (events + 1).to_string()}})
+    serde_json::json!({"end": {"events": events, "first": cursor(first), "last": cursor(last), "next": (last + 1).to_string()}})
 }
 
 #[test]
@@ -201,7 +207,39 @@ fn an_export_cut_short_or_with_lines_after_its_end_is_refused() {
     assert!(refusal(text_of(&short)).contains("lines are missing"), "{}", refusal(text_of(&short)));
     // Two exports one after the other.
     let twice = format!("{}{}", text_of(&all), text_of(&all[..1]));
-    assert!(refusal(twice).contains(&format!("the export ended at line {}", events + 1)));
+    assert!(refusal(twice).starts_with(&format!("line {}: position 1 is there twice", events + 2)));
+    // An end line edited, or with a key no end line has.
+    let mut edited = all.clone();
+    edited[events]["end"]["first"] = "9".into();
+    assert!(refusal(text_of(&edited)).contains("was edited"));
+    edited[events]["end"]["first"] = "1".into();
+    edited[events]["end"]["pieces"] = 2.into();
+    let said = refusal(text_of(&edited));
+    assert!(said.contains("the export's end line is malformed: unknown field `pieces`"), "{said}");
+    // Cut in the middle of a line.
+    let text = text_of(&all);
+    let said = refusal(&text[..text.len() - 30]);
+    assert!(said.ends_with("the line is cut short: the export was cut in the middle of it"), "{said}");
+}
+
+/// `orders export --to K`, then `orders export --from K+1`: the pieces joined in order import as
+/// the whole export would.
+#[test]
+fn pieces_of_an_export_joined_in_order_import_as_the_whole() {
+    let all = lines();
+    let events = all.len() - 1;
+    let k = events / 2;
+    let mut pieces = all[..k].to_vec();
+    pieces.push(end_of_piece(1, k as i64));
+    pieces.extend_from_slice(&all[k..events]);
+    pieces.push(end_of_piece(k as i64 + 1, events as i64));
+    let mut db = Db::new();
+    load_into(&mut db, text_of(&pieces)).expect("the pieces import");
+    let exported: Vec<Value> =
+        db.export().lines().map(|line| serde_json::from_str(line).expect("json")).collect();
+    assert_eq!(exported, all, "the import of the pieces is the whole log");
+    // The last piece's end line is still required.
+    assert!(refusal(text_of(&pieces[..pieces.len() - 1])).contains("without the export's end line"));
 }
 
 #[test]

@@ -82,8 +82,8 @@ pub mod milliseconds {
         let text = std::borrow::Cow::<str>::deserialize(deserializer)?;
         let time: Timestamp =
             text.parse().map_err(|e| serde::de::Error::custom(format!("invalid time '{text}': {e}")))?;
-        // 0000-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z.
-        if !(-62_167_219_200_000..=253_402_300_799_999).contains(&time.as_millisecond()) {
+        // From 0000-01-01T00:00:00Z (jiff itself stops at 9999-12-30T22:00Z, with its own words).
+        if time.as_millisecond() < -62_167_219_200_000 {
             return Err(serde::de::Error::custom(format!(
                 "the time '{text}' is outside the years 0000 to 9999"
             )));
