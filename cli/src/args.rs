@@ -409,8 +409,9 @@ fn flag_value(flag: &str, value: &OsStr) -> OsString {
 /// The daemon's settings.
 #[derive(Clone, Debug, Args)]
 pub struct RunArgs {
-    /// Log level: error, warn, info, debug, trace (or a tracing filter directive)
-    #[arg(long, env = "ORDERS_LOG", default_value = "info", value_name = "LEVEL")]
+    /// Log level: error, warn, info, debug, trace or off, or directives such as
+    /// orders_daemon=debug,warn (a level for a module, and one for the rest)
+    #[arg(long, env = "ORDERS_LOG", default_value = "info", value_name = "LEVEL", value_parser = settings::log_filter)]
     pub log_level: String,
 
     /// The log file [default: $XDG_STATE_HOME/orders/daemon.log]

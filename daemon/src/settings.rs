@@ -72,6 +72,41 @@ impl Bound {
     }
 }
 
+/// The levels a log filter names.
+const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Reads `--log-level` (`ORDERS_LOG`): a level, or comma-separated directives such as
+/// `orders_daemon=debug,warn` (a level for a module, and one for the rest). Anything else is
+/// refused: tracing's own parser took `verbose` as the name of a module, and the daemon then
+/// logged nothing at all (issue 16).
+pub fn log_filter(text: &str) -> Result<String, String> {
+    let refuse = |what: &str| {
+        format!(
+            "{what} in '{text}': a log level is one of {}, or directives such as orders_daemon=debug,warn",
+            LOG_LEVELS.join(", ")
+        )
+    };
+    let is_level = |word: &str| LOG_LEVELS.iter().any(|level| level.eq_ignore_ascii_case(word));
+    let is_target = |word: &str| {
+        !word.is_empty()
+            && !word.starts_with(':')
+            && word.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    };
+    if text.trim().is_empty() {
+        return Err(refuse("no level"));
+    }
+    for directive in text.split(',').map(str::trim) {
+        match directive.split_once('=') {
+            None if is_level(directive) => {}
+            None => return Err(refuse(&format!("unknown log level '{directive}'"))),
+            Some((target, level)) if is_target(target) && is_level(level) => {}
+            Some((target, _)) if !is_target(target) => return Err(refuse(&format!("no module '{target}'"))),
+            Some((_, level)) => return Err(refuse(&format!("unknown log level '{level}'"))),
+        }
+    }
+    Ok(text.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +137,23 @@ mod tests {
         let refused = crate::run(config, std::future::pending()).await.expect_err("refused");
         assert_eq!(refused.to_string(), "the delivery delay must be at most 7 days (168h)");
         assert!(!dir.path().join("data").exists(), "nothing was created");
+    }
+
+    #[test]
+    fn a_log_level_is_a_level_or_directives_and_nothing_else() {
+        for good in ["info", "DEBUG", "off", "orders_daemon=debug,warn", "orders_daemon::writer=trace"] {
+            assert_eq!(log_filter(good).as_deref(), Ok(good), "{good}");
+        }
+        for (bad, said) in [
+            ("verbose", "unknown log level 'verbose'"),
+            ("", "no level"),
+            ("info,loud", "unknown log level 'loud'"),
+            ("orders_daemon=chatty", "unknown log level 'chatty'"),
+            ("a b=info", "no module 'a b'"),
+            ("orders_daemon[span]=debug", "no module"),
+        ] {
+            let error = log_filter(bad).expect_err(bad);
+            assert!(error.contains(said) && error.contains("error, warn, info"), "{bad}: {error}");
+        }
     }
 }

@@ -175,10 +175,16 @@ impl TestDaemon {
         }
     }
 
-    /// `starting` or `ready`, as the daemon's own status says; `gone` when nothing answers.
+    /// `starting` or `ready`, as the daemon's own status says; `gone` when nothing answers (a
+    /// daemon that refuses its store at start hangs up on the way out: no reply is no panic).
     pub fn status_state(&self) -> String {
         let Ok(stream) = UnixStream::connect(self.socket()) else { return "gone".to_owned() };
-        let reply = RawClient::from_stream(stream).call(self.request(serde_json::json!({"cmd": "status"})));
+        let mut client = RawClient::from_stream(stream);
+        let line = format!("{}\n", self.request(serde_json::json!({"cmd": "status"})));
+        let reply = match client.try_send(line.as_bytes()).ok().and_then(|()| client.reply()) {
+            Some(reply) => reply,
+            None => return "gone".to_owned(),
+        };
         if reply["ok"] != true {
             return "gone".to_owned();
         }

@@ -333,6 +333,33 @@ fn the_daemon_logs_to_its_file_and_to_stderr_in_the_foreground() {
     assert!(!quiet.log().contains("daemon ready"), "the level is honoured: {}", quiet.log());
 }
 
+/// A log level the daemon does not know is a usage error, from a flag or the environment, on
+/// every way of starting it (issue 16: `verbose` was taken for a module's name, and the daemon
+/// then logged nothing); a directive for a module is taken.
+#[test]
+fn an_unknown_log_level_is_refused_and_a_directive_is_taken() {
+    let daemon = TestDaemon::stopped_with(&[]);
+    for args in
+        [&["daemon", "run", "--log-level", "verbose"][..], &["daemon", "start", "--log-level", "info,loud"]]
+    {
+        let output = daemon.run(args);
+        assert_eq!(code(&output), 2, "{args:?}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains("a log level is one of off, error, warn, info"),
+            "{}",
+            stderr(&output)
+        );
+    }
+    let output = daemon.command().env("ORDERS_LOG", "verbose").args(["daemon", "run"]).output().expect("run");
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert!(!daemon.data_dir().join("orders.db").exists(), "nothing was started");
+
+    let mut module = TestDaemon::start_with(&[("ORDERS_LOG", "orders_daemon=debug,warn")]);
+    module.create("logged", 2);
+    module.signal("TERM");
+    assert!(module.log().contains("DEBUG"), "the module's level is honoured: {}", module.log());
+}
+
 /// The durations the daemon says it took, from its "daemon ready" log line.
 fn settings_taken(log: &str) -> Vec<String> {
     let ready = log.lines().find(|line| line.contains("daemon ready")).unwrap_or_else(|| panic!("{log}"));
