@@ -414,7 +414,8 @@ pub struct RunArgs {
     #[arg(long, env = "ORDERS_LOG", default_value = "info", value_name = "LEVEL", value_parser = settings::log_filter)]
     pub log_level: String,
 
-    /// The log file [default: $XDG_STATE_HOME/orders/daemon.log]
+    /// The log file, rotated at 10 MiB with 5 old files kept (daemon.log.1 is the newest)
+    /// [default: daemon.log in the data directory]
     #[arg(long, env = "ORDERS_LOG_FILE", value_name = "PATH")]
     pub log_file: Option<PathBuf>,
 

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use orders_daemon::files::{self, Access};
 use orders_daemon::lock::{self, Holder};
-use orders_daemon::paths::{DAEMON_BINARY, Paths, default_log_file};
+use orders_daemon::paths::{DAEMON_BINARY, Paths};
 use orders_shared::protocol::{DaemonStatus, ErrorCode, Request, ShutdownRequest, StatusRequest};
 use rustix::process::{Pid, Signal, kill_process};
 
@@ -197,7 +197,7 @@ pub async fn start_holding(paths: &Paths, args: &[OsString], lock: std::fs::File
         // that its own words on stderr are what the user reads.
         Err(failure) => match exited_soon(&mut child).await {
             Some(status) => {
-                Err(start_failed(&mut child, args, &format!("the daemon exited at start ({status})")))
+                Err(start_failed(paths, &mut child, args, &format!("the daemon exited at start ({status})")))
             }
             None => Err(failure),
         },
@@ -277,10 +277,11 @@ async fn answering(paths: &Paths, child: &mut Child, args: &[OsString]) -> Resul
             Err(error) => return Err(cannot_connect(paths, &error)),
         }
         if let Some(status) = child.try_wait().map_err(|e| path_failure(e.to_string()))? {
-            return Err(start_failed(child, args, &format!("the daemon exited at start ({status})")));
+            return Err(start_failed(paths, child, args, &format!("the daemon exited at start ({status})")));
         }
         if Instant::now() > deadline {
             return Err(start_failed(
+                paths,
                 child,
                 args,
                 &format!("the daemon did not answer within {START_TIMEOUT:?}"),
@@ -290,7 +291,7 @@ async fn answering(paths: &Paths, child: &mut Child, args: &[OsString]) -> Resul
     }
 }
 
-fn start_failed(child: &mut Child, args: &[OsString], what: &str) -> Failure {
+fn start_failed(paths: &Paths, child: &mut Child, args: &[OsString], what: &str) -> Failure {
     let mut stderr = String::new();
     if let Some(mut pipe) = child.stderr.take()
         && child.try_wait().ok().flatten().is_some()
@@ -304,11 +305,11 @@ fn start_failed(child: &mut Child, args: &[OsString], what: &str) -> Failure {
         message.push_str(stderr);
     }
     Failure::new(Exit::Unavailable, message)
-        .with_hint(format!("see the daemon's log: {}", log_file_hint(args).display()))
+        .with_hint(format!("see the daemon's log: {}", log_file_hint(paths, args).display()))
 }
 
 /// Where the daemon started with `args` logs: `--log-file` if forwarded, else as it resolves it.
-fn log_file_hint(args: &[OsString]) -> PathBuf {
+fn log_file_hint(paths: &Paths, args: &[OsString]) -> PathBuf {
     use std::os::unix::ffi::OsStrExt;
     // `--log-file=PATH`, as `RunArgs::forwarded` spells it.
     let forwarded = args.iter().find_map(|arg| {
@@ -318,8 +319,7 @@ fn log_file_hint(args: &[OsString]) -> PathBuf {
     });
     forwarded
         .or_else(|| std::env::var_os("ORDERS_LOG_FILE").map(PathBuf::from))
-        .or_else(|| default_log_file().ok())
-        .unwrap_or_else(|| PathBuf::from("daemon.log"))
+        .unwrap_or_else(|| paths.log_file())
 }
 
 /// `orders daemon start`.

@@ -48,7 +48,7 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "The daemon's connection limit, idle timeout and drain timeout.",
     ),
     (
-        "XDG_DATA_HOME, XDG_STATE_HOME, XDG_RUNTIME_DIR",
+        "XDG_DATA_HOME, XDG_RUNTIME_DIR",
         "Where the defaults of the data directory, the log and the socket are.",
     ),
     ("NO_COLOR", "Set (and not empty) to turn colour off."),
@@ -68,7 +68,10 @@ const FILES: &[(&str, &str)] = &[
         "$XDG_RUNTIME_DIR/orders/orders.sock",
         "The daemon's socket (/tmp/orders-UID/orders.sock without XDG_RUNTIME_DIR).",
     ),
-    ("$XDG_STATE_HOME/orders/daemon.log", "The daemon's log."),
+    (
+        "$XDG_DATA_HOME/orders/daemon.log",
+        "The daemon's log, one per data directory, rotated at 10 MiB: daemon.log.1 to daemon.log.5 are the older ones.",
+    ),
 ];
 
 fn section(roff: &mut Roff, title: &str, entries: &[(&str, &str)]) {

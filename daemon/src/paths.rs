@@ -95,6 +95,12 @@ impl Paths {
         self.data_dir.join(HOLDER_FILE)
     }
 
+    /// The daemon's default log: in its data directory, so that two daemons of one user (two
+    /// data directories) never write into one file (issue 16).
+    pub fn log_file(&self) -> PathBuf {
+        self.data_dir.join(LOG_FILE)
+    }
+
     /// Serialises daemon start-ups between clients racing to autostart one.
     pub fn start_lock_file(&self) -> PathBuf {
         let mut name = self.socket.clone().into_os_string();
@@ -157,14 +163,6 @@ impl ServedStore {
         }
         Err(ErrorBody::wrong_store(&self.name, named))
     }
-}
-
-/// The default log file: in the user's state directory (`$XDG_STATE_HOME/orders/daemon.log`).
-pub fn default_log_file() -> Result<PathBuf, PathError> {
-    let dirs = project_dirs()?;
-    let state =
-        dirs.state_dir().map(Path::to_path_buf).unwrap_or_else(|| dirs.data_local_dir().to_path_buf());
-    Ok(state.join(LOG_FILE))
 }
 
 fn project_dirs() -> Result<ProjectDirs, PathError> {

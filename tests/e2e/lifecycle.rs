@@ -360,6 +360,51 @@ fn an_unknown_log_level_is_refused_and_a_directive_is_taken() {
     assert!(module.log().contains("DEBUG"), "the module's level is honoured: {}", module.log());
 }
 
+/// Two daemons of one user (one home, two data directories) each log into their own data
+/// directory by default, never into one shared file (issue 16).
+#[test]
+fn each_data_directory_has_its_own_log() {
+    let shared_home = tempfile::tempdir().expect("tempdir");
+    let home = shared_home.path().to_str().expect("utf-8");
+    let mut daemons: Vec<TestDaemon> = (0..2)
+        .map(|_| {
+            let mut daemon = TestDaemon::stopped_with(&[("HOME", home), ("XDG_STATE_HOME", home)]);
+            daemon.set_env("ORDERS_LOG_FILE", None);
+            daemon.spawn();
+            daemon
+        })
+        .collect();
+    for daemon in &mut daemons {
+        daemon.create("logged", 2);
+        daemon.signal("TERM");
+        let log = std::fs::read_to_string(daemon.data_dir().join("daemon.log")).expect("its own log");
+        assert_eq!(log.matches("daemon ready").count(), 1, "{log}");
+        assert!(log.contains(&daemon.data_dir().display().to_string()), "{log}");
+    }
+    assert!(!shared_home.path().join("orders").exists(), "nothing is logged in the shared home");
+}
+
+/// Under systemd, whose journal stamps each line, the lines on stderr carry no time of their own;
+/// the daemon knows the journal by `JOURNAL_STREAM`, which names its stderr.
+#[test]
+fn under_the_journal_stderr_lines_carry_no_time() {
+    use std::os::unix::fs::MetadataExt;
+    let mut daemon = TestDaemon::stopped_with(&[]);
+    let stderr_file = daemon.dir().join("daemon.stderr");
+    std::fs::write(&stderr_file, "").expect("the stderr file");
+    let meta = std::fs::metadata(&stderr_file).expect("meta");
+    daemon.set_env("JOURNAL_STREAM", Some(&format!("{}:{}", meta.dev(), meta.ino())));
+    daemon.spawn();
+    daemon.signal("TERM");
+    let said = daemon.stderr();
+    let ready = said.lines().find(|line| line.contains("daemon ready")).unwrap_or_else(|| panic!("{said}"));
+    assert!(ready.trim_start().starts_with("INFO"), "no time before the level: {ready}");
+    assert!(!said.contains('\u{1b}'), "no colour: {said}");
+    let log = daemon.log();
+    let logged = log.lines().find(|line| line.contains("daemon ready")).unwrap_or_else(|| panic!("{log}"));
+    assert!(logged.starts_with("20"), "the file keeps its times: {logged}");
+}
+
 /// The durations the daemon says it took, from its "daemon ready" log line.
 fn settings_taken(log: &str) -> Vec<String> {
     let ready = log.lines().find(|line| line.contains("daemon ready")).unwrap_or_else(|| panic!("{log}"));

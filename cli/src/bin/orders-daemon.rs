@@ -9,7 +9,6 @@ use orders::args::{DaemonBinaryCommand, DaemonCli, RunArgs};
 use orders::commands;
 use orders::failure::{Exit, Failure};
 use orders_daemon::logging::Stderr;
-use orders_daemon::paths::default_log_file;
 
 fn main() -> ExitCode {
     let cli = DaemonCli::parse();
@@ -79,7 +78,7 @@ fn run(cli: &DaemonCli, args: &RunArgs) -> Result<(), Failure> {
     let paths = commands::resolve_paths(&cli.store)?;
     let log_file = match &args.log_file {
         Some(path) => path.clone(),
-        None => default_log_file().map_err(|e| Failure::new(Exit::Failure, e.to_string()))?,
+        None => paths.log_file(),
     };
     let stderr = if args.background {
         Stderr::Off
