@@ -194,8 +194,9 @@ fn an_export_cut_short_is_refused_by_import() {
     assert!(stderr(&output).contains("without the export's end line"), "{}", stderr(&output));
 }
 
-/// While an import holds the data directory, other commands say so (and nothing kills it): here
-/// it waits on a FIFO that is open but not written to yet.
+/// While an import holds the data directory, other commands say so, a client that would start a
+/// daemon waits for it, and nothing kills it: here it waits on a FIFO that is open but not
+/// written to yet.
 #[test]
 fn while_an_import_runs_other_commands_say_so_and_a_restart_does_not_kill_it() {
     let daemon = TestDaemon::start();
@@ -235,8 +236,22 @@ fn while_an_import_runs_other_commands_say_so_and_a_restart_does_not_kill_it() {
     assert!(stderr(&busy).contains("an `orders import` (pid"), "{}", stderr(&busy));
     assert_ne!(code(&fresh.run(["daemon", "restart"])), 0, "a restart refuses");
     assert!(import.try_wait().expect("wait").is_none(), "the import was not killed");
+    // A client that would start a daemon waits for the import (the start lock), then starts one
+    // on the imported store: it never takes the data directory from under the import.
+    let waiting = fresh
+        .command_with_autostart()
+        .args(["list", "--user", "alice", "-q"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("list");
+    std::thread::sleep(Duration::from_millis(300));
     feed.send(()).expect("the writer waits");
     writer.join().expect("the writer");
     let output = import.wait_with_output().expect("import");
     assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let listed = waiting.wait_with_output().expect("list");
+    assert_eq!(code(&listed), 0, "{}", stderr(&listed));
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).lines().count(), 1, "the imported order is listed");
+    fresh.ok(["daemon", "stop"]);
 }
