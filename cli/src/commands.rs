@@ -183,23 +183,35 @@ fn on_a_copy<T: serde::de::DeserializeOwned>(
         .map_err(|e| Failure::new(Exit::Failure, format!("the report of {what} cannot be read: {e}")))
 }
 
-/// `orders restore FILE`: a running daemon is stopped first and started again afterwards, with
-/// the default settings (`orders daemon restart` with yours, if they differ), whether the
-/// restore was done or not. The start lock is held throughout: no client's autostart slips in.
+/// Runs `orders-daemon <what> --file FILE` on the data directory with no daemon serving it: a
+/// running one is stopped first and started again afterwards, with the default settings
+/// (`orders daemon restart` with yours, if they differ), whether it succeeded or not. The start
+/// lock is held throughout, so that no client's autostart takes the directory in between. Its
+/// report, and whether a daemon was stopped and started again.
+async fn with_the_daemon_stopped<T: serde::de::DeserializeOwned>(
+    paths: &Paths,
+    what: &str,
+    file: &std::path::Path,
+) -> Result<(T, bool), Failure> {
+    let start_lock = crate::daemon::start_lock(paths)?;
+    let was_running = crate::daemon::stop(paths).await?.is_some();
+    let done: Result<T, Failure> = on_a_copy(what, file, Some(paths));
+    if was_running {
+        crate::daemon::start_holding(paths, &[], start_lock).await?;
+    }
+    Ok((done?, was_running))
+}
+
+/// `orders restore FILE`.
 async fn restore(ctx: &mut Context, args: RestoreArgs) -> Result<(), Failure> {
     let file = absolute(&args.file)?;
-    let start_lock = crate::daemon::start_lock(&ctx.paths)?;
-    let was_running = crate::daemon::stop(&ctx.paths).await?.is_some();
-    let restored: Result<RestoreReport, Failure> = on_a_copy("restore", &file, Some(&ctx.paths));
-    if was_running {
-        crate::daemon::start_holding(&ctx.paths, &[], start_lock).await?;
-    }
-    let report = restored?;
-    ctx.emit(&report, |out| output::restore(out, &report, was_running))
+    let (report, restarted): (RestoreReport, bool) =
+        with_the_daemon_stopped(&ctx.paths, "restore", &file).await?;
+    ctx.emit(&report, |out| output::restore(out, &report, restarted))
 }
 
 /// `orders import [FILE|-]`: refused at once when the running daemon's store holds events;
-/// otherwise a running daemon is stopped first and started again afterwards, as for `restore`.
+/// otherwise run with the daemon stopped, as `restore` is.
 async fn import(ctx: &mut Context, args: ImportArgs) -> Result<(), Failure> {
     let file = if args.file.as_os_str() == "-" {
         if io::stdin().is_terminal() {
@@ -226,14 +238,9 @@ async fn import(ctx: &mut Context, args: ImportArgs) -> Result<(), Failure> {
             ),
         ));
     }
-    let start_lock = crate::daemon::start_lock(&ctx.paths)?;
-    let was_running = crate::daemon::stop(&ctx.paths).await?.is_some();
-    let imported: Result<ImportReport, Failure> = on_a_copy("import", &file, Some(&ctx.paths));
-    if was_running {
-        crate::daemon::start_holding(&ctx.paths, &[], start_lock).await?;
-    }
-    let report = imported?;
-    ctx.emit(&report, |out| output::import(out, &report, was_running))
+    let (report, restarted): (ImportReport, bool) =
+        with_the_daemon_stopped(&ctx.paths, "import", &file).await?;
+    ctx.emit(&report, |out| output::import(out, &report, restarted))
 }
 
 /// `orders backup FILE`.

@@ -4,14 +4,13 @@
 //! with `O_EXCL` and never through a symlink, synced, renamed over the target and the directory
 //! synced, so that the target is either the old file or the whole new copy, never a torn one.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use orders_shared::protocol::{BackupReport, ErrorBody, ErrorCode};
 
-use crate::files::OWNER_ONLY;
 use crate::paths::Paths;
 use crate::store::{Reads, StoreError};
 
@@ -62,7 +61,7 @@ pub fn backup(
     // A short name of its own: a long target name plus a suffix could exceed NAME_MAX.
     let name = format!(".orders-backup-{}.tmp", uuid::Uuid::now_v7().simple());
     let temporary = directory.join(&name);
-    let file = create(&temporary)?;
+    let file = crate::files::create_new_private(&temporary)?;
     let copied = with_writeback(&file, || reads.backup(&temporary)).map_err(BackupError::from).and_then(
         |(events, orders)| {
             file.sync_all()?;
@@ -162,14 +161,4 @@ fn place(protected: &Protected, target: &Path) -> Result<PathBuf, BackupError> {
         }
     }
     Ok(directory)
-}
-
-/// A new, empty, owner-only file that was not there before (never through a symlink).
-fn create(path: &Path) -> Result<File, BackupError> {
-    Ok(OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(OWNER_ONLY)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)?)
 }

@@ -160,11 +160,9 @@ fn check_order(report: &mut Report, stored: &StoredOrder) {
         delivery: fold(report, id, &stored.delivery),
         ..Contexts::default()
     };
-    for recorded in stored.order.iter().chain(&stored.payment) {
-        contexts.note(&recorded.event);
-    }
-    // A retry finds its order by the key on the event that placed it, and on no other.
     for recorded in stored.order.iter().chain(&stored.payment).chain(&stored.delivery) {
+        contexts.note(&recorded.event);
+        // A retry finds its order by the key on the event that placed it, and on no other.
         if recorded.metadata.idempotency_key.is_some()
             && !matches!(recorded.event, DomainEvent::Order(OrderEvent::Placed { .. }))
         {

@@ -157,6 +157,24 @@ fn restrict(file: &File, path: &Path) -> Result<Option<u32>, FileError> {
     Ok((mode & 0o077 != 0).then_some(mode))
 }
 
+/// `path` with `suffix` added to its last component: `orders.db` + `-wal`, `store.id` + `.new`.
+pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// A new, empty, owner-only file that was not there before, never made through a symlink: a
+/// backup's temporary file, a restore's staged copy.
+pub fn create_new_private(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(OWNER_ONLY)
+        .custom_flags(OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+}
+
 /// What a file is, for messages: "a regular file", "a FIFO", ...
 pub fn kind(meta: &Metadata) -> &'static str {
     let file_type = meta.file_type();

@@ -160,9 +160,7 @@ pub enum IdentityError {
 /// (`store.id.pending`): the database and this record cannot be renamed in one step, so a kill
 /// between the two must be told apart afterwards.
 pub fn pending_file(id_file: &Path) -> PathBuf {
-    let mut pending = id_file.as_os_str().to_owned();
-    pending.push(".pending");
-    PathBuf::from(pending)
+    files::with_suffix(id_file, ".pending")
 }
 
 /// What the data directory remembers about its store, once a pending record is settled: if the
@@ -234,9 +232,7 @@ impl Acknowledged {
              # Kept by the orders daemon beside orders.db: which store this is, and the last event it \
              acknowledged. Do not edit; see the README (\"Store identity\").\n"
         );
-        let mut fresh = path.as_os_str().to_owned();
-        fresh.push(".new");
-        let fresh = PathBuf::from(fresh);
+        let fresh = files::with_suffix(path, ".new");
         let mut file = files::open_private(&fresh, Access::ReadWrite)?.file;
         file.set_len(0).map_err(io)?;
         file.write_all(text.as_bytes()).map_err(io)?;

@@ -110,17 +110,15 @@ pub fn load(store: &mut dyn Store, input: &mut dyn BufRead) -> Result<Loaded, Im
 struct Importer {
     /// The number of the line being read (1 for the first).
     line: u64,
-    head: Position,
     event_ids: HashSet<Uuid>,
     keys: HashSet<String>,
     orders: HashMap<OrderId, Folds>,
     loaded: Loaded,
-    /// The line of the last end line read, while no event followed it: an export is one or more
-    /// pieces (`--to`, then `--from` its `next`), each closed by its end line.
-    ended: Option<u64>,
-    /// The events of the piece being read, and the first position of it.
+    /// Whether the last line read was an end line: an export is one or more pieces (`--to`,
+    /// then `--from` its `next`), each closed by its end line.
+    ended: bool,
+    /// The events of the piece being read (since the last end line).
     piece_events: u64,
-    piece_start: Position,
     /// Whether the line being read ended with a line break (one cut short does not).
     complete: bool,
 }
@@ -141,7 +139,6 @@ impl Importer {
         if head != Position::START {
             return Err(ImportError::NotEmpty(head));
         }
-        self.piece_start = Position::START.next();
         let mut text = Vec::new();
         while self.next_line(input, &mut text)? {
             if text.iter().all(u8::is_ascii_whitespace) {
@@ -150,11 +147,10 @@ impl Importer {
             let line = self.line;
             let refused = |message| ImportError::Line { line, message };
             let Some((stored, event)) = self.event(&text).map_err(refused)? else {
-                self.ended = Some(self.line);
-                (self.piece_events, self.piece_start) = (0, self.head.next());
+                (self.ended, self.piece_events) = (true, 0);
                 continue;
             };
-            self.ended = None;
+            self.ended = false;
             self.piece_events += 1;
             tx.insert(&stored)?;
             tx.project(&RecordedEvent {
@@ -168,7 +164,7 @@ impl Importer {
             })?;
             self.loaded.events += 1;
         }
-        if self.ended.is_none() {
+        if !self.ended {
             let lines = self.line - 1;
             return Err(ImportError::CutShort(if lines == 0 {
                 "the input is empty: there is no export to import".to_owned()
@@ -267,7 +263,6 @@ impl Importer {
         if let Some(key) = &metadata.idempotency_key {
             self.idempotency_key(key, &event)?;
         }
-        self.head = position;
         let stored = StoredEvent {
             position,
             event_id: exported.event_id,
@@ -286,17 +281,22 @@ impl Importer {
         Ok(Some((stored, event)))
     }
 
+    /// The last position loaded (positions are dense from 1: the events loaded count them).
+    fn head(&self) -> Position {
+        Position::new(i64::try_from(self.loaded.events).unwrap_or(i64::MAX))
+    }
+
     /// Proves `position` the next one of the log.
     fn next_position(&self, position: Position) -> Result<(), String> {
-        let due = self.head.next();
+        let due = self.head().next();
         if position == due {
             return Ok(());
         }
         Err(if position < Position::START.next() {
             format!("position {position} is no position: the log's positions are 1, 2, 3 ...")
-        } else if position <= self.head {
+        } else if position <= self.head() {
             format!("position {position} is there twice (or out of order): {due} was due")
-        } else if self.head == Position::START {
+        } else if self.head() == Position::START {
             format!(
                 "the log starts at position {position}: an import is a whole log from position 1 \
                  (an export with --from is only part of one)"
@@ -330,9 +330,9 @@ impl Importer {
         let events = self.piece_events;
         let read = EndOfExport {
             events,
-            first: (events > 0).then(|| cursor(self.piece_start)),
-            last: (events > 0).then(|| cursor(self.head)),
-            next: cursor(self.head.next()),
+            first: (events > 0).then(|| cursor(Position::new(self.head().get() - events as i64 + 1))),
+            last: (events > 0).then(|| cursor(self.head())),
+            next: cursor(self.head().next()),
         };
         if *end != read {
             let range = |end: &EndOfExport| match (&end.first, &end.last) {
@@ -532,11 +532,7 @@ pub fn import(paths: &Paths, from: Option<&Path>, input: &mut dyn BufRead) -> an
     // goes first (a WAL beside the new database would be read as its own); then the rename
     // replaces the empty store at once: whatever instant the import dies, the data directory
     // holds the empty store or the imported one.
-    for beside in ["-wal", "-shm"] {
-        let mut path = database.clone().into_os_string();
-        path.push(beside);
-        let _ = std::fs::remove_file(path);
-    }
+    restore::remove_beside(&database);
     restore::put_in_place(paths, &staged, store_id, head)?;
     Ok(ImportReport {
         from: from.map_or_else(|| "-".to_owned(), |from| from.display().to_string()),

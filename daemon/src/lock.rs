@@ -240,9 +240,7 @@ fn check_data_dir(dir: &File, path: &Path) -> Result<(), LockError> {
 /// Writes the holder file: a fresh file, renamed over whatever was there (a symlink included).
 fn write_holder(paths: &Paths, task: Option<&str>) -> Result<(), LockError> {
     let holder = paths.holder_file();
-    let mut fresh = holder.clone().into_os_string();
-    fresh.push(".new");
-    let fresh = PathBuf::from(fresh);
+    let fresh = files::with_suffix(&holder, ".new");
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |error| LockError::Io { path, error }

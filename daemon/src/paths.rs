@@ -103,9 +103,7 @@ impl Paths {
 
     /// Serialises daemon start-ups between clients racing to autostart one.
     pub fn start_lock_file(&self) -> PathBuf {
-        let mut name = self.socket.clone().into_os_string();
-        name.push(".lock");
-        PathBuf::from(name)
+        crate::files::with_suffix(&self.socket, ".lock")
     }
 
     /// Creates the data directory (mode 0700 when new).

@@ -7,15 +7,14 @@
 //! backwards nor needs `--accept-store-change`. A copy that is not an orders store, is from a
 //! newer version, or does not pass the check changes nothing.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use orders_shared::protocol::{CheckReport, RestoreReport};
 
-use crate::files::OWNER_ONLY;
+use crate::files::{self, with_suffix};
 use crate::identity::{self, Acknowledged};
 use crate::lock::DataDirLock;
 use crate::paths::Paths;
@@ -62,13 +61,8 @@ pub fn restore(paths: &Paths, from: &Path) -> anyhow::Result<RestoreReport> {
 /// Copies `from` to `staged`: a new owner-only file, never through a symlink, synced.
 fn stage(from: &Path, staged: &Path) -> anyhow::Result<()> {
     let mut source = File::open(from).with_context(|| format!("cannot read {}", from.display()))?;
-    let mut copy = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(OWNER_ONLY)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(staged)
-        .with_context(|| format!("cannot create {}", staged.display()))?;
+    let mut copy =
+        files::create_new_private(staged).with_context(|| format!("cannot create {}", staged.display()))?;
     std::io::copy(&mut source, &mut copy).with_context(|| format!("cannot copy {}", from.display()))?;
     copy.sync_all()?;
     Ok(())
@@ -166,15 +160,15 @@ pub(crate) fn sibling(database: &Path, name: &str) -> PathBuf {
     with_suffix(database, &format!(".{name}"))
 }
 
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
-}
-
 /// Removes a database and what SQLite may have left beside it.
 pub(crate) fn remove_database(path: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(with_suffix(path, suffix));
+    let _ = std::fs::remove_file(path);
+    remove_beside(path);
+}
+
+/// Removes what SQLite may have left beside a database (its WAL, its shared memory).
+pub(crate) fn remove_beside(database: &Path) {
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(with_suffix(database, suffix));
     }
 }

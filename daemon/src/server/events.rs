@@ -104,9 +104,10 @@ fn page_closing(last: Position, head: Position) -> String {
     format!("],\"next\":{next},\"head\":{head}}}}}\n")
 }
 
-/// The position an `events` request starts at: its cursor's, or the start of the log.
-fn first_position(request: &EventsRequest) -> Result<Position, ErrorBody> {
-    request.from.as_ref().map_or(Ok(Position::START.next()), cursor_position)
+/// The position a request (`events`, `export`) starts at: its `from` cursor's, or the start of
+/// the log.
+pub(super) fn first_position(from: Option<&Cursor>) -> Result<Position, ErrorBody> {
+    from.map_or(Ok(Position::START.next()), cursor_position)
 }
 
 /// The position of a cursor a client gave; one no store gave out is an invalid request.
@@ -129,7 +130,7 @@ pub(super) async fn events_page(
     lines: &mut Lines,
     request: EventsRequest,
 ) -> io::Result<()> {
-    let mut after = match first_position(&request) {
+    let mut after = match first_position(request.from.as_ref()) {
         Ok(from) => Position::new(from.get() - 1),
         Err(error) => return lines.reply(Reply::error(error)).await,
     };
@@ -164,7 +165,7 @@ pub(super) async fn follow_events(
     request: EventsRequest,
 ) -> io::Result<()> {
     let mut head: watch::Receiver<Position> = context.head.clone();
-    let mut after = match first_position(&request) {
+    let mut after = match first_position(request.from.as_ref()) {
         Ok(from) => Position::new(from.get() - 1),
         Err(error) => return lines.reply(Reply::error(error)).await,
     };

@@ -16,7 +16,7 @@ use std::io;
 use orders_shared::protocol::{ErrorBody, ErrorCode, ExportRequest, ExportSummary, Reply};
 
 use super::context::Context;
-use super::events::cursor_position;
+use super::events::{cursor_position, first_position};
 use super::queries::read_error_body;
 use crate::connection::{Lines, WRITE_CHUNK};
 use crate::store::{Position, Reads, StoreError, StoredEvent, cursor};
@@ -75,7 +75,7 @@ fn write_record(text: &mut Vec<u8>, event: StoredEvent) -> Result<(), StoreError
 
 /// The first position and the last one asked for (inclusive), from the request's cursors.
 fn range(request: &ExportRequest) -> Result<(Position, Option<Position>), ErrorBody> {
-    let from = request.from.as_ref().map_or(Ok(Position::START.next()), cursor_position)?;
+    let from = first_position(request.from.as_ref())?;
     let to = request.to.as_ref().map(cursor_position).transpose()?;
     if let Some(to) = to
         && to < from
