@@ -130,6 +130,11 @@ pub enum Command {
     )]
     Import(ImportArgs),
 
+    /// Print the daemon's metrics in Prometheus' text format (what --metrics-listen serves over
+    /// HTTP); never starts a daemon
+    #[command(after_help = "Example:\n  orders metrics | grep '^orders_commands_total'")]
+    Metrics,
+
     /// Cancel an order that is not delivered yet
     #[command(after_help = "Example:\n  orders cancel 019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b")]
     Cancel(OrderArg),
@@ -445,6 +450,12 @@ pub struct RunArgs {
           value_parser = parse_drain_timeout)]
     pub drain_timeout: Duration,
 
+    /// Serve the metrics in Prometheus' text format over HTTP at ADDRESS (an IP address and a port,
+    /// such as 127.0.0.1:9464), path /metrics; off unless given. Port 0 takes a free port, which
+    /// `orders daemon status` names
+    #[arg(long, env = "ORDERS_METRICS_LISTEN", value_name = "ADDRESS", value_parser = parse_listen_address)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
     /// Serve the database even though it is not the store this data directory last served: it
     /// was emptied, replaced or went backwards (e.g. its -wal file was deleted). The store gets
     /// a new identity; give it once, after a restore or a repair you mean
@@ -474,8 +485,18 @@ impl RunArgs {
         if self.accept_store_change {
             forwarded.push("--accept-store-change".into());
         }
+        if let Some(address) = self.metrics_listen {
+            forwarded.push(flag_value("--metrics-listen", OsStr::new(&address.to_string())));
+        }
         forwarded
     }
+}
+
+/// An address to listen on: an IP address and a port (a host name would be resolved to several).
+fn parse_listen_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    text.trim().parse().map_err(|_| {
+        format!("'{text}' is not an address to listen on: give an IP address and a port, such as 127.0.0.1:9464 or [::1]:9464")
+    })
 }
 
 /// A duration as `daemon run` reads it back unchanged: in nanoseconds. Whole milliseconds lost

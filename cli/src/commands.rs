@@ -11,8 +11,8 @@ use std::process::Stdio;
 use orders_daemon::paths::Paths;
 use orders_shared::OrderId;
 use orders_shared::protocol::{
-    BackupReport, BackupRequest, CheckReport, CheckRequest, DaemonStatus, ImportReport, Request,
-    RestoreReport, StatusRequest,
+    BackupReport, BackupRequest, CheckReport, CheckRequest, DaemonStatus, ImportReport, MetricsRequest,
+    MetricsText, Request, RestoreReport, StatusRequest,
 };
 use serde::Serialize;
 
@@ -42,6 +42,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Restore(args) => restore(ctx, args).await,
         Command::Export(args) => export(ctx, args).await,
         Command::Import(args) => import(ctx, args).await,
+        Command::Metrics => metrics(ctx).await,
         Command::Completions(args) => completions(ctx, args),
         Command::Daemon(DaemonCommand::Start(args)) => daemon::start(ctx, &args).await,
         Command::Daemon(DaemonCommand::Restart(args)) => daemon::restart(ctx, &args).await,
@@ -111,6 +112,14 @@ async fn export(ctx: &mut Context, args: ExportArgs) -> Result<(), Failure> {
 async fn replay(ctx: &mut Context, args: ReplayArgs) -> Result<(), Failure> {
     let mut client = ctx.connect().await?;
     eventlog::replay(&mut client, args.check, ctx.json, &mut ctx.out).await
+}
+
+/// `orders metrics`: the daemon's metrics in Prometheus' text format, as its HTTP endpoint serves
+/// them (issue 16). Like `daemon status`, it never starts a daemon.
+async fn metrics(ctx: &mut Context) -> Result<(), Failure> {
+    let metrics: MetricsText =
+        crate::daemon::ask_running(&ctx.paths, &Request::Metrics(MetricsRequest {}), "metrics").await?;
+    ctx.emit(&metrics, |out| out.write_all(metrics.text.as_bytes()))
 }
 
 /// A check walks the whole log and a backup copies the whole store: give them time (about 10 s

@@ -339,14 +339,24 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 /// listening on another socket, or wedged (it holds the data directory but does not answer, or
 /// its socket is gone).
 pub async fn status(paths: &Paths) -> Result<DaemonStatus, Failure> {
+    ask_running(paths, &Request::Status(StatusRequest {}), "daemon status").await
+}
+
+/// Asks the running daemon, never starting one: what `status` and `metrics` do. `command` is
+/// the command to suggest again once a daemon runs.
+pub async fn ask_running<T: serde::de::DeserializeOwned>(
+    paths: &Paths,
+    request: &Request,
+    command: &str,
+) -> Result<T, Failure> {
     let mut client = match Client::connect(paths).await {
         Ok(client) => client,
         Err(error) if is_absent(&error) => {
-            return Err(whereabouts(paths).await.failure(paths, Some("daemon status")));
+            return Err(whereabouts(paths).await.failure(paths, Some(command)));
         }
         Err(error) => return Err(cannot_connect(paths, &error)),
     };
-    match tokio::time::timeout(ANSWER_TIMEOUT, client.call(&Request::Status(StatusRequest {}))).await {
+    match tokio::time::timeout(ANSWER_TIMEOUT, client.call(request)).await {
         Ok(answer) => answer,
         Err(_) => {
             let holder =

@@ -154,6 +154,17 @@ pub fn orders(out: &mut impl Write, orders: &[OrderView], color: bool) -> io::Re
     print_table(out, table)
 }
 
+/// Where the metrics are served, and whether the socket came from the service manager.
+fn service_rows(out: &mut impl Write, status: &orders_shared::protocol::DaemonStatus) -> io::Result<()> {
+    if let Some(url) = &status.metrics_url {
+        writeln!(out, "  {:<10} {url}", "metrics:")?;
+    }
+    if status.socket_activated {
+        writeln!(out, "  {:<10} passed by the service manager (socket activation)", "activation:")?;
+    }
+    Ok(())
+}
+
 /// The daemon's report for `orders daemon status`.
 pub fn status(out: &mut impl Write, status: &orders_shared::protocol::DaemonStatus) -> io::Result<()> {
     let uptime = Timestamp::now().duration_since(status.started_at);
@@ -171,7 +182,7 @@ pub fn status(out: &mut impl Write, status: &orders_shared::protocol::DaemonStat
         for (name, value) in rows {
             writeln!(out, "  {:<10} {value}", format!("{name}:"))?;
         }
-        return Ok(());
+        return service_rows(out, status);
     }
     writeln!(out, "orders daemon {} is running (protocol {})", status.version, status.protocol)?;
     let rows = [
@@ -191,6 +202,7 @@ pub fn status(out: &mut impl Write, status: &orders_shared::protocol::DaemonStat
     for (name, value) in rows {
         writeln!(out, "  {:<10} {value}", format!("{name}:"))?;
     }
+    service_rows(out, status)?;
     if let Some(store) = &status.store_id {
         writeln!(out, "  {:<10} {store}", "store:")?;
     }

@@ -25,7 +25,36 @@ pub enum WriteCommand {
     Deliver(OrderId),
 }
 
+/// Which write command a command is, for the metrics (issue 16).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommandKind {
+    Create,
+    Cancel,
+    DecidePayment,
+    Deliver,
+}
+
+impl CommandKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            CommandKind::Create => "create",
+            CommandKind::Cancel => "cancel",
+            CommandKind::DecidePayment => "decide_payment",
+            CommandKind::Deliver => "deliver",
+        }
+    }
+}
+
 impl WriteCommand {
+    pub fn kind(&self) -> CommandKind {
+        match self {
+            WriteCommand::Create(_) => CommandKind::Create,
+            WriteCommand::Cancel(_) => CommandKind::Cancel,
+            WriteCommand::DecidePayment { .. } => CommandKind::DecidePayment,
+            WriteCommand::Deliver(_) => CommandKind::Deliver,
+        }
+    }
+
     /// Whether a customer asked for it (create, cancel), rather than a step of a saga: someone
     /// is waiting for its answer.
     pub fn is_customers(&self) -> bool {

@@ -34,6 +34,7 @@ mod identity;
 pub mod import;
 pub mod lock;
 pub mod logging;
+pub mod metrics;
 pub mod paths;
 mod policies;
 mod readers;
@@ -41,6 +42,7 @@ pub mod replay;
 pub mod restore;
 mod sagas;
 mod server;
+pub mod service;
 pub mod settings;
 mod settlements;
 mod startup;
@@ -81,7 +83,7 @@ use crate::writer::{Announcements, Writer};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 /// How a daemon is set up.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Config {
     pub paths: Paths,
     pub limits: Limits,
@@ -102,6 +104,11 @@ pub struct Config {
     pub accept_store_change: bool,
     /// Where recorded times come from: the machine's clock (tests move it).
     pub clock: Clock,
+    /// Where to serve the metrics over HTTP (`--metrics-listen`); off when `None` (issue 16).
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The listening socket the service manager passed ([`service::passed_socket`]): served
+    /// instead of binding one, and never removed.
+    pub passed_socket: Option<std::os::unix::net::UnixListener>,
 }
 
 impl Config {
@@ -122,6 +129,8 @@ impl Config {
             catch_up_pause: Duration::ZERO,
             accept_store_change: false,
             clock: Clock::system(),
+            metrics_listen: None,
+            passed_socket: None,
         }
     }
 
@@ -142,15 +151,27 @@ impl Config {
 /// The socket is bound before the store is opened: while the daemon starts (a long catch-up of
 /// the read model) it answers `status` with its progress, `shutdown` by stopping, and everything
 /// else with `starting` (issue 12). A start-up that fails removes the socket and returns the error.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     config.check()?;
     let paths = config.paths.clone();
     paths.ensure_data_dir()?;
     let lock = DataDirLock::acquire(&paths)?;
     let limits = affordable_limits(config.limits.clone());
-    let listener = bind(&paths).await?;
+    let http = config.metrics_listen.map(server::http::bind).transpose()?;
+    let passed = config.passed_socket.take();
+    let socket_activated = passed.is_some();
+    let listener = match passed {
+        Some(passed) => adopt(passed, &paths)?,
+        None => bind(&paths).await?,
+    };
     let store = paths::ServedStore::new(&paths)?;
-    let serving = Arc::new(Serving::new(paths, store, config.log_file.clone()));
+    let mut serving = Serving::new(paths, store, config.log_file.clone());
+    serving.metrics_url = http.as_ref().and_then(server::http::metrics_url);
+    serving.socket_activated = socket_activated;
+    if let Some(url) = &serving.metrics_url {
+        tracing::info!(%url, "serving metrics over HTTP");
+    }
+    let serving = Arc::new(serving);
 
     let stop = serving.shutdown.clone();
     let stop_on_signal = async move {
@@ -167,13 +188,44 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         }
         started
     };
-    let ((), started, ()) =
-        tokio::join!(server::serve(listener, Arc::clone(&serving), limits.clone()), starting, stop_on_signal);
+    let metrics = async {
+        if let Some(http) = http {
+            server::http::serve(http, Arc::clone(&serving)).await;
+        }
+    };
+    let ((), started, (), (), ()) = tokio::join!(
+        server::serve(listener, Arc::clone(&serving), limits.clone()),
+        starting,
+        stop_on_signal,
+        metrics,
+        keep_the_manager_told(&serving)
+    );
     let Some(running) = started? else {
         tracing::info!("daemon stopped during its start-up");
         return Ok(());
     };
     running.stop(serving).await
+}
+
+/// Under a service manager that listens (`NOTIFY_SOCKET`): while the start-up runs, more time
+/// every two seconds (a long catch-up must not look like a hung start), with its progress; at
+/// the stop, `STOPPING=1`. `READY=1` goes as the daemon becomes ready ([`become_ready`]).
+async fn keep_the_manager_told(serving: &Serving) {
+    if !service::is_notified() {
+        return;
+    }
+    // Each message gives 30 s more; one goes every 2 s, from the start.
+    const EVERY: Duration = Duration::from_secs(2);
+    let mut ticks = tokio::time::interval(EVERY);
+    loop {
+        tokio::select! {
+            () = serving.shutdown.cancelled() => break,
+            _ = ticks.tick(), if !serving.is_ready() => {
+                service::starting(EVERY * 15, &format!("starting: {}", serving.startup.progress()));
+            }
+        }
+    }
+    service::stopping();
 }
 
 /// The limits asked for, within what the file descriptor limit affords.
@@ -277,6 +329,7 @@ fn become_ready(
         deliveries,
         settlements: Arc::clone(&settlements),
         acknowledged: Some(Arc::clone(&acknowledged)),
+        metrics: Arc::clone(&serving.metrics),
     };
     let times = RecordedTimes::new(config.clock, newest.unwrap_or(Timestamp::UNIX_EPOCH));
     let reads = store.reads()?;
@@ -292,8 +345,23 @@ fn become_ready(
         latency: config.payment_latency,
     };
     let (payments, deliveries) = sagas;
-    workers.spawn(sagas::run(payments, provider, writer.clone(), Arc::clone(&stuck), stopping.clone()));
-    workers.spawn(sagas::run(deliveries, config.clock, writer.clone(), Arc::clone(&stuck), stopping.clone()));
+    let metrics = &serving.metrics;
+    workers.spawn(sagas::run(
+        payments,
+        provider,
+        writer.clone(),
+        Arc::clone(&stuck),
+        Arc::clone(metrics),
+        stopping.clone(),
+    ));
+    workers.spawn(sagas::run(
+        deliveries,
+        config.clock,
+        writer.clone(),
+        Arc::clone(&stuck),
+        Arc::clone(metrics),
+        stopping.clone(),
+    ));
     workers.spawn(upkeep::run(upkeep, acknowledged, head_rx.clone(), stopping.clone()));
     workers.close();
     serving.ready(Arc::new(Context {
@@ -308,8 +376,12 @@ fn become_ready(
         settlements,
         log_file: config.log_file.clone(),
         stuck: Arc::clone(&stuck),
+        metrics: Arc::clone(&serving.metrics),
+        metrics_url: serving.metrics_url.clone(),
+        socket_activated: serving.socket_activated,
     }));
     log_ready(config, limits, head, store_id, resumed, stuck.count());
+    service::ready(&format!("ready: {} events", head.get()));
     Ok(Running { workers, writer_thread })
 }
 
@@ -432,6 +504,20 @@ async fn bind(paths: &Paths) -> anyhow::Result<Listener> {
         .mode(0o600)
         .create_tokio()
         .with_context(|| format!("cannot listen on {}", socket.display()))
+}
+
+/// Serves the socket the service manager passed (socket activation): after checking that it is
+/// this daemon's socket, in a directory the daemon accepts. It was not made here and is never
+/// removed here: the manager keeps listening on it while the daemon is stopped.
+fn adopt(passed: std::os::unix::net::UnixListener, paths: &Paths) -> anyhow::Result<Listener> {
+    service::check_passed(&passed, &paths.socket)?;
+    paths.ensure_socket_dir()?;
+    tracing::info!(socket = %paths.socket.display(), "serving the socket passed by the service manager");
+    let fd = std::os::fd::OwnedFd::from(passed);
+    // Made from a descriptor, the listener does not remove the socket's file when dropped.
+    let listener = interprocess::os::unix::uds_local_socket::tokio::Listener::try_from(fd)
+        .context("cannot serve the socket passed by the service manager")?;
+    Ok(listener.into())
 }
 
 /// Checks a copy of a store (`orders check --file`, issue 15): read-only, without a daemon, with

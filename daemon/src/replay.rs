@@ -81,7 +81,7 @@ impl Rebuild {
         }))
     }
 
-    fn progress(&self) -> ReplayProgress {
+    pub fn progress(&self) -> ReplayProgress {
         ReplayProgress {
             applied: self.applied,
             total: self.total.max(self.applied),

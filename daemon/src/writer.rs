@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::RecordedTimes;
 use crate::command::{Policy, WriteCommand, storage_error_body};
 use crate::identity::Acknowledged;
+use crate::metrics::Metrics;
 use crate::replay::{Rebuild, ReplayJob};
 use crate::settlements::Settlements;
 use crate::steps::{DeliveryDue, PaymentDue};
@@ -77,6 +78,7 @@ pub struct Writer {
     /// A bounded queue (commands wait for room: backpressure); flume because the writer's end
     /// blocks with a deadline (the linger) while the senders are async.
     jobs: flume::Sender<Job>,
+    metrics: Arc<Metrics>,
 }
 
 /// What the writer announces after each commit, and to whom.
@@ -92,6 +94,8 @@ pub struct Announcements {
     /// The last committed position: to the data directory's record of its store (issue 12;
     /// `None` in tests of the writer alone).
     pub acknowledged: Option<Arc<Acknowledged>>,
+    /// Batches, commits and replays: to the metrics (issue 16).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Announcements {
@@ -143,15 +147,25 @@ impl Writer {
         shutdown: CancellationToken,
     ) -> std::io::Result<(Writer, JoinHandle<()>)> {
         let (jobs, queue) = flume::bounded(MAX_BATCH * 4);
+        let metrics = Arc::clone(&announcements.metrics);
         let writing = Writing { policy, announcements, pacing };
         let thread = std::thread::Builder::new()
             .name("orders-writer".into())
             .spawn(move || run(store, queue, &writing, times, &shutdown))?;
-        Ok((Writer { jobs }, thread))
+        Ok((Writer { jobs, metrics }, thread))
     }
 
     /// Executes a command; the reply comes after its transaction is durable.
+    /// Counted in the metrics by command and outcome, with its latency.
     pub async fn execute(&self, command: WriteCommand) -> WriteResult {
+        let arrived = Instant::now();
+        let kind = command.kind();
+        let result = self.queue(command).await;
+        self.metrics.command(kind, arrived.elapsed(), result.as_ref().map(|_| ()));
+        result
+    }
+
+    async fn queue(&self, command: WriteCommand) -> WriteResult {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send_async(Job::Command(CommandJob { command, reply }))
@@ -222,6 +236,7 @@ fn run(
         }
         if let Some(current) = rebuild.take() {
             rebuild = step_rebuild(store.as_mut(), current, shutdown);
+            announcements.metrics.replay(rebuild.as_ref().map(Rebuild::progress));
         }
     }
     if let Some(unfinished) = rebuild {
@@ -359,7 +374,9 @@ fn commit_batch(
     let mut work = Work::new(batch.iter().map(|job| &job.command), now, policy);
     match store.write(&mut work) {
         Ok(()) => {
+            let commit_took = work.commit_took;
             let (results, recorded) = work.into_answers();
+            announcements.metrics.committed(batch.len(), recorded.len(), commit_took);
             if let Some(newest) = recorded.iter().map(|event| event.recorded_at).max() {
                 times.recorded(newest);
             }
@@ -400,13 +417,15 @@ struct Work<'a> {
     policy: &'a Policy,
     /// Each command's answer and the events it recorded, once it ran.
     answers: Vec<Option<(WriteResult, Vec<RecordedEvent>)>>,
+    /// How long the store's commit took, if it told.
+    commit_took: Option<Duration>,
 }
 
 impl<'a> Work<'a> {
     fn new(commands: impl Iterator<Item = &'a WriteCommand>, now: Timestamp, policy: &'a Policy) -> Self {
         let commands: Vec<_> = commands.collect();
         let answers = (0..commands.len()).map(|_| None).collect();
-        Work { commands, now, policy, answers }
+        Work { commands, now, policy, answers, commit_took: None }
     }
 
     /// Every command's answer, and the events of the batch in log order.
@@ -487,6 +506,10 @@ impl Batch for Work<'_> {
             .map(|event| event.position)
             .max()
     }
+
+    fn committed(&mut self, took: Duration) {
+        self.commit_took = Some(took);
+    }
 }
 
 #[cfg(test)]
@@ -516,6 +539,7 @@ mod tests {
             deliveries,
             settlements: Arc::new(crate::settlements::Settlements::default()),
             acknowledged: None,
+            metrics: Arc::new(Metrics::new(Timestamp::now())),
         };
         (announcements, Policy { delivery_delay: jiff::SignedDuration::ZERO })
     }

@@ -105,6 +105,17 @@ impl TestDaemon {
         }
     }
 
+    /// The environment a daemon of this fixture runs with, as `NAME=VALUE` (what a service
+    /// manager is told to pass on).
+    pub fn daemon_environment(&self) -> Vec<String> {
+        let mut command = Command::new(ORDERS);
+        self.apply_env(&mut command);
+        command
+            .get_envs()
+            .filter_map(|(name, value)| Some(format!("{}={}", name.to_str()?, value?.to_str()?)))
+            .collect()
+    }
+
     /// Changes the daemon's environment for its next start (`None` removes the variable).
     pub fn set_env(&mut self, key: &str, value: Option<&str>) {
         self.daemon_env.retain(|(k, _)| k != key);

@@ -16,6 +16,7 @@ mod lifecycle;
 mod replay;
 mod sagas;
 mod security;
+mod service;
 mod slow_readers;
 mod startup;
 mod store;

@@ -71,6 +71,8 @@ fn print_json(report: &impl serde::Serialize) -> Result<(), Failure> {
 
 fn run(cli: &DaemonCli, args: &RunArgs) -> Result<(), Failure> {
     let failed = |e: anyhow::Error| Failure::new(Exit::Failure, format!("{e:#}"));
+    // First, while this is the only thread: it takes the variables out of the environment.
+    let passed_socket = orders_daemon::service::passed_socket().map_err(failed)?;
     if args.background {
         // Leave the client's session, so that its terminal's signals do not reach the daemon.
         let _ = rustix::process::setsid();
@@ -97,6 +99,8 @@ fn run(cli: &DaemonCli, args: &RunArgs) -> Result<(), Failure> {
     config.payment_latency = args.payment_delay;
     config.catch_up_pause = test_catch_up_pause();
     config.accept_store_change = args.accept_store_change;
+    config.metrics_listen = args.metrics_listen;
+    config.passed_socket = passed_socket;
     // Tests move the daemon's clock (ORDERS_TEST_CLOCK_OFFSET_MS); it is no setting for users.
     config.clock = orders_daemon::clock::Clock::from_env().map_err(|e| Failure::new(Exit::Usage, e))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

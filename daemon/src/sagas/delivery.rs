@@ -5,9 +5,11 @@
 use std::time::Duration;
 
 use orders_shared::OrderId;
+use orders_shared::protocol::OrderView;
 
 use crate::clock::Clock;
 use crate::command::WriteCommand;
+use crate::metrics::Metrics;
 use crate::steps::DeliveryDue;
 use crate::store::StepKind;
 
@@ -25,5 +27,14 @@ impl super::Step for DeliveryDue {
 
     fn command(&self, _: &Clock) -> WriteCommand {
         WriteCommand::Deliver(self.order)
+    }
+
+    /// How late the delivery was recorded, past its due time (none for an order cancelled
+    /// meanwhile, which is not delivered).
+    fn done(&self, answer: &OrderView, metrics: &Metrics) {
+        if let Some(delivered_at) = answer.delivered_at {
+            let late = Duration::try_from(delivered_at.duration_since(self.due_at)).unwrap_or(Duration::ZERO);
+            metrics.delivered(late);
+        }
     }
 }

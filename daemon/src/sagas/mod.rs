@@ -23,12 +23,13 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use orders_shared::OrderId;
-use orders_shared::protocol::ErrorCode;
+use orders_shared::protocol::{ErrorCode, OrderView};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::command::WriteCommand;
+use crate::metrics::Metrics;
 use crate::steps::{Stuck, StuckSteps};
 use crate::store::StepKind;
 use crate::writer::Writer;
@@ -54,6 +55,11 @@ pub trait Step: Copy + Ord + Debug + Send + 'static {
 
     /// The writer's command that carries the step out.
     fn command(&self, context: &Self::Context) -> WriteCommand;
+
+    /// Carried out, with `answer`: counted in the metrics.
+    fn done(&self, answer: &OrderView, metrics: &Metrics) {
+        let _ = (answer, metrics);
+    }
 }
 
 /// Runs steps as they fall due, until shutdown. A step that cannot be scheduled or fails for
@@ -63,6 +69,7 @@ pub async fn run<S: Step>(
     context: S::Context,
     writer: Writer,
     stuck: std::sync::Arc<StuckSteps>,
+    metrics: std::sync::Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
     let mut waiting: BinaryHeap<Reverse<(Instant, S)>> = BinaryHeap::new();
@@ -104,7 +111,7 @@ pub async fn run<S: Step>(
         .await;
         for (step, result) in results {
             match result {
-                Ok(_) => {}
+                Ok(answer) => step.done(&answer, &metrics),
                 // Shutting down: the step stays open in the database and resumes on the next start.
                 Err(_) if shutdown.is_cancelled() => {}
                 // A passing fault (a full disk, a busy database): try again shortly.

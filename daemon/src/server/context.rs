@@ -9,6 +9,7 @@ use orders_shared::protocol::{DaemonState, DaemonStatus, ErrorBody, ErrorCode, P
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::Metrics;
 use crate::paths::{Paths, ServedStore};
 use crate::readers::Readers;
 use crate::settlements::Settlements;
@@ -36,6 +37,12 @@ pub struct Context {
     pub clock: crate::clock::Clock,
     /// The store this daemon serves.
     pub store_id: crate::identity::StoreId,
+    /// What the daemon counts (the starting daemon's, carried on).
+    pub metrics: Arc<Metrics>,
+    /// Where the metrics are served over HTTP, for `status`.
+    pub metrics_url: Option<String>,
+    /// The socket was passed by the service manager, for `status`.
+    pub socket_activated: bool,
 }
 
 /// What the server serves: a daemon starting up (issue 12), then, once [`ready`](Self::ready),
@@ -52,18 +59,28 @@ pub struct Serving {
     store: ServedStore,
     started_at: Timestamp,
     log_file: std::path::PathBuf,
+    /// What the daemon counts, for `metrics` and the HTTP endpoint (issue 16).
+    pub metrics: Arc<Metrics>,
+    /// Where the metrics are served over HTTP, as a URL (`--metrics-listen`).
+    pub metrics_url: Option<String>,
+    /// The socket was passed by the service manager (issue 16).
+    pub socket_activated: bool,
 }
 
 impl Serving {
     pub fn new(paths: Paths, store: ServedStore, log_file: std::path::PathBuf) -> Serving {
+        let started_at = Timestamp::now();
         Serving {
             store,
             shutdown: CancellationToken::new(),
             startup: Startup::default(),
             ready: OnceLock::new(),
             paths,
-            started_at: Timestamp::now(),
+            started_at,
             log_file,
+            metrics: Arc::new(Metrics::new(started_at)),
+            metrics_url: None,
+            socket_activated: false,
         }
     }
 
@@ -81,6 +98,11 @@ impl Serving {
 
     pub fn started_at(&self) -> Timestamp {
         self.started_at
+    }
+
+    /// Whether the start-up is done.
+    pub fn is_ready(&self) -> bool {
+        self.ready.get().is_some()
     }
 
     pub(super) fn context(&self) -> Option<&Context> {
@@ -116,6 +138,8 @@ impl Serving {
             clock_behind_ms: None,
             state: DaemonState::Starting,
             start: Some(self.startup.progress()),
+            metrics_url: self.metrics_url.clone(),
+            socket_activated: self.socket_activated,
         }
     }
 

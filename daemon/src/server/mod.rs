@@ -13,6 +13,8 @@
 mod context;
 mod events;
 mod export;
+pub mod http;
+pub mod metrics;
 mod queries;
 mod router;
 mod streams;
@@ -31,6 +33,7 @@ use tokio_util::task::TaskTracker;
 pub use self::context::{Context, Limits, Serving};
 use self::router::Handled;
 use crate::connection::{Lines, MAX_LINGERING, REPLY_BUDGET};
+use crate::metrics::Refusal;
 use crate::paths::ServedStore;
 
 /// Accepts connections until shutdown, then waits for every handler to finish. It serves from
@@ -101,15 +104,18 @@ async fn handle_connection(
     let peer_uid = lines.peer_uid();
     if peer_uid != Some(own_uid) {
         tracing::warn!(?peer_uid, "refused a connection from another user");
+        serving.metrics.refused(Refusal::OtherUser);
         let message = format!("this daemon serves uid {own_uid} only");
         return refused.tell(lines, ErrorBody::new(ErrorCode::PermissionDenied, message)).await;
     }
     let Some(_permit) = permit else {
         tracing::warn!(limit = limits.max_connections, "refused a connection: too many open");
+        serving.metrics.refused(Refusal::Limit);
         let message =
             format!("the daemon is at its limit of {} connections; retry shortly", limits.max_connections);
         return refused.tell(lines, ErrorBody::new(ErrorCode::Busy, message)).await;
     };
+    let _open = serving.metrics.connection();
     // After a decoding error, the framed stream yields one `None` before it reads on.
     let mut after_error = false;
     loop {
@@ -169,6 +175,7 @@ fn parse(served: &ServedStore, line: &[u8]) -> Result<Request, ErrorBody> {
 fn while_starting(serving: &Serving, parsed: Result<Request, ErrorBody>) -> Reply {
     match parsed {
         Ok(Request::Status(_)) => Reply::data(serving.starting_status()),
+        Ok(Request::Metrics(_)) => Reply::data(metrics::text(&serving.metrics, &metrics::starting(serving))),
         Ok(Request::Shutdown(_)) => {
             tracing::info!("shutdown requested by a client during the start-up");
             serving.shutdown.cancel();

@@ -123,5 +123,7 @@ pub(super) async fn status(context: &Context) -> Result<DaemonStatus, ErrorBody>
             .map(|behind| behind.as_millis().try_into().unwrap_or(u64::MAX)),
         state: DaemonState::Ready,
         start: None,
+        metrics_url: context.metrics_url.clone(),
+        socket_activated: context.socket_activated,
     })
 }

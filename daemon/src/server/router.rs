@@ -76,6 +76,7 @@ pub(super) async fn route(context: &Context, request: Request) -> Reply {
         Request::Check(_) => check_database(context).await,
         Request::Backup(request) => backup(context, request.path).await.map(to_json),
         Request::Status(_) => status(context).await.map(to_json),
+        Request::Metrics(_) => Ok(to_json(super::metrics::metrics(context).await)),
         Request::Shutdown(_) => {
             let status = status(context).await;
             tracing::info!("shutdown requested by a client");

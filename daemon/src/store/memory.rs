@@ -28,9 +28,9 @@ use uuid::Uuid;
 
 use crate::identity::{Found, StoreId};
 use crate::store::{
-    Batch, Counts, ImportTx, Metadata, OpenSteps, Outcome, Position, ReadSource, Reads, RebuildChunk,
-    Rebuilt, RecordedEvent, StepKind, Store, StoreError, StoredDelivery, StoredEvent, StoredOrder,
-    StoredPayment, StoredValue, Upkeep, Version, Walked, Walking, WriteTx,
+    Backlog, Batch, Counts, ImportTx, Metadata, OpenSteps, Outcome, Position, ReadSource, Reads,
+    RebuildChunk, Rebuilt, RecordedEvent, StepKind, Store, StoreError, StoredDelivery, StoredEvent,
+    StoredOrder, StoredPayment, StoredValue, Upkeep, Version, Walked, Walking, WriteTx,
 };
 
 /// How often a unit is run after an optimistic-concurrency conflict, in all (as SQLite does).
@@ -829,6 +829,20 @@ impl Reads for Snapshot {
             pending_payments: state.payments.len() as u64,
             pending_deliveries: state.timers.len() as u64,
             newest: state.log.newest_recorded_at(),
+        })
+    }
+
+    fn backlog(&mut self) -> Result<Backlog, StoreError> {
+        let state = &self.state;
+        Ok(Backlog {
+            checkpoint: state.checkpoint,
+            oldest_payment: state.payments.values().map(|row| row.requested_at).min(),
+            oldest_delivery: state
+                .timers
+                .keys()
+                .filter_map(|order| state.read_model.orders.get(order).and_then(|view| view.approved_at))
+                .min(),
+            earliest_due: state.timers.values().min().copied(),
         })
     }
 

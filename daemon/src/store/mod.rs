@@ -387,6 +387,12 @@ pub trait Batch {
 
     /// The last position the kept units recorded: the read model's checkpoint moves there.
     fn last_position(&self) -> Option<Position>;
+
+    /// The backend committed the batch's transaction, which took `took` (its fsync, mostly):
+    /// for the metrics (issue 16). A backend that cannot tell does not call it.
+    fn committed(&mut self, took: std::time::Duration) {
+        let _ = took;
+    }
 }
 
 /// What a batch's units read.
@@ -514,6 +520,9 @@ pub trait Reads {
     /// What `status` counts.
     fn counts(&mut self) -> Result<Counts, StoreError>;
 
+    /// How far behind the read model and the sagas' open steps are, for the metrics (issue 16).
+    fn backlog(&mut self) -> Result<Backlog, StoreError>;
+
     /// Whether a saga step's row is still stored.
     fn step_stored(&mut self, kind: StepKind, key: &StoredValue) -> Result<bool, StoreError>;
 
@@ -537,6 +546,19 @@ pub struct Counts {
     pub pending_payments: u64,
     pub pending_deliveries: u64,
     pub newest: Option<Timestamp>,
+}
+
+/// How far behind the read model and the sagas' open steps are, as of one commit.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Backlog {
+    /// The last position the read model reflects.
+    pub checkpoint: Position,
+    /// When the oldest open payment step was requested.
+    pub oldest_payment: Option<Timestamp>,
+    /// When the oldest open delivery step was scheduled: its order's approval.
+    pub oldest_delivery: Option<Timestamp>,
+    /// The earliest due time of an open delivery.
+    pub earliest_due: Option<Timestamp>,
 }
 
 /// The two kinds of open saga step.

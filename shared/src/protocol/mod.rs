@@ -15,11 +15,12 @@ pub use archive::{ExportEnd, ExportedEvent, ExportedMetadata, milliseconds};
 pub use reply::{ErrorBody, ErrorCode, Reply, raw};
 pub use request::{
     Addressed, BackupRequest, CancelRequest, CheckRequest, CreateRequest, Envelope, EventsRequest,
-    ExportRequest, HistoryRequest, IdempotencyKey, ListRequest, MAX_REQUEST_BYTES, PROTOCOL_VERSION,
-    ReplayRequest, Request, ShowRequest, ShutdownRequest, StatusRequest, WaitRequest, WatchRequest,
+    ExportRequest, HistoryRequest, IdempotencyKey, ListRequest, MAX_REQUEST_BYTES, MetricsRequest,
+    PROTOCOL_VERSION, ReplayRequest, Request, ShowRequest, ShutdownRequest, StatusRequest, WaitRequest,
+    WatchRequest,
 };
 pub use view::{
     BackupReport, CheckProblem, CheckReport, Cursor, DaemonState, DaemonStatus, Difference, EventPage,
-    EventView, ExportSummary, ImportReport, OrderPage, OrderView, ReplayProgress, ReplayReport,
+    EventView, ExportSummary, ImportReport, MetricsText, OrderPage, OrderView, ReplayProgress, ReplayReport,
     RestoreReport, StartProgress, StartStep, StuckStep,
 };

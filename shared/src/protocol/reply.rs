@@ -265,10 +265,53 @@ pub enum ErrorCode {
     Unknown,
 }
 
+impl ErrorCode {
+    /// The code as the wire spells it (a metric's label, issue 16).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Rejected => "rejected",
+            ErrorCode::ProtocolMismatch => "protocol_mismatch",
+            ErrorCode::WrongStore => "wrong_store",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::PermissionDenied => "permission_denied",
+            ErrorCode::Busy => "busy",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Starting => "starting",
+            ErrorCode::Unknown => "unknown",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::protocol::OrderPage;
+
+    #[test]
+    fn an_error_code_is_named_as_the_wire_spells_it() {
+        use ErrorCode::*;
+        for code in [
+            InvalidRequest,
+            NotFound,
+            Rejected,
+            ProtocolMismatch,
+            WrongStore,
+            TooLarge,
+            PermissionDenied,
+            Busy,
+            Unavailable,
+            Timeout,
+            Internal,
+            Starting,
+            Unknown,
+        ] {
+            assert_eq!(serde_json::to_value(code).expect("serializes"), serde_json::json!(code.name()));
+        }
+    }
 
     #[test]
     fn unknown_error_codes_from_a_newer_daemon_still_decode() {

@@ -53,6 +53,7 @@ pub enum Request {
     Check(CheckRequest),
     Backup(BackupRequest),
     Status(StatusRequest),
+    Metrics(MetricsRequest),
     Shutdown(ShutdownRequest),
 }
 
@@ -73,6 +74,7 @@ impl Request {
             Request::Check(_) => "check",
             Request::Backup(_) => "backup",
             Request::Status(_) => "status",
+            Request::Metrics(_) => "metrics",
             Request::Shutdown(_) => "shutdown",
         }
     }
@@ -228,6 +230,11 @@ pub struct CheckRequest {}
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StatusRequest {}
+
+/// The daemon's metrics in Prometheus' text format (issue 16). See [`CheckRequest`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsRequest {}
 
 /// A consistent copy of the whole store, written by the daemon to `path` (issue 15).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -472,6 +479,7 @@ mod tests {
             Request::Check(CheckRequest {}),
             Request::Backup(BackupRequest { path: "/backups/orders.db".to_owned() }),
             Request::Status(StatusRequest {}),
+            Request::Metrics(MetricsRequest {}),
             Request::Shutdown(ShutdownRequest {}),
         ];
         let names: std::collections::HashSet<_> = requests.iter().map(Request::name).collect();

@@ -216,6 +216,21 @@ pub struct DaemonStatus {
     /// How far the start-up has come, while starting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start: Option<StartProgress>,
+    /// Where the daemon serves its metrics over HTTP (`--metrics-listen`, issue 16), as a URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_url: Option<String>,
+    /// The socket was passed by the service manager (systemd socket activation, issue 16): the
+    /// daemon neither created it nor removes it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub socket_activated: bool,
+}
+
+/// The answer to `metrics`: the exposition, as the HTTP endpoint serves it (issue 16).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricsText {
+    /// The HTTP `Content-Type` of `text`: Prometheus' text format, version 0.0.4.
+    pub content_type: String,
+    pub text: String,
 }
 
 /// Whether a daemon serves requests yet.

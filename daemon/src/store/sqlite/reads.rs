@@ -18,8 +18,8 @@ use super::open::open_reader;
 use super::read_model;
 use super::steps::{open_steps, sql_value, stored_value};
 use crate::store::{
-    Counts, Position, ReadSource, Reads, RecordedEvent, StepKind, StoreError, StoredEvent, StoredOrder,
-    StoredValue, Walked, Walking,
+    Backlog, Counts, Position, ReadSource, Reads, RecordedEvent, StepKind, StoreError, StoredEvent,
+    StoredOrder, StoredValue, Walked, Walking,
 };
 
 /// How many lines of SQLite's integrity check a walk keeps.
@@ -134,6 +134,28 @@ impl Reads for SqliteReads {
         };
         drop(snapshot);
         Ok(counts)
+    }
+
+    fn backlog(&mut self) -> Result<Backlog, StoreError> {
+        let snapshot = self.conn.unchecked_transaction()?;
+        let checkpoint = read_model::checkpoint(&snapshot)?;
+        // The open steps are few (the ones in flight): these scan their small tables.
+        let (oldest_payment, oldest_delivery, earliest_due): (Option<i64>, Option<i64>, Option<i64>) =
+            snapshot
+                .prepare_cached(
+                    "SELECT (SELECT min(requested_at) FROM payment_requests),
+                        (SELECT min(o.approved_at) FROM delivery_timers t JOIN orders o ON o.id = t.order_id),
+                        (SELECT min(due_at) FROM delivery_timers)",
+                )?
+                .query_row([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+        drop(snapshot);
+        let time = |ms: Option<i64>| ms.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok());
+        Ok(Backlog {
+            checkpoint,
+            oldest_payment: time(oldest_payment),
+            oldest_delivery: time(oldest_delivery),
+            earliest_due: time(earliest_due),
+        })
     }
 
     fn step_stored(&mut self, kind: StepKind, key: &StoredValue) -> Result<bool, StoreError> {

@@ -65,7 +65,9 @@ fn run(conn: &mut Connection, batch: &mut dyn Batch, isolation: Isolation) -> Re
     if let Some(last) = batch.last_position() {
         read_model::set_checkpoint(&tx, last)?;
     }
+    let committing = std::time::Instant::now();
     tx.commit()?;
+    batch.committed(committing.elapsed());
     Ok(true)
 }
 
