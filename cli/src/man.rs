@@ -18,7 +18,7 @@ const EXIT_STATUS: &[(&str, &str)] = &[
     ),
     (
         "2",
-        "Usage error: an unknown option, or an invalid total, user, order id, time, duration or cursor; an export range that ends before it begins.",
+        "Usage error: an unknown option, or an invalid total, user, order id, time, duration, cursor or listening address; an export range that ends before it begins.",
     ),
     ("3", "No order with that id."),
     (
@@ -48,6 +48,15 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "The daemon's connection limit, idle timeout and drain timeout.",
     ),
     (
+        "ORDERS_METRICS_LISTEN",
+        "Where the daemon serves its metrics over HTTP, such as 127.0.0.1:9464 (--metrics-listen; off unless set).",
+    ),
+    (
+        "LISTEN_FDS, LISTEN_PID, NOTIFY_SOCKET",
+        "Set by systemd: the daemon serves the socket passed by orders.socket (socket activation), and reports readiness (Type=notify).",
+    ),
+    ("JOURNAL_STREAM", "Set by systemd: the daemon's stderr lines go to the journal, without a time."),
+    (
         "XDG_DATA_HOME, XDG_RUNTIME_DIR",
         "Where the defaults of the data directory, the log and the socket are.",
     ),
@@ -71,6 +80,10 @@ const FILES: &[(&str, &str)] = &[
     (
         "$XDG_DATA_HOME/orders/daemon.log",
         "The daemon's log, one per data directory, rotated at 10 MiB: daemon.log.1 to daemon.log.5 are the older ones.",
+    ),
+    (
+        "~/.config/systemd/user/orders.socket, orders.service",
+        "systemd user units, copied from contrib/systemd/ in the source: socket activation and readiness (see README.md).",
     ),
 ];
 

@@ -19,6 +19,8 @@
 //! - [`paths`], [`lock`], [`logging`]: where things live, one daemon per data directory, logs;
 //! - [`files`]: the daemon's own files, owner-only and never opened through a symlink;
 //! - [`settings`]: the bounds of the daemon's durations;
+//! - [`metrics`]: what the daemon counts, in Prometheus' text format (`server::metrics` scrapes,
+//!   `server::http` serves it over HTTP); [`service`]: systemd's passed socket and readiness;
 //! - `startup`: what the daemon does between binding its socket and serving, and its progress.
 //!
 //! The `orders-daemon` binary (what `orders daemon run` execs) calls [`run`]; tests can call it directly.

@@ -188,7 +188,7 @@ fn a_metrics_address_in_use_or_malformed_is_refused_at_start() {
 fn metrics_never_start_a_daemon() {
     let daemon = TestDaemon::stopped_with(&[]);
     let output = daemon.command_with_autostart().arg("metrics").output().expect("run orders");
-    assert_ne!(code(&output), 0);
+    assert_eq!(code(&output), 5, "{}", stderr(&output));
     assert!(stderr(&output).contains("no daemon"), "{}", stderr(&output));
     assert!(!daemon.socket().exists(), "no daemon was started");
 }
@@ -203,12 +203,85 @@ fn a_starting_daemon_exposes_its_catch_up_as_read_model_lag() {
         .execute_batch("DELETE FROM orders; UPDATE checkpoints SET position = 0")
         .expect("forget the read model");
     daemon.set_env("ORDERS_TEST_CATCH_UP_PAUSE_MS", Some("300"));
+    daemon.set_env("ORDERS_METRICS_LISTEN", Some("127.0.0.1:0"));
     daemon.spawn_starting().expect("starts");
     let text = daemon.ok(["metrics"]);
     let scraped = Scrape::parse(&text);
     assert_eq!(scraped.get("orders_ready"), 0.0, "{text}");
-    assert!(scraped.get("orders_read_model_lag_events") > 0.0 || daemon.status_state() == "ready", "{text}");
+    assert!(
+        scraped.get("orders_read_model_lag_events") > 0.0,
+        "a catch-up of 1,200 events, 100 per 300 ms: {text}"
+    );
     assert!(!scraped.has(r#"orders_saga_open_steps{saga="payment"}"#), "not known while starting: {text}");
+    // Over HTTP too, at the address the starting daemon's status names.
+    let over_http = scrape(&metrics_url(&daemon));
+    assert_eq!(over_http.get("orders_ready"), 0.0);
+    assert_eq!(daemon.status_state(), "starting");
+}
+
+#[test]
+fn the_metrics_endpoint_turns_away_a_crowd_and_a_client_that_trickles() {
+    use std::io::{Read, Write};
+    let (_daemon, url) = with_metrics(&[]);
+    let address = url.trim_start_matches("http://").trim_end_matches("/metrics").to_owned();
+    let crowd: Vec<std::net::TcpStream> =
+        (0..64).map(|_| std::net::TcpStream::connect(&address).expect("connect")).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut one_more = std::net::TcpStream::connect(&address).expect("the kernel accepts it");
+    one_more.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let _ = one_more.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut answer = Vec::new();
+    let read = one_more.read_to_end(&mut answer);
+    assert!(matches!(read, Ok(0)) || read.is_err(), "the 65th connection is closed unanswered: {answer:?}");
+    drop(crowd);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http().get(&url).call().map(|r| r.status().as_u16()).ok() != Some(200) {
+        assert!(Instant::now() < deadline, "served again once the crowd left");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A request's head sent a byte at a time, never finished: dropped after 10 s.
+    let mut trickle = std::net::TcpStream::connect(&address).expect("connect");
+    trickle.write_all(b"GET /metrics HTTP/1.1\r\nX-Slow: ").expect("part of a head");
+    trickle.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = trickle.read_to_end(&mut rest);
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(8) && waited < Duration::from_secs(15), "closed after {waited:?}");
+    assert!(!String::from_utf8_lossy(&rest).contains("200 OK"), "{rest:?}");
+}
+
+#[test]
+fn the_systemd_units_are_valid_and_name_the_default_socket() {
+    let units = Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/systemd");
+    let socket = std::fs::read_to_string(units.join("orders.socket")).expect("orders.socket");
+    let service = std::fs::read_to_string(units.join("orders.service")).expect("orders.service");
+    for line in ["ListenStream=%t/orders/orders.sock", "SocketMode=0600", "DirectoryMode=0700"] {
+        assert!(socket.lines().any(|l| l == line), "orders.socket: {line}");
+    }
+    for line in ["Type=notify", "ExecStart=%h/.cargo/bin/orders daemon run"] {
+        assert!(service.lines().any(|l| l == line), "orders.service: {line}");
+    }
+    const VERIFY: &str = "/usr/bin/systemd-analyze";
+    if !Path::new(VERIFY).exists() {
+        assert!(std::env::var_os("CI").is_none(), "CI must have {VERIFY} (the systemd package)");
+        eprintln!("skipped the verification: {VERIFY} is not installed");
+        return;
+    }
+    // systemd's own check, with the binary where this build put it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("orders.socket"), &socket).expect("copy");
+    let service = service.replace("%h/.cargo/bin/orders", ORDERS);
+    std::fs::write(dir.path().join("orders.service"), service).expect("copy");
+    let output = Command::new(VERIFY)
+        .args(["verify", "--man=no", "./orders.socket", "./orders.service"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run systemd-analyze");
+    let said =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success() && said.trim().is_empty(), "systemd-analyze verify: {said}");
 }
 
 /// `systemd-socket-activate`, from the distribution's systemd package; `None` (the test then
