@@ -181,6 +181,12 @@ pub async fn start_holding(paths: &Paths, args: &[OsString], lock: std::fs::File
         .args(args)
         .env("ORDERS_DATA_DIR", &paths.data_dir)
         .env("ORDERS_SOCKET", &paths.socket)
+        // A service manager's variables in the client's environment are not for this daemon:
+        // it would tell another service's manager it is ready, or take a descriptor for a socket.
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_PID")
+        .env_remove("LISTEN_FDNAMES")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

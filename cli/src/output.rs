@@ -12,7 +12,11 @@ use serde::Serialize;
 
 /// One JSON document on one line.
 pub fn json(out: &mut impl Write, value: &impl Serialize) -> io::Result<()> {
-    serde_json::to_writer(&mut *out, value).map_err(io::Error::other)?;
+    // A write error keeps its kind: a closed pipe (`| head`) ends the output quietly.
+    serde_json::to_writer(&mut *out, value).map_err(|e| match e.io_error_kind() {
+        Some(kind) => io::Error::from(kind),
+        None => io::Error::other(e),
+    })?;
     writeln!(out)
 }
 
@@ -160,7 +164,11 @@ fn service_rows(out: &mut impl Write, status: &orders_shared::protocol::DaemonSt
         writeln!(out, "  {:<10} {url}", "metrics:")?;
     }
     if status.socket_activated {
-        writeln!(out, "  {:<10} passed by the service manager (socket activation)", "activation:")?;
+        writeln!(
+            out,
+            "  {:<10} the socket was passed by the service manager (socket activation)",
+            "systemd:"
+        )?;
     }
     Ok(())
 }

@@ -202,11 +202,16 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
         metrics,
         keep_the_manager_told(&serving)
     );
-    let Some(running) = started? else {
-        tracing::info!("daemon stopped during its start-up");
-        return Ok(());
+    let stopped = match started {
+        Ok(Some(running)) => running.stop(serving).await,
+        Ok(None) => {
+            tracing::info!("daemon stopped during its start-up");
+            Ok(())
+        }
+        Err(error) => Err(error),
     };
-    running.stop(serving).await
+    service::flush();
+    stopped
 }
 
 /// Under a service manager that listens (`NOTIFY_SOCKET`): while the start-up runs, more time
@@ -381,6 +386,7 @@ fn become_ready(
         metrics: Arc::clone(&serving.metrics),
         metrics_url: serving.metrics_url.clone(),
         socket_activated: serving.socket_activated,
+        last_sample: Default::default(),
     }));
     log_ready(config, limits, head, store_id, resumed, stuck.count());
     service::ready(&format!("ready: {} events", head.get()));

@@ -11,14 +11,17 @@
 //! client library names it.
 
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use jiff::Timestamp;
 use orders_shared::protocol::{ErrorBody, ReplayProgress};
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
@@ -56,6 +59,8 @@ pub enum Refusal {
     Limit,
     /// The peer was another user.
     OtherUser,
+    /// The HTTP server was at its connection limit.
+    HttpLimit,
 }
 
 impl Refusal {
@@ -63,6 +68,7 @@ impl Refusal {
         match self {
             Refusal::Limit => "limit",
             Refusal::OtherUser => "other_user",
+            Refusal::HttpLimit => "http_limit",
         }
     }
 }
@@ -92,31 +98,34 @@ pub struct Metrics {
     replay_running: Gauge,
     replay_applied: Gauge,
     replay_total: Gauge,
-    // Sampled when scraped.
-    ready: Gauge,
-    events_stored: Gauge,
-    open_steps: Family<SagaLabel, Gauge>,
-    oldest_step_seconds: Family<SagaLabel, SecondsGauge>,
-    delivery_overdue_seconds: SecondsGauge,
-    read_model_lag: Gauge,
-    resident_bytes: Gauge,
-    virtual_bytes: Gauge,
-    open_fds: Gauge,
-    max_fds: Gauge,
+    /// The states sampled when scraped, encoded by the registry as a collector.
+    sampled: Arc<Sampled>,
+    /// One scrape at a time: each sets the sample, then encodes it.
+    rendering: Mutex<()>,
 }
 
-/// What the store says when scraped (`None`: not known, while the daemon starts).
+/// The states sampled at a scrape. What is not known — the store's states while the daemon
+/// starts, or when the store cannot be read — is left out of the exposition, never shown as 0.
 #[derive(Clone, Debug, Default)]
 pub struct Sample {
     /// The daemon serves requests (its start-up is done).
     pub ready: bool,
-    /// Events in the log.
-    pub events: Option<u64>,
     /// Events the read model has still to apply: during the start-up's catch-up, or when it
     /// falls behind the log.
     pub read_model_lag: Option<u64>,
-    pub open_payments: Option<u64>,
-    pub open_deliveries: Option<u64>,
+    /// What the store says, as of one snapshot.
+    pub store: Option<StoreSample>,
+    /// The daemon's clock now, to which the ages are measured.
+    pub now: Option<Timestamp>,
+}
+
+/// The store's states at a scrape.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StoreSample {
+    /// Events in the log.
+    pub events: u64,
+    pub open_payments: u64,
+    pub open_deliveries: u64,
     /// When the oldest open payment step was requested.
     pub oldest_payment: Option<Timestamp>,
     /// When the oldest open delivery step was scheduled (its order approved).
@@ -144,19 +153,11 @@ impl Metrics {
             replay_running: Gauge::default(),
             replay_applied: Gauge::default(),
             replay_total: Gauge::default(),
-            ready: Gauge::default(),
-            events_stored: Gauge::default(),
-            open_steps: Family::default(),
-            oldest_step_seconds: Family::default(),
-            delivery_overdue_seconds: SecondsGauge::default(),
-            read_model_lag: Gauge::default(),
-            resident_bytes: Gauge::default(),
-            virtual_bytes: Gauge::default(),
-            open_fds: Gauge::default(),
-            max_fds: Gauge::default(),
+            sampled: Arc::default(),
+            rendering: Mutex::new(()),
         };
         // Every reason from 0, so that a rate over them starts at the first scrape.
-        for why in [Refusal::Limit, Refusal::OtherUser] {
+        for why in [Refusal::Limit, Refusal::OtherUser, Refusal::HttpLimit] {
             metrics.connections_refused.get_or_create(&ReasonLabel { reason: why.reason() }).inc_by(0);
         }
         metrics.registered(started_at)
@@ -200,7 +201,7 @@ impl Metrics {
         );
         r.register(
             "orders_connections_refused",
-            "Client connections turned away: at the connection limit, or from another user",
+            "Connections turned away: at the socket's limit, from another user, or at the HTTP server's limit",
             self.connections_refused.clone(),
         );
         r.register(
@@ -218,49 +219,7 @@ impl Metrics {
             "Events the running replay is to apply",
             self.replay_total.clone(),
         );
-        r.register(
-            "orders_ready",
-            "1 once the daemon serves requests, 0 while it starts",
-            self.ready.clone(),
-        );
-        r.register("orders_events", "Events in the log", self.events_stored.clone());
-        r.register(
-            "orders_saga_open_steps",
-            "Open saga steps: payments awaiting a decision, deliveries awaiting their due time",
-            self.open_steps.clone(),
-        );
-        r.register_with_unit(
-            "orders_saga_oldest_open_step_age",
-            "Age of the oldest open saga step: since the payment was requested, or the delivery scheduled",
-            Unit::Seconds,
-            self.oldest_step_seconds.clone(),
-        );
-        r.register_with_unit(
-            "orders_delivery_overdue",
-            "How long the earliest open delivery is past its due time (0 when none is)",
-            Unit::Seconds,
-            self.delivery_overdue_seconds.clone(),
-        );
-        r.register(
-            "orders_read_model_lag_events",
-            "Events in the log that the read model has not applied yet",
-            self.read_model_lag.clone(),
-        );
-        // The process, named as every Prometheus client library names it.
-        r.register_with_unit(
-            "process_resident_memory",
-            "Resident memory size",
-            Unit::Bytes,
-            self.resident_bytes.clone(),
-        );
-        r.register_with_unit(
-            "process_virtual_memory",
-            "Virtual memory size",
-            Unit::Bytes,
-            self.virtual_bytes.clone(),
-        );
-        r.register("process_open_fds", "Open file descriptors", self.open_fds.clone());
-        r.register("process_max_fds", "The limit on open file descriptors", self.max_fds.clone());
+        r.register_collector(Box::new(Arc::clone(&self.sampled)));
         let start = SecondsGauge::default();
         start.set(started_at.as_millisecond() as f64 / 1000.0);
         r.register_with_unit(
@@ -272,29 +231,10 @@ impl Metrics {
         self
     }
 
-    /// The exposition, with the sampled states set from `sample` first.
-    pub fn render(&self, sample: &Sample, now: Timestamp) -> String {
-        self.ready.set(i64::from(sample.ready));
-        set_known(&self.events_stored, sample.events);
-        set_known(&self.read_model_lag, sample.read_model_lag);
-        for (saga, open, oldest) in [
-            ("payment", sample.open_payments, sample.oldest_payment),
-            ("delivery", sample.open_deliveries, sample.oldest_delivery),
-        ] {
-            let label = SagaLabel { saga };
-            if let Some(open) = open {
-                self.open_steps.get_or_create(&label).set(gauge(open));
-                self.oldest_step_seconds
-                    .get_or_create(&label)
-                    .set(oldest.map_or(0.0, |at| seconds_since(at, now)));
-            }
-        }
-        self.delivery_overdue_seconds.set(sample.earliest_due.map_or(0.0, |due| seconds_since(due, now)));
-        let process = Process::read();
-        set_known(&self.resident_bytes, process.resident_bytes);
-        set_known(&self.virtual_bytes, process.virtual_bytes);
-        set_known(&self.open_fds, process.open_fds);
-        set_known(&self.max_fds, process.max_fds);
+    /// The exposition, with the states of `sample`.
+    pub fn render(&self, sample: Sample) -> String {
+        let _one_at_a_time = self.rendering.lock().unwrap_or_else(PoisonError::into_inner);
+        *self.sampled.0.lock().unwrap_or_else(PoisonError::into_inner) = (sample, Process::read());
         let mut text = String::with_capacity(8 << 10);
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry);
@@ -346,8 +286,8 @@ impl Metrics {
             None => (0, 0, 0),
         };
         self.replay_running.set(running);
-        self.replay_applied.set(gauge(applied));
-        self.replay_total.set(gauge(total));
+        self.replay_applied.set(whole(applied));
+        self.replay_total.set(whole(total));
     }
 }
 
@@ -360,14 +300,9 @@ impl Drop for OpenConnection<'_> {
     }
 }
 
-fn gauge(value: u64) -> i64 {
+/// A count as a gauge's value.
+fn whole(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-fn set_known(gauge_: &Gauge, value: Option<u64>) {
-    if let Some(value) = value {
-        gauge_.set(gauge(value));
-    }
 }
 
 /// Seconds from `then` to `now`; 0 when `then` is later (a clock that went back).
@@ -375,8 +310,96 @@ fn seconds_since(then: Timestamp, now: Timestamp) -> f64 {
     (now.as_millisecond().saturating_sub(then.as_millisecond())).max(0) as f64 / 1000.0
 }
 
-/// What Linux says of this process (`/proc/self`); `None` where it cannot be read.
+/// The sampled states, encoded at each scrape as the last [`Metrics::render`] set them: only those
+/// known.
 #[derive(Debug, Default)]
+struct Sampled(Mutex<(Sample, Process)>);
+
+impl Collector for Sampled {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let (sample, process) = &*self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let e = &mut encoder;
+        gauge(
+            e,
+            "orders_ready",
+            "1 once the daemon serves requests, 0 while it starts",
+            None,
+            i64::from(sample.ready),
+        )?;
+        if let Some(lag) = sample.read_model_lag {
+            gauge(
+                e,
+                "orders_read_model_lag_events",
+                "Events in the log that the read model has not applied yet",
+                None,
+                whole(lag),
+            )?;
+        }
+        if let Some(store) = &sample.store {
+            let now = sample.now.unwrap_or_else(Timestamp::now);
+            gauge(e, "orders_events", "Events in the log", None, whole(store.events))?;
+            let sagas = [
+                ("payment", store.open_payments, store.oldest_payment),
+                ("delivery", store.open_deliveries, store.oldest_delivery),
+            ];
+            let mut open = e.encode_descriptor(
+                "orders_saga_open_steps",
+                "Open saga steps: payments awaiting a decision, deliveries awaiting their due time",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (saga, count, _) in sagas {
+                ConstGauge::new(whole(count)).encode(open.encode_family(&SagaLabel { saga })?)?;
+            }
+            let mut oldest = e.encode_descriptor(
+                "orders_saga_oldest_open_step_age",
+                "Age of the oldest open saga step: since the payment was requested, or the delivery scheduled (0 when none is open)",
+                Some(&Unit::Seconds),
+                MetricType::Gauge,
+            )?;
+            for (saga, _, since) in sagas {
+                let age = since.map_or(0.0, |since| seconds_since(since, now));
+                ConstGauge::new(age).encode(oldest.encode_family(&SagaLabel { saga })?)?;
+            }
+            let overdue = store.earliest_due.map_or(0.0, |due| seconds_since(due, now));
+            gauge(
+                e,
+                "orders_delivery_overdue",
+                "How long the earliest open delivery is past its due time (0 when none is)",
+                Some(&Unit::Seconds),
+                overdue,
+            )?;
+        }
+        // The process, named as every Prometheus client library names it.
+        let process_gauges = [
+            ("process_resident_memory", "Resident memory size", Some(Unit::Bytes), process.resident_bytes),
+            ("process_virtual_memory", "Virtual memory size", Some(Unit::Bytes), process.virtual_bytes),
+            ("process_open_fds", "Open file descriptors", None, process.open_fds),
+            ("process_max_fds", "The limit on open file descriptors", None, process.max_fds),
+        ];
+        for (name, help, unit, value) in process_gauges {
+            if let Some(value) = value {
+                gauge(e, name, help, unit.as_ref(), whole(value))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One unlabelled gauge, encoded.
+fn gauge<N: EncodeGaugeValue>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    value: N,
+) -> Result<(), std::fmt::Error> {
+    let metric = ConstGauge::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, unit, metric.metric_type())?)
+}
+
+/// What Linux says of this process (`/proc/self`); `None` where it cannot be read.
+#[derive(Clone, Copy, Debug, Default)]
 struct Process {
     resident_bytes: Option<u64>,
     virtual_bytes: Option<u64>,
@@ -421,7 +444,7 @@ mod tests {
         metrics.refused(Refusal::Limit);
         let open = metrics.connection();
         metrics.replay(Some(ReplayProgress { applied: 2000, total: 5000, elapsed_ms: 10 }));
-        let text = metrics.render(&Sample::default(), Timestamp::now());
+        let text = metrics.render(Sample::default());
         let expected = [
             (r#"orders_commands_total{command="create",outcome="ok"}"#, 2.0),
             (r#"orders_commands_total{command="cancel",outcome="rejected"}"#, 1.0),
@@ -446,48 +469,61 @@ mod tests {
         assert!(value(&text, "process_open_fds").is_some_and(|fds| fds > 0.0), "{text}");
         drop(open);
         metrics.replay(None);
-        let text = metrics.render(&Sample::default(), Timestamp::now());
+        let text = metrics.render(Sample::default());
         assert_eq!(value(&text, "orders_connections_open"), Some(0.0));
         assert_eq!(value(&text, "orders_replay_running"), Some(0.0));
-        // A state not known (a starting daemon) is not made up.
-        assert_eq!(value(&text, r#"orders_saga_open_steps{saga="payment"}"#), None);
+        // The states not known (a starting daemon, a store that cannot be read) are left out.
+        for unknown in ["orders_events", "orders_read_model_lag_events", "orders_delivery_overdue_seconds"] {
+            assert_eq!(value(&text, unknown), None, "{unknown} in\n{text}");
+        }
+        assert!(!text.contains("orders_saga_open_steps"), "{text}");
     }
 
     #[test]
-    fn sampled_states_are_ages_from_now_and_never_negative() {
+    fn sampled_states_are_ages_on_the_daemon_s_clock_and_never_negative() {
         let metrics = Metrics::new(Timestamp::now());
         let now = Timestamp::from_second(1_800_000_000).expect("time");
         let ago = |seconds: i64| now.checked_sub(jiff::SignedDuration::from_secs(seconds)).expect("time");
-        let sample = Sample {
-            ready: true,
-            events: Some(40),
-            read_model_lag: Some(0),
-            open_payments: Some(3),
-            open_deliveries: Some(0),
+        let store = StoreSample {
+            events: 40,
+            open_payments: 3,
+            open_deliveries: 0,
             oldest_payment: Some(ago(90)),
             oldest_delivery: None,
             // A clock that went back: due "in the future" is not overdue.
             earliest_due: Some(ago(-30)),
         };
-        let text = metrics.render(&sample, now);
+        let text = metrics.render(Sample {
+            ready: true,
+            read_model_lag: Some(0),
+            store: Some(store),
+            now: Some(now),
+        });
         for (series, want) in [
             ("orders_ready", 1.0),
             ("orders_events", 40.0),
+            ("orders_read_model_lag_events", 0.0),
             (r#"orders_saga_open_steps{saga="payment"}"#, 3.0),
+            (r#"orders_saga_open_steps{saga="delivery"}"#, 0.0),
             (r#"orders_saga_oldest_open_step_age_seconds{saga="payment"}"#, 90.0),
             (r#"orders_saga_oldest_open_step_age_seconds{saga="delivery"}"#, 0.0),
             ("orders_delivery_overdue_seconds", 0.0),
         ] {
             assert_eq!(value(&text, series), Some(want), "{series} in\n{text}");
         }
+        assert_eq!(text.matches("# TYPE orders_saga_open_steps gauge").count(), 1, "{text}");
     }
 
     #[test]
     fn every_name_follows_the_conventions() {
-        let text = Metrics::new(Timestamp::now()).render(&Sample::default(), Timestamp::now());
+        let store = StoreSample::default();
+        let sample = Sample { ready: true, read_model_lag: Some(0), store: Some(store), now: None };
+        let text = Metrics::new(Timestamp::now()).render(sample);
+        let mut names = std::collections::HashSet::new();
         for line in text.lines().filter(|line| line.starts_with("# TYPE ")) {
             let mut words = line.split(' ').skip(2);
             let (name, kind) = (words.next().expect("name"), words.next().expect("type"));
+            assert!(names.insert(name.to_owned()), "{name} described twice");
             assert!(name.starts_with("orders_") || name.starts_with("process_"), "{line}");
             assert_eq!(kind == "counter", name.ends_with("_total"), "{line}");
             assert!(!name.contains("milliseconds") && !name.contains("_ms"), "base units: {line}");

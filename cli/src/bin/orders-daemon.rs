@@ -71,8 +71,14 @@ fn print_json(report: &impl serde::Serialize) -> Result<(), Failure> {
 
 fn run(cli: &DaemonCli, args: &RunArgs) -> Result<(), Failure> {
     let failed = |e: anyhow::Error| Failure::new(Exit::Failure, format!("{e:#}"));
-    // First, while this is the only thread: it takes the variables out of the environment.
-    let passed_socket = orders_daemon::service::passed_socket().map_err(failed)?;
+    // First, while this is the only thread: it takes the variables out of the environment. A
+    // daemon the client starts in the background has no service manager.
+    let passed_socket = if args.background {
+        orders_daemon::service::ignore_the_manager();
+        None
+    } else {
+        orders_daemon::service::passed_socket().map_err(failed)?
+    };
     if args.background {
         // Leave the client's session, so that its terminal's signals do not reach the daemon.
         let _ = rustix::process::setsid();

@@ -11,13 +11,26 @@ use crate::output;
 /// `orders daemon start`.
 pub(super) async fn start(ctx: &mut Context, args: &RunArgs) -> Result<(), Failure> {
     let status = daemon::start(&ctx.paths, args).await?;
+    note_the_manager(&status);
     ctx.emit(&status, |out| writeln!(out, "daemon running (pid {}) on {}", status.pid, status.socket))
 }
 
 /// `orders daemon restart`.
 pub(super) async fn restart(ctx: &mut Context, args: &RunArgs) -> Result<(), Failure> {
     let status = daemon::restart(&ctx.paths, args).await?;
+    note_the_manager(&status);
     ctx.emit(&status, |out| writeln!(out, "daemon restarted (pid {}) on {}", status.pid, status.socket))
+}
+
+/// A daemon that systemd started through its socket runs with the unit's settings, whatever
+/// this command was given: say so rather than let them vanish silently.
+fn note_the_manager(status: &orders_shared::protocol::DaemonStatus) {
+    if status.socket_activated {
+        eprintln!(
+            "note: systemd started this daemon through its socket (orders.socket), with the settings of \
+             orders.service; settings given here do not apply (set them with `systemctl --user edit orders.service`)"
+        );
+    }
 }
 
 /// `orders daemon stop`: the stopped daemon, or a word on stderr if none was running.

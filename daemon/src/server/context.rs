@@ -43,6 +43,8 @@ pub struct Context {
     pub metrics_url: Option<String>,
     /// The socket was passed by the service manager, for `status`.
     pub socket_activated: bool,
+    /// The last sample of the store for the metrics, which scrapes share.
+    pub last_sample: super::metrics::LastSample,
 }
 
 /// What the server serves: a daemon starting up (issue 12), then, once [`ready`](Self::ready),

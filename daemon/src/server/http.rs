@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::context::Serving;
+use crate::metrics::Refusal;
 
 /// The most HTTP connections open at once: scrapers are few.
 const MAX_CONNECTIONS: usize = 64;
@@ -32,7 +33,7 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an answer may take (a scrape waits for a read slot at most this long).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the requests in flight may take to finish once the daemon stops.
-const DRAIN: Duration = Duration::from_secs(5);
+const DRAIN: Duration = Duration::from_secs(2);
 
 /// Binds the HTTP listener: before the store is opened, so that an address in use or not
 /// allowed is the start's error, at once.
@@ -43,9 +44,16 @@ pub fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::from_std(listener).with_context(cannot)
 }
 
-/// The URL of the metrics on `listener`.
+/// The URL of the metrics on `listener`: for every interface (`0.0.0.0`, `[::]`), the loopback one.
 pub fn metrics_url(listener: &TcpListener) -> Option<String> {
-    listener.local_addr().ok().map(|address| format!("http://{address}/metrics"))
+    let mut address = listener.local_addr().ok()?;
+    if address.ip().is_unspecified() {
+        address.set_ip(match address.ip() {
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    Some(format!("http://{address}/metrics"))
 }
 
 /// The routes.
@@ -64,6 +72,7 @@ async fn metrics(State(serving): State<Arc<Serving>>) -> Response {
 /// Serves until the daemon stops, then lets the requests in flight finish (for [`DRAIN`] at most).
 pub async fn serve(listener: TcpListener, serving: Arc<Serving>) {
     let shutdown = serving.shutdown.clone();
+    let metrics = Arc::clone(&serving.metrics);
     let router = router(serving);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let connections = TaskTracker::new();
@@ -86,7 +95,9 @@ pub async fn serve(listener: TcpListener, serving: Arc<Serving>) {
             }
         };
         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::warn!(%peer, limit = MAX_CONNECTIONS, "closed an HTTP connection: too many open");
+            // Counted, not logged as a warning: anyone who reaches the port could fill the log.
+            tracing::debug!(%peer, limit = MAX_CONNECTIONS, "closed an HTTP connection: too many open");
+            metrics.refused(Refusal::HttpLimit);
             continue;
         };
         let service = TowerToHyperService::new(router.clone());

@@ -175,7 +175,7 @@ fn parse(served: &ServedStore, line: &[u8]) -> Result<Request, ErrorBody> {
 fn while_starting(serving: &Serving, parsed: Result<Request, ErrorBody>) -> Reply {
     match parsed {
         Ok(Request::Status(_)) => Reply::data(serving.starting_status()),
-        Ok(Request::Metrics(_)) => Reply::data(metrics::text(&serving.metrics, &metrics::starting(serving))),
+        Ok(Request::Metrics(_)) => Reply::data(metrics::text(&serving.metrics, metrics::starting(serving))),
         Ok(Request::Shutdown(_)) => {
             tracing::info!("shutdown requested by a client during the start-up");
             serving.shutdown.cancel();

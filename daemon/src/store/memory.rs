@@ -835,7 +835,10 @@ impl Reads for Snapshot {
     fn backlog(&mut self) -> Result<Backlog, StoreError> {
         let state = &self.state;
         Ok(Backlog {
+            head: state.log.head(),
             checkpoint: state.checkpoint,
+            open_payments: state.payments.len() as u64,
+            open_deliveries: state.timers.len() as u64,
             oldest_payment: state.payments.values().map(|row| row.requested_at).min(),
             oldest_delivery: state
                 .timers

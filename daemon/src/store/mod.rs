@@ -551,8 +551,13 @@ pub struct Counts {
 /// How far behind the read model and the sagas' open steps are, as of one commit.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Backlog {
+    /// The newest position of the log.
+    pub head: Position,
     /// The last position the read model reflects.
     pub checkpoint: Position,
+    /// Open saga steps: payments awaiting a decision, deliveries awaiting their due time.
+    pub open_payments: u64,
+    pub open_deliveries: u64,
     /// When the oldest open payment step was requested.
     pub oldest_payment: Option<Timestamp>,
     /// When the oldest open delivery step was scheduled: its order's approval.

@@ -138,20 +138,27 @@ impl Reads for SqliteReads {
 
     fn backlog(&mut self) -> Result<Backlog, StoreError> {
         let snapshot = self.conn.unchecked_transaction()?;
+        let head = EventStore::new(&snapshot).head()?;
         let checkpoint = read_model::checkpoint(&snapshot)?;
-        // The open steps are few (the ones in flight): these scan their small tables.
-        let (oldest_payment, oldest_delivery, earliest_due): (Option<i64>, Option<i64>, Option<i64>) =
-            snapshot
-                .prepare_cached(
-                    "SELECT (SELECT min(requested_at) FROM payment_requests),
+        // The open steps are few (the ones in flight): these scan their small tables, and the
+        // orders table only by id, for the open deliveries.
+        type Row = (i64, i64, Option<i64>, Option<i64>, Option<i64>);
+        let (payments, deliveries, oldest_payment, oldest_delivery, earliest_due): Row = snapshot
+            .prepare_cached(
+                "SELECT (SELECT count(*) FROM payment_requests),
+                        (SELECT count(*) FROM delivery_timers),
+                        (SELECT min(requested_at) FROM payment_requests),
                         (SELECT min(o.approved_at) FROM delivery_timers t JOIN orders o ON o.id = t.order_id),
                         (SELECT min(due_at) FROM delivery_timers)",
-                )?
-                .query_row([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+            )?
+            .query_row([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)))?;
         drop(snapshot);
         let time = |ms: Option<i64>| ms.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok());
         Ok(Backlog {
+            head,
             checkpoint,
+            open_payments: payments.try_into().unwrap_or_default(),
+            open_deliveries: deliveries.try_into().unwrap_or_default(),
             oldest_payment: time(oldest_payment),
             oldest_delivery: time(oldest_delivery),
             earliest_due: time(earliest_due),
