@@ -456,6 +456,23 @@ pub struct RunArgs {
     #[arg(long, env = "ORDERS_METRICS_LISTEN", value_name = "ADDRESS", value_parser = parse_listen_address)]
     pub metrics_listen: Option<std::net::SocketAddr>,
 
+    /// Serve the original order service's HTTP endpoints at ADDRESS (an IP address and a port, such
+    /// as 127.0.0.1:3000): POST /order/, PUT /order/cancel, GET /order/ID, GET /orders. Off unless
+    /// given; needs --http-token-file, or --http-insecure-local on a loopback address
+    #[arg(long, env = "ORDERS_HTTP", value_name = "ADDRESS", value_parser = parse_listen_address)]
+    pub http: Option<std::net::SocketAddr>,
+
+    /// The bearer token the HTTP endpoints require (Authorization: Bearer TOKEN), in a file only
+    /// you can read (mode 0600): one line of at least 16 characters, such as `openssl rand -hex 32`
+    #[arg(long, env = "ORDERS_HTTP_TOKEN_FILE", value_name = "FILE", requires = "http")]
+    pub http_token_file: Option<PathBuf>,
+
+    /// Serve the HTTP endpoints without a token, on a loopback address only: any local user can
+    /// then place and cancel orders as you
+    #[arg(long, env = "ORDERS_HTTP_INSECURE_LOCAL", requires = "http",
+          value_parser = clap::builder::FalseyValueParser::new())]
+    pub http_insecure_local: bool,
+
     /// Serve the database even though it is not the store this data directory last served: it
     /// was emptied, replaced or went backwards (e.g. its -wal file was deleted). The store gets
     /// a new identity; give it once, after a restore or a repair you mean
@@ -487,6 +504,17 @@ impl RunArgs {
         }
         if let Some(address) = self.metrics_listen {
             forwarded.push(flag_value("--metrics-listen", OsStr::new(&address.to_string())));
+        }
+        if let Some(address) = self.http {
+            forwarded.push(flag_value("--http", OsStr::new(&address.to_string())));
+        }
+        if let Some(file) = &self.http_token_file {
+            // Whole: the daemon may not run where this command runs.
+            let file = std::path::absolute(file).unwrap_or_else(|_| file.clone());
+            forwarded.push(flag_value("--http-token-file", file.as_os_str()));
+        }
+        if self.http_insecure_local {
+            forwarded.push("--http-insecure-local".into());
         }
         forwarded
     }

@@ -52,6 +52,10 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "Where the daemon serves its metrics over HTTP, such as 127.0.0.1:9464 (--metrics-listen; off unless set).",
     ),
     (
+        "ORDERS_HTTP, ORDERS_HTTP_TOKEN_FILE, ORDERS_HTTP_INSECURE_LOCAL",
+        "The original order service's HTTP endpoints: where (--http; off unless set), the bearer token's file, or no token on a loopback address.",
+    ),
+    (
         "LISTEN_FDS, LISTEN_PID, NOTIFY_SOCKET",
         "Set by systemd: the daemon serves the socket passed by orders.socket (socket activation), and reports readiness (Type=notify).",
     ),

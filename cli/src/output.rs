@@ -163,6 +163,9 @@ fn service_rows(out: &mut impl Write, status: &orders_shared::protocol::DaemonSt
     if let Some(url) = &status.metrics_url {
         writeln!(out, "  {:<10} {url}", "metrics:")?;
     }
+    if let Some(url) = &status.http_url {
+        writeln!(out, "  {:<10} {url} (the original order endpoints)", "http:")?;
+    }
     if status.socket_activated {
         writeln!(
             out,

@@ -108,6 +108,8 @@ pub struct Config {
     pub clock: Clock,
     /// Where to serve the metrics over HTTP (`--metrics-listen`); off when `None` (issue 16).
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The original service's HTTP endpoints (`--http`); off when `None` (issue 17).
+    pub http: Option<HttpConfig>,
     /// The listening socket the service manager passed ([`service::passed_socket`]): served
     /// instead of binding one, and never removed.
     pub passed_socket: Option<std::os::unix::net::UnixListener>,
@@ -132,6 +134,7 @@ impl Config {
             accept_store_change: false,
             clock: Clock::system(),
             metrics_listen: None,
+            http: None,
             passed_socket: None,
         }
     }
@@ -143,7 +146,84 @@ impl Config {
         settings::PAYMENT_DELAY.check(self.payment_latency).map_err(anyhow::Error::msg)?;
         settings::IDLE_TIMEOUT.check(self.limits.idle_timeout).map_err(anyhow::Error::msg)?;
         settings::DRAIN_TIMEOUT.check(self.limits.drain_timeout).map_err(anyhow::Error::msg)?;
+        if let Some(http) = &self.http {
+            http.check()?;
+        }
         Ok(())
+    }
+}
+
+/// The original service's HTTP endpoints (issue 17): where, and who may use them.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    pub address: std::net::SocketAddr,
+    /// The bearer token's file (`--http-token-file`): owner-only, read at start.
+    pub token_file: Option<std::path::PathBuf>,
+    /// No token, on a loopback address only (`--http-insecure-local`).
+    pub insecure_local: bool,
+}
+
+impl HttpConfig {
+    /// The shortest token taken: a guessable one would open the door to any local user.
+    pub const MIN_TOKEN: usize = 16;
+
+    /// A token, or a loopback address with `--http-insecure-local`: anything else is refused.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let loopback = self.address.ip().is_loopback();
+        if self.token_file.is_none() && !self.insecure_local {
+            anyhow::bail!(
+                "the HTTP endpoints on {} need a bearer token: --http-token-file FILE (ORDERS_HTTP_TOKEN_FILE), \
+                 a file only you can read{}",
+                self.address,
+                if loopback { "; or, on this loopback address, --http-insecure-local" } else { "" }
+            );
+        }
+        if self.token_file.is_none() && !loopback {
+            anyhow::bail!(
+                "--http-insecure-local is for a loopback address only: {} can be reached from other machines; \
+                 give a token (--http-token-file FILE)",
+                self.address
+            );
+        }
+        Ok(())
+    }
+
+    /// The token, read from its file: a regular file of the user's that nobody else may read,
+    /// never through a symlink, holding one line of at least [`Self::MIN_TOKEN`] characters.
+    fn token(&self) -> anyhow::Result<Option<String>> {
+        let Some(path) = &self.token_file else { return Ok(None) };
+        let cannot =
+            |why: String| anyhow::anyhow!("cannot use the HTTP token file {}: {why}", path.display());
+        let text = files::read_private(path)
+            .map_err(|e| cannot(e.to_string()))?
+            .ok_or_else(|| cannot("it does not exist".into()))?;
+        let meta = std::fs::symlink_metadata(path).map_err(|e| cannot(e.to_string()))?;
+        let uid = rustix::process::geteuid().as_raw();
+        if std::os::unix::fs::MetadataExt::uid(&meta) != uid {
+            return Err(cannot(format!(
+                "it belongs to uid {}, not to you",
+                std::os::unix::fs::MetadataExt::uid(&meta)
+            )));
+        }
+        let mode = std::os::unix::fs::MetadataExt::mode(&meta) & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(cannot(format!(
+                "its mode is {mode:04o}: others may read it; chmod 600 {}",
+                path.display()
+            )));
+        }
+        let token = text.trim();
+        if token.chars().count() < Self::MIN_TOKEN
+            || token.contains(char::is_whitespace)
+            || token.chars().any(char::is_control)
+        {
+            return Err(cannot(format!(
+                "it must hold one token of at least {} characters, without spaces (such as the output of \
+                 `openssl rand -hex 32`)",
+                Self::MIN_TOKEN
+            )));
+        }
+        Ok(Some(token.to_owned()))
     }
 }
 
@@ -159,7 +239,8 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
     paths.ensure_data_dir()?;
     let lock = DataDirLock::acquire(&paths)?;
     let limits = affordable_limits(config.limits.clone());
-    let http = config.metrics_listen.map(server::http::bind).transpose()?;
+    let token = config.http.as_ref().map(HttpConfig::token).transpose()?.flatten();
+    let (metrics_listener, api_listener) = bind_http(&config)?;
     let passed = config.passed_socket.take();
     let socket_activated = passed.is_some();
     let listener = match passed {
@@ -168,7 +249,12 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
     };
     let store = paths::ServedStore::new(&paths)?;
     let mut serving = Serving::new(paths, store, config.log_file.clone());
-    serving.metrics_url = http.as_ref().and_then(server::http::metrics_url);
+    serving.metrics_url = match (&metrics_listener, &api_listener, config.metrics_listen) {
+        (Some(listener), _, _) => server::http::url(listener, "/metrics"),
+        (None, Some(listener), Some(_)) => server::http::url(listener, "/metrics"),
+        _ => None,
+    };
+    serving.http_url = api_listener.as_ref().and_then(|listener| server::http::url(listener, "/"));
     serving.socket_activated = socket_activated;
     if let Some(url) = &serving.metrics_url {
         tracing::info!(%url, "serving metrics over HTTP");
@@ -190,16 +276,12 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
         }
         started
     };
-    let metrics = async {
-        if let Some(http) = http {
-            server::http::serve(http, Arc::clone(&serving)).await;
-        }
-    };
+    let http = serve_http(&serving, metrics_listener, api_listener, &config, token);
     let ((), started, (), (), ()) = tokio::join!(
         server::serve(listener, Arc::clone(&serving), limits.clone()),
         starting,
         stop_on_signal,
-        metrics,
+        http,
         keep_the_manager_told(&serving)
     );
     let stopped = match started {
@@ -212,6 +294,64 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
     };
     service::flush();
     stopped
+}
+
+/// Binds the HTTP listeners: the metrics' (`--metrics-listen`) and the endpoints' (`--http`), or
+/// one for both when they name the same address (then the second is `None`, the first the
+/// endpoints').
+fn bind_http(
+    config: &Config,
+) -> anyhow::Result<(Option<tokio::net::TcpListener>, Option<tokio::net::TcpListener>)> {
+    use server::http::bind;
+    let api = config.http.as_ref().map(|http| http.address);
+    Ok(match (config.metrics_listen, api) {
+        (Some(metrics), Some(api)) if metrics == api => {
+            (None, Some(bind(api, "the metrics and the HTTP endpoints (--metrics-listen, --http)")?))
+        }
+        (metrics, api) => (
+            metrics.map(|address| bind(address, "the metrics (--metrics-listen)")).transpose()?,
+            api.map(|address| bind(address, "the HTTP endpoints (--http)")).transpose()?,
+        ),
+    })
+}
+
+/// Serves the HTTP listeners until the daemon stops.
+async fn serve_http(
+    serving: &Arc<Serving>,
+    metrics: Option<tokio::net::TcpListener>,
+    api: Option<tokio::net::TcpListener>,
+    config: &Config,
+    token: Option<String>,
+) {
+    let metrics_router = || server::http::metrics_router(Arc::clone(serving));
+    let metrics =
+        metrics.map(|listener| server::http::serve(listener, metrics_router(), Arc::clone(serving)));
+    let api = api.zip(config.http.as_ref()).map(|(listener, http)| {
+        if token.is_none() {
+            tracing::warn!(address = %http.address, "the HTTP endpoints take requests without a token (--http-insecure-local)");
+        }
+        // The port bound, not the one asked for (0 takes a free one): `Host` names it.
+        let address = listener.local_addr().unwrap_or(http.address);
+        let door = Arc::new(server::api::Api { serving: Arc::clone(serving), token, address });
+        let mut router = server::api::router(door);
+        if config.metrics_listen == Some(http.address) {
+            router = router.merge(metrics_router());
+        }
+        tracing::info!(address = %http.address, "serving the HTTP endpoints");
+        server::http::serve(listener, router, Arc::clone(serving))
+    });
+    tokio::join!(
+        async {
+            if let Some(metrics) = metrics {
+                metrics.await;
+            }
+        },
+        async {
+            if let Some(api) = api {
+                api.await;
+            }
+        }
+    );
 }
 
 /// Under a service manager that listens (`NOTIFY_SOCKET`): while the start-up runs, more time
@@ -385,6 +525,7 @@ fn become_ready(
         stuck: Arc::clone(&stuck),
         metrics: Arc::clone(&serving.metrics),
         metrics_url: serving.metrics_url.clone(),
+        http_url: serving.http_url.clone(),
         socket_activated: serving.socket_activated,
         last_sample: Default::default(),
     }));

@@ -12,6 +12,7 @@ mod crash;
 mod export;
 mod faults;
 mod hostile_files;
+mod http;
 mod lifecycle;
 mod replay;
 mod sagas;

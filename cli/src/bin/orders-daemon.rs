@@ -106,6 +106,15 @@ fn run(cli: &DaemonCli, args: &RunArgs) -> Result<(), Failure> {
     config.catch_up_pause = test_catch_up_pause();
     config.accept_store_change = args.accept_store_change;
     config.metrics_listen = args.metrics_listen;
+    config.http = args.http.map(|address| orders_daemon::HttpConfig {
+        address,
+        // Relative to where the daemon was started; it changes no directory, but say it whole.
+        token_file: args
+            .http_token_file
+            .as_ref()
+            .map(|file| std::path::absolute(file).unwrap_or(file.clone())),
+        insecure_local: args.http_insecure_local,
+    });
     config.passed_socket = passed_socket;
     // Tests move the daemon's clock (ORDERS_TEST_CLOCK_OFFSET_MS); it is no setting for users.
     config.clock = orders_daemon::clock::Clock::from_env().map_err(|e| Failure::new(Exit::Usage, e))?;

@@ -39,8 +39,9 @@ pub struct Context {
     pub store_id: crate::identity::StoreId,
     /// What the daemon counts (the starting daemon's, carried on).
     pub metrics: Arc<Metrics>,
-    /// Where the metrics are served over HTTP, for `status`.
+    /// Where the metrics and the HTTP endpoints are served, for `status`.
     pub metrics_url: Option<String>,
+    pub http_url: Option<String>,
     /// The socket was passed by the service manager, for `status`.
     pub socket_activated: bool,
     /// The last sample of the store for the metrics, which scrapes share.
@@ -65,6 +66,8 @@ pub struct Serving {
     pub metrics: Arc<Metrics>,
     /// Where the metrics are served over HTTP, as a URL (`--metrics-listen`).
     pub metrics_url: Option<String>,
+    /// Where the HTTP endpoints are served, as a URL (`--http`).
+    pub http_url: Option<String>,
     /// The socket was passed by the service manager (issue 16).
     pub socket_activated: bool,
 }
@@ -82,6 +85,7 @@ impl Serving {
             log_file,
             metrics: Arc::new(Metrics::new(started_at)),
             metrics_url: None,
+            http_url: None,
             socket_activated: false,
         }
     }
@@ -141,6 +145,7 @@ impl Serving {
             state: DaemonState::Starting,
             start: Some(self.startup.progress()),
             metrics_url: self.metrics_url.clone(),
+            http_url: self.http_url.clone(),
             socket_activated: self.socket_activated,
         }
     }

@@ -1,5 +1,6 @@
-//! The daemon's one HTTP server, off unless asked (`--metrics-listen`, issue 16): `GET /metrics`
-//! now, the original service's order endpoints later, on the same server.
+//! The daemon's one HTTP server, off unless asked: `GET /metrics` (`--metrics-listen`, issue 16)
+//! and the original service's order endpoints (`--http`, issue 17, `super::api`), on one
+//! listener when both name the same address, on two otherwise.
 //!
 //! hyper serves each connection; the accept loop is ours, as the socket's is: a bounded number of
 //! connections (one more is closed at once), a time limit on reading a request's head (a client
@@ -35,17 +36,17 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the requests in flight may take to finish once the daemon stops.
 const DRAIN: Duration = Duration::from_secs(2);
 
-/// Binds the HTTP listener: before the store is opened, so that an address in use or not
-/// allowed is the start's error, at once.
-pub fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
-    let cannot = || format!("cannot serve metrics on {address} (--metrics-listen)");
+/// Binds an HTTP listener for `what`: before the store is opened, so that an address in use or
+/// not allowed is the start's error, at once.
+pub fn bind(address: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    let cannot = || format!("cannot serve {what} on {address}");
     let listener = std::net::TcpListener::bind(address).with_context(cannot)?;
     listener.set_nonblocking(true).with_context(cannot)?;
     TcpListener::from_std(listener).with_context(cannot)
 }
 
-/// The URL of the metrics on `listener`: for every interface (`0.0.0.0`, `[::]`), the loopback one.
-pub fn metrics_url(listener: &TcpListener) -> Option<String> {
+/// The URL of `path` on `listener`: for every interface (`0.0.0.0`, `[::]`), the loopback one.
+pub fn url(listener: &TcpListener, path: &str) -> Option<String> {
     let mut address = listener.local_addr().ok()?;
     if address.ip().is_unspecified() {
         address.set_ip(match address.ip() {
@@ -53,11 +54,11 @@ pub fn metrics_url(listener: &TcpListener) -> Option<String> {
             std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
         });
     }
-    Some(format!("http://{address}/metrics"))
+    Some(format!("http://{address}{path}"))
 }
 
-/// The routes.
-fn router(serving: Arc<Serving>) -> Router {
+/// The metrics' route.
+pub fn metrics_router(serving: Arc<Serving>) -> Router {
     Router::new().route("/metrics", get(metrics)).with_state(serving)
 }
 
@@ -69,11 +70,11 @@ async fn metrics(State(serving): State<Arc<Serving>>) -> Response {
     }
 }
 
-/// Serves until the daemon stops, then lets the requests in flight finish (for [`DRAIN`] at most).
-pub async fn serve(listener: TcpListener, serving: Arc<Serving>) {
+/// Serves `router` on `listener` until the daemon stops, then lets the requests in flight finish
+/// (for [`DRAIN`] at most).
+pub async fn serve(listener: TcpListener, router: Router, serving: Arc<Serving>) {
     let shutdown = serving.shutdown.clone();
     let metrics = Arc::clone(&serving.metrics);
-    let router = router(serving);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let connections = TaskTracker::new();
     let mut backoff = Duration::from_millis(10);

@@ -10,6 +10,7 @@
 //! - `queries`: the read requests and their views; `streams`: the requests that answer in
 //!   many lines (`watch`, `replay`, waits); `events`: `events` pages and follows.
 
+pub mod api;
 mod context;
 mod events;
 mod export;

@@ -124,6 +124,7 @@ pub(super) async fn status(context: &Context) -> Result<DaemonStatus, ErrorBody>
         state: DaemonState::Ready,
         start: None,
         metrics_url: context.metrics_url.clone(),
+        http_url: context.http_url.clone(),
         socket_activated: context.socket_activated,
     })
 }

@@ -7,6 +7,7 @@
 //! reply lines and errors in `reply.rs`, and what replies carry in `view.rs`; all re-exported here.
 
 mod archive;
+pub mod http;
 mod reply;
 mod request;
 mod view;

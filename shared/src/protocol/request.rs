@@ -143,7 +143,7 @@ impl Request {
 /// A JSON document in which no object names a key twice, at any depth; its content is not kept.
 /// Hand-written because serde_json has no such setting, and the crates that add one build a
 /// whole `Value` tree or pull in a policy engine: this is one visitor over the parser's events.
-struct UniqueKeys;
+pub(super) struct UniqueKeys;
 
 impl<'de> Deserialize<'de> for UniqueKeys {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

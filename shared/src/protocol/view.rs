@@ -219,6 +219,10 @@ pub struct DaemonStatus {
     /// Where the daemon serves its metrics over HTTP (`--metrics-listen`, issue 16), as a URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_url: Option<String>,
+    /// Where the daemon serves the original service's HTTP endpoints (`--http`, issue 17), as a
+    /// URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_url: Option<String>,
     /// The socket was passed by the service manager (systemd socket activation, issue 16): the
     /// daemon neither created it nor removes it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
