@@ -24,6 +24,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::Backoff;
 use super::context::Serving;
 use crate::metrics::Refusal;
 
@@ -77,24 +78,8 @@ pub async fn serve(listener: TcpListener, router: Router, serving: Arc<Serving>)
     let metrics = Arc::clone(&serving.metrics);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let connections = TaskTracker::new();
-    let mut backoff = Duration::from_millis(10);
-    loop {
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => {
-                backoff = Duration::from_millis(10);
-                accepted
-            }
-            Err(error) => {
-                tracing::warn!(%error, "HTTP accept failed");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
-        };
+    let mut backoff = Backoff::default();
+    while let Some((stream, peer)) = backoff.accept(&shutdown, "HTTP", || listener.accept()).await {
         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
             // Counted, not logged as a warning: anyone who reaches the port could fill the log.
             tracing::debug!(%peer, limit = MAX_CONNECTIONS, "closed an HTTP connection: too many open");

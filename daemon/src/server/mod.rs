@@ -45,25 +45,8 @@ pub async fn serve(listener: Listener, serving: Arc<Serving>, limits: Limits) {
     let lingering = Arc::new(Semaphore::new(MAX_LINGERING));
     let handlers = TaskTracker::new();
     let own_uid = rustix::process::geteuid().as_raw();
-    let mut backoff = Duration::from_millis(10);
-    loop {
-        let accepted = tokio::select! {
-            () = serving.shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let stream = match accepted {
-            Ok(stream) => {
-                backoff = Duration::from_millis(10);
-                stream
-            }
-            Err(error) => {
-                // Out of file descriptors, typically: wait a little rather than spin.
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
-        };
+    let mut backoff = Backoff::default();
+    while let Some(stream) = backoff.accept(&serving.shutdown, "socket", || listener.accept()).await {
         let permit = Arc::clone(&slots).try_acquire_owned().ok();
         let serving = Arc::clone(&serving);
         let limits = limits.clone();
@@ -79,6 +62,47 @@ pub async fn serve(listener: Listener, serving: Arc<Serving>, limits: Limits) {
     drop(listener);
     handlers.close();
     handlers.wait().await;
+}
+
+/// How an accept loop waits after a failed accept (out of file descriptors, typically): a little,
+/// then longer, rather than spin.
+pub(super) struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff(Self::FIRST)
+    }
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(10);
+    const LONGEST: Duration = Duration::from_secs(1);
+
+    /// The next connection `accept` takes; `None` once `shutdown` is cancelled.
+    pub(super) async fn accept<T, F: Future<Output = io::Result<T>>>(
+        &mut self,
+        shutdown: &tokio_util::sync::CancellationToken,
+        what: &str,
+        mut accept: impl FnMut() -> F,
+    ) -> Option<T> {
+        loop {
+            let accepted = tokio::select! {
+                () = shutdown.cancelled() => return None,
+                accepted = accept() => accepted,
+            };
+            match accepted {
+                Ok(accepted) => {
+                    self.0 = Self::FIRST;
+                    return Some(accepted);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "{what}: accept failed");
+                    tokio::time::sleep(self.0).await;
+                    self.0 = (self.0 * 2).min(Self::LONGEST);
+                }
+            }
+        }
+    }
 }
 
 /// What a refusal needs: whom the daemon serves, and room to linger.
