@@ -264,11 +264,9 @@ fn the_metrics_endpoint_turns_away_a_crowd_and_a_client_that_trickles() {
         assert!(Instant::now() < deadline, "served again once the crowd left");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(
-        scrape(&url).get(refused),
-        1.0,
-        "the refusal is counted (not logged: anyone could fill the log)"
-    );
+    // The 65th, and any of the polls above that came before the crowd's slots were free.
+    let counted = scrape(&url).get(refused);
+    assert!(counted >= 1.0, "the refusal is counted (not logged: anyone could fill the log): {counted}");
 
     // A request's head sent a byte at a time, never finished: dropped after 10 s.
     let mut trickle = std::net::TcpStream::connect(&address).expect("connect");
