@@ -464,13 +464,12 @@ pub struct RunArgs {
 
     /// The bearer token the HTTP endpoints require (Authorization: Bearer TOKEN), in a file only
     /// you can read (mode 0600): one line of at least 16 characters, such as `openssl rand -hex 32`
-    #[arg(long, env = "ORDERS_HTTP_TOKEN_FILE", value_name = "FILE", requires = "http")]
+    #[arg(long, env = "ORDERS_HTTP_TOKEN_FILE", value_name = "FILE")]
     pub http_token_file: Option<PathBuf>,
 
     /// Serve the HTTP endpoints without a token, on a loopback address only: any local user can
     /// then place and cancel orders as you
-    #[arg(long, env = "ORDERS_HTTP_INSECURE_LOCAL", requires = "http",
-          value_parser = clap::builder::FalseyValueParser::new())]
+    #[arg(long, env = "ORDERS_HTTP_INSECURE_LOCAL", value_parser = clap::builder::FalseyValueParser::new())]
     pub http_insecure_local: bool,
 
     /// Serve the database even though it is not the store this data directory last served: it

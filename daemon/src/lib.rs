@@ -166,6 +166,8 @@ pub struct HttpConfig {
 impl HttpConfig {
     /// The shortest token taken: a guessable one would open the door to any local user.
     pub const MIN_TOKEN: usize = 16;
+    /// The longest (the file is read up to 4 KiB: a longer one would be cut).
+    pub const MAX_TOKEN: usize = 1024;
 
     /// A token, or a loopback address with `--http-insecure-local`: anything else is refused.
     pub fn check(&self) -> anyhow::Result<()> {
@@ -191,21 +193,24 @@ impl HttpConfig {
     /// The token, read from its file: a regular file of the user's that nobody else may read,
     /// never through a symlink, holding one line of at least [`Self::MIN_TOKEN`] characters.
     fn token(&self) -> anyhow::Result<Option<String>> {
+        use std::os::unix::fs::MetadataExt;
         let Some(path) = &self.token_file else { return Ok(None) };
         let cannot =
             |why: String| anyhow::anyhow!("cannot use the HTTP token file {}: {why}", path.display());
-        let text = files::read_private(path)
-            .map_err(|e| cannot(e.to_string()))?
-            .ok_or_else(|| cannot("it does not exist".into()))?;
+        let text = match files::read_private(path) {
+            Ok(Some(text)) => text,
+            Ok(None) => return Err(cannot("it does not exist".into())),
+            Err(files::FileError::Symlink { .. }) => {
+                return Err(cannot("it is a symbolic link; give the file itself".into()));
+            }
+            Err(error) => return Err(cannot(error.to_string())),
+        };
         let meta = std::fs::symlink_metadata(path).map_err(|e| cannot(e.to_string()))?;
         let uid = rustix::process::geteuid().as_raw();
-        if std::os::unix::fs::MetadataExt::uid(&meta) != uid {
-            return Err(cannot(format!(
-                "it belongs to uid {}, not to you",
-                std::os::unix::fs::MetadataExt::uid(&meta)
-            )));
+        if meta.uid() != uid {
+            return Err(cannot(format!("it belongs to uid {}, not to you", meta.uid())));
         }
-        let mode = std::os::unix::fs::MetadataExt::mode(&meta) & 0o777;
+        let mode = meta.mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(cannot(format!(
                 "its mode is {mode:04o}: others may read it; chmod 600 {}",
@@ -213,14 +218,14 @@ impl HttpConfig {
             )));
         }
         let token = text.trim();
-        if token.chars().count() < Self::MIN_TOKEN
-            || token.contains(char::is_whitespace)
-            || token.chars().any(char::is_control)
-        {
+        // Visible ASCII only: an HTTP header carries nothing else, so another token could never match.
+        let visible = token.bytes().all(|byte| byte.is_ascii_graphic());
+        if !(Self::MIN_TOKEN..=Self::MAX_TOKEN).contains(&token.len()) || !visible {
             return Err(cannot(format!(
-                "it must hold one token of at least {} characters, without spaces (such as the output of \
-                 `openssl rand -hex 32`)",
-                Self::MIN_TOKEN
+                "it must hold one token of {} to {} visible ASCII characters, without spaces (such as the \
+                 output of `openssl rand -hex 32`)",
+                Self::MIN_TOKEN,
+                Self::MAX_TOKEN
             )));
         }
         Ok(Some(token.to_owned()))
@@ -337,7 +342,7 @@ async fn serve_http(
         if config.metrics_listen == Some(http.address) {
             router = router.merge(metrics_router());
         }
-        tracing::info!(address = %http.address, "serving the HTTP endpoints");
+        tracing::info!(%address, "serving the HTTP endpoints");
         server::http::serve(listener, router, Arc::clone(serving))
     });
     tokio::join!(

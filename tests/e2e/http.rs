@@ -243,7 +243,9 @@ fn the_endpoints_refuse_to_start_unprotected_or_with_a_token_others_can_read() {
         let refused = daemon.try_spawn().expect_err("refused at start");
         assert!(refused.contains(said), "{env:?}: {refused}");
     }
-    for (token, mode, said) in [(TOKEN, 0o644, "chmod 600"), ("short", 0o600, "at least 16 characters")] {
+    for (token, mode, said) in
+        [(TOKEN, 0o644, "chmod 600"), ("short", 0o600, "16 to 1024 visible ASCII characters")]
+    {
         let mut daemon = TestDaemon::stopped_with(&[("ORDERS_HTTP", "127.0.0.1:0")]);
         let file = token_file(daemon.dir(), token, mode);
         daemon.set_env("ORDERS_HTTP_TOKEN_FILE", Some(file.to_str().expect("utf-8")));
@@ -303,4 +305,74 @@ fn the_openapi_document_matches_the_routes() {
         }
     }
     assert_eq!(get(&base, "/undocumented").0, 404);
+}
+
+#[test]
+fn clients_through_a_port_forward_and_any_case_of_bearer_are_let_in() {
+    let (_daemon, base) = with_endpoints();
+    for (host, auth) in [("localhost:18080", bearer()), ("127.0.0.1", format!("bearer  {TOKEN}"))] {
+        let (code, body) = outcome(
+            agent().get(format!("{base}/orders")).header("Host", host).header("Authorization", auth).call(),
+        );
+        assert_eq!(code, 200, "{host}: {body}");
+    }
+    // Odd requests still get the documented JSON shape.
+    let (code, refused) = get(&base, "/order/%FF");
+    assert_eq!((code, refused["error"]["code"].as_str()), (400, Some("invalid_request")), "{refused}");
+    let (code, refused) = outcome(
+        agent()
+            .post(format!("{base}/order/"))
+            .header("Authorization", bearer())
+            .header("Content-Type", "application/json")
+            .header("Idempotency-Key", "one")
+            .header("Idempotency-Key", "two")
+            .send(r#"{"user_id": "ida", "total": 2}"#),
+    );
+    assert_eq!(code, 400, "two keys are no key: {refused}");
+}
+
+#[test]
+fn a_body_that_never_arrives_is_408_and_nothing_is_done() {
+    use std::io::{Read, Write};
+    let (daemon, base) = with_endpoints();
+    let address = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    let head = format!(
+        "POST /order/ HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+    );
+    stream.write_all(head.as_bytes()).expect("the head and a byte");
+    stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let started = Instant::now();
+    let mut answer = [0u8; 512];
+    let read = stream.read(&mut answer).expect("an answer");
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("nothing was done"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    assert_eq!(daemon.json(["list", "--all"]), json!([]));
+}
+
+#[test]
+fn http_settings_without_http_do_not_stop_a_daemon_and_odd_tokens_are_refused() {
+    let daemon = TestDaemon::stopped_with(&[]);
+    let file = token_file(daemon.dir(), TOKEN, 0o600);
+    let output = daemon
+        .command_with_autostart()
+        .args(["create", "--user", "jo", "--total", "2"])
+        .env("ORDERS_HTTP_INSECURE_LOCAL", "0")
+        .env("ORDERS_HTTP_TOKEN_FILE", &file)
+        .output()
+        .expect("run orders");
+    assert_eq!(crate::fixture::code(&output), 0, "{}", crate::fixture::stderr(&output));
+    assert!(daemon.log().contains("do nothing without --http"), "{}", daemon.log());
+    let _ = daemon.run(["daemon", "stop"]);
+
+    for (token, said) in [("é".repeat(20), "visible ASCII"), ("a".repeat(5000), "16 to 1024")] {
+        let mut refused = TestDaemon::stopped_with(&[("ORDERS_HTTP", "127.0.0.1:0")]);
+        let file = token_file(refused.dir(), &token, 0o600);
+        refused.set_env("ORDERS_HTTP_TOKEN_FILE", Some(file.to_str().expect("utf-8")));
+        let error = refused.try_spawn().expect_err("refused at start");
+        assert!(error.contains(said), "{error}");
+    }
 }

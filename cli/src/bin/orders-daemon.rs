@@ -106,6 +106,9 @@ fn run(cli: &DaemonCli, args: &RunArgs) -> Result<(), Failure> {
     config.catch_up_pause = test_catch_up_pause();
     config.accept_store_change = args.accept_store_change;
     config.metrics_listen = args.metrics_listen;
+    if args.http.is_none() && (args.http_token_file.is_some() || args.http_insecure_local) {
+        tracing::warn!("--http-token-file and --http-insecure-local do nothing without --http (ORDERS_HTTP)");
+    }
     config.http = args.http.map(|address| orders_daemon::HttpConfig {
         address,
         // Relative to where the daemon was started; it changes no directory, but say it whole.

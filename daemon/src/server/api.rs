@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -37,6 +37,8 @@ use crate::command::WriteCommand;
 pub const MAX_BODY: usize = 64 << 10;
 /// How long a request may take to be answered (a create waits for its commit).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request's body may take to arrive once its head has.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Who may use the endpoints, and how they are reached.
 pub struct Api {
@@ -94,11 +96,13 @@ impl Api {
     /// Who is asking, and through which door: the token, then the `Host` header.
     fn admit(&self, headers: &HeaderMap) -> Result<(), ErrorBody> {
         if let Some(token) = &self.token {
+            // `Bearer <token>`; the scheme's case does not matter (RFC 7235).
             let given = headers
                 .get(header::AUTHORIZATION)
                 .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.strip_prefix("Bearer "))
-                .map(str::trim);
+                .and_then(|value| value.trim().split_once(|c: char| c.is_ascii_whitespace()))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, token)| token.trim());
             let matches = given.is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes())));
             if !matches {
                 return Err(ErrorBody::new(
@@ -125,12 +129,13 @@ impl Api {
     }
 }
 
-/// Whether a `Host` header names this machine on `address`'s port (or no port).
+/// Whether a `Host` header names this machine, whatever its port (a port forward, `ssh -L` or
+/// `docker -p`, names its own): a page's DNS rebinding would name the page's host.
 fn is_this_machine(host: &str, address: SocketAddr) -> bool {
     let name = match host.rsplit_once(':') {
         // `[::1]:3000`, `localhost:3000`; a bare `::1` has colons but no brackets.
         Some((name, port)) if !name.ends_with(':') && (name.starts_with('[') || !name.contains(':')) => {
-            if port.parse::<u16>().ok() != Some(address.port()) {
+            if port.parse::<u16>().is_err() {
                 return false;
             }
             name
@@ -171,7 +176,13 @@ async fn body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes, Refu
     if declared.is_some_and(|length| length > MAX_BODY as u64) {
         return Err(too_large().into());
     }
-    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| too_large().into())
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(read) => read.map_err(|_| too_large().into()),
+        Err(_) => Err(Refused {
+            body: invalid(format!("the body did not arrive within {BODY_TIMEOUT:?}; nothing was done")),
+            status: Some(StatusCode::REQUEST_TIMEOUT),
+        }),
+    }
 }
 
 /// Answers `result` with `status`, or the error's own status (and answers within
@@ -216,6 +227,9 @@ async fn place(State(api): State<Arc<Api>>, headers: HeaderMap, request: Body) -
     answer(StatusCode::CREATED, async {
         api.admit(&headers)?;
         let PlaceOrder { user_id, total } = parse_body(&body(&headers, request).await?)?;
+        if headers.get_all("idempotency-key").iter().count() > 1 {
+            return Err(invalid("the Idempotency-Key header is given twice").into());
+        }
         let idempotency_key = match headers.get("idempotency-key") {
             None => None,
             Some(value) => {
@@ -248,9 +262,14 @@ async fn cancel(State(api): State<Arc<Api>>, headers: HeaderMap, request: Body) 
 }
 
 /// `GET /order/{id}`.
-async fn show(State(api): State<Arc<Api>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn show(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
     answer(StatusCode::OK, async {
         api.admit(&headers)?;
+        let Path(id) = id.map_err(|rejection| Refused::from(invalid(rejection.body_text())))?;
         let id: OrderId = id.parse().map_err(|e| Refused::from(invalid(format!("{e}"))))?;
         let order = find_order(api.context()?, id).await?;
         Ok((HttpOrder::from(order), None))
