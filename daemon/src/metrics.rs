@@ -119,6 +119,10 @@ pub struct Sample {
     pub now: Option<Timestamp>,
 }
 
+/// The last sample of the store, when it was taken and the read model's lag then: what the
+/// scrapes of the same second share (`server::metrics`).
+pub type LastSample = tokio::sync::Mutex<Option<(std::time::Instant, StoreSample, u64)>>;
+
 /// The store's states at a scrape.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StoreSample {

@@ -45,7 +45,7 @@ pub struct Context {
     /// The socket was passed by the service manager, for `status`.
     pub socket_activated: bool,
     /// The last sample of the store for the metrics, which scrapes share.
-    pub last_sample: super::metrics::LastSample,
+    pub last_sample: crate::metrics::LastSample,
 }
 
 /// What the server serves: a daemon starting up (issue 12), then, once [`ready`](Self::ready),

@@ -19,9 +19,6 @@ use crate::store::Position;
 /// How long a sample of the store serves later scrapes.
 const FRESH: Duration = Duration::from_secs(1);
 
-/// The last sample of the store, and when it was taken.
-pub type LastSample = tokio::sync::Mutex<Option<(Instant, StoreSample, u64)>>;
-
 /// The exposition, starting or ready.
 pub async fn exposition(serving: &Serving) -> MetricsText {
     let sample = match serving.context() {
