@@ -110,8 +110,7 @@ pub async fn export(
         let summary: ExportSummary = client.data(reply).map_err(refused_cursor)?;
         // The last line: without it, `import` knows an export cut short.
         let end = ExportEnd { end: summary };
-        serde_json::to_writer(&mut *out, &end).map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
-        out.write_all(b"\n")?;
+        output::json(&mut *out, &end)?;
         out.flush()?;
         let summary = end.end;
         if json {
@@ -158,7 +157,11 @@ pub async fn watch(
             Some(reason) => writeln!(out, "order {} is {} ({reason})", order.id, order.status),
             None => writeln!(out, "order {} is {}", order.id, order.status),
         })?;
-        return Ok(());
+        // Exit code 8 for a cancelled order: the last line said it already (issue 18).
+        return match order.status {
+            orders_shared::OrderStatus::Cancelled => Err(Failure::silent(Exit::Cancelled)),
+            _ => Ok(()),
+        };
     }
 }
 

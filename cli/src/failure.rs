@@ -22,6 +22,9 @@ pub enum Exit {
     Timeout = 6,
     /// A check found the data inconsistent (`replay --check`).
     CheckFailed = 7,
+    /// The order waited for ended cancelled (`create --wait`, `watch`): a script's
+    /// `orders create --wait && ship` must not ship it (issue 18).
+    Cancelled = 8,
 }
 
 impl Exit {
@@ -37,13 +40,20 @@ pub struct Failure {
     pub hint: Option<String>,
     /// Stop without a word and with success: the reader of our output went away.
     pub broken_pipe: bool,
+    /// Exit with the code without a word: the output said it already.
+    pub silent: bool,
     /// The daemon's error code, when the failure is its refusal.
     pub refusal: Option<ErrorCode>,
 }
 
 impl Failure {
     pub fn new(exit: Exit, message: impl Into<String>) -> Self {
-        Self { exit, message: message.into(), hint: None, broken_pipe: false, refusal: None }
+        Self { exit, message: message.into(), hint: None, broken_pipe: false, silent: false, refusal: None }
+    }
+
+    /// The exit code alone, nothing on stderr.
+    pub fn silent(exit: Exit) -> Self {
+        Self { silent: true, ..Self::new(exit, "") }
     }
 
     pub fn broken_pipe() -> Self {

@@ -25,6 +25,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) if failure.broken_pipe => ExitCode::SUCCESS,
+        Err(failure) if failure.silent => ExitCode::from(failure.exit.code()),
         Err(failure) => {
             // stderr may be gone too; there is nobody left to tell then.
             let _ = writeln!(std::io::stderr(), "{failure}");

@@ -34,6 +34,7 @@ const EXIT_STATUS: &[(&str, &str)] = &[
         "7",
         "replay --check, check or check --file found the data inconsistent, or check found the database file damaged.",
     ),
+    ("8", "The order waited for ended cancelled (create --wait, watch)."),
 ];
 
 const ENVIRONMENT: &[(&str, &str)] = &[

@@ -14,7 +14,7 @@ fn stdout(output: &std::process::Output) -> String {
 #[test]
 fn text_output_is_plain_off_a_terminal_and_coloured_on_request() {
     let daemon = TestDaemon::start();
-    let id = daemon.json(["create", "--user", "ann", "--total", "3", "--wait"])["id"]
+    let id = daemon.json(["create", "--user", "ann", "--total", "2", "--wait"])["id"]
         .as_str()
         .expect("id")
         .to_owned();
@@ -31,8 +31,9 @@ fn text_output_is_plain_off_a_terminal_and_coloured_on_request() {
 #[test]
 fn quiet_prints_ids_only() {
     let daemon = TestDaemon::start();
-    let created = daemon.ok(["create", "--user", "bea", "--total", "3", "--wait", "--quiet"]);
+    let created = daemon.ok(["create", "--user", "bea", "--total", "2", "--wait", "--quiet"]);
     let output = daemon.run(["create", "--user", "bea", "--total", "5", "--wait", "-q"]);
+    assert_eq!(code(&output), 8, "declined: exit 8");
     assert!(stderr(&output).is_empty(), "no note about the decline: {}", stderr(&output));
     let second = stdout(&output);
     assert_eq!(daemon.ok(["list", "--user", "bea", "-q"]), format!("{}{}", second, created), "newest first");
@@ -42,7 +43,8 @@ fn quiet_prints_ids_only() {
 #[test]
 fn list_filters_by_status_and_time() {
     let daemon = TestDaemon::start();
-    let declined = daemon.json(["create", "--user", "cid", "--total", "3", "--wait"]);
+    let declined = daemon.json(["create", "--user", "cid", "--total", "3"]);
+    daemon.wait_for_status(declined["id"].as_str().expect("id"), "cancelled");
     let delivered = daemon.json(["create", "--user", "cid", "--total", "2", "--wait"]);
     let ids = |args: &[&str]| -> Vec<String> {
         let mut all = vec!["list"];

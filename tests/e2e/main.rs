@@ -16,6 +16,7 @@ mod http;
 mod lifecycle;
 mod replay;
 mod sagas;
+mod scripts;
 mod security;
 mod service;
 mod slow_readers;

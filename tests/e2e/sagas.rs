@@ -59,7 +59,7 @@ fn with_the_default_delay_delivery_comes_three_seconds_after_approval() {
 fn an_odd_order_is_cancelled_because_the_payment_was_declined() {
     let daemon = TestDaemon::start();
     let output = daemon.run(["create", "--user", "bob", "--total", "3", "--wait"]);
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(code(&output), 8, "a declined order ends the wait with exit 8: {}", stderr(&output));
     let id = String::from_utf8_lossy(&output.stdout).trim().to_owned();
     assert!(stderr(&output).contains("payment_declined"), "{}", stderr(&output));
     let order = daemon.json(["show", &id]);

@@ -12,7 +12,7 @@ use orders_shared::protocol::{
 use super::Context;
 use crate::args::{CreateArgs, ListArgs};
 use crate::client::Client;
-use crate::failure::Failure;
+use crate::failure::{Exit, Failure};
 use crate::output;
 
 /// `orders create`: the new order's id (or the order with `--json`); with `--wait`, then waits
@@ -44,13 +44,19 @@ async fn wait_until_settled(
     let timeout_ms = crate::args::whole_millis_up(timeout);
     let wait = Request::Wait(WaitRequest { id: order.id, timeout_ms: Some(timeout_ms) });
     match client.call::<OrderView>(&wait).await {
-        // For people the id is printed already: only a cancellation has more to say, on stderr.
-        Ok(settled) => ctx.emit(&settled, |_| {
-            if let Some(reason) = settled.cancel_reason.filter(|_| !quiet) {
-                eprintln!("order {} was cancelled: {reason}", settled.id);
+        // For people the id is printed already: only a cancellation has more to say, on stderr,
+        // and exit code 8, so that `create --wait && ship` ships nothing cancelled.
+        Ok(settled) => {
+            ctx.emit(&settled, |_| Ok(()))?;
+            match settled.cancel_reason {
+                None => Ok(()),
+                Some(_) if quiet || ctx.json => Err(Failure::silent(Exit::Cancelled)),
+                Some(reason) => Err(Failure::new(
+                    Exit::Cancelled,
+                    format!("order {} was cancelled: {reason}", settled.id),
+                )),
             }
-            Ok(())
-        }),
+        }
         Err(failure) => {
             if ctx.json {
                 output::json(&mut ctx.out, &order)?;

@@ -118,9 +118,15 @@ pub(super) async fn wait_until_settled(
         tokio::select! {
             () = subscription.settled() => {}
             () = tokio::time::sleep_until(deadline) => {
+                // Its status now, not when the wait began (issue 18: "still pending" about an
+                // order approved meanwhile).
+                let now = find_order(context, id).await?;
+                if now.status.is_settled() {
+                    return Ok(now);
+                }
                 return Err(ErrorBody::new(
                     ErrorCode::Timeout,
-                    format!("order {id} is still {} after {timeout:?}", order.status),
+                    format!("order {id} is still {} after {timeout:?}", now.status),
                 ));
             }
             () = context.shutdown.cancelled() => {

@@ -17,6 +17,7 @@
 //! export cut short (interrupted, or cut with `head`) ends on a whole line all the same, and
 //! without it would pass for a shorter log.
 
+use super::milliseconds;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -60,41 +61,6 @@ pub struct ExportedMetadata {
 #[serde(deny_unknown_fields)]
 pub struct ExportEnd {
     pub end: ExportSummary,
-}
-
-/// A time as `2026-12-03T10:08:08.120Z`: UTC, three decimals always. Read back, any RFC 3339
-/// offset is accepted, but not a finer precision than the millisecond (it would be lost), nor a
-/// year outside 0000–9999 (it would not be written back as RFC 3339).
-pub mod milliseconds {
-    use jiff::Timestamp;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    /// The fixed-width text of `time`.
-    pub fn text(time: Timestamp) -> String {
-        time.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
-    }
-
-    pub fn serialize<S: Serializer>(time: &Timestamp, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&time.strftime("%Y-%m-%dT%H:%M:%S%.3fZ"))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Timestamp, D::Error> {
-        let text = std::borrow::Cow::<str>::deserialize(deserializer)?;
-        let time: Timestamp =
-            text.parse().map_err(|e| serde::de::Error::custom(format!("invalid time '{text}': {e}")))?;
-        // From 0000-01-01T00:00:00Z (jiff itself stops at 9999-12-30T22:00Z, with its own words).
-        if time.as_millisecond() < -62_167_219_200_000 {
-            return Err(serde::de::Error::custom(format!(
-                "the time '{text}' is outside the years 0000 to 9999"
-            )));
-        }
-        if time.subsec_nanosecond() % 1_000_000 != 0 {
-            return Err(serde::de::Error::custom(format!(
-                "the time '{text}' is finer than a millisecond, which the store does not keep"
-            )));
-        }
-        Ok(time)
-    }
 }
 
 #[cfg(test)]

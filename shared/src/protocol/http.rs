@@ -6,6 +6,7 @@ use jiff::Timestamp;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::milliseconds;
 use super::reply::{ErrorBody, ErrorCode};
 use super::request::UniqueKeys;
 use super::view::{OrderPage, OrderView};
@@ -35,10 +36,15 @@ pub struct HttpOrder {
     pub total: i64,
     pub status: OrderStatus,
     pub cancel_reason: Option<CancelReason>,
+    #[serde(serialize_with = "milliseconds::serialize")]
     pub created_at: Timestamp,
+    #[serde(serialize_with = "milliseconds::serialize")]
     pub updated_at: Timestamp,
+    #[serde(serialize_with = "milliseconds::serialize_option")]
     pub approved_at: Option<Timestamp>,
+    #[serde(serialize_with = "milliseconds::serialize_option")]
     pub delivered_at: Option<Timestamp>,
+    #[serde(serialize_with = "milliseconds::serialize_option")]
     pub cancelled_at: Option<Timestamp>,
 }
 

@@ -8,11 +8,12 @@
 
 mod archive;
 pub mod http;
+pub mod milliseconds;
 mod reply;
 mod request;
 mod view;
 
-pub use archive::{ExportEnd, ExportedEvent, ExportedMetadata, milliseconds};
+pub use archive::{ExportEnd, ExportedEvent, ExportedMetadata};
 pub use reply::{ErrorBody, ErrorCode, Reply, raw};
 pub use request::{
     Addressed, BackupRequest, CancelRequest, CheckRequest, CreateRequest, Envelope, EventsRequest,

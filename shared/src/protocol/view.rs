@@ -2,6 +2,8 @@
 //! `status`.
 
 use jiff::Timestamp;
+
+use super::milliseconds;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -142,10 +144,15 @@ pub struct OrderView {
     pub status: OrderStatus,
     /// Why it was cancelled; `null` unless it was.
     pub cancel_reason: Option<CancelReason>,
+    #[serde(serialize_with = "milliseconds::serialize")]
     pub created_at: Timestamp,
+    #[serde(serialize_with = "milliseconds::serialize")]
     pub updated_at: Timestamp,
+    #[serde(serialize_with = "milliseconds::serialize_option")]
     pub approved_at: Option<Timestamp>,
+    #[serde(serialize_with = "milliseconds::serialize_option")]
     pub delivered_at: Option<Timestamp>,
+    #[serde(serialize_with = "milliseconds::serialize_option")]
     pub cancelled_at: Option<Timestamp>,
 }
 
@@ -163,6 +170,7 @@ pub struct EventView {
     pub version: i64,
     #[serde(rename = "type")]
     pub event_type: String,
+    #[serde(serialize_with = "milliseconds::serialize")]
     pub recorded_at: Timestamp,
     /// The payload, in the current schema (older ones are upcast).
     pub data: Value,
@@ -184,6 +192,7 @@ pub struct DaemonStatus {
     pub pid: u32,
     pub version: String,
     pub protocol: u32,
+    #[serde(serialize_with = "milliseconds::serialize")]
     pub started_at: Timestamp,
     pub socket: String,
     pub data_dir: String,
