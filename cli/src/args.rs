@@ -28,24 +28,28 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The heading of the options every command takes, apart from each command's own (issue 18).
+const GLOBAL: &str = "Global options";
+
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     #[command(flatten)]
     pub store: StoreArgs,
 
     /// Print JSON instead of text, for scripts
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
 
     /// Colour the text output and the log of `daemon run` on stderr: auto (on a terminal, unless
     /// NO_COLOR is set or TERM is dumb), always, never
-    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto", help_heading = GLOBAL)]
     pub color: ColorChoice,
 
     /// Never start a daemon; fail when none is running
     #[arg(
         long,
         global = true,
+        help_heading = GLOBAL,
         env = "ORDERS_NO_AUTOSTART",
         value_parser = clap::builder::FalseyValueParser::new()
     )]
@@ -56,11 +60,11 @@ pub struct GlobalArgs {
 #[derive(Clone, Debug, Args)]
 pub struct StoreArgs {
     /// The daemon's socket [default: $XDG_RUNTIME_DIR/orders/orders.sock]
-    #[arg(long, global = true, env = "ORDERS_SOCKET", value_name = "PATH")]
+    #[arg(long, global = true, env = "ORDERS_SOCKET", value_name = "PATH", help_heading = GLOBAL)]
     pub socket: Option<PathBuf>,
 
     /// The daemon's data directory [default: $XDG_DATA_HOME/orders]
-    #[arg(long, global = true, env = "ORDERS_DATA_DIR", value_name = "DIR")]
+    #[arg(long, global = true, env = "ORDERS_DATA_DIR", value_name = "DIR", help_heading = GLOBAL)]
     pub data_dir: Option<PathBuf>,
 }
 
@@ -244,7 +248,7 @@ pub struct ListArgs {
     pub quiet: bool,
 
     /// Show at most this many orders
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 100, value_parser = at_least_one::<u32>)]
     pub limit: u32,
 
     /// Show every order (no limit)
@@ -260,7 +264,7 @@ pub struct EventsArgs {
     pub from: Option<Cursor>,
 
     /// Stop after this many events
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = at_least_one::<u64>)]
     pub limit: Option<u64>,
 
     /// Keep printing new events as they are appended, until interrupted
@@ -426,7 +430,7 @@ pub struct RunArgs {
 
     /// The most client connections served at once
     #[arg(long, env = "ORDERS_MAX_CONNECTIONS", default_value_t = 1024, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = at_least_one::<u32>)]
     pub max_connections: u32,
 
     /// From an order's approval to its delivery; at most 7 days (168h)
@@ -516,6 +520,31 @@ impl RunArgs {
             forwarded.push("--http-insecure-local".into());
         }
         forwarded
+    }
+}
+
+/// A count of at least 1, refused in words: clap's own range said `0 is not in 1..=4294967295`.
+fn at_least_one<N>(text: &str) -> Result<N, String>
+where
+    N: std::str::FromStr + PartialOrd + From<u8> + std::fmt::Display + num_bounds::Max,
+{
+    let refuse = || format!("'{text}' is not a count: give a whole number from 1 to {}", N::MAX);
+    match text.trim().parse::<N>() {
+        Ok(n) if n >= N::from(1) => Ok(n),
+        _ => Err(refuse()),
+    }
+}
+
+/// The largest value of a count's type, for the words of [`at_least_one`].
+mod num_bounds {
+    pub trait Max {
+        const MAX: Self;
+    }
+    impl Max for u32 {
+        const MAX: u32 = u32::MAX;
+    }
+    impl Max for u64 {
+        const MAX: u64 = u64::MAX;
     }
 }
 

@@ -217,3 +217,26 @@ fn a_wait_timeout_finer_than_a_millisecond_is_rounded_up() {
     assert_eq!(code(&output), 6, "{}", stderr(&output));
     assert!(stderr(&output).contains("is still pending after 1ms"), "{}", stderr(&output));
 }
+
+#[test]
+fn help_puts_the_global_options_under_their_own_heading_and_ranges_are_said_in_words() {
+    let daemon = TestDaemon::stopped_with(&[]);
+    let help = daemon.ok(["create", "-h"]);
+    let (own, global) = help.split_once("Global options:").expect("a heading of their own");
+    for flag in ["--json", "--color", "--no-autostart", "--socket", "--data-dir"] {
+        assert!(global.contains(flag) && !own.contains(flag), "{flag} under Global options:\n{help}");
+    }
+    assert!(own.contains("--user") && own.contains("--total"), "{help}");
+
+    for args in [
+        &["list", "--limit", "0"][..],
+        &["events", "--limit", "0"],
+        &["daemon", "run", "--max-connections", "0"],
+    ] {
+        let output = daemon.run(args);
+        assert_eq!(code(&output), 2, "{args:?}");
+        let said = stderr(&output);
+        assert!(said.contains("'0' is not a count: give a whole number from 1 to"), "{args:?}: {said}");
+        assert!(!said.contains("1.."), "no range syntax: {said}");
+    }
+}
