@@ -254,6 +254,11 @@ pub struct ListArgs {
     /// Show every order (no limit)
     #[arg(long, conflicts_with = "limit")]
     pub all: bool,
+
+    /// Only orders older than this one, in the same order: the next page after the last id of
+    /// the previous one (newer orders never shift the pages that follow)
+    #[arg(long, value_name = "ID")]
+    pub before: Option<OrderId>,
 }
 
 #[derive(Debug, Args)]

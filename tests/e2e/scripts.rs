@@ -98,3 +98,37 @@ fn a_wait_that_runs_out_says_the_status_of_that_moment() {
     assert_eq!(code(&output), 6, "{}", stderr(&output));
     assert!(stderr(&output).contains("is still approved after 1s"), "{}", stderr(&output));
 }
+
+#[test]
+fn list_says_when_it_stops_short_and_pages_in_a_stable_order() {
+    let daemon = TestDaemon::start();
+    daemon.bulk_create(105, 3);
+    let output = daemon.run(["list", "--all", "--json"]);
+    let all: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).expect("every order");
+    assert_eq!(all.len(), 105);
+    assert!(stderr(&output).is_empty(), "--all is whole: {}", stderr(&output));
+
+    for json in [false, true] {
+        let mut args = vec!["list"];
+        if json {
+            args.push("--json");
+        }
+        let output = daemon.run(&args);
+        assert_eq!(code(&output), 0);
+        let said = stderr(&output);
+        let last = all[99]["id"].as_str().expect("id");
+        assert!(
+            said.contains("showing the newest 100") && said.contains(&format!("--before {last}")),
+            "{said}"
+        );
+    }
+    let quiet = daemon.ok(["list", "-q"]);
+    assert_eq!(quiet.lines().count(), 100, "the rows alone on stdout");
+
+    // The next page, after the last id of the first: the rest, in the same order.
+    let second = daemon.run(["list", "--before", all[99]["id"].as_str().expect("id"), "--json"]);
+    let second: Vec<serde_json::Value> = serde_json::from_slice(&second.stdout).expect("a page");
+    assert_eq!(second, all[100..].to_vec());
+    let whole = daemon.run(["list", "--limit", "105"]);
+    assert!(stderr(&whole).is_empty(), "nothing more: {}", stderr(&whole));
+}

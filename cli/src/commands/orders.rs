@@ -87,9 +87,16 @@ pub(super) async fn history(ctx: &mut Context, id: OrderId) -> Result<(), Failur
 
 /// `orders list`: a table, the ids alone with `--quiet`, or a word on stderr if there are none.
 pub(super) async fn list(ctx: &mut Context, args: ListArgs) -> Result<(), Failure> {
-    let quiet = args.quiet;
+    let (quiet, limit) = (args.quiet, args.limit);
     let mut client = ctx.connect().await?;
-    let orders = read_pages(&mut client, args).await?;
+    let (orders, more) = read_pages(&mut client, args).await?;
+    if more && let Some(last) = orders.last() {
+        // Never a silent cut (issue 18): on stderr, so that stdout stays the rows alone.
+        eprintln!(
+            "note: showing the newest {limit}; more with --limit N or --all, or the next page with --before {}",
+            last.id
+        );
+    }
     let color = ctx.color;
     ctx.emit(&orders, |out| {
         if quiet {
@@ -105,15 +112,15 @@ pub(super) async fn list(ctx: &mut Context, args: ListArgs) -> Result<(), Failur
     })
 }
 
-/// Reads as many pages as asked for.
-async fn read_pages(client: &mut Client, args: ListArgs) -> Result<Vec<OrderView>, Failure> {
+/// Reads as many pages as asked for; `true` beside them when more orders follow.
+async fn read_pages(client: &mut Client, args: ListArgs) -> Result<(Vec<OrderView>, bool), Failure> {
     let mut orders = Vec::new();
     let mut request = ListRequest {
         user: args.user,
         status: args.status,
         since: args.since,
         limit: Some(if args.all { ListRequest::MAX_LIMIT } else { args.limit.min(ListRequest::MAX_LIMIT) }),
-        before: None,
+        before: args.before,
     };
     loop {
         let page: OrderPage = client.call(&Request::List(request.clone())).await?;
@@ -128,7 +135,7 @@ async fn read_pages(client: &mut Client, args: ListArgs) -> Result<Vec<OrderView
                     request.limit = Some(left.min(u64::from(ListRequest::MAX_LIMIT)) as u32);
                 }
             }
-            _ => return Ok(orders),
+            _ => return Ok((orders, page.more && last.is_some())),
         }
     }
 }
