@@ -103,6 +103,12 @@ fn open_error(path: &Path, error: io::Error) -> FileError {
 /// Reads a small private file (at most 4 KiB): `None` if it is absent; an error naming it if it
 /// is a symlink, no regular file, or cannot be read.
 pub fn read_private(path: &Path) -> Result<Option<String>, FileError> {
+    Ok(read_private_with_meta(path)?.map(|(text, _)| text))
+}
+
+/// The same, with the metadata of the file that was read (its owner and mode, which a caller
+/// judges on the very file it read, not on whatever the path names a moment later).
+pub fn read_private_with_meta(path: &Path) -> Result<Option<(String, Metadata)>, FileError> {
     let file = match OpenOptions::new().read(true).custom_flags(flags()).open(path) {
         Ok(file) => file,
         Err(source) if source.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -118,7 +124,7 @@ pub fn read_private(path: &Path) -> Result<Option<String>, FileError> {
     }
     let mut text = String::new();
     file.take(4096).read_to_string(&mut text).map_err(io)?;
-    Ok(Some(text))
+    Ok(Some((text, meta)))
 }
 
 /// Reads a small private file (at most 4 KiB); `None` if it is absent, a symlink or no regular file.

@@ -78,6 +78,7 @@ use crate::lock::DataDirLock;
 use crate::paths::Paths;
 use crate::readers::Readers;
 pub use crate::server::Limits;
+use crate::server::Reach;
 use crate::server::{Context, Serving};
 use crate::settlements::Settlements;
 use crate::steps::{DeliveryDue, PaymentDue};
@@ -197,15 +198,14 @@ impl HttpConfig {
         let Some(path) = &self.token_file else { return Ok(None) };
         let cannot =
             |why: String| anyhow::anyhow!("cannot use the HTTP token file {}: {why}", path.display());
-        let text = match files::read_private(path) {
-            Ok(Some(text)) => text,
+        let (text, meta) = match files::read_private_with_meta(path) {
+            Ok(Some(read)) => read,
             Ok(None) => return Err(cannot("it does not exist".into())),
             Err(files::FileError::Symlink { .. }) => {
                 return Err(cannot("it is a symbolic link; give the file itself".into()));
             }
             Err(error) => return Err(cannot(error.to_string())),
         };
-        let meta = std::fs::symlink_metadata(path).map_err(|e| cannot(e.to_string()))?;
         let uid = rustix::process::geteuid().as_raw();
         if meta.uid() != uid {
             return Err(cannot(format!("it belongs to uid {}, not to you", meta.uid())));
@@ -253,18 +253,18 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
         None => bind(&paths).await?,
     };
     let store = paths::ServedStore::new(&paths)?;
-    let mut serving = Serving::new(paths, store, config.log_file.clone());
-    serving.metrics_url = match (&metrics_listener, &api_listener, config.metrics_listen) {
-        (Some(listener), _, _) => server::http::url(listener, "/metrics"),
-        (None, Some(listener), Some(_)) => server::http::url(listener, "/metrics"),
-        _ => None,
+    // The metrics are on their own listener, or on the endpoints' when both share an address.
+    let metrics_at =
+        metrics_listener.as_ref().or(api_listener.as_ref().filter(|_| config.metrics_listen.is_some()));
+    let reach = Reach {
+        metrics_url: metrics_at.and_then(|listener| server::http::url(listener, "/metrics")),
+        http_url: api_listener.as_ref().and_then(|listener| server::http::url(listener, "/")),
+        socket_activated,
     };
-    serving.http_url = api_listener.as_ref().and_then(|listener| server::http::url(listener, "/"));
-    serving.socket_activated = socket_activated;
-    if let Some(url) = &serving.metrics_url {
+    if let Some(url) = &reach.metrics_url {
         tracing::info!(%url, "serving metrics over HTTP");
     }
-    let serving = Arc::new(serving);
+    let serving = Arc::new(Serving::new(paths, store, config.log_file.clone(), reach));
 
     let stop = serving.shutdown.clone();
     let stop_on_signal = async move {
@@ -529,9 +529,7 @@ fn become_ready(
         log_file: config.log_file.clone(),
         stuck: Arc::clone(&stuck),
         metrics: Arc::clone(&serving.metrics),
-        metrics_url: serving.metrics_url.clone(),
-        http_url: serving.http_url.clone(),
-        socket_activated: serving.socket_activated,
+        reach: serving.reach.clone(),
         last_sample: Default::default(),
     }));
     log_ready(config, limits, head, store_id, resumed, stuck.count());

@@ -159,6 +159,19 @@ impl From<ErrorBody> for Refused {
     }
 }
 
+/// A path or query axum could not read (`/order/%FF`, `?limit=x`): the JSON error shape too.
+impl From<PathRejection> for Refused {
+    fn from(rejection: PathRejection) -> Refused {
+        invalid(rejection.body_text()).into()
+    }
+}
+
+impl From<QueryRejection> for Refused {
+    fn from(rejection: QueryRejection) -> Refused {
+        invalid(rejection.body_text()).into()
+    }
+}
+
 /// The body of a request that carries one: said to be JSON, within [`MAX_BODY`].
 async fn body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes, Refused> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
@@ -269,7 +282,7 @@ async fn show(
 ) -> Response {
     answer(StatusCode::OK, async {
         api.admit(&headers)?;
-        let Path(id) = id.map_err(|rejection| Refused::from(invalid(rejection.body_text())))?;
+        let Path(id) = id?;
         let id: OrderId = id.parse().map_err(|e| Refused::from(invalid(format!("{e}"))))?;
         let order = find_order(api.context()?, id).await?;
         Ok((HttpOrder::from(order), None))
@@ -295,8 +308,7 @@ async fn list(
 ) -> Response {
     answer(StatusCode::OK, async {
         api.admit(&headers)?;
-        let Query(parameters) =
-            parameters.map_err(|rejection| Refused::from(invalid(rejection.body_text())))?;
+        let Query(parameters) = parameters?;
         let request = ListRequest {
             user: parameters.user_id,
             status: parameters.status,

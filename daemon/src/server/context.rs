@@ -39,11 +39,8 @@ pub struct Context {
     pub store_id: crate::identity::StoreId,
     /// What the daemon counts (the starting daemon's, carried on).
     pub metrics: Arc<Metrics>,
-    /// Where the metrics and the HTTP endpoints are served, for `status`.
-    pub metrics_url: Option<String>,
-    pub http_url: Option<String>,
-    /// The socket was passed by the service manager, for `status`.
-    pub socket_activated: bool,
+    /// How the daemon is reached besides its socket, for `status`.
+    pub reach: Reach,
     /// The last sample of the store for the metrics, which scrapes share.
     pub last_sample: crate::metrics::LastSample,
 }
@@ -64,16 +61,33 @@ pub struct Serving {
     log_file: std::path::PathBuf,
     /// What the daemon counts, for `metrics` and the HTTP endpoint (issue 16).
     pub metrics: Arc<Metrics>,
+    /// How the daemon is reached besides its socket, for `status`.
+    pub reach: Reach,
+}
+
+/// How the daemon is reached, as `status` says: its HTTP listeners, and whether its socket came
+/// from the service manager (issue 16, 17).
+#[derive(Clone, Debug, Default)]
+pub struct Reach {
     /// Where the metrics are served over HTTP, as a URL (`--metrics-listen`).
     pub metrics_url: Option<String>,
     /// Where the HTTP endpoints are served, as a URL (`--http`).
     pub http_url: Option<String>,
-    /// The socket was passed by the service manager (issue 16).
+    /// The socket was passed by the service manager.
     pub socket_activated: bool,
 }
 
+impl Reach {
+    /// Its part of a status.
+    pub(super) fn tell(&self, status: &mut DaemonStatus) {
+        status.metrics_url.clone_from(&self.metrics_url);
+        status.http_url.clone_from(&self.http_url);
+        status.socket_activated = self.socket_activated;
+    }
+}
+
 impl Serving {
-    pub fn new(paths: Paths, store: ServedStore, log_file: std::path::PathBuf) -> Serving {
+    pub fn new(paths: Paths, store: ServedStore, log_file: std::path::PathBuf, reach: Reach) -> Serving {
         let started_at = Timestamp::now();
         Serving {
             store,
@@ -84,9 +98,7 @@ impl Serving {
             started_at,
             log_file,
             metrics: Arc::new(Metrics::new(started_at)),
-            metrics_url: None,
-            http_url: None,
-            socket_activated: false,
+            reach,
         }
     }
 
@@ -125,7 +137,7 @@ impl Serving {
 
     /// What a starting daemon says about itself.
     pub(super) fn starting_status(&self) -> DaemonStatus {
-        DaemonStatus {
+        let mut status = DaemonStatus {
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             protocol: PROTOCOL_VERSION,
@@ -144,10 +156,12 @@ impl Serving {
             clock_behind_ms: None,
             state: DaemonState::Starting,
             start: Some(self.startup.progress()),
-            metrics_url: self.metrics_url.clone(),
-            http_url: self.http_url.clone(),
-            socket_activated: self.socket_activated,
-        }
+            metrics_url: None,
+            http_url: None,
+            socket_activated: false,
+        };
+        self.reach.tell(&mut status);
+        status
     }
 
     /// The answer to a request that a starting daemon cannot serve yet: nothing was done.

@@ -31,7 +31,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::AnyDelimiterCodecError;
 use tokio_util::task::TaskTracker;
 
-pub use self::context::{Context, Limits, Serving};
+pub use self::context::{Context, Limits, Reach, Serving};
 use self::router::Handled;
 use crate::connection::{Lines, MAX_LINGERING, REPLY_BUDGET};
 use crate::metrics::Refusal;

@@ -101,7 +101,7 @@ pub(super) async fn status(context: &Context) -> Result<DaemonStatus, ErrorBody>
         .read(move |reads| Ok((reads.counts()?, stuck.still_stored(reads)?)))
         .await
         .map_err(|error| read_error_body(&error))?;
-    Ok(DaemonStatus {
+    let mut status = DaemonStatus {
         pid: std::process::id(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         protocol: PROTOCOL_VERSION,
@@ -123,8 +123,10 @@ pub(super) async fn status(context: &Context) -> Result<DaemonStatus, ErrorBody>
             .map(|behind| behind.as_millis().try_into().unwrap_or(u64::MAX)),
         state: DaemonState::Ready,
         start: None,
-        metrics_url: context.metrics_url.clone(),
-        http_url: context.http_url.clone(),
-        socket_activated: context.socket_activated,
-    })
+        metrics_url: None,
+        http_url: None,
+        socket_activated: false,
+    };
+    context.reach.tell(&mut status);
+    Ok(status)
 }

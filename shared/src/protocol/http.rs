@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::milliseconds;
 use super::reply::{ErrorBody, ErrorCode};
-use super::request::UniqueKeys;
+use super::request::{invalid_json, unique_keys};
 use super::view::{OrderPage, OrderView};
 use crate::order::{CancelReason, OrderId, OrderStatus, Total, UserId};
 
@@ -102,16 +102,10 @@ pub fn http_status(code: ErrorCode) -> u16 {
 /// Reads a request body as strictly as the socket reads a request line: no key twice, no field
 /// `T` does not know; a message that says what is wrong and where (serde_json's line and column).
 pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ErrorBody> {
-    let invalid = |message: String| ErrorBody::new(ErrorCode::InvalidRequest, message);
-    let text = std::str::from_utf8(body).map_err(|_| invalid("the body is not valid UTF-8".to_owned()))?;
-    serde_json::from_str::<UniqueKeys>(text).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => invalid(format!("invalid request: {e}")),
-        _ => invalid(format!("the body is not valid JSON: {e}")),
-    })?;
-    serde_json::from_str(text).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => invalid(format!("invalid request: {e}")),
-        _ => invalid(format!("the body is not valid JSON: {e}")),
-    })
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ErrorBody::new(ErrorCode::InvalidRequest, "the body is not valid UTF-8"))?;
+    unique_keys(text, "the body")?;
+    serde_json::from_str(text).map_err(|e| invalid_json(&e, "the body"))
 }
 
 #[cfg(test)]

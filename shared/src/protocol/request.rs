@@ -92,10 +92,7 @@ impl Request {
         let text =
             std::str::from_utf8(line).map_err(|_| invalid("the request is not valid UTF-8".to_owned()))?;
         // First the keys, because a `Value` keeps only the last of two.
-        serde_json::from_str::<UniqueKeys>(text).map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => invalid(format!("invalid request: {e}")),
-            _ => invalid(format!("the request is not valid JSON: {e}")),
-        })?;
+        unique_keys(text, "the request")?;
         let value: Value =
             serde_json::from_str(text).map_err(|e| invalid(format!("the request is not valid JSON: {e}")))?;
         let Value::Object(mut fields) = value else {
@@ -140,10 +137,26 @@ impl Request {
     }
 }
 
+/// Refuses a JSON document (`what`: "the request", "the body") that is not JSON, or names a key
+/// twice in an object, at any depth.
+pub(super) fn unique_keys(text: &str, what: &str) -> Result<(), ErrorBody> {
+    serde_json::from_str::<UniqueKeys>(text).map(|_| ()).map_err(|e| invalid_json(&e, what))
+}
+
+/// A JSON error in words: the document is no JSON, or JSON that does not fit (serde_json's line
+/// and column included).
+pub(super) fn invalid_json(error: &serde_json::Error, what: &str) -> ErrorBody {
+    let message = match error.classify() {
+        serde_json::error::Category::Data => format!("invalid request: {error}"),
+        _ => format!("{what} is not valid JSON: {error}"),
+    };
+    ErrorBody::new(ErrorCode::InvalidRequest, message)
+}
+
 /// A JSON document in which no object names a key twice, at any depth; its content is not kept.
 /// Hand-written because serde_json has no such setting, and the crates that add one build a
 /// whole `Value` tree or pull in a policy engine: this is one visitor over the parser's events.
-pub(super) struct UniqueKeys;
+struct UniqueKeys;
 
 impl<'de> Deserialize<'de> for UniqueKeys {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
