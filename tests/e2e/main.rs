@@ -1,7 +1,9 @@
 //! End-to-end tests: a real daemon on a temporary directory, driven by the real `orders` binary.
 
 mod fixture;
+mod terminal;
 
+mod at_the_terminal;
 mod backup;
 mod bad_input;
 mod basics;
