@@ -16,4 +16,5 @@ fn a_terminal_gets_colour_unless_no_color() {
     let screen = Screen::run(daemon.command().args(["show", &id]), 80);
     assert!(!screen.raw.contains('\u{1b}'), "NO_COLOR: {:?}", screen.raw);
     assert!(screen.text().contains("alice"), "{}", screen.text());
+    assert!(screen.wrapped_rows().is_empty(), "show fits 80 columns:\n{}", screen.text());
 }
