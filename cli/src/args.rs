@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand};
 use jiff::Timestamp;
 use orders_daemon::settings::{self, Bound};
 use orders_shared::protocol::{Cursor, IdempotencyKey};
-use orders_shared::{OrderId, OrderStatus, Total, UserId};
+use orders_shared::short_id::OrderRef;
+use orders_shared::{OrderStatus, Total, UserId};
 
 const ABOUT: &str = "Place, follow and cancel orders";
 
@@ -45,6 +46,10 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "WHEN", default_value = "auto", help_heading = GLOBAL)]
     pub color: ColorChoice,
 
+    /// Show times in UTC rather than the local time zone (JSON is always UTC)
+    #[arg(long, global = true, help_heading = GLOBAL)]
+    pub utc: bool,
+
     /// Never start a daemon; fail when none is running
     #[arg(
         long,
@@ -75,7 +80,9 @@ pub enum Command {
     Create(CreateArgs),
 
     /// Show one order
-    #[command(after_help = "Example:\n  orders show 019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b")]
+    #[command(
+        after_help = "Examples:\n  orders show 019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b\n  orders show 4f5a6b2e   # the short id `orders list` shows"
+    )]
     Show(OrderArg),
 
     /// List orders, newest first
@@ -83,12 +90,12 @@ pub enum Command {
     List(ListArgs),
 
     /// Show every event of an order, from all contexts, in order
-    #[command(after_help = "Example:\n  orders history 019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b")]
-    History(OrderArg),
+    #[command(after_help = "Example:\n  orders history 4f5a6b2e")]
+    History(ViewedOrderArgs),
 
     /// Follow one order's events as they happen; exits when it is delivered or cancelled
     #[command(after_help = "Example:\n  orders watch \"$(orders create --user alice --total 2)\"")]
-    Watch(OrderArg),
+    Watch(ViewedOrderArgs),
 
     /// List the global event log, or follow it as events are appended
     #[command(
@@ -140,7 +147,7 @@ pub enum Command {
     Metrics,
 
     /// Cancel an order that is not delivered yet
-    #[command(after_help = "Example:\n  orders cancel 019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b")]
+    #[command(after_help = "Example:\n  orders cancel 4f5a6b2e")]
     Cancel(OrderArg),
 
     /// Run, start, stop or inspect the daemon
@@ -223,9 +230,21 @@ pub struct CreateArgs {
 
 #[derive(Debug, Args)]
 pub struct OrderArg {
-    /// The order's id, as `orders create` printed it
+    /// The order: its id, as `orders create` printed it, or its short id, as `orders list` shows
+    /// it (the end of the id, at least 8 hex digits)
     #[arg(value_name = "ID")]
-    pub id: OrderId,
+    pub id: OrderRef,
+}
+
+/// An order whose events are shown.
+#[derive(Debug, Args)]
+pub struct ViewedOrderArgs {
+    #[command(flatten)]
+    pub order: OrderArg,
+
+    /// Whole stream names and times to the millisecond; lines are not cut to the terminal's width
+    #[arg(long)]
+    pub wide: bool,
 }
 
 #[derive(Debug, Args)]
@@ -243,9 +262,17 @@ pub struct ListArgs {
     #[arg(long, value_name = "WHEN", value_parser = parse_since)]
     pub since: Option<Timestamp>,
 
-    /// Print the ids only, one a line
+    /// Print the ids only (whole), one a line
     #[arg(long, short, conflicts_with = "json")]
     pub quiet: bool,
+
+    /// Whole ids and times to the millisecond; names are not cut to the terminal's width
+    #[arg(long, conflicts_with_all = ["quiet", "json"])]
+    pub wide: bool,
+
+    /// Print how many orders match instead of listing them (it reads every one)
+    #[arg(long, conflicts_with_all = ["quiet", "wide", "limit", "all", "before"])]
+    pub count: bool,
 
     /// Show at most this many orders
     #[arg(long, default_value_t = 100, value_parser = at_least_one::<u32>)]
@@ -258,7 +285,7 @@ pub struct ListArgs {
     /// Only orders older than this one, in the same order: the next page after the last id of
     /// the previous one (newer orders never shift the pages that follow)
     #[arg(long, value_name = "ID")]
-    pub before: Option<OrderId>,
+    pub before: Option<OrderRef>,
 }
 
 #[derive(Debug, Args)]
@@ -275,6 +302,10 @@ pub struct EventsArgs {
     /// Keep printing new events as they are appended, until interrupted
     #[arg(long, short)]
     pub follow: bool,
+
+    /// Whole stream names and times to the millisecond; lines are not cut to the terminal's width
+    #[arg(long)]
+    pub wide: bool,
 }
 
 #[derive(Debug, Args)]

@@ -9,7 +9,6 @@ use std::io::{self, IsTerminal, StdoutLock, Write};
 use std::process::Stdio;
 
 use orders_daemon::paths::Paths;
-use orders_shared::OrderId;
 use orders_shared::protocol::{
     BackupReport, BackupRequest, CheckReport, CheckRequest, DaemonStatus, ImportReport, MetricsRequest,
     MetricsText, Request, RestoreReport, StatusRequest,
@@ -18,7 +17,7 @@ use serde::Serialize;
 
 use crate::args::{
     BackupArgs, CheckArgs, Cli, Command, CompletionsArgs, DaemonCommand, EventsArgs, ExportArgs, GlobalArgs,
-    ImportArgs, ReplayArgs, RestoreArgs, StoreArgs,
+    ImportArgs, ReplayArgs, RestoreArgs, StoreArgs, ViewedOrderArgs,
 };
 use crate::client::Client;
 use crate::eventlog;
@@ -30,10 +29,10 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     let ctx = &mut Context::new(&cli.global)?;
     match cli.command {
         Command::Create(args) => orders::create(ctx, args).await,
-        Command::Watch(args) => watch(ctx, args.id).await,
+        Command::Watch(args) => watch(ctx, args).await,
         Command::Events(args) => events(ctx, args).await,
         Command::Replay(args) => replay(ctx, args).await,
-        Command::History(args) => orders::history(ctx, args.id).await,
+        Command::History(args) => orders::history(ctx, args).await,
         Command::Show(args) => orders::show(ctx, args.id).await,
         Command::Cancel(args) => orders::cancel(ctx, args.id).await,
         Command::List(args) => orders::list(ctx, args).await,
@@ -60,6 +59,8 @@ struct Context {
     json: bool,
     /// Colour the text output (`--color`, or whether stdout is a terminal).
     color: bool,
+    /// Times in UTC (`--utc`), not in the local zone.
+    utc: bool,
     out: StdoutLock<'static>,
 }
 
@@ -68,7 +69,12 @@ impl Context {
         let paths = resolve_paths(&global.store)?;
         let out = io::stdout().lock();
         let color = global.color.colours(io::stdout().is_terminal());
-        Ok(Self { paths, autostart: !global.no_autostart, json: global.json, color, out })
+        Ok(Self { paths, autostart: !global.no_autostart, json: global.json, color, utc: global.utc, out })
+    }
+
+    /// How the text output looks, with `--wide` or without.
+    fn look(&self, wide: bool) -> output::Look {
+        output::Look::new(self.color, wide, self.utc)
     }
 
     /// A connection to the daemon, started first if need be and allowed.
@@ -86,17 +92,27 @@ impl Context {
     }
 }
 
-/// `orders watch`.
-async fn watch(ctx: &mut Context, id: OrderId) -> Result<(), Failure> {
+/// `orders watch`: the short id is resolved, and the order's own short id learnt, on the
+/// connection that then streams.
+async fn watch(ctx: &mut Context, args: ViewedOrderArgs) -> Result<(), Failure> {
     let mut client = ctx.connect().await?;
-    eventlog::watch(&mut client, id, ctx.json, &mut ctx.out).await
+    let id = crate::ids::resolve(&mut client, args.order.id).await?;
+    let mut lines = output::EventLines::new(ctx.look(args.wide));
+    let mut short = output::ShortIds::new();
+    if !ctx.json && lines.wants_short_ids() {
+        crate::ids::learn(&mut client, &mut short, [id]).await?;
+    }
+    eventlog::watch(&mut client, id, ctx.json, &mut lines, &short, &mut ctx.out).await
 }
 
 /// `orders events`: a page of events is many small writes, so they go through a buffer.
 async fn events(ctx: &mut Context, args: EventsArgs) -> Result<(), Failure> {
     let mut client = ctx.connect().await?;
+    let mut lines = output::EventLines::new(ctx.look(args.wide));
+    // Short ids come over a second connection: the first one streams.
+    let mut names = eventlog::Names::new((!ctx.json && lines.wants_short_ids()).then(|| ctx.paths.clone()));
     let mut buffered = io::BufWriter::new(&mut ctx.out);
-    eventlog::events(&mut client, args, ctx.json, &mut buffered).await?;
+    eventlog::events(&mut client, args, ctx.json, &mut lines, &mut names, &mut buffered).await?;
     buffered.flush()?;
     Ok(())
 }

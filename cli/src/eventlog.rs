@@ -4,6 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use orders_daemon::paths::Paths;
 use orders_shared::OrderId;
 use orders_shared::protocol::{
     ErrorCode, EventPage, EventView, EventsRequest, ExportEnd, ExportRequest, ExportSummary, OrderView,
@@ -14,13 +15,50 @@ use serde_json::Value;
 use crate::args::{EventsArgs, ExportArgs};
 use crate::client::Client;
 use crate::failure::{Exit, Failure};
-use crate::output;
+use crate::output::{self, EventLines, ShortIds};
 
 /// Replays shorter than this show no progress bar.
 const QUIET_REPLAY: Duration = Duration::from_millis(300);
 
-fn print_event(out: &mut impl Write, event: &EventView, json: bool) -> Result<(), Failure> {
-    Ok(output::emit(out, json, event, |out| output::event_line(out, event))?)
+fn print_event(
+    out: &mut impl Write,
+    event: &EventView,
+    json: bool,
+    lines: &mut EventLines,
+    short: &ShortIds,
+) -> Result<(), Failure> {
+    Ok(output::emit(out, json, event, |out| lines.line(out, event, short))?)
+}
+
+/// The short ids of the orders that events name, learnt as the events come, over a connection of
+/// their own (the first one streams); none with `--json` or `--wide`.
+pub struct Names {
+    paths: Option<Paths>,
+    client: Option<Client>,
+    known: ShortIds,
+}
+
+impl Names {
+    /// Names that learn short ids from the daemon at `paths`; none when `None`.
+    pub fn new(paths: Option<Paths>) -> Names {
+        Names { paths, client: None, known: ShortIds::new() }
+    }
+
+    /// Learns the short ids of the orders `events` name that it does not know yet.
+    async fn learn(&mut self, events: &[EventView]) -> Result<&ShortIds, Failure> {
+        let Some(paths) = &self.paths else { return Ok(&self.known) };
+        let unknown: Vec<OrderId> =
+            events.iter().filter_map(EventLines::order).filter(|id| !self.known.contains_key(id)).collect();
+        if unknown.is_empty() {
+            return Ok(&self.known);
+        }
+        let client = match &mut self.client {
+            Some(client) => client,
+            client => client.insert(crate::daemon::connect(paths, false).await?),
+        };
+        crate::ids::learn(client, &mut self.known, unknown).await?;
+        Ok(&self.known)
+    }
 }
 
 /// Reads the next line of a streaming reply.
@@ -38,6 +76,8 @@ pub async fn events(
     client: &mut Client,
     args: EventsArgs,
     json: bool,
+    lines: &mut EventLines,
+    names: &mut Names,
     out: &mut impl Write,
 ) -> Result<(), Failure> {
     if args.follow {
@@ -46,7 +86,8 @@ pub async fn events(
         loop {
             match reply {
                 Reply::Event(event) => {
-                    print_event(out, &event, json)?;
+                    let short = names.learn(std::slice::from_ref(&event)).await?;
+                    print_event(out, &event, json, lines, short)?;
                     out.flush()?;
                 }
                 reply => return client.data::<Value>(reply).map(drop).map_err(refused_cursor),
@@ -67,8 +108,9 @@ pub async fn events(
         };
         first = false;
         let read = page.events.len() as u64;
+        let short = names.learn(&page.events).await?;
         for event in &page.events {
-            print_event(out, event, json)?;
+            print_event(out, event, json, lines, short)?;
         }
         match (page.events.last(), left.as_mut()) {
             (_, Some(left)) if *left <= read => return Ok(()),
@@ -142,12 +184,14 @@ pub async fn watch(
     client: &mut Client,
     id: OrderId,
     json: bool,
+    lines: &mut EventLines,
+    short: &ShortIds,
     out: &mut impl Write,
 ) -> Result<(), Failure> {
     let mut reply = client.first_reply(&Request::Watch(WatchRequest { id }), None).await?;
     loop {
         if let Reply::Event(event) = reply {
-            print_event(out, &event, json)?;
+            print_event(out, &event, json, lines, short)?;
             out.flush()?;
             reply = next(client).await?;
             continue;

@@ -7,6 +7,7 @@ pub mod commands;
 pub mod daemon;
 pub mod eventlog;
 pub mod failure;
+pub mod ids;
 pub mod output;
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod event;
 pub mod order;
 pub mod payment;
 pub mod protocol;
+pub mod short_id;
 pub mod text;
 
 pub use aggregate::Aggregate;

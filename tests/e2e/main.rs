@@ -21,6 +21,7 @@ mod sagas;
 mod scripts;
 mod security;
 mod service;
+mod short_ids;
 mod slow_readers;
 mod startup;
 mod store;

@@ -170,8 +170,10 @@ fn events_lists_the_log_a_page_at_a_time() {
     assert_eq!(events[1]["data"], json!({"reason": "payment_declined"}));
 
     let all = daemon.ok(["events"]);
-    assert_eq!(all.lines().count(), 8, "{all}");
-    assert!(all.lines().next().is_some_and(|line| line.contains("OrderPlaced")), "{all}");
+    assert_eq!(all.lines().count(), 9, "a header and eight events:\n{all}");
+    let mut lines = all.lines();
+    assert!(lines.next().is_some_and(|line| line.contains("POSITION") && line.contains("TYPE")), "{all}");
+    assert!(lines.next().is_some_and(|line| line.contains("OrderPlaced")), "{all}");
     assert_eq!(daemon.ok(["events", "--from", "9"]), "", "nothing past the end");
     let zero = daemon.run(["events", "--from", "0"]);
     assert_eq!(code(&zero), 2, "{}", stderr(&zero));
@@ -220,7 +222,8 @@ fn watch_streams_an_order_and_exits_when_it_settles() {
     let id = daemon.create("wendy", 2);
     let output = daemon.ok(["watch", &id]);
     let lines: Vec<&str> = output.lines().collect();
-    assert!(lines[0].contains("OrderPlaced"), "{output}");
+    assert!(lines[0].trim_start().starts_with("POSITION"), "a header first: {output}");
+    assert!(lines[1].contains("OrderPlaced") && lines[1].contains(&id[28..]), "{output}");
     assert!(output.contains("DeliveryScheduled") && output.contains("OrderDelivered"), "{output}");
     assert_eq!(lines.last(), Some(&format!("order {id} is delivered").as_str()), "{output}");
 

@@ -252,7 +252,8 @@ fn a_client_of_another_protocol_version_is_told_so_plainly() {
         let reply = client.call(line.clone());
         assert_eq!(reply["error"]["code"], "protocol_mismatch", "{line}: {reply}");
         let message = reply["error"]["message"].as_str().expect("message");
-        assert!(message.contains("version 1") && message.contains("version 2"), "{message}");
+        let current = format!("version {}", orders_shared::PROTOCOL_VERSION);
+        assert!(message.contains("version 1") && message.contains(&current), "{message}");
     }
     assert_eq!(client.call(daemon.request(json!({"cmd": "status"})))["ok"], true, "then it serves on");
 
@@ -270,7 +271,7 @@ fn a_client_of_another_protocol_version_is_told_so_plainly() {
     });
     let output = other.run(["list"]);
     let request = old_daemon.join().expect("old daemon");
-    assert_eq!(request["v"], 2, "{request}");
+    assert_eq!(request["v"], orders_shared::PROTOCOL_VERSION, "{request}");
     assert_eq!(request["store"], other.data_dir().display().to_string(), "{request}");
     assert_eq!(code(&output), 5);
     let message = stderr(&output);

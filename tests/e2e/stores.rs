@@ -47,12 +47,12 @@ fn a_daemon_serving_another_data_dir_says_so_and_nothing_is_created() {
 fn a_raw_request_for_another_store_is_answered_wrong_store() {
     let daemon = TestDaemon::start();
     let mut client = RawClient::connect(&daemon.socket());
-    let reply = client.call(json!({"v": 2, "store": "/elsewhere", "cmd": "create", "user": "x", "total": 2}));
+    let reply = client.call(json!({"v": orders_shared::PROTOCOL_VERSION, "store": "/elsewhere", "cmd": "create", "user": "x", "total": 2}));
     assert_eq!(reply["error"]["code"], "wrong_store", "{reply}");
     assert_eq!(reply["error"]["served"], daemon.store(), "{reply}");
     let message = reply["error"]["message"].as_str().expect("message");
     assert_eq!(message, format!("this daemon serves {}, not /elsewhere", daemon.store()));
-    let reply = client.call(json!({"v": 2, "cmd": "status"}));
+    let reply = client.call(json!({"v": orders_shared::PROTOCOL_VERSION, "cmd": "status"}));
     assert_eq!(reply["error"]["code"], "invalid_request", "a request names its store: {reply}");
     assert_eq!(daemon.json(["list", "--all"]), json!([]));
 }

@@ -5,15 +5,17 @@ use std::time::Duration;
 
 use orders_shared::OrderId;
 use orders_shared::protocol::{
-    CancelRequest, CreateRequest, EventView, HistoryRequest, ListRequest, OrderPage, OrderView, Request,
-    ShowRequest, WaitRequest,
+    CancelRequest, CountRequest, CreateRequest, EventView, HistoryRequest, ListRequest, OrderCount,
+    OrderPage, OrderView, Request, ShowRequest, WaitRequest,
 };
+use orders_shared::short_id::OrderRef;
 
 use super::Context;
-use crate::args::{CreateArgs, ListArgs};
+use crate::args::{CreateArgs, ListArgs, ViewedOrderArgs};
 use crate::client::Client;
 use crate::failure::{Exit, Failure};
-use crate::output;
+use crate::ids;
+use crate::output::{self, ShortIds};
 
 /// `orders create`: the new order's id (or the order with `--json`); with `--wait`, then waits
 /// until it has settled.
@@ -67,29 +69,46 @@ async fn wait_until_settled(
 }
 
 /// `orders show`.
-pub(super) async fn show(ctx: &mut Context, id: OrderId) -> Result<(), Failure> {
-    let order: OrderView = ctx.connect().await?.call(&Request::Show(ShowRequest { id })).await?;
-    let color = ctx.color;
-    ctx.emit(&order, |out| output::order(out, &order, color))
+pub(super) async fn show(ctx: &mut Context, id: OrderRef) -> Result<(), Failure> {
+    let mut client = ctx.connect().await?;
+    let id = ids::resolve(&mut client, id).await?;
+    let order: OrderView = client.call(&Request::Show(ShowRequest { id })).await?;
+    let look = ctx.look(false);
+    ctx.emit(&order, |out| output::order(out, &order, &look))
 }
 
 /// `orders cancel`.
-pub(super) async fn cancel(ctx: &mut Context, id: OrderId) -> Result<(), Failure> {
-    let order: OrderView = ctx.connect().await?.call(&Request::Cancel(CancelRequest { id })).await?;
+pub(super) async fn cancel(ctx: &mut Context, id: OrderRef) -> Result<(), Failure> {
+    let mut client = ctx.connect().await?;
+    let id = ids::resolve(&mut client, id).await?;
+    let order: OrderView = client.call(&Request::Cancel(CancelRequest { id })).await?;
     ctx.emit(&order, |out| writeln!(out, "cancelled {}", order.id))
 }
 
 /// `orders history`.
-pub(super) async fn history(ctx: &mut Context, id: OrderId) -> Result<(), Failure> {
-    let events: Vec<EventView> = ctx.connect().await?.call(&Request::History(HistoryRequest { id })).await?;
-    ctx.emit(&events, |out| output::events(out, &events))
+pub(super) async fn history(ctx: &mut Context, args: ViewedOrderArgs) -> Result<(), Failure> {
+    let mut client = ctx.connect().await?;
+    let id = ids::resolve(&mut client, args.order.id).await?;
+    let events: Vec<EventView> = client.call(&Request::History(HistoryRequest { id })).await?;
+    let look = ctx.look(args.wide);
+    ctx.emit(&events, |out| output::events(out, &events, &look))
 }
 
-/// `orders list`: a table, the ids alone with `--quiet`, or a word on stderr if there are none.
+/// `orders list`: a table, the ids alone with `--quiet`, or a word on stderr if there are none;
+/// with `--count`, how many there are.
 pub(super) async fn list(ctx: &mut Context, args: ListArgs) -> Result<(), Failure> {
-    let (quiet, limit) = (args.quiet, args.limit);
+    let (quiet, limit, wide) = (args.quiet, args.limit, args.wide);
     let mut client = ctx.connect().await?;
-    let (orders, more) = read_pages(&mut client, args).await?;
+    if args.count {
+        let request = CountRequest { user: args.user, status: args.status, since: args.since };
+        let counted: OrderCount = client.call(&Request::Count(request)).await?;
+        return ctx.emit(&counted, |out| writeln!(out, "{}", counted.count));
+    }
+    let before = match args.before.clone() {
+        Some(before) => Some(ids::resolve(&mut client, before).await?),
+        None => None,
+    };
+    let (orders, more) = read_pages(&mut client, args, before).await?;
     if more && let Some(last) = orders.last() {
         // Never a silent cut (issue 18): on stderr, so that stdout stays the rows alone.
         eprintln!(
@@ -97,7 +116,11 @@ pub(super) async fn list(ctx: &mut Context, args: ListArgs) -> Result<(), Failur
             last.id
         );
     }
-    let color = ctx.color;
+    let mut short = ShortIds::new();
+    if !quiet && !ctx.json && !wide {
+        ids::learn(&mut client, &mut short, orders.iter().map(|order| order.id)).await?;
+    }
+    let look = ctx.look(wide);
     ctx.emit(&orders, |out| {
         if quiet {
             for order in &orders {
@@ -106,21 +129,25 @@ pub(super) async fn list(ctx: &mut Context, args: ListArgs) -> Result<(), Failur
         } else if orders.is_empty() {
             eprintln!("no orders");
         } else {
-            output::orders(out, &orders, color)?;
+            output::orders(out, &orders, &short, &look)?;
         }
         Ok(())
     })
 }
 
 /// Reads as many pages as asked for; `true` beside them when more orders follow.
-async fn read_pages(client: &mut Client, args: ListArgs) -> Result<(Vec<OrderView>, bool), Failure> {
+async fn read_pages(
+    client: &mut Client,
+    args: ListArgs,
+    before: Option<OrderId>,
+) -> Result<(Vec<OrderView>, bool), Failure> {
     let mut orders = Vec::new();
     let mut request = ListRequest {
         user: args.user,
         status: args.status,
         since: args.since,
         limit: Some(if args.all { ListRequest::MAX_LIMIT } else { args.limit.min(ListRequest::MAX_LIMIT) }),
-        before: args.before,
+        before,
     };
     loop {
         let page: OrderPage = client.call(&Request::List(request.clone())).await?;

@@ -1,13 +1,14 @@
-//! The read requests — `show`, `list`, `history`, `status`, `check`, `backup` — and the views they answer
+//! The read requests — `show`, `list`, `history`, `resolve`, `short_ids`, `status`, `check`, `backup` — and the views they answer
 //! with. Each runs on a read snapshot of the store ([`crate::readers`]).
 
 use std::sync::Arc;
 
 use orders_shared::OrderId;
 use orders_shared::protocol::{
-    BackupReport, DaemonState, DaemonStatus, ErrorBody, ErrorCode, EventView, ListRequest, OrderView,
-    PROTOCOL_VERSION,
+    BackupReport, DaemonState, DaemonStatus, ErrorBody, ErrorCode, EventView, ListRequest, OrderCount,
+    OrderView, PROTOCOL_VERSION, ResolveRequest, Resolved, ShortIdsRequest,
 };
+use orders_shared::short_id::{self, OrderRef};
 use serde_json::value::RawValue;
 
 use super::context::Context;
@@ -30,6 +31,12 @@ pub(super) async fn list_orders(context: &Context, request: ListRequest) -> Resu
         .read(move |reads| reads.list(&request).map(to_json))
         .await
         .map_err(|error| read_error_body(&error))
+}
+
+/// `count`: how many orders the filters match; a bulk read, since it reads every matching row.
+pub(super) async fn count_orders(context: &Context, request: ListRequest) -> Result<OrderCount, ErrorBody> {
+    let count = context.readers.read_bulk(move |reads| reads.count_orders(&request)).await;
+    count.map(|count| OrderCount { count }).map_err(|error| read_error_body(&error))
 }
 
 /// `check`: a database too damaged even to be opened for it is a problem of the data, reported
@@ -64,6 +71,49 @@ pub(super) async fn find_order(context: &Context, id: OrderId) -> Result<OrderVi
     let found =
         context.readers.read(move |reads| reads.order(id)).await.map_err(|error| read_error_body(&error))?;
     found.ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, format!("no order {id}")))
+}
+
+/// `resolve`: the orders a whole id or the end of one names, in id order (issue 18).
+pub(super) async fn resolve(context: &Context, id: String) -> Result<Resolved, ErrorBody> {
+    let reference =
+        OrderRef::parse(&id).map_err(|error| ErrorBody::new(ErrorCode::InvalidRequest, error.to_string()))?;
+    let most = ResolveRequest::MAX_CANDIDATES;
+    let mut ids = context
+        .readers
+        .read(move |reads| match reference {
+            OrderRef::Id(id) => Ok(reads.order(id)?.map(|order| order.id).into_iter().collect()),
+            OrderRef::Suffix(digits) => reads.ids_ending_with(&digits, most + 1),
+        })
+        .await
+        .map_err(|error| read_error_body(&error))?;
+    let more = ids.len() > most;
+    ids.truncate(most);
+    Ok(Resolved { ids, more })
+}
+
+/// `short_ids`: each order's short id, as of one snapshot: the shortest end that no other
+/// order's id ends with, found among the orders that share its last 8 digits.
+pub(super) async fn short_ids(context: &Context, ids: Vec<OrderId>) -> Result<Vec<String>, ErrorBody> {
+    if ids.len() > ShortIdsRequest::MAX_IDS {
+        return Err(ErrorBody::new(
+            ErrorCode::InvalidRequest,
+            format!("at most {} ids in one short_ids request, not {}", ShortIdsRequest::MAX_IDS, ids.len()),
+        ));
+    }
+    context
+        .readers
+        .read(move |reads| {
+            ids.iter()
+                .map(|id| {
+                    let digits = short_id::digits(*id);
+                    let tail = &digits[short_id::ID_DIGITS - short_id::MIN_DIGITS..];
+                    let sharing = reads.ids_ending_with(tail, usize::MAX)?;
+                    Ok(short_id::shortest_unique(*id, &sharing))
+                })
+                .collect()
+        })
+        .await
+        .map_err(|error| read_error_body(&error))
 }
 
 /// Every event of an order, from its order, payment and delivery streams, in log order.

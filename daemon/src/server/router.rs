@@ -9,7 +9,10 @@ use serde_json::value::RawValue;
 use super::context::Context;
 use super::events::{events_page, follow_events};
 use super::export::export;
-use super::queries::{backup, check_database, find_order, list_orders, order_history, status, to_json};
+use super::queries::{
+    backup, check_database, count_orders, find_order, list_orders, order_history, resolve, short_ids, status,
+    to_json,
+};
 use super::streams::{replay, wait_until_settled, watch_order};
 use crate::command::WriteCommand;
 use crate::connection::Lines;
@@ -70,6 +73,9 @@ pub(super) async fn route(context: &Context, request: Request) -> Reply {
         Request::List(list) => list_orders(context, list).await,
         Request::Wait(wait) => wait_until_settled(context, &wait).await.map(to_json),
         Request::History(history) => order_history(context, history.id).await.map(to_json),
+        Request::Resolve(request) => resolve(context, request.id).await.map(to_json),
+        Request::ShortIds(request) => short_ids(context, request.ids).await.map(to_json),
+        Request::Count(request) => count_orders(context, request.into()).await.map(to_json),
         Request::Events(_) | Request::Export(_) | Request::Watch(_) | Request::Replay(_) => {
             unreachable!("streaming requests are handled by the connection")
         }

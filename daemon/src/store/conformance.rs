@@ -54,6 +54,7 @@ conformance! {
     the_log_read_from_a_cursor_misses_nothing,
     history_is_the_orders_streams_in_log_order,
     list_filters_and_pages_newest_first,
+    ids_are_found_by_their_end,
     counts_follow_the_commits,
     a_rebuild_swaps_in_at_its_last_chunk_only,
     a_rebuild_ending_on_a_chunk_boundary_finishes_with_an_empty_chunk,
@@ -830,6 +831,44 @@ fn list_fixture<S: Store>(db: &mut Db<S>) -> Listed {
     Listed { views }
 }
 
+/// Short ids (issue 18): the orders whose id ends with some hex digits, in id order, as many as
+/// asked for; digits in the middle of an id, or the dashes, do not count.
+fn ids_are_found_by_their_end<S: Store>(mut db: Db<S>) {
+    let ids: Vec<OrderId> = [
+        "01a23c7b-553d-74b9-a343-07169aac6db2",
+        "01a23c7b-5536-7572-9e5b-2d3f9aac6db2",
+        "01a23c7b-552f-729e-8062-a45233e51f9a",
+        "01a23c7b-5528-75cd-b049-9aac6db2358f",
+    ]
+    .iter()
+    .map(|id| id.parse().expect("an id"))
+    .collect();
+    let steps: Vec<Step<'_>> = ids
+        .iter()
+        .map(|id| {
+            let id = *id;
+            Box::new(move |tx: &mut dyn WriteTx| {
+                stored_ok(record(
+                    tx,
+                    StreamId::new(StreamKind::Order, id),
+                    Version::NONE,
+                    &[placed("alice", 2)],
+                ))
+            }) as Step<'_>
+        })
+        .collect();
+    Script::new(steps).write(&mut db);
+    let ending = |suffix: &str, limit: usize| db.read(|reads| reads.ids_ending_with(suffix, limit));
+    assert_eq!(ending("9aac6db2", 10), vec![ids[1], ids[0]], "in id order");
+    assert_eq!(ending("9aac6db2", 1), vec![ids[1]], "as many as asked for");
+    assert_eq!(ending("169aac6db2", 10), vec![ids[0]]);
+    assert_eq!(ending("3f9aac6db2", 10), vec![ids[1]]);
+    assert_eq!(ending("a34307169aac6db2", 10), vec![ids[0]], "across a dash");
+    assert_eq!(ending("33e51f9a", 10), vec![ids[2]]);
+    assert!(ending("00000000", 10).is_empty());
+    assert!(ending("553d74b9", 10).is_empty(), "the middle of an id is not its end");
+}
+
 /// Which orders a request should list.
 type Filter = Box<dyn Fn(&OrderView) -> bool>;
 
@@ -870,6 +909,8 @@ fn list_filters_and_pages_newest_first<S: Store>(mut db: Db<S>) {
         let page = db.read(|reads| reads.list(&request));
         let found: Vec<_> = page.orders.iter().map(|view| listed.index(view.id)).collect();
         assert_eq!(found, expected, "{request:?}");
+        let counted = db.read(|reads| reads.count_orders(&ListRequest { limit: Some(1), ..request.clone() }));
+        assert_eq!(counted, expected.len() as u64, "counted, the limit aside: {request:?}");
         assert!(!page.more, "{request:?}");
         for view in &page.orders {
             assert_eq!(

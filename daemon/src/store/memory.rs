@@ -389,12 +389,19 @@ impl ReadModel {
     fn list(&self, request: &ListRequest) -> OrderPage {
         let limit =
             request.limit.unwrap_or(ListRequest::DEFAULT_LIMIT).clamp(1, ListRequest::MAX_LIMIT) as usize;
+        let orders = self.list_all(request);
+        let more = orders.len() > limit;
+        OrderPage { orders: orders.into_iter().take(limit).cloned().collect(), more }
+    }
+
+    /// Every order a request's filters and cursor keep, newest first.
+    fn list_all(&self, request: &ListRequest) -> Vec<&OrderView> {
         // Orders older than the cursor, in (created_at, id) order; a cursor naming no order
         // gives an empty page.
         let before = match request.before {
             Some(id) => match self.orders.get(&id) {
                 Some(cursor) => Some(sort_key(cursor)),
-                None => return OrderPage { orders: Vec::new(), more: false },
+                None => return Vec::new(),
             },
             None => None,
         };
@@ -409,8 +416,7 @@ impl ReadModel {
             .filter(|view| before.is_none_or(|before| sort_key(view) < before))
             .collect();
         orders.sort_unstable_by_key(|view| std::cmp::Reverse(sort_key(view)));
-        let more = orders.len() > limit;
-        OrderPage { orders: orders.into_iter().take(limit).cloned().collect(), more }
+        orders
     }
 }
 
@@ -772,6 +778,16 @@ impl Reads for Snapshot {
 
     fn list(&mut self, request: &ListRequest) -> Result<OrderPage, StoreError> {
         Ok(self.state.read_model.list(request))
+    }
+
+    fn count_orders(&mut self, request: &ListRequest) -> Result<u64, StoreError> {
+        Ok(self.state.read_model.list_all(request).len() as u64)
+    }
+
+    fn ids_ending_with(&mut self, suffix: &str, limit: usize) -> Result<Vec<OrderId>, StoreError> {
+        // A scan, in id order: the memory store serves tests, not millions of orders.
+        let orders = self.state.read_model.orders.keys().copied();
+        Ok(orders.filter(|id| orders_shared::short_id::ends_with(*id, suffix)).take(limit).collect())
     }
 
     fn history(&mut self, id: OrderId) -> Result<Vec<RecordedEvent>, StoreError> {

@@ -498,6 +498,15 @@ pub trait Reads {
     /// A page of orders, newest first, filtered as asked.
     fn list(&mut self, request: &ListRequest) -> Result<OrderPage, StoreError>;
 
+    /// How many orders the filters of a list request match, its limit and cursor aside
+    /// (`list --count`: it reads every matching row).
+    fn count_orders(&mut self, request: &ListRequest) -> Result<u64, StoreError>;
+
+    /// The orders whose id ends with `suffix` — at least
+    /// [`MIN_DIGITS`](orders_shared::short_id::MIN_DIGITS) lowercase hex digits, dashes left
+    /// out — in id order, at most `limit` of them (short ids, issue 18).
+    fn ids_ending_with(&mut self, suffix: &str, limit: usize) -> Result<Vec<OrderId>, StoreError>;
+
     /// Every event of an order's streams (order, payment, delivery) in log order, as of one
     /// commit. The log alone: `history` must show it even when the read-model row is unreadable.
     fn history(&mut self, id: OrderId) -> Result<Vec<RecordedEvent>, StoreError>;

@@ -16,13 +16,13 @@ mod view;
 pub use archive::{ExportEnd, ExportedEvent, ExportedMetadata};
 pub use reply::{ErrorBody, ErrorCode, Reply, raw};
 pub use request::{
-    Addressed, BackupRequest, CancelRequest, CheckRequest, CreateRequest, Envelope, EventsRequest,
-    ExportRequest, HistoryRequest, IdempotencyKey, ListRequest, MAX_REQUEST_BYTES, MetricsRequest,
-    PROTOCOL_VERSION, ReplayRequest, Request, ShowRequest, ShutdownRequest, StatusRequest, WaitRequest,
-    WatchRequest,
+    Addressed, BackupRequest, CancelRequest, CheckRequest, CountRequest, CreateRequest, Envelope,
+    EventsRequest, ExportRequest, HistoryRequest, IdempotencyKey, ListRequest, MAX_REQUEST_BYTES,
+    MetricsRequest, PROTOCOL_VERSION, ReplayRequest, Request, ResolveRequest, ShortIdsRequest, ShowRequest,
+    ShutdownRequest, StatusRequest, WaitRequest, WatchRequest,
 };
 pub use view::{
     BackupReport, CheckProblem, CheckReport, Cursor, DaemonState, DaemonStatus, Difference, EventPage,
-    EventView, ExportSummary, ImportReport, MetricsText, OrderPage, OrderView, ReplayProgress, ReplayReport,
-    RestoreReport, StartProgress, StartStep, StuckStep,
+    EventView, ExportSummary, ImportReport, MetricsText, OrderCount, OrderPage, OrderView, ReplayProgress,
+    ReplayReport, Resolved, RestoreReport, StartProgress, StartStep, StuckStep,
 };

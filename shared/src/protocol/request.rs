@@ -11,8 +11,10 @@ use crate::order::{OrderId, OrderStatus, Total, UserId};
 
 /// Bumped on any change a peer of the previous version would misread. Version 2 (issue 12): every
 /// request names its `store`, unknown fields and repeated keys are refused (issue 11), and the
-/// `events` cursor is an opaque string.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// `events` cursor is an opaque string. Version 3 (issue 18): `resolve`, `short_ids` (which
+/// every table and every command taking an order needs) and `count`: a client of 3 cannot work with a
+/// daemon of 2, and says so rather than fail on an unknown command.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The longest request line the daemon reads, in bytes.
 pub const MAX_REQUEST_BYTES: usize = 1 << 20;
@@ -55,6 +57,9 @@ pub enum Request {
     Status(StatusRequest),
     Metrics(MetricsRequest),
     Shutdown(ShutdownRequest),
+    Resolve(ResolveRequest),
+    ShortIds(ShortIdsRequest),
+    Count(CountRequest),
 }
 
 impl Request {
@@ -76,6 +81,9 @@ impl Request {
             Request::Status(_) => "status",
             Request::Metrics(_) => "metrics",
             Request::Shutdown(_) => "shutdown",
+            Request::Resolve(_) => "resolve",
+            Request::ShortIds(_) => "short_ids",
+            Request::Count(_) => "count",
         }
     }
 
@@ -336,6 +344,32 @@ impl WaitRequest {
     pub const DEFAULT_TIMEOUT_MS: u64 = 60_000;
 }
 
+/// The orders that an id, or the end of one, names (short ids, issue 18).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveRequest {
+    /// A whole order id, or at least 8 hex digits of its end.
+    pub id: String,
+}
+
+impl ResolveRequest {
+    /// The most candidates a reply lists.
+    pub const MAX_CANDIDATES: usize = 10;
+}
+
+/// The short id of each order, as tables show it: the shortest end of its id, at least 8 hex
+/// digits, that no other order's id ends with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShortIdsRequest {
+    pub ids: Vec<OrderId>,
+}
+
+impl ShortIdsRequest {
+    /// The most ids one request asks about (a page of `list` or `events`).
+    pub const MAX_IDS: usize = 10_000;
+}
+
 /// Every event of one order, from all its contexts, in log order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -411,6 +445,25 @@ pub struct ListRequest {
     pub since: Option<Timestamp>,
 }
 
+/// How many orders the filters of `list` match (`list --count`): the daemon reads every
+/// matching row.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CountRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<OrderStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Timestamp>,
+}
+
+impl From<CountRequest> for ListRequest {
+    fn from(count: CountRequest) -> ListRequest {
+        ListRequest { user: count.user, status: count.status, since: count.since, ..ListRequest::default() }
+    }
+}
+
 impl ListRequest {
     pub const DEFAULT_LIMIT: u32 = 100;
     pub const MAX_LIMIT: u32 = 10_000;
@@ -437,13 +490,13 @@ mod tests {
         });
         let line = serde_json::to_string(&Envelope { v: PROTOCOL_VERSION, store: "/s", request: &request })
             .expect("serializes");
-        assert_eq!(line, r#"{"v":2,"store":"/s","cmd":"create","user":"alice","total":2}"#);
+        assert_eq!(line, r#"{"v":3,"store":"/s","cmd":"create","user":"alice","total":2}"#);
         assert_eq!(
             Request::parse(line.as_bytes()),
             Ok(Addressed { store: "/s".to_owned(), request: request.clone() })
         );
         assert_eq!(parse(&line), Ok(request));
-        assert_eq!(parse(r#"{"v":2,"store":"/s","cmd":"status"}"#), Ok(Request::Status(StatusRequest {})));
+        assert_eq!(parse(r#"{"v":3,"store":"/s","cmd":"status"}"#), Ok(Request::Status(StatusRequest {})));
     }
 
     #[test]
@@ -455,13 +508,13 @@ mod tests {
             "42",
             r#"{"cmd":"status"}"#,
             r#"{"v":"1","cmd":"status"}"#,
-            r#"{"v":2,"store":"/s"}"#,
-            r#"{"v":2,"store":"/s","cmd":7}"#,
-            r#"{"v":2,"store":"/s","cmd":"teleport"}"#,
-            r#"{"v":2,"store":"/s","cmd":"create","user":"alice"}"#,
-            r#"{"v":2,"store":"/s","cmd":"create","user":"alice","total":"2"}"#,
-            r#"{"v":2,"store":"/s","cmd":"create","user":"alice","total":2,"extra":true}"#,
-            r#"{"v":2,"store":"/s","cmd":"show","id":"not-a-uuid"}"#,
+            r#"{"v":3,"store":"/s"}"#,
+            r#"{"v":3,"store":"/s","cmd":7}"#,
+            r#"{"v":3,"store":"/s","cmd":"teleport"}"#,
+            r#"{"v":3,"store":"/s","cmd":"create","user":"alice"}"#,
+            r#"{"v":3,"store":"/s","cmd":"create","user":"alice","total":"2"}"#,
+            r#"{"v":3,"store":"/s","cmd":"create","user":"alice","total":2,"extra":true}"#,
+            r#"{"v":3,"store":"/s","cmd":"show","id":"not-a-uuid"}"#,
         ] {
             assert_eq!(code(line), ErrorCode::InvalidRequest, "{line}");
         }
@@ -515,22 +568,22 @@ mod tests {
             assert!(refused.message.contains("unknown field `dry_run`"), "{extra}: {}", refused.message);
         }
         // Issue 11: this one stopped the daemon.
-        assert!(parse(r#"{"v":2,"store":"/s","cmd":"shutdown","dry_run":true}"#).is_err());
-        assert!(parse(r#"{"v":2,"store":"/s","cmd":"status","extra":null}"#).is_err());
+        assert!(parse(r#"{"v":3,"store":"/s","cmd":"shutdown","dry_run":true}"#).is_err());
+        assert!(parse(r#"{"v":3,"store":"/s","cmd":"status","extra":null}"#).is_err());
     }
 
     #[test]
     fn a_key_given_twice_is_refused_at_any_depth_and_named() {
         for (line, field) in [
             // Issue 11: this one placed an order of 4.
-            (r#"{"v":2,"store":"/s","cmd":"create","user":"alice","total":3,"total":4}"#, "total"),
-            (r#"{"v":2,"store":"/s","cmd":"create","user":"alice","total":4,"total":4}"#, "total"),
-            (r#"{"v":2,"store":"/s","cmd":"create","user":"alice","total":2,"tot\u0061l":2}"#, "total"),
-            (r#"{"v":2,"store":"/s","v":1,"cmd":"status"}"#, "v"),
-            (r#"{"v":2,"store":"/s","cmd":"status","cmd":"shutdown"}"#, "cmd"),
-            (r#"{"v":2,"store":"/s","cmd":"list","user":"a","user":"b"}"#, "user"),
-            (r#"{"v":2,"store":"/s","cmd":"list","since":{"at":1,"at":2}}"#, "since.at"),
-            (r#"{"v":2,"store":"/s","cmd":"list","x":[0,{"a":{"b":1,"b":1}}]}"#, "x[1].a.b"),
+            (r#"{"v":3,"store":"/s","cmd":"create","user":"alice","total":3,"total":4}"#, "total"),
+            (r#"{"v":3,"store":"/s","cmd":"create","user":"alice","total":4,"total":4}"#, "total"),
+            (r#"{"v":3,"store":"/s","cmd":"create","user":"alice","total":2,"tot\u0061l":2}"#, "total"),
+            (r#"{"v":3,"store":"/s","v":1,"cmd":"status"}"#, "v"),
+            (r#"{"v":3,"store":"/s","cmd":"status","cmd":"shutdown"}"#, "cmd"),
+            (r#"{"v":3,"store":"/s","cmd":"list","user":"a","user":"b"}"#, "user"),
+            (r#"{"v":3,"store":"/s","cmd":"list","since":{"at":1,"at":2}}"#, "since.at"),
+            (r#"{"v":3,"store":"/s","cmd":"list","x":[0,{"a":{"b":1,"b":1}}]}"#, "x[1].a.b"),
         ] {
             let refused = parse(line).expect_err(line);
             assert_eq!(refused.code, ErrorCode::InvalidRequest, "{line}");
@@ -551,24 +604,23 @@ mod tests {
 
     #[test]
     fn another_protocol_version_is_named_as_such() {
-        // A client of version 1 (no store, a numeric cursor) is told, not misread (issue 12).
-        for line in [r#"{"v":1,"cmd":"status"}"#, r#"{"v":1,"cmd":"events","from":5}"#] {
+        // A client of version 1 (no store, a numeric cursor) is told, not misread (issue 12), and
+        // one of version 2 (before short ids, issue 18).
+        for line in
+            [r#"{"v":1,"cmd":"status"}"#, r#"{"v":1,"cmd":"events","from":5}"#, r#"{"v":2,"cmd":"status"}"#]
+        {
             let refused = parse(line).expect_err("refused");
             assert_eq!(refused.code, ErrorCode::ProtocolMismatch, "{line}");
-            assert!(
-                refused.message.contains("version 1") && refused.message.contains("version 2"),
-                "{}",
-                refused.message
-            );
+            assert!(refused.message.contains("version 3"), "{}", refused.message);
         }
     }
 
     #[test]
     fn every_request_names_its_store() {
         for (line, says) in [
-            (r#"{"v":2,"cmd":"status"}"#, "names no store"),
-            (r#"{"v":2,"store":"","cmd":"status"}"#, "non-empty string"),
-            (r#"{"v":2,"store":7,"cmd":"status"}"#, "non-empty string"),
+            (r#"{"v":3,"cmd":"status"}"#, "names no store"),
+            (r#"{"v":3,"store":"","cmd":"status"}"#, "non-empty string"),
+            (r#"{"v":3,"store":7,"cmd":"status"}"#, "non-empty string"),
         ] {
             let refused = parse(line).expect_err(line);
             assert_eq!(refused.code, ErrorCode::InvalidRequest, "{line}");
@@ -579,14 +631,14 @@ mod tests {
     #[test]
     fn a_cursor_is_a_string_and_pages_say_where_to_read_on() {
         let Request::Events(events) =
-            parse(r#"{"v":2,"store":"/s","cmd":"events","from":"17"}"#).expect("parses")
+            parse(r#"{"v":3,"store":"/s","cmd":"events","from":"17"}"#).expect("parses")
         else {
             panic!("an events request");
         };
         assert_eq!(events.from.as_ref().map(Cursor::as_str), Some("17"));
         for line in [
-            r#"{"v":2,"store":"/s","cmd":"events","from":17}"#,
-            r#"{"v":2,"store":"/s","cmd":"events","from":""}"#,
+            r#"{"v":3,"store":"/s","cmd":"events","from":17}"#,
+            r#"{"v":3,"store":"/s","cmd":"events","from":""}"#,
         ] {
             assert_eq!(code(line), ErrorCode::InvalidRequest, "{line}");
         }
@@ -598,11 +650,11 @@ mod tests {
     #[test]
     fn domain_values_are_validated_while_decoding() {
         for line in [
-            r#"{"v":2,"store":"/s","cmd":"create","user":"","total":2}"#,
-            r#"{"v":2,"store":"/s","cmd":"create","user":"alice","total":0}"#,
-            r#"{"v":2,"store":"/s","cmd":"create","user":"alice","total":-1}"#,
-            r#"{"v":2,"store":"/s","cmd":"create","user":"alice","total":2.5}"#,
-            r#"{"v":2,"store":"/s","cmd":"create","user":"alice","total":9223372036854775808}"#,
+            r#"{"v":3,"store":"/s","cmd":"create","user":"","total":2}"#,
+            r#"{"v":3,"store":"/s","cmd":"create","user":"alice","total":0}"#,
+            r#"{"v":3,"store":"/s","cmd":"create","user":"alice","total":-1}"#,
+            r#"{"v":3,"store":"/s","cmd":"create","user":"alice","total":2.5}"#,
+            r#"{"v":3,"store":"/s","cmd":"create","user":"alice","total":9223372036854775808}"#,
         ] {
             assert!(parse(line).is_err(), "{line}");
         }

@@ -186,6 +186,20 @@ pub struct OrderPage {
     pub more: bool,
 }
 
+/// How many orders match (`count`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCount {
+    pub count: u64,
+}
+
+/// The orders an id or the end of one names (`resolve`), in id order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolved {
+    pub ids: Vec<OrderId>,
+    /// More orders than these end so.
+    pub more: bool,
+}
+
 /// What `status` reports about a running daemon.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DaemonStatus {

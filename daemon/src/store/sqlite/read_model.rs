@@ -7,6 +7,7 @@
 
 use jiff::Timestamp;
 use orders_shared::protocol::{ListRequest, OrderPage, OrderView};
+use orders_shared::short_id::MIN_DIGITS;
 use orders_shared::{DomainEvent, OrderEvent, OrderId};
 use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
 
@@ -27,7 +28,8 @@ pub const COLUMNS: &str = "id, user, total, status, created_at, updated_at, canc
 /// `list --user` reads — lie side by side; `id` has its own unique index for `show` and for the
 /// projection's updates. `(created_at, id)` serves listing everyone's orders newest first, and
 /// `(status, created_at, id)` the same filtered by status (`list --status`); with a user as well,
-/// SQLite keeps to the primary key, one customer's orders, and filters them.
+/// SQLite keeps to the primary key, one customer's orders, and filters them. The last 8 hex
+/// digits of the id find the orders a short id can name ([`ending_with`]).
 pub fn create_table(conn: &Connection, schema: &str, table: &str, suffix: &str) -> Result<(), StoreError> {
     conn.execute_batch(&format!(
         "CREATE TABLE {schema}.{table} (
@@ -45,7 +47,8 @@ pub fn create_table(conn: &Connection, schema: &str, table: &str, suffix: &str) 
          ) WITHOUT ROWID;
          CREATE UNIQUE INDEX {schema}.orders_by_id{suffix} ON {table} (id);
          CREATE INDEX {schema}.orders_by_time{suffix} ON {table} (created_at, id);
-         CREATE INDEX {schema}.orders_by_status{suffix} ON {table} (status, created_at, id);"
+         CREATE INDEX {schema}.orders_by_status{suffix} ON {table} (status, created_at, id);
+         CREATE INDEX {schema}.orders_by_tail{suffix} ON {table} (substr(id, -8));"
     ))?;
     Ok(())
 }
@@ -228,6 +231,28 @@ pub fn get(conn: &Connection, id: OrderId) -> Result<Option<OrderView>, StoreErr
         .transpose()
 }
 
+const ENDING_WITH: &str = "SELECT id FROM orders WHERE substr(id, -8) = ?1 \
+     AND substr(replace(id, '-', ''), -?2) = ?3 ORDER BY id LIMIT ?4";
+
+/// The ids that end with `suffix` (at least 8 lowercase hex digits), in id order, at most `limit`:
+/// the index on the last 8 digits finds the candidates, and the rest of the suffix sorts them out.
+pub fn ending_with(conn: &Connection, suffix: &str, limit: usize) -> Result<Vec<OrderId>, StoreError> {
+    let Some(tail) = suffix.len().checked_sub(MIN_DIGITS).and_then(|start| suffix.get(start..)) else {
+        debug_assert!(false, "a short id of fewer than {MIN_DIGITS} digits: {suffix}");
+        return Ok(Vec::new());
+    };
+    let mut select = conn.prepare_cached(ENDING_WITH)?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows =
+        select.query_map(params![tail, suffix.len() as i64, suffix, limit], |row| row.get::<_, String>(0))?;
+    rows.map(|id| {
+        let id = id?;
+        id.parse()
+            .map_err(|_| StoreError::Corrupt(format!("the order id {id:?} in the read model is not a UUID")))
+    })
+    .collect()
+}
+
 /// A page of orders, newest first, filtered as asked.
 pub fn list(conn: &Connection, request: &ListRequest) -> Result<OrderPage, StoreError> {
     let limit = request.limit.unwrap_or(ListRequest::DEFAULT_LIMIT).clamp(1, ListRequest::MAX_LIMIT);
@@ -249,6 +274,33 @@ type Query = (String, Vec<Box<dyn ToSql>>);
 /// The query of a page (one row more than `limit`, to tell whether more follow) and its
 /// values; `None` when the cursor names no order.
 fn list_query(conn: &Connection, request: &ListRequest, limit: u32) -> Result<Option<Query>, StoreError> {
+    let Some((filter, mut values)) = filter(conn, request)? else {
+        return Ok(None);
+    };
+    values.push(Box::new(i64::from(limit) + 1));
+    let sql = format!(
+        "SELECT {VIEW_COLUMNS} FROM {ORDERS_TABLE} {filter} ORDER BY created_at DESC, id DESC LIMIT ?{}",
+        values.len()
+    );
+    Ok(Some((sql, values)))
+}
+
+/// How many orders the filters of `request` match, its limit aside (`list --count`): every
+/// matching row is counted, through the index the page would read.
+pub fn count(conn: &Connection, request: &ListRequest) -> Result<u64, StoreError> {
+    let Some((filter, values)) = filter(conn, request)? else {
+        return Ok(0);
+    };
+    let params: Vec<&dyn ToSql> = values.iter().map(|value| value.as_ref()).collect();
+    let count: i64 = conn
+        .prepare_cached(&format!("SELECT count(*) FROM {ORDERS_TABLE} {filter}"))?
+        .query_row(params.as_slice(), |row| row.get(0))?;
+    Ok(count.try_into().unwrap_or_default())
+}
+
+/// The `WHERE` clause of a request's filters and cursor, and its values; `None` when the cursor
+/// names no order.
+fn filter(conn: &Connection, request: &ListRequest) -> Result<Option<Query>, StoreError> {
     let mut conditions = Vec::new();
     let mut values: Vec<Box<dyn ToSql>> = Vec::new();
     if let Some(user) = &request.user {
@@ -274,12 +326,7 @@ fn list_query(conn: &Connection, request: &ListRequest, limit: u32) -> Result<Op
     }
     let filter =
         if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
-    values.push(Box::new(i64::from(limit) + 1));
-    let sql = format!(
-        "SELECT {VIEW_COLUMNS} FROM {ORDERS_TABLE} {filter} ORDER BY created_at DESC, id DESC LIMIT ?{}",
-        values.len()
-    );
-    Ok(Some((sql, values)))
+    Ok(Some((filter, values)))
 }
 
 #[cfg(test)]
@@ -305,8 +352,8 @@ mod tests {
     }
 
     /// `list --status S` seeks its status in an index kept in the page's order (no scan, no
-    /// sort); with a user it keeps to that customer's orders. On the migrated table and on one a
-    /// replay built.
+    /// sort); with a user it keeps to that customer's orders; a short id seeks its last 8 digits.
+    /// On the migrated table and on one a replay built.
     #[test]
     fn status_filters_read_an_index_in_the_page_order() {
         let mut db = Db::new().with_order(2);
@@ -319,6 +366,23 @@ mod tests {
             assert!(!mine.contains("TEMP B-TREE"), "{table}: sorted: {mine}");
             let everyone = plan(&db, &request(None, None));
             assert!(everyone.contains("USING INDEX orders_by_time"), "{table}: {everyone}");
+
+            let by_tail = {
+                let mut explain = db
+                    .conn()
+                    .prepare(&format!("EXPLAIN QUERY PLAN {}", super::ENDING_WITH))
+                    .expect("explain");
+                let steps = explain
+                    .query_map(rusqlite::params!["9aac6db2", 8, "9aac6db2", 10], |row| {
+                        row.get::<_, String>(3)
+                    })
+                    .expect("plan");
+                steps.collect::<Result<Vec<_>, _>>().expect("steps").join("; ")
+            };
+            assert!(
+                by_tail.contains("INDEX orders_by_tail") && by_tail.contains("(<expr>=?)"),
+                "{table}: {by_tail}"
+            );
 
             if table == "rebuilt" {
                 break;

@@ -84,6 +84,14 @@ impl Reads for SqliteReads {
         read_model::list(&self.conn, request)
     }
 
+    fn count_orders(&mut self, request: &ListRequest) -> Result<u64, StoreError> {
+        read_model::count(&self.conn, request)
+    }
+
+    fn ids_ending_with(&mut self, suffix: &str, limit: usize) -> Result<Vec<OrderId>, StoreError> {
+        read_model::ending_with(&self.conn, suffix, limit)
+    }
+
     fn history(&mut self, id: OrderId) -> Result<Vec<RecordedEvent>, StoreError> {
         // One snapshot: the three streams as of the same commit.
         let snapshot = self.conn.unchecked_transaction()?;
