@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use clap_complete::ArgValueCandidates;
 use jiff::Timestamp;
 use orders_daemon::settings::{self, Bound};
 use orders_shared::protocol::{Cursor, IdempotencyKey};
@@ -232,7 +233,7 @@ pub struct CreateArgs {
 pub struct OrderArg {
     /// The order: its id, as `orders create` printed it, or its short id, as `orders list` shows
     /// it (the end of the id, at least 8 hex digits)
-    #[arg(value_name = "ID")]
+    #[arg(value_name = "ID", add = ArgValueCandidates::new(crate::complete::order_ids))]
     pub id: OrderRef,
 }
 
@@ -254,7 +255,7 @@ pub struct ListArgs {
     pub user: Option<UserId>,
 
     /// Only orders in this state: pending, approved, delivered or cancelled
-    #[arg(long, short)]
+    #[arg(long, short, value_parser = statuses())]
     pub status: Option<OrderStatus>,
 
     /// Only orders created since then: a time (2026-11-25T10:00:00Z, 2026-11-25 10:00), a day
@@ -284,7 +285,7 @@ pub struct ListArgs {
 
     /// Only orders older than this one, in the same order: the next page after the last id of
     /// the previous one (newer orders never shift the pages that follow)
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", add = ArgValueCandidates::new(crate::complete::order_ids))]
     pub before: Option<OrderRef>,
 }
 
@@ -686,6 +687,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
     let span: jiff::SignedDuration = text.trim().parse().map_err(|_| invalid())?;
     Duration::try_from(span).map_err(|_| format!("invalid duration '{text}': it must not be negative"))
+}
+
+/// The states `--status` takes, named for help, errors and completion.
+fn statuses() -> impl clap::builder::TypedValueParser<Value = OrderStatus> {
+    let names = OrderStatus::ALL.map(OrderStatus::as_str);
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(names).try_map(|name| name.parse::<OrderStatus>())
 }
 
 #[cfg(test)]

@@ -287,11 +287,11 @@ fn absolute(path: &std::path::Path) -> Result<std::path::PathBuf, Failure> {
 
 /// `orders completions <shell>`.
 fn completions(ctx: &mut Context, args: CompletionsArgs) -> Result<(), Failure> {
-    let mut command = <Cli as clap::CommandFactory>::command();
-    // Into a buffer first: clap_complete panics on a write error, such as a closed pipe
-    // (`orders completions bash | head -1`), which must end the output quietly (issue 18).
+    // Into a buffer first: a closed pipe (`orders completions bash | head -1`) must end the
+    // output quietly (issue 18).
     let mut script = Vec::new();
-    clap_complete::generate(args.shell, &mut command, "orders", &mut script);
+    crate::complete::registration(args.shell, &mut script)
+        .map_err(|e| Failure::new(Exit::Failure, format!("cannot write the script: {e}")))?;
     ctx.out.write_all(&script)?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 pub mod args;
 pub mod client;
 pub mod commands;
+pub mod complete;
 pub mod daemon;
 pub mod eventlog;
 pub mod failure;

@@ -13,6 +13,8 @@ use orders::commands;
 use orders::failure::{Exit, Failure};
 
 fn main() -> ExitCode {
+    // A shell asking for completions is answered, and the process ends there.
+    orders::complete::answer_the_shell();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Daemon(DaemonCommand::Run(args)) => run_daemon(&cli.global, args),

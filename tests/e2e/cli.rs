@@ -121,30 +121,48 @@ fn version_and_help_work_without_a_daemon() {
     assert!(stdout(&help).contains("--idempotency-key"), "{}", stdout(&help));
 }
 
+/// The bash script, loaded into a real bash, asks `orders` (on the PATH) on each TAB: commands,
+/// status values, and the short ids of a running daemon's orders (issue 18).
 #[test]
-fn bash_completions_load_and_complete_subcommands() {
+fn bash_completions_load_and_complete_commands_statuses_and_ids() {
+    let daemon = TestDaemon::start();
+    let id = daemon.create("alice", 2);
     let script = Command::new(ORDERS).args(["completions", "bash"]).output().expect("run");
     assert_eq!(code(&script), 0);
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("orders.bash");
     std::fs::write(&path, &script.stdout).expect("write");
-    let probe = format!(
-        "source {}; complete -p orders; COMP_WORDS=(orders rep); COMP_CWORD=1; _orders orders rep orders; \
-         echo \"${{COMPREPLY[@]}}\"",
-        path.display()
+    let bin = std::path::Path::new(ORDERS).parent().expect("the binary's directory");
+    let complete = |words: &str| {
+        let probe = format!(
+            "source {}; complete -p orders; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+             _clap_complete_orders orders \"${{COMP_WORDS[COMP_CWORD]}}\"; echo \"${{COMPREPLY[@]}}\"",
+            path.display()
+        );
+        let output = Command::new("bash")
+            .args(["--norc", "-c", &probe])
+            .envs(daemon.command().get_envs().filter_map(|(key, value)| Some((key, value?))))
+            .env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default()))
+            .output()
+            .expect("bash");
+        assert_eq!(code(&output), 0, "{}", stderr(&output));
+        stdout(&output)
+    };
+    let printed = complete("orders rep");
+    assert!(printed.contains("-F _clap_complete_orders orders"), "{printed}");
+    let last = |printed: &str| printed.lines().last().unwrap_or_default().to_owned();
+    assert!(last(&printed).split_whitespace().any(|word| word == "replay"), "{printed}");
+    let statuses = last(&complete("orders list --status ''"));
+    assert_eq!(
+        statuses.split_whitespace().collect::<Vec<_>>(),
+        ["pending", "approved", "delivered", "cancelled"]
     );
-    let output = Command::new("bash").args(["--norc", "-c", &probe]).output().expect("bash");
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
-    let printed = stdout(&output);
-    assert!(printed.contains("-F _orders orders"), "{printed}");
-    assert!(
-        printed.lines().last().is_some_and(|line| line.split_whitespace().any(|word| word == "replay")),
-        "{printed}"
-    );
+    let short = id.replace('-', "")[24..].to_owned();
+    assert!(last(&complete("orders cancel ''")).split_whitespace().any(|word| word == short), "{short}");
     for shell in ["zsh", "fish"] {
         let script = Command::new(ORDERS).args(["completions", shell]).output().expect("run");
         assert_eq!(code(&script), 0);
-        assert!(stdout(&script).contains("replay"), "{shell}");
+        assert!(stdout(&script).contains("ORDERS_COMPLETE"), "{shell}");
     }
 }
 

@@ -191,3 +191,49 @@ fn resolve_short_ids_and_count_refuse_bad_requests() {
         assert!(message.contains(said), "{said}: {message}");
     }
 }
+
+/// Completion asks `orders` itself: status values, and the short ids of the newest orders from
+/// a running daemon, each with its user, total and status; within the budget or not at all.
+#[test]
+fn completion_offers_statuses_and_the_daemons_order_ids() {
+    let daemon = TestDaemon::start();
+    let id = daemon.create("alice", 2);
+    let complete = |words: &[&str]| {
+        let output =
+            daemon.command().env("ORDERS_COMPLETE", "fish").arg("--").args(words).output().expect("run");
+        assert_eq!(code(&output), 0, "{words:?}: {}", stderr(&output));
+        stdout(&output)
+    };
+    assert_eq!(complete(&["orders", "list", "--status", ""]), "pending\napproved\ndelivered\ncancelled\n");
+    assert_eq!(complete(&["orders", "list", "--status", "can"]), "cancelled\n");
+    let offered = complete(&["orders", "cancel", ""]);
+    let short = &digits(&id)[24..];
+    assert!(offered.lines().any(|line| line.starts_with(&format!("{short}\talice, 2, "))), "{offered}");
+    assert!(complete(&["orders", "show", &short[..3]]).starts_with(short), "a prefix of the short id");
+
+    let script = daemon.ok(["completions", "bash"]);
+    assert!(script.contains(r#"ORDERS_COMPLETE="bash""#), "{script}");
+}
+
+/// A daemon that never answers costs the prompt at most the budget (100 ms), and offers no ids.
+#[test]
+fn completion_does_not_wait_for_a_daemon_that_never_answers() {
+    let daemon = TestDaemon::stopped_with(&[]);
+    let listener = std::os::unix::net::UnixListener::bind(daemon.socket()).expect("bind");
+    let _held = std::thread::spawn(move || {
+        let accepted: Vec<_> = listener.incoming().take(2).collect();
+        std::thread::sleep(std::time::Duration::from_secs(10));
+        drop(accepted);
+    });
+    let started = std::time::Instant::now();
+    let output = daemon
+        .command()
+        .env("ORDERS_COMPLETE", "fish")
+        .args(["--", "orders", "cancel", "0"])
+        .output()
+        .expect("run");
+    let took = started.elapsed();
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(stdout(&output), "", "no ids");
+    assert!(took < std::time::Duration::from_secs(2), "gave up after its budget, not {took:?}");
+}
