@@ -44,20 +44,28 @@ impl Names {
         Names { paths, client: None, known: ShortIds::new() }
     }
 
-    /// Learns the short ids of the orders `events` name that it does not know yet.
-    async fn learn(&mut self, events: &[EventView]) -> Result<&ShortIds, Failure> {
-        let Some(paths) = &self.paths else { return Ok(&self.known) };
+    /// Learns the short ids of the orders `events` name that it does not know yet. Short ids
+    /// are for the eye: when they cannot be had (the daemon went away), the lines show whole
+    /// stream names, and the events go on.
+    async fn learn(&mut self, events: &[EventView]) -> &ShortIds {
+        let Some(paths) = &self.paths else { return &self.known };
         let unknown: Vec<OrderId> =
             events.iter().filter_map(EventLines::order).filter(|id| !self.known.contains_key(id)).collect();
         if unknown.is_empty() {
-            return Ok(&self.known);
+            return &self.known;
         }
-        let client = match &mut self.client {
-            Some(client) => client,
-            client => client.insert(crate::daemon::connect(paths, false).await?),
+        let learnt = async {
+            let client = match &mut self.client {
+                Some(client) => client,
+                client => client.insert(crate::daemon::connect(paths, false).await?),
+            };
+            crate::ids::learn(client, &mut self.known, unknown).await
         };
-        crate::ids::learn(client, &mut self.known, unknown).await?;
-        Ok(&self.known)
+        if learnt.await.is_err() {
+            // A new connection next time: the daemon may be back.
+            self.client = None;
+        }
+        &self.known
     }
 }
 
@@ -86,7 +94,7 @@ pub async fn events(
         loop {
             match reply {
                 Reply::Event(event) => {
-                    let short = names.learn(std::slice::from_ref(&event)).await?;
+                    let short = names.learn(std::slice::from_ref(&event)).await;
                     print_event(out, &event, json, lines, short)?;
                     out.flush()?;
                 }
@@ -108,7 +116,7 @@ pub async fn events(
         };
         first = false;
         let read = page.events.len() as u64;
-        let short = names.learn(&page.events).await?;
+        let short = names.learn(&page.events).await;
         for event in &page.events {
             print_event(out, event, json, lines, short)?;
         }
