@@ -86,7 +86,8 @@ pub enum Command {
     #[command(after_help = "Example:\n  orders history 019a6b2e-6f3c-7d21-9a4b-1c2d3e4f5a6b")]
     History(OrderArg),
 
-    /// Follow one order's events as they happen; exits when it is delivered or cancelled
+    /// Follow one order's events as they happen, through daemon restarts; exits when it is
+    /// delivered or cancelled
     #[command(after_help = "Example:\n  orders watch \"$(orders create --user alice --total 2)\"")]
     Watch(OrderArg),
 
@@ -272,7 +273,9 @@ pub struct EventsArgs {
     #[arg(long, value_name = "N", value_parser = at_least_one::<u64>)]
     pub limit: Option<u64>,
 
-    /// Keep printing new events as they are appended, until interrupted
+    /// Keep printing new events as they are appended, until interrupted; through daemon restarts
+    /// (it waits for the daemon to come back, never starts one, and goes on after the last event
+    /// printed), but not into another store (exit code 9)
     #[arg(long, short)]
     pub follow: bool,
 }
