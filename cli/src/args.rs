@@ -203,7 +203,8 @@ pub struct CreateArgs {
     #[arg(long, short, allow_negative_numbers = true)]
     pub total: Total,
 
-    /// Return only once the order has settled (delivered or cancelled)
+    /// Return only once the order has settled (delivered or cancelled); on a terminal, its status
+    /// is shown on stderr as it changes (pending → approved → delivered)
     #[arg(long, short)]
     pub wait: bool,
 

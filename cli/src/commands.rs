@@ -4,6 +4,7 @@
 
 mod daemon;
 mod orders;
+mod settle;
 
 use std::io::{self, IsTerminal, StdoutLock, Write};
 use std::process::Stdio;

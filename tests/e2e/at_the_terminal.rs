@@ -18,3 +18,35 @@ fn a_terminal_gets_colour_unless_no_color() {
     assert!(screen.text().contains("alice"), "{}", screen.text());
     assert!(screen.wrapped_rows().is_empty(), "show fits 80 columns:\n{}", screen.text());
 }
+
+/// `create --wait` on a terminal shows the order's status on stderr as it changes, on one line;
+/// stdout is the id alone as ever, and off a terminal nothing is shown (issue 18).
+#[test]
+fn create_wait_shows_the_status_as_it_changes_on_a_terminal() {
+    let daemon = TestDaemon::start();
+    let screen =
+        Screen::run(daemon.command().args(["create", "--user", "tia", "--total", "2", "--wait"]), 80);
+    let text = screen.text();
+    assert_eq!(screen.code(), 0, "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "the id, then the statuses: {text}");
+    assert_eq!(lines[0].len(), 36, "the id first: {text}");
+    assert_eq!(lines[1], "pending → approved → delivered", "{text}");
+
+    let screen =
+        Screen::run(daemon.command().args(["create", "--user", "tia", "--total", "3", "--wait"]), 80);
+    let text = screen.text();
+    assert_eq!(screen.code(), 8, "an odd total is declined and cancelled: {text}");
+    assert!(text.contains("\npending → cancelled\n"), "{text}");
+
+    // stderr elsewhere: the terminal gets the id alone.
+    let mut command = daemon.command();
+    command.args(["create", "--user", "tia", "--total", "2", "--wait"]);
+    let screen = Screen::run_with(&command, 80, |c| c.stderr(std::process::Stdio::null()));
+    assert_eq!(screen.code(), 0);
+    assert_eq!(screen.text().len(), 36, "the id alone: {}", screen.text());
+    let output = daemon.run(["create", "--user", "tia", "--total", "2", "--wait"]);
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "", "nothing off a terminal");
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim().len(), 36);
+}

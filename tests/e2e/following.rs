@@ -252,3 +252,31 @@ fn watch_goes_on_through_a_restart_without_repeats() {
     assert_eq!(ids.len(), daemon.history_types(&id).len(), "every event once: {lines:?}");
     assert!(said.contains("waiting for it to come back") && said.contains("the daemon is back"), "{said}");
 }
+
+/// `create --wait` through a restart: the wait is asked again, and the id printed once.
+#[test]
+fn create_wait_goes_on_through_a_restart() {
+    let mut daemon = TestDaemon::start_with(&[("ORDERS_DELIVERY_DELAY", "1s")]);
+    let mut create = daemon
+        .command()
+        .args(["create", "--user", "cy", "--total", "2", "--wait"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start create --wait");
+    let mut stdout = BufReader::new(create.stdout.take().expect("stdout"));
+    let mut id = String::new();
+    stdout.read_line(&mut id).expect("the id first");
+    let id = id.trim().to_owned();
+    daemon.wait_for_status(&id, "approved");
+    daemon.kill9();
+    daemon.spawn();
+    let output = create.wait_with_output().expect("create --wait ends");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{}: {said}", output.status);
+    assert!(said.contains("waiting for it to come back"), "{said}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("the rest of stdout");
+    assert_eq!(rest, "", "the id once");
+    assert_eq!(daemon.json(["show", &id])["status"], "delivered");
+}
