@@ -50,3 +50,43 @@ fn create_wait_shows_the_status_as_it_changes_on_a_terminal() {
     assert_eq!(String::from_utf8_lossy(&output.stderr), "", "nothing off a terminal");
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim().len(), 36);
 }
+
+/// A command that starts the daemon says so once on a terminal, in text mode; the daemon it
+/// started lets go of the terminal (the screen ends); with `--json`, or off a terminal, nothing
+/// is said (issue 18).
+#[test]
+fn autostart_is_told_once_on_a_terminal_and_nowhere_else() {
+    let daemon = TestDaemon::stopped_with(&[]);
+    let mut create = daemon.command_with_autostart();
+    create.args(["create", "--user", "ava", "--total", "2"]);
+    let screen = Screen::run(&create, 80);
+    let text = screen.text();
+    assert_eq!(screen.code(), 0, "{text}");
+    let pid =
+        orders_daemon::lock::holder(&daemon.data_dir()).and_then(|holder| holder.pid).expect("a daemon");
+    let told = format!("started the orders daemon in the background (pid {pid}, data in {}", daemon.store());
+    assert_eq!(text.matches(&told).count(), 1, "{text}");
+    assert_eq!(text.matches("started the orders daemon").count(), 1, "once: {text}");
+    // Running now: nothing to tell.
+    let screen = Screen::run(&create, 80);
+    assert!(!screen.text().contains("started"), "{}", screen.text());
+
+    let stop = daemon.command().args(["daemon", "stop"]).output().expect("daemon stop");
+    assert!(stop.status.success(), "{stop:?}");
+    let mut json = daemon.command_with_autostart();
+    json.args(["create", "--user", "ava", "--total", "2", "--json"]);
+    let screen = Screen::run(&json, 200);
+    assert_eq!(screen.code(), 0, "{}", screen.text());
+    assert!(!screen.text().contains("started"), "not with --json: {}", screen.text());
+
+    let stop = daemon.command().args(["daemon", "stop"]).output().expect("daemon stop");
+    assert!(stop.status.success(), "{stop:?}");
+    let output = daemon
+        .command_with_autostart()
+        .args(["create", "--user", "ava", "--total", "2"])
+        .output()
+        .expect("create");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "", "off a terminal, nothing is said");
+    assert!(orders_daemon::lock::holder(&daemon.data_dir()).is_some(), "it did start one");
+}
