@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use clap_complete::ArgValueCandidates;
 use jiff::Timestamp;
 use orders_daemon::settings::{self, Bound};
 use orders_shared::protocol::{Cursor, IdempotencyKey};
@@ -94,7 +93,8 @@ pub enum Command {
     #[command(after_help = "Example:\n  orders history 4f5a6b2e")]
     History(ViewedOrderArgs),
 
-    /// Follow one order's events as they happen; exits when it is delivered or cancelled
+    /// Follow one order's events as they happen, through daemon restarts; exits when it is
+    /// delivered or cancelled
     #[command(after_help = "Example:\n  orders watch \"$(orders create --user alice --total 2)\"")]
     Watch(ViewedOrderArgs),
 
@@ -210,7 +210,8 @@ pub struct CreateArgs {
     #[arg(long, short, allow_negative_numbers = true)]
     pub total: Total,
 
-    /// Return only once the order has settled (delivered or cancelled)
+    /// Return only once the order has settled (delivered or cancelled); on a terminal, its status
+    /// is shown on stderr as it changes (pending → approved → delivered)
     #[arg(long, short)]
     pub wait: bool,
 
@@ -233,7 +234,7 @@ pub struct CreateArgs {
 pub struct OrderArg {
     /// The order: its id, as `orders create` printed it, or its short id, as `orders list` shows
     /// it (the end of the id, at least 8 hex digits)
-    #[arg(value_name = "ID", add = ArgValueCandidates::new(crate::complete::order_ids))]
+    #[arg(value_name = "ID")]
     pub id: OrderRef,
 }
 
@@ -285,7 +286,7 @@ pub struct ListArgs {
 
     /// Only orders older than this one, in the same order: the next page after the last id of
     /// the previous one (newer orders never shift the pages that follow)
-    #[arg(long, value_name = "ID", add = ArgValueCandidates::new(crate::complete::order_ids))]
+    #[arg(long, value_name = "ID")]
     pub before: Option<OrderRef>,
 }
 
@@ -300,7 +301,9 @@ pub struct EventsArgs {
     #[arg(long, value_name = "N", value_parser = at_least_one::<u64>)]
     pub limit: Option<u64>,
 
-    /// Keep printing new events as they are appended, until interrupted
+    /// Keep printing new events as they are appended, until interrupted; through daemon restarts
+    /// (it waits for the daemon to come back, never starts one, and goes on after the last event
+    /// printed), but not into another store (exit code 9)
     #[arg(long, short)]
     pub follow: bool,
 

@@ -4,6 +4,7 @@
 
 mod daemon;
 mod orders;
+mod settle;
 
 use std::io::{self, IsTerminal, StdoutLock, Write};
 use std::process::Stdio;
@@ -77,9 +78,22 @@ impl Context {
         output::Look::new(self.color, wide, self.utc)
     }
 
-    /// A connection to the daemon, started first if need be and allowed.
+    /// A connection to the daemon, started first if need be and allowed. A daemon started so is
+    /// told of once on stderr, for people: in text mode, when stderr is a terminal (issue 18).
     async fn connect(&self) -> Result<Client, Failure> {
-        crate::daemon::connect(&self.paths, self.autostart).await
+        let (client, started) = crate::daemon::connect(&self.paths, self.autostart).await?;
+        if let Some(status) = started
+            && !self.json
+            && io::stderr().is_terminal()
+        {
+            eprintln!(
+                "note: started the orders daemon in the background (pid {}, data in {}); `{}` stops it",
+                status.pid,
+                status.data_dir,
+                self.paths.command_line("daemon stop")
+            );
+        }
+        Ok(client)
     }
 
     /// Prints `value` as JSON with `--json`, otherwise what `text` writes.

@@ -7,8 +7,8 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap_complete::CompletionCandidate;
 use clap_complete::env::EnvCompleter;
+use clap_complete::{ArgValueCandidates, CompletionCandidate};
 use orders_daemon::paths::Paths;
 use orders_shared::protocol::{ListRequest, OrderPage, Request};
 
@@ -26,11 +26,15 @@ pub const BUDGET: Duration = Duration::from_millis(100);
 /// How many of the newest orders are offered.
 const OFFERED: u32 = 100;
 
-/// Answers the shell and exits, when it asked (`ORDERS_COMPLETE` set); returns otherwise.
-pub fn answer_the_shell() {
-    clap_complete::CompleteEnv::with_factory(<crate::args::Cli as clap::CommandFactory>::command)
-        .var(VAR)
-        .complete();
+/// The command line as the shell completes it: the definition of `args`, with the ids of a
+/// running daemon's newest orders offered for every order it takes.
+pub fn command() -> clap::Command {
+    let ids = || ArgValueCandidates::new(order_ids);
+    let mut command = <crate::args::Cli as clap::CommandFactory>::command();
+    for name in ["show", "cancel", "history", "watch"] {
+        command = command.mut_subcommand(name, |order| order.mut_arg("id", |id| id.add(ids())));
+    }
+    command.mut_subcommand("list", |list| list.mut_arg("before", |before| before.add(ids())))
 }
 
 /// The script that registers `orders` with `shell`: it calls back into `orders` on each TAB.

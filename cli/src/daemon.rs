@@ -31,10 +31,11 @@ const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a stopping daemon may take to exit.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Connects to the daemon, starting one first if none runs and `autostart` allows it.
-pub async fn connect(paths: &Paths, autostart: bool) -> Result<Client, Failure> {
+/// Connects to the daemon, starting one first if none runs and `autostart` allows it; beside
+/// the connection, the status of the daemon it started, if it did.
+pub async fn connect(paths: &Paths, autostart: bool) -> Result<(Client, Option<DaemonStatus>), Failure> {
     match Client::connect(paths).await {
-        Ok(client) => return Ok(client),
+        Ok(client) => return Ok((client, None)),
         Err(error) if is_absent(&error) => {}
         Err(error) => return Err(cannot_connect(paths, &error)),
     }
@@ -47,8 +48,9 @@ pub async fn connect(paths: &Paths, autostart: bool) -> Result<Client, Failure> 
             other => other.failure(paths, None),
         });
     }
-    start_in_background(paths, &[]).await?;
-    Client::connect(paths).await.map_err(|error| cannot_connect(paths, &error))
+    let started = start_in_background(paths, &[]).await?;
+    let client = Client::connect(paths).await.map_err(|error| cannot_connect(paths, &error))?;
+    Ok((client, started))
 }
 
 /// Nothing listens on the socket: no file, or a file left by a daemon that died.
@@ -141,11 +143,11 @@ fn path_failure(error: impl std::fmt::Display) -> Failure {
     Failure::new(Exit::Failure, error.to_string())
 }
 
-/// Starts a daemon in the background unless one answers already; returns whether it started
-/// one. A daemon it starts is waited for until it is ready, and a failing start-up is reported
+/// Starts a daemon in the background unless one answers already; returns the status of the one
+/// it started, ready, if it did. A daemon it starts is waited for until it is ready, and a failing start-up is reported
 /// with what the daemon wrote on stderr. Other clients are held back (by the start lock) only
 /// until its socket answers: from then on each of them waits for it on its own.
-pub async fn start_in_background(paths: &Paths, args: &[OsString]) -> Result<bool, Failure> {
+pub async fn start_in_background(paths: &Paths, args: &[OsString]) -> Result<Option<DaemonStatus>, Failure> {
     let lock = start_lock(paths)?;
     start_holding(paths, args, lock).await
 }
@@ -164,10 +166,14 @@ pub fn start_lock(paths: &Paths) -> Result<std::fs::File, Failure> {
 
 /// [`start_in_background`], with the start lock taken already; it is released once the new
 /// daemon answers.
-pub async fn start_holding(paths: &Paths, args: &[OsString], lock: std::fs::File) -> Result<bool, Failure> {
+pub async fn start_holding(
+    paths: &Paths,
+    args: &[OsString],
+    lock: std::fs::File,
+) -> Result<Option<DaemonStatus>, Failure> {
     // Another client may have started one while this one waited for the lock.
     if Client::connect(paths).await.is_ok() {
-        return Ok(false);
+        return Ok(None);
     }
     // A daemon holding the data directory elsewhere, or wedged, is told of: one started here
     // could not get the data directory anyway.
@@ -198,7 +204,7 @@ pub async fn start_holding(paths: &Paths, args: &[OsString], lock: std::fs::File
     let mut client = answering(paths, &mut child, args).await?;
     drop(lock);
     match client.wait_until_ready("the daemon is starting").await {
-        Ok(_) => Ok(true),
+        Ok(status) => Ok(Some(status)),
         // The daemon closes its socket just before it exits: give it a moment to be reaped, so
         // that its own words on stderr are what the user reads.
         Err(failure) => match exited_soon(&mut child).await {
@@ -330,8 +336,8 @@ fn log_file_hint(paths: &Paths, args: &[OsString]) -> PathBuf {
 
 /// `orders daemon start`.
 pub async fn start(paths: &Paths, args: &RunArgs) -> Result<DaemonStatus, Failure> {
-    if start_in_background(paths, &args.forwarded()).await? {
-        return status(paths).await;
+    if let Some(status) = start_in_background(paths, &args.forwarded()).await? {
+        return Ok(status);
     }
     // One was there already, perhaps starting: `start` returns once it is ready.
     let mut client = Client::connect(paths).await.map_err(|error| cannot_connect(paths, &error))?;

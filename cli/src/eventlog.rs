@@ -1,5 +1,6 @@
 //! The commands that read the event log or stream from it: `events`, `export`, `watch`, `replay`.
 
+use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
@@ -7,8 +8,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use orders_daemon::paths::Paths;
 use orders_shared::OrderId;
 use orders_shared::protocol::{
-    ErrorCode, EventPage, EventView, EventsRequest, ExportEnd, ExportRequest, ExportSummary, OrderView,
-    ReplayReport, ReplayRequest, Reply, Request, WatchRequest,
+    Cursor, ErrorCode, EventPage, EventView, EventsRequest, ExportEnd, ExportRequest, ExportSummary,
+    OrderView, ReplayReport, ReplayRequest, Reply, Request, WatchRequest,
 };
 use serde_json::Value;
 
@@ -16,6 +17,7 @@ use crate::args::{EventsArgs, ExportArgs};
 use crate::client::Client;
 use crate::failure::{Exit, Failure};
 use crate::output::{self, EventLines, ShortIds};
+use crate::reconnect::{self, Halt, Reconnect};
 
 /// Replays shorter than this show no progress bar.
 const QUIET_REPLAY: Duration = Duration::from_millis(300);
@@ -57,7 +59,7 @@ impl Names {
         let learnt = async {
             let client = match &mut self.client {
                 Some(client) => client,
-                client => client.insert(crate::daemon::connect(paths, false).await?),
+                client => client.insert(crate::daemon::connect(paths, false).await?.0),
             };
             crate::ids::learn(client, &mut self.known, unknown).await
         };
@@ -89,19 +91,7 @@ pub async fn events(
     out: &mut impl Write,
 ) -> Result<(), Failure> {
     if args.follow {
-        let request = Request::Events(EventsRequest { from: args.from, limit: args.limit, follow: true });
-        let mut reply = client.first_reply(&request, None).await?;
-        loop {
-            match reply {
-                Reply::Event(event) => {
-                    let short = names.learn(std::slice::from_ref(&event)).await;
-                    print_event(out, &event, json, lines, short)?;
-                    out.flush()?;
-                }
-                reply => return client.data::<Value>(reply).map(drop).map_err(refused_cursor),
-            }
-            reply = next(client).await?;
-        }
+        return follow(client, args, json, lines, names, out).await;
     }
     let mut from = args.from;
     let mut first = true;
@@ -130,6 +120,95 @@ pub async fn events(
             }
             _ => return Ok(()),
         }
+    }
+}
+
+/// The last event `events --follow` printed: where it resumes.
+struct Printed {
+    cursor: Cursor,
+    event_id: String,
+    position: i64,
+}
+
+/// `orders events --follow`: the log, then each new event, until interrupted or `--limit`; across
+/// daemon restarts (issue 18). After a lost connection it asks again from the cursor of the last
+/// event it printed, which the daemon sends first: it must be that very event (else the log is
+/// another one) and is left out, so nothing is printed twice and nothing is skipped.
+async fn follow(
+    client: &mut Client,
+    args: EventsArgs,
+    json: bool,
+    lines: &mut EventLines,
+    names: &mut Names,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let mut reconnect = Reconnect::begin(client).await?;
+    let mut last: Option<Printed> = None;
+    let mut left = args.limit;
+    loop {
+        // The event the daemon sends first when resuming, printed already.
+        let mut again = last.as_ref().map(|last| last.event_id.clone());
+        let request = Request::Events(EventsRequest {
+            from: last.as_ref().map_or_else(|| args.from.clone(), |last| Some(last.cursor.clone())),
+            limit: left.map(|left| left + u64::from(again.is_some())),
+            follow: true,
+        });
+        let streamed = async {
+            reconnect::open(client, &request).await?;
+            loop {
+                match reconnect::next_line(client).await? {
+                    Reply::Event(event) => {
+                        if let Some(printed) = again.take() {
+                            if event.event_id != printed {
+                                let what = format!(
+                                    "position {} holds another event than the one printed",
+                                    event.position
+                                );
+                                return Err(Halt::Failed(reconnect.log_replaced(&what)));
+                            }
+                            continue;
+                        }
+                        let short = names.learn(std::slice::from_ref(&event)).await;
+                        print_event(out, &event, json, lines, short)?;
+                        out.flush()?;
+                        left = left.map(|left| left.saturating_sub(1));
+                        last = Some(Printed {
+                            cursor: event.cursor,
+                            event_id: event.event_id,
+                            position: event.position,
+                        });
+                    }
+                    reply => {
+                        return match client.data::<Value>(reply) {
+                            Ok(_) => Ok(()),
+                            // Its own cursor unknown to the daemon: another log.
+                            Err(failure)
+                                if again.is_some() && failure.refusal == Some(ErrorCode::InvalidRequest) =>
+                            {
+                                Err(Halt::Failed(
+                                    reconnect.log_replaced("it does not know the last event printed"),
+                                ))
+                            }
+                            Err(failure) if last.is_none() => Err(Halt::Failed(refused_cursor(failure))),
+                            Err(failure) => Err(Halt::Failed(failure)),
+                        };
+                    }
+                }
+            }
+        };
+        let loss = match streamed.await {
+            Ok(()) => return Ok(()),
+            Err(Halt::Failed(failure)) => return Err(failure),
+            Err(Halt::Lost(loss)) => loss,
+        };
+        if left == Some(0) {
+            return Ok(());
+        }
+        let resuming = match &last {
+            Some(last) => format!("following on after position {}", last.position),
+            None => "following from the start again".to_owned(),
+        };
+        *client = reconnect.rejoin(loss, &resuming).await?;
     }
 }
 
@@ -187,7 +266,8 @@ fn refused_cursor(failure: Failure) -> Failure {
     failure
 }
 
-/// `orders watch`: an order's events as they happen, then its settled state.
+/// `orders watch`: an order's events as they happen, then its settled state; across daemon
+/// restarts (issue 18): it watches again and leaves out the events it printed already.
 pub async fn watch(
     client: &mut Client,
     id: OrderId,
@@ -196,15 +276,31 @@ pub async fn watch(
     short: &ShortIds,
     out: &mut impl Write,
 ) -> Result<(), Failure> {
-    let mut reply = client.first_reply(&Request::Watch(WatchRequest { id }), None).await?;
+    let mut reconnect = Reconnect::begin(client).await?;
+    let mut printed: HashSet<String> = HashSet::new();
     loop {
-        if let Reply::Event(event) = reply {
-            print_event(out, &event, json, lines, short)?;
-            out.flush()?;
-            reply = next(client).await?;
-            continue;
-        }
-        let order: OrderView = client.data(reply)?;
+        let watched = async {
+            reconnect::open(client, &Request::Watch(WatchRequest { id })).await?;
+            loop {
+                match reconnect::next_line(client).await? {
+                    Reply::Event(event) => {
+                        if printed.insert(event.event_id.clone()) {
+                            print_event(out, &event, json, lines, short)?;
+                            out.flush()?;
+                        }
+                    }
+                    reply => return Ok::<_, Halt>(client.data::<OrderView>(reply)?),
+                }
+            }
+        };
+        let order = match watched.await {
+            Ok(order) => order,
+            Err(Halt::Failed(failure)) => return Err(failure),
+            Err(Halt::Lost(loss)) => {
+                *client = reconnect.rejoin(loss, "watching the order again").await?;
+                continue;
+            }
+        };
         output::emit(out, json, &order, |out| match order.cancel_reason {
             Some(reason) => writeln!(out, "order {} is {} ({reason})", order.id, order.status),
             None => writeln!(out, "order {} is {}", order.id, order.status),

@@ -25,6 +25,10 @@ pub enum Exit {
     /// The order waited for ended cancelled (`create --wait`, `watch`): a script's
     /// `orders create --wait && ship` must not ship it (issue 18).
     Cancelled = 8,
+    /// The daemon came back from a restart serving another store (a restore or an import
+    /// replaced it) while a stream read the old one (`events --follow`, `watch`, `create
+    /// --wait`): its positions name other events, so the stream stops (issue 18).
+    StoreReplaced = 9,
 }
 
 impl Exit {

@@ -10,6 +10,7 @@ pub mod eventlog;
 pub mod failure;
 pub mod ids;
 pub mod output;
+pub mod reconnect;
 
 #[cfg(test)]
 mod man;

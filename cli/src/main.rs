@@ -13,8 +13,9 @@ use orders::commands;
 use orders::failure::{Exit, Failure};
 
 fn main() -> ExitCode {
-    // A shell asking for completions is answered, and the process ends there.
-    orders::complete::answer_the_shell();
+    // A shell asking for completions (`ORDERS_COMPLETE` set) is answered, and the process ends
+    // there (`orders::complete`).
+    clap_complete::CompleteEnv::with_factory(orders::complete::command).var(orders::complete::VAR).complete();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Daemon(DaemonCommand::Run(args)) => run_daemon(&cli.global, args),

@@ -35,6 +35,10 @@ const EXIT_STATUS: &[(&str, &str)] = &[
         "replay --check, check or check --file found the data inconsistent, or check found the database file damaged.",
     ),
     ("8", "The order waited for ended cancelled (create --wait, watch)."),
+    (
+        "9",
+        "The daemon came back from a restart serving another store (a restore or an import replaced it) while events --follow, watch or create --wait read the old one.",
+    ),
 ];
 
 const ENVIRONMENT: &[(&str, &str)] = &[

@@ -13,6 +13,7 @@ mod clock;
 mod crash;
 mod export;
 mod faults;
+mod following;
 mod hostile_files;
 mod http;
 mod lifecycle;

@@ -48,8 +48,9 @@ impl Screen {
         }
         let mut child = change(on_terminal).spawn(pts).expect("start on the terminal");
         // The terminal ends (EIO) once every process holding its other side has closed it.
-        let mut bytes = Vec::new();
-        let reader = std::thread::spawn(move || {
+        let (sender, read) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
             let mut chunk = [0u8; 4096];
             while let Ok(read) = pty.read(&mut chunk) {
                 if read == 0 {
@@ -57,11 +58,15 @@ impl Screen {
                 }
                 bytes.extend_from_slice(&chunk[..read]);
             }
-            bytes
+            let _ = sender.send(bytes);
         });
         let status = crate::fixture::wait_timeout(&mut child, Duration::from_secs(30))
             .unwrap_or_else(|| panic!("{:?} did not end on the terminal", command.get_args()));
-        let bytes = reader.join().expect("read the terminal");
+        // A process the command started that keeps the terminal open (a daemon that did not let
+        // go of its stdio) is a failure, not a test that hangs.
+        let bytes = read.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| {
+            panic!("{:?} ended, but something it started still holds the terminal", command.get_args())
+        });
         let size = |n: u16| std::num::NonZero::new(n).expect("a size above 0");
         let mut parser = vt100::Parser::new(size(ROWS), size(columns), 0);
         parser.process(&bytes);

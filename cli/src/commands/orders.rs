@@ -1,12 +1,12 @@
 //! The order commands: `create`, `show`, `list`, `history`, `cancel`.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use orders_shared::OrderId;
 use orders_shared::protocol::{
     CancelRequest, CountRequest, CreateRequest, EventView, HistoryRequest, ListRequest, OrderCount,
-    OrderPage, OrderView, Request, ShowRequest, WaitRequest,
+    OrderPage, OrderView, Request, ShowRequest,
 };
 use orders_shared::short_id::OrderRef;
 
@@ -43,9 +43,8 @@ async fn wait_until_settled(
         writeln!(ctx.out, "{}", order.id)?;
         ctx.out.flush()?;
     }
-    let timeout_ms = crate::args::whole_millis_up(timeout);
-    let wait = Request::Wait(WaitRequest { id: order.id, timeout_ms: Some(timeout_ms) });
-    match client.call::<OrderView>(&wait).await {
+    let show = !quiet && std::io::stderr().is_terminal();
+    match super::settle::until_settled(client, order.id, timeout, show).await {
         // For people the id is printed already: only a cancellation has more to say, on stderr,
         // and exit code 8, so that `create --wait && ship` ships nothing cancelled.
         Ok(settled) => {
