@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use jiff::Timestamp;
 use orders_daemon::settings::{self, Bound};
 use orders_shared::protocol::{Cursor, IdempotencyKey};
-use orders_shared::{OrderId, OrderStatus, Total, UserId};
+use orders_shared::{NewUserId, OrderId, OrderStatus, Total, UserId};
 
 const ABOUT: &str = "Place, follow and cancel orders";
 
@@ -194,9 +194,11 @@ pub struct CompletionsArgs {
 
 #[derive(Debug, Args)]
 pub struct CreateArgs {
-    /// The customer placing the order (1 to 128 printable characters)
+    /// The customer placing the order: 1 to 128 printable characters, no whitespace at either end,
+    /// nothing invisible (zero-width characters, soft hyphens, other format characters) and no
+    /// control of the text's direction (such as U+202E)
     #[arg(long, short)]
-    pub user: UserId,
+    pub user: NewUserId,
 
     /// The order's total in minor currency units: a positive whole number
     #[arg(long, short, allow_negative_numbers = true)]
@@ -230,7 +232,8 @@ pub struct OrderArg {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Only this customer's orders
+    /// Only this customer's orders (any name the log holds, even one a new order may no longer
+    /// take, such as one with a trailing space)
     #[arg(long, short)]
     pub user: Option<UserId>,
 

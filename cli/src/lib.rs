@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod eventlog;
 pub mod failure;
 pub mod output;
+pub mod usage;
 
 #[cfg(test)]
 mod man;

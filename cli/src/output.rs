@@ -67,7 +67,8 @@ pub fn order(out: &mut impl Write, order: &OrderView, color: bool) -> io::Result
     };
     let mut table = plain_table(color);
     table.add_row(vec![Cell::new("id:"), Cell::new(order.id)]);
-    table.add_row(vec![Cell::new("user:"), Cell::new(&order.user)]);
+    // A name the store holds may predate the rule for new ones (issue 18): shown escaped.
+    table.add_row(vec![Cell::new("user:"), Cell::new(orders_shared::text::escaped(&order.user, false))]);
     table.add_row(vec![Cell::new("total:"), Cell::new(order.total)]);
     table.add_row(vec![Cell::new("status:"), status_cell(order.status, status)]);
     table.add_row(vec![Cell::new("created:"), Cell::new(local_time(order.created_at))]);
@@ -145,7 +146,7 @@ pub fn orders(out: &mut impl Write, orders: &[OrderView], color: bool) -> io::Re
     for order in orders {
         table.add_row(vec![
             Cell::new(order.id),
-            Cell::new(&order.user),
+            Cell::new(orders_shared::text::escaped(&order.user, false)),
             Cell::new(order.total),
             status_cell(order.status, order.status.to_string()),
             Cell::new(local_time(order.created_at)),

@@ -16,6 +16,7 @@ mod faults;
 mod hostile_files;
 mod http;
 mod lifecycle;
+mod names;
 mod replay;
 mod sagas;
 mod scripts;

@@ -4,14 +4,16 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use clap::Parser;
 use orders::args::{DaemonBinaryCommand, DaemonCli, RunArgs};
 use orders::commands;
 use orders::failure::{Exit, Failure};
 use orders_daemon::logging::Stderr;
 
 fn main() -> ExitCode {
-    let cli = DaemonCli::parse();
+    let cli: DaemonCli = match orders::usage::parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let result = match &cli.command {
         DaemonBinaryCommand::Run(args) => run(&cli, args),
         DaemonBinaryCommand::Check(args) => check_copy(&args.file),
