@@ -2,13 +2,12 @@
 
 use std::io::{self, Write};
 
-use comfy_table::presets::NOTHING;
-use comfy_table::{Cell, CellAlignment, Color, Table};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use orders_shared::OrderStatus;
 use orders_shared::protocol::{DaemonState, EventView, OrderView};
 use serde::Serialize;
+use unicode_width::UnicodeWidthStr;
 
 /// One JSON document on one line.
 pub fn json(out: &mut impl Write, value: &impl Serialize) -> io::Result<()> {
@@ -36,27 +35,94 @@ pub fn local_time(at: Timestamp) -> String {
     at.to_zoned_datetime(TimeZone::system()).strftime("%Y-%m-%d %H:%M:%S").to_string()
 }
 
-/// How a status looks on a terminal.
-fn status_cell(status: OrderStatus, text: String) -> Cell {
-    let color = match status {
-        OrderStatus::Pending => Color::Yellow,
-        OrderStatus::Approved => Color::Cyan,
-        OrderStatus::Delivered => Color::Green,
-        OrderStatus::Cancelled => Color::Red,
-    };
-    Cell::new(text).fg(color)
+/// A colour of the text on a terminal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Colour {
+    Red,
+    Green,
+    Yellow,
+    Cyan,
 }
 
-/// A table without borders, coloured only when asked to.
-fn plain_table(color: bool) -> Table {
-    let mut table = Table::new();
-    table.load_style(NOTHING);
-    if color {
-        table.enforce_styling();
-    } else {
-        table.force_no_tty();
+impl Colour {
+    /// Its SGR foreground code.
+    fn code(self) -> u8 {
+        match self {
+            Colour::Red => 31,
+            Colour::Green => 32,
+            Colour::Yellow => 33,
+            Colour::Cyan => 36,
+        }
     }
-    table
+
+    /// How a status looks on a terminal.
+    fn of(status: OrderStatus) -> Colour {
+        match status {
+            OrderStatus::Pending => Colour::Yellow,
+            OrderStatus::Approved => Colour::Cyan,
+            OrderStatus::Delivered => Colour::Green,
+            OrderStatus::Cancelled => Colour::Red,
+        }
+    }
+}
+
+/// One cell of a table: its text, and its colour on a terminal.
+struct Cell {
+    text: String,
+    colour: Option<Colour>,
+}
+
+impl Cell {
+    fn new(text: impl ToString) -> Cell {
+        Cell { text: text.to_string(), colour: None }
+    }
+
+    /// Text that came from the store (a user's name): what a terminal would obey or show as
+    /// nothing is shown escaped (issue 18).
+    fn stored(text: &str) -> Cell {
+        Cell::new(orders_shared::text::escaped(text, false))
+    }
+
+    fn coloured(text: impl ToString, colour: Colour) -> Cell {
+        Cell { colour: Some(colour), ..Cell::new(text) }
+    }
+}
+
+/// Rows of cells in columns two spaces apart, each as wide as its widest cell (in terminal
+/// columns: `中` takes two), right-aligned in the columns named in `right`, with no trailing
+/// spaces. A colour wraps the visible text of its cell only, never the padding (issue 18), and
+/// with `color` off not one escape byte is written.
+fn print_columns(out: &mut impl Write, rows: &[Vec<Cell>], right: &[usize], color: bool) -> io::Result<()> {
+    let mut widths: Vec<usize> = Vec::new();
+    for row in rows {
+        widths.resize(widths.len().max(row.len()), 0);
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.text.width());
+        }
+    }
+    for row in rows {
+        let mut line = String::new();
+        for (column, (cell, width)) in row.iter().zip(&widths).enumerate() {
+            if column > 0 {
+                line.push_str("  ");
+            }
+            let padding = " ".repeat(width - cell.text.width());
+            if right.contains(&column) {
+                line.push_str(&padding);
+            }
+            match cell.colour {
+                Some(colour) if color => {
+                    line.push_str(&format!("\u{1b}[{}m{}\u{1b}[39m", colour.code(), cell.text));
+                }
+                _ => line.push_str(&cell.text),
+            }
+            if !right.contains(&column) {
+                line.push_str(&padding);
+            }
+        }
+        writeln!(out, "{}", line.trim_end_matches(' '))?;
+    }
+    Ok(())
 }
 
 /// One order, one field a line; transitions and the cancel reason only when they happened.
@@ -65,13 +131,13 @@ pub fn order(out: &mut impl Write, order: &OrderView, color: bool) -> io::Result
         Some(reason) => format!("{} ({reason})", order.status),
         None => order.status.to_string(),
     };
-    let mut table = plain_table(color);
-    table.add_row(vec![Cell::new("id:"), Cell::new(order.id)]);
-    // A name the store holds may predate the rule for new ones (issue 18): shown escaped.
-    table.add_row(vec![Cell::new("user:"), Cell::new(orders_shared::text::escaped(&order.user, false))]);
-    table.add_row(vec![Cell::new("total:"), Cell::new(order.total)]);
-    table.add_row(vec![Cell::new("status:"), status_cell(order.status, status)]);
-    table.add_row(vec![Cell::new("created:"), Cell::new(local_time(order.created_at))]);
+    let mut rows = vec![
+        vec![Cell::new("id:"), Cell::new(order.id)],
+        vec![Cell::new("user:"), Cell::stored(&order.user)],
+        vec![Cell::new("total:"), Cell::new(order.total)],
+        vec![Cell::new("status:"), Cell::coloured(status, Colour::of(order.status))],
+        vec![Cell::new("created:"), Cell::new(local_time(order.created_at))],
+    ];
     let transitions = [
         ("approved:", order.approved_at),
         ("delivered:", order.delivered_at),
@@ -79,26 +145,25 @@ pub fn order(out: &mut impl Write, order: &OrderView, color: bool) -> io::Result
     ];
     for (name, at) in transitions {
         if let Some(at) = at {
-            table.add_row(vec![Cell::new(name), Cell::new(local_time(at))]);
+            rows.push(vec![Cell::new(name), Cell::new(local_time(at))]);
         }
     }
-    table.add_row(vec![Cell::new("updated:"), Cell::new(local_time(order.updated_at))]);
-    print_table(out, table)
+    rows.push(vec![Cell::new("updated:"), Cell::new(local_time(order.updated_at))]);
+    print_columns(out, &rows, &[], color)
 }
 
 /// Events as a table: where in the log, when, what, and the payload as `key=value`.
 pub fn events(out: &mut impl Write, events: &[EventView]) -> io::Result<()> {
-    let mut table = plain_table(false);
-    table.set_header(["POSITION", "TIME", "TYPE", "DATA"]);
-    for event in events {
-        table.add_row([
-            event.position.to_string(),
-            precise_local_time(event.recorded_at),
-            event.event_type.clone(),
-            key_values(&event.data),
-        ]);
-    }
-    print_table(out, table)
+    let header = ["POSITION", "TIME", "TYPE", "DATA"].map(Cell::new).into();
+    let rows = std::iter::once(header).chain(events.iter().map(|event| {
+        vec![
+            Cell::new(event.position),
+            Cell::new(precise_local_time(event.recorded_at)),
+            Cell::stored(&event.event_type),
+            Cell::new(key_values(&event.data)),
+        ]
+    }));
+    print_columns(out, &rows.collect::<Vec<_>>(), &[], false)
 }
 
 fn key_values(data: &serde_json::Value) -> String {
@@ -129,34 +194,20 @@ pub fn precise_local_time(at: Timestamp) -> String {
     at.to_zoned_datetime(TimeZone::system()).strftime("%Y-%m-%d %H:%M:%S%.3f").to_string()
 }
 
-fn print_table(out: &mut impl Write, mut table: Table) -> io::Result<()> {
-    for column in table.column_iter_mut() {
-        column.set_padding((0, 2));
-    }
-    for line in table.lines() {
-        writeln!(out, "{}", line.trim_end())?;
-    }
-    Ok(())
-}
-
 /// Orders as an aligned table with a header.
 pub fn orders(out: &mut impl Write, orders: &[OrderView], color: bool) -> io::Result<()> {
-    let mut table = plain_table(color);
-    table.set_header(["ID", "USER", "TOTAL", "STATUS", "CREATED", "UPDATED"]);
-    for order in orders {
-        table.add_row(vec![
+    let header = ["ID", "USER", "TOTAL", "STATUS", "CREATED", "UPDATED"].map(Cell::new).into();
+    let rows = std::iter::once(header).chain(orders.iter().map(|order| {
+        vec![
             Cell::new(order.id),
-            Cell::new(orders_shared::text::escaped(&order.user, false)),
+            Cell::stored(&order.user),
             Cell::new(order.total),
-            status_cell(order.status, order.status.to_string()),
+            Cell::coloured(order.status, Colour::of(order.status)),
             Cell::new(local_time(order.created_at)),
             Cell::new(local_time(order.updated_at)),
-        ]);
-    }
-    if let Some(column) = table.column_mut(2) {
-        column.set_cell_alignment(CellAlignment::Right);
-    }
-    print_table(out, table)
+        ]
+    }));
+    print_columns(out, &rows.collect::<Vec<_>>(), &[2], color)
 }
 
 /// Where the metrics are served, and whether the socket came from the service manager.
@@ -356,7 +407,32 @@ pub fn check(out: &mut impl Write, report: &orders_shared::protocol::CheckReport
 
 #[cfg(test)]
 mod tests {
-    use super::key_values;
+    use super::{Cell, Colour, key_values, print_columns};
+
+    #[test]
+    fn columns_align_by_terminal_width_and_colour_only_the_text() {
+        let rows = vec![
+            vec![Cell::new("USER"), Cell::new("TOTAL"), Cell::new("STATUS")],
+            vec![Cell::new("王小明"), Cell::new(3), Cell::coloured("cancelled", Colour::Red)],
+            vec![Cell::new("al"), Cell::new(12), Cell::coloured("approved", Colour::Cyan)],
+        ];
+        let text = |color| {
+            let mut out = Vec::new();
+            print_columns(&mut out, &rows, &[1], color).expect("written");
+            String::from_utf8(out).expect("utf-8")
+        };
+        assert_eq!(text(false), "USER    TOTAL  STATUS\n王小明      3  cancelled\nal         12  approved\n");
+        assert_eq!(
+            text(true),
+            "USER    TOTAL  STATUS\n王小明      3  \u{1b}[31mcancelled\u{1b}[39m\nal         12  \u{1b}[36mapproved\u{1b}[39m\n"
+        );
+    }
+
+    #[test]
+    fn a_stored_name_is_shown_escaped() {
+        assert_eq!(Cell::stored("evil\u{202e}ecila").text, "evil\\u{202e}ecila");
+        assert_eq!(Cell::stored("王小明").text, "王小明");
+    }
 
     #[test]
     fn control_characters_in_event_data_are_shown_escaped() {

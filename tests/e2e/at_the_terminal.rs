@@ -18,3 +18,90 @@ fn a_terminal_gets_colour_unless_no_color() {
     assert!(screen.text().contains("alice"), "{}", screen.text());
     assert!(screen.wrapped_rows().is_empty(), "show fits 80 columns:\n{}", screen.text());
 }
+
+/// The colour sequences in `raw` and the text each one colours, up to the next sequence.
+fn coloured_spans(raw: &str) -> Vec<(String, String)> {
+    let mut spans = Vec::new();
+    let mut rest = raw;
+    while let Some(start) = rest.find("\u{1b}[") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find(|c: char| !(c.is_ascii_digit() || c == ';')) else { break };
+        let (code, tail) = (&after[..end], &after[end..]);
+        rest = tail.strip_prefix('m').unwrap_or(tail);
+        let text = &rest[..rest.find('\u{1b}').unwrap_or(rest.len())];
+        spans.push((code.to_owned(), text.to_owned()));
+    }
+    spans
+}
+
+/// `--color always` wins over NO_COLOR (issue 18): the status is coloured, and never a bare
+/// `\e[m` (an empty colour, as crossterm wrote under NO_COLOR).
+#[test]
+fn color_always_wins_over_no_color_and_writes_no_empty_sequence() {
+    let daemon = TestDaemon::start();
+    let id = daemon.create("alice", 2);
+    daemon.wait_for_status(&id, "delivered");
+    let screen = Screen::run(daemon.command().args(["--color", "always", "show", &id]), 80);
+    assert_eq!(screen.code(), 0, "{}", screen.text());
+    let spans = coloured_spans(&screen.raw);
+    assert!(spans.iter().any(|(_, text)| text == "delivered"), "the status is coloured: {:?}", screen.raw);
+    assert!(spans.iter().all(|(code, _)| !code.is_empty()), "no bare \\e[m: {:?}", screen.raw);
+}
+
+/// Colour wraps only the visible text: no padding inside the codes, in `show` (where the status
+/// is padded to the widest value) and in `list` (statuses of different lengths).
+#[test]
+fn colour_wraps_only_the_visible_text() {
+    let daemon = TestDaemon::start_with(&[("ORDERS_DELIVERY_DELAY", "1h")]);
+    let approved = daemon.create("alice", 2);
+    let cancelled = daemon.create("bob", 3);
+    daemon.wait_for_status(&approved, "approved");
+    daemon.wait_for_status(&cancelled, "cancelled");
+    for args in [vec!["show", approved.as_str()], vec!["show", cancelled.as_str()], vec!["list"]] {
+        let mut command = daemon.command();
+        command.env_remove("NO_COLOR").args(&args);
+        let screen = Screen::run(&command, 120);
+        assert_eq!(screen.code(), 0, "{}", screen.text());
+        let spans = coloured_spans(&screen.raw);
+        assert!(!spans.is_empty(), "{args:?}: coloured on a terminal: {:?}", screen.raw);
+        for (code, text) in &spans {
+            if code != "39" && code != "0" && !code.is_empty() {
+                assert_eq!(text.trim(), text, "{args:?}: padding inside the colour: {:?}", screen.raw);
+                assert!(!text.is_empty(), "{args:?}: an empty colour: {:?}", screen.raw);
+            }
+        }
+        assert!(screen.wrapped_rows().is_empty(), "{args:?}:\n{}", screen.text());
+    }
+}
+
+/// With colour off — `--color never`, or `TERM=dumb` — not one escape byte, clap's own help and
+/// usage errors included (issue 18: clap coloured them whatever `--color` said).
+#[test]
+fn colour_off_means_not_one_escape_byte() {
+    let daemon = TestDaemon::start();
+    let id = daemon.create("alice", 2);
+    daemon.wait_for_status(&id, "delivered");
+    let commands: [&[&str]; 5] = [
+        &["show", &id],
+        &["list"],
+        &["show", "--bogus"],
+        &["help", "create"],
+        &["create", "--user", " x", "--total", "2"],
+    ];
+    for args in commands {
+        let mut never = daemon.command();
+        never.env_remove("NO_COLOR").arg("--color=never").args(args);
+        let mut dumb = daemon.command();
+        dumb.env_remove("NO_COLOR").env("TERM", "dumb").args(args);
+        for (how, command) in [("--color never", never), ("TERM=dumb", dumb)] {
+            let screen = Screen::run(&command, 80);
+            assert!(!screen.raw.contains('\u{1b}'), "{how} {args:?}: {:?}", screen.raw);
+            assert!(!screen.text().is_empty(), "{how} {args:?} printed something");
+        }
+        // And the same command coloured when colour is on, so that the check above means something.
+        let mut always = daemon.command();
+        always.arg("--color=always").args(args);
+        let screen = Screen::run(&always, 80);
+        assert!(screen.raw.contains('\u{1b}'), "--color always {args:?}: {:?}", screen.raw);
+    }
+}
