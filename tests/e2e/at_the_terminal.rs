@@ -105,3 +105,82 @@ fn colour_off_means_not_one_escape_byte() {
         assert!(screen.raw.contains('\u{1b}'), "--color always {args:?}: {:?}", screen.raw);
     }
 }
+
+/// One frame of `replay`'s progress bar, as drawn.
+#[derive(Debug)]
+struct BarFrame {
+    position: u64,
+    total: u64,
+    /// Events a second, as shown.
+    pace: Option<u64>,
+    /// Whole seconds left, as shown.
+    left: Option<u64>,
+}
+
+/// Every frame of the bar in what a command wrote: `[===> ] 12,000/54,000 events (60,123/s, 1 s
+/// left)`.
+fn bar_frames(raw: &str) -> Vec<BarFrame> {
+    let number = |text: &str| text.trim().replace(',', "").parse::<u64>().ok();
+    let mut frames = Vec::new();
+    let mut rest = raw;
+    while let Some(at) = rest.find(" events (") {
+        let (before, after) = (&rest[..at], &rest[at + " events (".len()..]);
+        rest = after;
+        let Some(counts) = before.rsplit("] ").next() else { continue };
+        let Some((position, total)) = counts.split_once('/') else { continue };
+        let figures = &after[..after.find(')').unwrap_or(after.len())];
+        let pace = figures.split_once("/s").and_then(|(pace, _)| number(pace));
+        let left = figures
+            .split_once(", ")
+            .and_then(|(_, left)| left.strip_suffix(" s left"))
+            .and_then(|left| left.rsplit(' ').next())
+            .and_then(number);
+        if let (Some(position), Some(total)) = (number(position), number(total)) {
+            frames.push(BarFrame { position, total, pace, left });
+        }
+    }
+    frames
+}
+
+/// `orders replay` on a terminal (issue 18): the bar shows the daemon's figures. Its position is
+/// the events applied (never above the total, never back to 0, never 0 in a first frame); its
+/// pace is at most the events over the time the whole command took (twice that, for a noisy
+/// machine: the bar once showed 2,000 times the real pace); before the end the time left is
+/// never 0 s. The daemon pauses before each chunk of 2,000 events, so that the replay lasts
+/// about a second whatever the machine's speed (a bar shows from 0.3 s on).
+#[test]
+fn replay_progress_shows_the_daemon_s_figures() {
+    let daemon = TestDaemon::start_with(&[("ORDERS_TEST_REPLAY_PAUSE_MS", "100")]);
+    daemon.bulk_create(4_000, 40);
+    daemon.wait_until_quiet();
+    let events = daemon.json(["daemon", "status"])["events"].as_u64().expect("events");
+    let started = std::time::Instant::now();
+    let screen = Screen::run(daemon.command().arg("replay"), 120);
+    let took = started.elapsed();
+    assert_eq!(screen.code(), 0, "{}", screen.text());
+    let frames = bar_frames(&screen.raw);
+    assert!(!frames.is_empty(), "no bar in {took:?} for {events} events: {:?}", screen.raw);
+    let ceiling = 2.0 * events as f64 / took.as_secs_f64();
+    let mut last = 0;
+    for frame in &frames {
+        assert!(frame.position > 0 && frame.position <= frame.total, "{frame:?} in {frames:?}");
+        assert_eq!(frame.total, events, "{frame:?}");
+        assert!(frame.position >= last, "the bar went back: {frames:?}");
+        last = frame.position;
+        let pace = frame.pace.unwrap_or_else(|| panic!("a pace: {frame:?}"));
+        assert!(pace as f64 <= ceiling, "{pace}/s for {events} events in {took:?}: {frames:?}");
+        if frame.position < frame.total {
+            assert!(frame.left.is_some_and(|left| left > 0), "0 s left before the end: {frames:?}");
+        }
+    }
+    assert!(frames.iter().any(|frame| frame.position < frame.total), "a frame before the end: {frames:?}");
+    assert!(screen.text().starts_with("replayed"), "the bar is cleared:\n{}", screen.text());
+
+    // A dumb terminal cannot redraw a line: no bar, not one escape byte.
+    let mut dumb = daemon.command();
+    dumb.env("TERM", "dumb").arg("replay");
+    let screen = Screen::run(&dumb, 120);
+    assert_eq!(screen.code(), 0, "{}", screen.text());
+    assert!(!screen.raw.contains('\u{1b}'), "TERM=dumb: {:?}", screen.raw);
+    assert!(bar_frames(&screen.raw).is_empty(), "TERM=dumb: {:?}", screen.raw);
+}
