@@ -302,7 +302,8 @@ pub struct ImportArgs {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Check this copy of a store (what `orders backup` wrote) instead of the daemon's, read-only
-    /// and without a daemon
+    /// and without a daemon: a damaged copy or one with problems is exit code 7, a file that is no
+    /// orders store (or of a newer version) exit code 1
     #[arg(long, value_name = "FILE")]
     pub file: Option<PathBuf>,
 }
@@ -324,7 +325,7 @@ pub struct BackupArgs {
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
     /// Rebuild into a scratch table and report differences from the live read model, without
-    /// replacing it
+    /// replacing it (exit code 7 on a difference)
     #[arg(long)]
     pub check: bool,
 }
