@@ -148,11 +148,13 @@ pub enum Command {
     Daemon(DaemonCommand),
 
     /// Print a shell completion script
-    #[command(
-        after_help = "Examples:\n  orders completions bash > ~/.local/share/bash-completion/completions/orders\n  \
-                            orders completions zsh > \"${fpath[1]}/_orders\"\n  \
-                            orders completions fish > ~/.config/fish/completions/orders.fish"
-    )]
+    #[command(after_help = "Examples (a fresh home has none of these directories yet):\n  \
+                      mkdir -p ~/.local/share/bash-completion/completions\n  \
+                      orders completions bash > ~/.local/share/bash-completion/completions/orders\n  \
+                      mkdir -p ~/.config/fish/completions\n  \
+                      orders completions fish > ~/.config/fish/completions/orders.fish\n  \
+                      mkdir -p ~/.zfunc   # and in ~/.zshrc, before compinit: fpath=(~/.zfunc $fpath)\n  \
+                      orders completions zsh > ~/.zfunc/_orders")]
     Completions(CompletionsArgs),
 }
 

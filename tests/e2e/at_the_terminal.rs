@@ -19,6 +19,23 @@ fn a_terminal_gets_colour_unless_no_color() {
     assert!(screen.wrapped_rows().is_empty(), "show fits 80 columns:\n{}", screen.text());
 }
 
+/// The README's main job (issue 18): the daemon the first command starts runs in the
+/// background, detached from the terminal (which closes when the command ends, the daemon
+/// holding none of it) and on after it closed, until `orders daemon stop`.
+#[test]
+fn an_autostarted_daemon_outlives_the_terminal_until_stopped() {
+    let daemon = TestDaemon::stopped_with(&[]);
+    let mut create = daemon.command_with_autostart();
+    create.args(["create", "--user", "alice", "--total", "2", "--wait"]);
+    let screen = Screen::run(&create, 80);
+    assert_eq!(screen.code(), 0, "{}", screen.text());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let status = daemon.json(["daemon", "status"]);
+    assert_eq!(status["orders"], 1, "the daemon runs on after the terminal closed: {status}");
+    assert!(daemon.ok(["daemon", "stop"]).starts_with("daemon stopped"));
+    assert_eq!(crate::fixture::code(&daemon.run(["daemon", "status"])), 5, "stopped");
+}
+
 /// The colour sequences in `raw` and the text each one colours, up to the next sequence.
 fn coloured_spans(raw: &str) -> Vec<(String, String)> {
     let mut spans = Vec::new();
