@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use orders_daemon::settings::{self, Bound};
 use orders_shared::protocol::{Cursor, IdempotencyKey};
 use orders_shared::short_id::OrderRef;
-use orders_shared::{OrderStatus, Total, UserId};
+use orders_shared::{NewUserId, OrderStatus, Total, UserId};
 
 const ABOUT: &str = "Place, follow and cancel orders";
 
@@ -156,11 +156,13 @@ pub enum Command {
     Daemon(DaemonCommand),
 
     /// Print a shell completion script
-    #[command(
-        after_help = "Examples:\n  orders completions bash > ~/.local/share/bash-completion/completions/orders\n  \
-                            orders completions zsh > \"${fpath[1]}/_orders\"\n  \
-                            orders completions fish > ~/.config/fish/completions/orders.fish"
-    )]
+    #[command(after_help = "Examples (a fresh home has none of these directories yet):\n  \
+                      mkdir -p ~/.local/share/bash-completion/completions\n  \
+                      orders completions bash > ~/.local/share/bash-completion/completions/orders\n  \
+                      mkdir -p ~/.config/fish/completions\n  \
+                      orders completions fish > ~/.config/fish/completions/orders.fish\n  \
+                      mkdir -p ~/.zfunc   # and in ~/.zshrc, before compinit: fpath=(~/.zfunc $fpath)\n  \
+                      orders completions zsh > ~/.zfunc/_orders")]
     Completions(CompletionsArgs),
 }
 
@@ -202,9 +204,11 @@ pub struct CompletionsArgs {
 
 #[derive(Debug, Args)]
 pub struct CreateArgs {
-    /// The customer placing the order (1 to 128 printable characters)
+    /// The customer placing the order: 1 to 128 printable characters, no whitespace at either end,
+    /// nothing invisible (zero-width characters, soft hyphens, other format characters) and no
+    /// control of the text's direction (such as U+202E)
     #[arg(long, short)]
-    pub user: UserId,
+    pub user: NewUserId,
 
     /// The order's total in minor currency units: a positive whole number
     #[arg(long, short, allow_negative_numbers = true)]
@@ -251,7 +255,8 @@ pub struct ViewedOrderArgs {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Only this customer's orders
+    /// Only this customer's orders (any name the log holds, even one a new order may no longer
+    /// take, such as one with a trailing space)
     #[arg(long, short)]
     pub user: Option<UserId>,
 
@@ -334,7 +339,8 @@ pub struct ImportArgs {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Check this copy of a store (what `orders backup` wrote) instead of the daemon's, read-only
-    /// and without a daemon
+    /// and without a daemon: a damaged copy or one with problems is exit code 7, a file that is no
+    /// orders store (or of a newer version) exit code 1
     #[arg(long, value_name = "FILE")]
     pub file: Option<PathBuf>,
 }
@@ -356,7 +362,7 @@ pub struct BackupArgs {
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
     /// Rebuild into a scratch table and report differences from the live read model, without
-    /// replacing it
+    /// replacing it (exit code 7 on a difference)
     #[arg(long)]
     pub check: bool,
 }

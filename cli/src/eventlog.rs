@@ -2,14 +2,16 @@
 
 use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use orders_daemon::paths::Paths;
 use orders_shared::OrderId;
 use orders_shared::protocol::{
     Cursor, ErrorCode, EventPage, EventView, EventsRequest, ExportEnd, ExportRequest, ExportSummary,
-    OrderView, ReplayReport, ReplayRequest, Reply, Request, WatchRequest,
+    OrderView, ReplayProgress, ReplayReport, ReplayRequest, Reply, Request, WatchRequest,
 };
 use serde_json::Value;
 
@@ -321,8 +323,11 @@ pub async fn replay(
     out: &mut impl Write,
 ) -> Result<(), Failure> {
     let mut first = Some(client.first_reply(&Request::Replay(ReplayRequest { check }), None).await?);
-    let show_bar = !json && std::io::stderr().is_terminal();
-    let mut bar: Option<ProgressBar> = None;
+    // A `dumb` terminal cannot redraw a line: no bar there (issue 18).
+    let show_bar = !json
+        && std::io::stderr().is_terminal()
+        && std::env::var_os("TERM").is_none_or(|term| term != "dumb");
+    let mut bar: Option<ReplayBar> = None;
     let report: ReplayReport = loop {
         let reply = match first.take() {
             Some(reply) => reply,
@@ -330,25 +335,15 @@ pub async fn replay(
         };
         let Reply::Progress(progress) = reply else {
             if let Some(bar) = bar.take() {
-                bar.finish_and_clear();
+                bar.bar.finish_and_clear();
             }
             break client.data(reply)?;
         };
         if show_bar && bar.is_none() && progress.elapsed_ms >= QUIET_REPLAY.as_millis() as u64 {
-            let style = ProgressStyle::with_template(
-                "{msg} [{bar:40}] {human_pos}/{human_len} events ({per_sec}, {eta})",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
-            bar = Some(ProgressBar::new(progress.total).with_style(style).with_message(if check {
-                "checking"
-            } else {
-                "replaying"
-            }));
+            bar = Some(ReplayBar::new(&progress, check));
         }
         if let Some(bar) = &bar {
-            bar.set_length(progress.total);
-            bar.set_position(progress.applied);
+            bar.show(&progress);
         }
     };
     output::emit(out, json, &report, |out| print_report(out, &report))?;
@@ -360,6 +355,71 @@ pub async fn replay(
         .with_hint(format!("rebuild it with `{}`", client.paths().command_line("replay"))));
     }
     Ok(())
+}
+
+/// The bar of a replay that has run long enough to show one, drawn from the daemon's figures
+/// alone (issue 18): indicatif's own estimate saw the first jump (0 to 108,000 events at once) as
+/// the pace of a moment, and showed 775,681,156/s and 0 s left for a replay going at 328,000/s.
+struct ReplayBar {
+    bar: ProgressBar,
+    /// The replay's elapsed time as the daemon last told it, read by the template's `{pace}`.
+    elapsed_ms: Arc<AtomicU64>,
+}
+
+impl ReplayBar {
+    /// At the daemon's position from its first frame: never a frame at 0 before it.
+    fn new(progress: &ReplayProgress, check: bool) -> ReplayBar {
+        let elapsed_ms = Arc::new(AtomicU64::new(progress.elapsed_ms));
+        let elapsed = Arc::clone(&elapsed_ms);
+        let style =
+            ProgressStyle::with_template("{prefix} [{wide_bar}] {human_pos}/{human_len} events ({pace})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .with_key("pace", move |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+                    let progress = ReplayProgress {
+                        applied: state.pos(),
+                        total: state.len().unwrap_or(0),
+                        elapsed_ms: elapsed.load(Ordering::Relaxed),
+                    };
+                    let _ = out.write_str(&pace(&progress));
+                })
+                .progress_chars("=> ");
+        let bar = ProgressBar::with_draw_target(Some(progress.total), ProgressDrawTarget::stderr())
+            .with_style(style)
+            .with_prefix(if check { "checking" } else { "replaying" })
+            .with_position(progress.applied);
+        ReplayBar { bar, elapsed_ms }
+    }
+
+    /// The daemon's latest figures, in one update: one frame, never a pace of one moment beside
+    /// the position of another.
+    fn show(&self, progress: &ReplayProgress) {
+        self.elapsed_ms.store(progress.elapsed_ms, Ordering::Relaxed);
+        self.bar.update(|state| {
+            state.set_len(progress.total);
+            state.set_pos(progress.applied);
+        });
+    }
+}
+
+/// `328,267/s, 1 s left`: the replay's events over the time it has run, and the time the rest
+/// takes at that pace, in whole seconds rounded up (a replay not done never shows 0 s left).
+fn pace(progress: &ReplayProgress) -> String {
+    let Some(per_second) = progress.events_per_second() else { return "starting".to_owned() };
+    let per_second = indicatif::HumanCount(per_second.round() as u64);
+    match progress.time_left() {
+        Some(left) => format!("{per_second}/s, {} left", whole_seconds_up(left)),
+        None => format!("{per_second}/s"),
+    }
+}
+
+/// A duration as people read a countdown: `1 s`, `59 s`, `2 min 5 s`, `1 h 3 min`, rounded up.
+fn whole_seconds_up(duration: Duration) -> String {
+    let seconds = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
+    match seconds {
+        0..60 => format!("{seconds} s"),
+        60..3600 => format!("{} min {} s", seconds / 60, seconds % 60),
+        _ => format!("{} h {} min", seconds / 3600, seconds % 3600 / 60),
+    }
 }
 
 fn print_report(out: &mut impl Write, report: &ReplayReport) -> std::io::Result<()> {
@@ -411,5 +471,35 @@ fn describe(live: Option<&Value>, rebuilt: Option<&Value>) -> String {
                 .collect();
             fields.join(", ")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use orders_shared::protocol::ReplayProgress;
+
+    use super::{pace, whole_seconds_up};
+
+    #[test]
+    fn the_pace_is_the_daemon_s_and_the_time_left_never_0_before_the_end() {
+        let early = ReplayProgress { applied: 108_000, total: 328_000, elapsed_ms: 329 };
+        assert_eq!(pace(&early), "328,267/s, 1 s left");
+        let slow = ReplayProgress { applied: 2_000, total: 1_000_000, elapsed_ms: 1_000 };
+        assert_eq!(pace(&slow), "2,000/s, 8 min 19 s left");
+        let almost = ReplayProgress { applied: 999_999, total: 1_000_000, elapsed_ms: 3_000 };
+        assert_eq!(pace(&almost), "333,333/s, 1 s left");
+        let done = ReplayProgress { applied: 10, total: 10, elapsed_ms: 3_000 };
+        assert_eq!(pace(&done), "3/s, 0 s left");
+        assert_eq!(pace(&ReplayProgress { applied: 0, total: 10, elapsed_ms: 0 }), "starting");
+    }
+
+    #[test]
+    fn a_countdown_reads_in_whole_seconds_rounded_up() {
+        assert_eq!(whole_seconds_up(Duration::from_millis(1)), "1 s");
+        assert_eq!(whole_seconds_up(Duration::from_secs(59)), "59 s");
+        assert_eq!(whole_seconds_up(Duration::from_millis(59_001)), "1 min 0 s");
+        assert_eq!(whole_seconds_up(Duration::from_secs(3_780)), "1 h 3 min");
     }
 }

@@ -20,7 +20,8 @@ pub enum Exit {
     Unavailable = 5,
     /// A wait ran out of time (`create --wait`).
     Timeout = 6,
-    /// A check found the data inconsistent (`replay --check`).
+    /// A check found the data inconsistent or the database file damaged (`check`, `check
+    /// --file`, `replay --check`).
     CheckFailed = 7,
     /// The order waited for ended cancelled (`create --wait`, `watch`): a script's
     /// `orders create --wait && ship` must not ship it (issue 18).

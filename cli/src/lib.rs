@@ -11,6 +11,7 @@ pub mod failure;
 pub mod ids;
 pub mod output;
 pub mod reconnect;
+pub mod usage;
 
 #[cfg(test)]
 mod man;

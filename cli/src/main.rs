@@ -7,7 +7,6 @@ use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 
-use clap::Parser;
 use orders::args::{Cli, Command, DaemonCli, DaemonCommand, GlobalArgs, RunArgs};
 use orders::commands;
 use orders::failure::{Exit, Failure};
@@ -16,7 +15,10 @@ fn main() -> ExitCode {
     // A shell asking for completions (`ORDERS_COMPLETE` set) is answered, and the process ends
     // there (`orders::complete`).
     clap_complete::CompleteEnv::with_factory(orders::complete::command).var(orders::complete::VAR).complete();
-    let cli = Cli::parse();
+    let cli: Cli = match orders::usage::parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let result = match &cli.command {
         Command::Daemon(DaemonCommand::Run(args)) => run_daemon(&cli.global, args),
         _ => tokio::runtime::Builder::new_current_thread()

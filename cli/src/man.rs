@@ -197,6 +197,28 @@ fn man_pages_match_the_command_line() {
     }
 }
 
+/// Exit code 7 is `check`'s as much as `replay --check`'s (issue 18: the pages said only
+/// `replay --check`), and each command's own page says so where it describes the command.
+#[test]
+fn exit_code_7_names_every_command_that_exits_with_it() {
+    let (_, meaning) = EXIT_STATUS.iter().find(|(code, _)| *code == "7").expect("code 7");
+    for command in ["replay --check", "check,", "check --file"] {
+        assert!(meaning.contains(command), "code 7 names {command}: {meaning}");
+    }
+    let page = |name: &str| {
+        let (_, page) = pages().into_iter().find(|(page, _)| page == name).expect("the page");
+        String::from_utf8(page).expect("utf-8")
+    };
+    let replay = page("orders-replay.1");
+    assert!(replay.contains("without replacing it (exit code 7 on a difference)"), "{replay}");
+    let check = page("orders-check.1");
+    for says in
+        ["the read model (exit code 7 on a problem)", "a damaged copy or one with problems is exit code 7"]
+    {
+        assert!(check.contains(says), "{says}: {check}");
+    }
+}
+
 #[test]
 fn every_page_documents_the_exit_codes() {
     for (name, page) in pages() {

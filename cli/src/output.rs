@@ -3,8 +3,6 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 
-use comfy_table::presets::NOTHING;
-use comfy_table::{Cell, CellAlignment, Color, Table};
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ZonedDateTime};
 use orders_shared::protocol::{DaemonState, EventView, OrderView};
@@ -136,42 +134,111 @@ impl Times {
     }
 }
 
-/// How a status looks on a terminal.
-fn status_cell(status: OrderStatus, text: String) -> Cell {
-    let color = match status {
-        OrderStatus::Pending => Color::Yellow,
-        OrderStatus::Approved => Color::Cyan,
-        OrderStatus::Delivered => Color::Green,
-        OrderStatus::Cancelled => Color::Red,
-    };
-    Cell::new(text).fg(color)
+/// A colour of the text on a terminal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Colour {
+    Red,
+    Green,
+    Yellow,
+    Cyan,
 }
 
-/// A table without borders, coloured only when asked to.
-fn plain_table(color: bool) -> Table {
-    let mut table = Table::new();
-    table.load_style(NOTHING);
-    if color {
-        table.enforce_styling();
-    } else {
-        table.force_no_tty();
+impl Colour {
+    /// Its SGR foreground code.
+    fn code(self) -> u8 {
+        match self {
+            Colour::Red => 31,
+            Colour::Green => 32,
+            Colour::Yellow => 33,
+            Colour::Cyan => 36,
+        }
     }
-    table
+
+    /// How a status looks on a terminal.
+    fn of(status: OrderStatus) -> Colour {
+        match status {
+            OrderStatus::Pending => Colour::Yellow,
+            OrderStatus::Approved => Colour::Cyan,
+            OrderStatus::Delivered => Colour::Green,
+            OrderStatus::Cancelled => Colour::Red,
+        }
+    }
 }
 
-/// One order, one field a line; transitions and the cancel reason only when they happened.
+/// One cell of a table: its text, and its colour on a terminal.
+struct Cell {
+    text: String,
+    colour: Option<Colour>,
+}
+
+impl Cell {
+    fn new(text: impl ToString) -> Cell {
+        Cell { text: text.to_string(), colour: None }
+    }
+
+    /// Text that came from the store (a user's name): what a terminal would obey or show as
+    /// nothing is shown escaped (issue 18).
+    fn stored(text: &str) -> Cell {
+        Cell::new(orders_shared::text::escaped(text, false))
+    }
+
+    fn coloured(text: impl ToString, colour: Colour) -> Cell {
+        Cell { colour: Some(colour), ..Cell::new(text) }
+    }
+}
+
+/// Rows of cells in columns two spaces apart, each as wide as its widest cell (in terminal
+/// columns: `中` takes two), right-aligned in the columns named in `right`, with no trailing
+/// spaces. A colour wraps the visible text of its cell only, never the padding (issue 18), and
+/// with `color` off not one escape byte is written.
+fn print_columns(out: &mut impl Write, rows: &[Vec<Cell>], right: &[usize], color: bool) -> io::Result<()> {
+    let mut widths: Vec<usize> = Vec::new();
+    for row in rows {
+        widths.resize(widths.len().max(row.len()), 0);
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.text.width());
+        }
+    }
+    for row in rows {
+        let mut line = String::new();
+        for (column, (cell, width)) in row.iter().zip(&widths).enumerate() {
+            if column > 0 {
+                line.push_str(&" ".repeat(GAP));
+            }
+            let padding = " ".repeat(width - cell.text.width());
+            if right.contains(&column) {
+                line.push_str(&padding);
+            }
+            match cell.colour {
+                Some(colour) if color => {
+                    line.push_str(&format!("\u{1b}[{}m{}\u{1b}[39m", colour.code(), cell.text));
+                }
+                _ => line.push_str(&cell.text),
+            }
+            if !right.contains(&column) {
+                line.push_str(&padding);
+            }
+        }
+        writeln!(out, "{}", line.trim_end_matches(' '))?;
+    }
+    Ok(())
+}
+
+/// One order, one field a line; transitions and the cancel reason only when they happened;
+/// each time with its zone.
 pub fn order(out: &mut impl Write, order: &OrderView, look: &Look) -> io::Result<()> {
     let status = match order.cancel_reason {
         Some(reason) => format!("{} ({reason})", order.status),
         None => order.status.to_string(),
     };
-    let time = |at: Timestamp| format!("{} {}", look.times.seconds(at), look.times.zone_at(at));
-    let mut table = plain_table(look.color);
-    table.add_row(vec![Cell::new("id:"), Cell::new(order.id)]);
-    table.add_row(vec![Cell::new("user:"), Cell::new(&order.user)]);
-    table.add_row(vec![Cell::new("total:"), Cell::new(order.total)]);
-    table.add_row(vec![Cell::new("status:"), status_cell(order.status, status)]);
-    table.add_row(vec![Cell::new("created:"), Cell::new(time(order.created_at))]);
+    let time = |at: Timestamp| Cell::new(format!("{} {}", look.times.seconds(at), look.times.zone_at(at)));
+    let mut rows = vec![
+        vec![Cell::new("id:"), Cell::new(order.id)],
+        vec![Cell::new("user:"), Cell::stored(&order.user)],
+        vec![Cell::new("total:"), Cell::new(order.total)],
+        vec![Cell::new("status:"), Cell::coloured(status, Colour::of(order.status))],
+        vec![Cell::new("created:"), time(order.created_at)],
+    ];
     let transitions = [
         ("approved:", order.approved_at),
         ("delivered:", order.delivered_at),
@@ -179,11 +246,11 @@ pub fn order(out: &mut impl Write, order: &OrderView, look: &Look) -> io::Result
     ];
     for (name, at) in transitions {
         if let Some(at) = at {
-            table.add_row(vec![Cell::new(name), Cell::new(time(at))]);
+            rows.push(vec![Cell::new(name), time(at)]);
         }
     }
-    table.add_row(vec![Cell::new("updated:"), Cell::new(time(order.updated_at))]);
-    print_table(out, table)
+    rows.push(vec![Cell::new("updated:"), time(order.updated_at)]);
+    print_columns(out, &rows, &[], look.color)
 }
 
 /// An order's events as a table (`history`): where in the log, when, what, and the payload as
@@ -193,11 +260,14 @@ pub fn events(out: &mut impl Write, events: &[EventView], look: &Look) -> io::Re
     let at: Vec<Timestamp> = events.iter().map(|event| event.recorded_at).collect();
     let (time_title, times) = look.times.column("TIME", &at, format);
     let positions: Vec<String> = events.iter().map(|event| event.position.to_string()).collect();
-    let types: Vec<String> = events.iter().map(|event| event.event_type.clone()).collect();
+    let types: Vec<String> = events
+        .iter()
+        .map(|event| orders_shared::text::escaped(&event.event_type, false).into_owned())
+        .collect();
     let before_data =
         widest(&positions, "POSITION") + widest(&times, &time_title) + widest(&types, "TYPE") + 3 * GAP;
-    let mut table = plain_table(false);
-    table.set_header(["POSITION".to_owned(), time_title, "TYPE".to_owned(), "DATA".to_owned()]);
+    let header = vec![Cell::new("POSITION"), Cell::new(time_title), Cell::new("TYPE"), Cell::new("DATA")];
+    let mut rows = vec![header];
     for (event, ((position, time), event_type)) in
         events.iter().zip(positions.into_iter().zip(times).zip(types))
     {
@@ -206,12 +276,9 @@ pub fn events(out: &mut impl Write, events: &[EventView], look: &Look) -> io::Re
             Some(columns) => cut(&data, columns.saturating_sub(before_data).max(MIN_CUT)),
             None => data,
         };
-        table.add_row([position, time, event_type, data]);
+        rows.push(vec![Cell::new(position), Cell::new(time), Cell::new(event_type), Cell::new(data)]);
     }
-    if let Some(column) = table.column_mut(0) {
-        column.set_cell_alignment(CellAlignment::Right);
-    }
-    print_table(out, table)
+    print_columns(out, &rows, &[0], false)
 }
 
 /// The columns between two cells of a table.
@@ -349,16 +416,6 @@ impl EventLines {
     }
 }
 
-fn print_table(out: &mut impl Write, mut table: Table) -> io::Result<()> {
-    for column in table.column_iter_mut() {
-        column.set_padding((0, GAP as u16));
-    }
-    for line in table.lines() {
-        writeln!(out, "{}", line.trim_end())?;
-    }
-    Ok(())
-}
-
 /// Orders as an aligned table with a header: short ids, and the user cut to fit the terminal's
 /// width (whole with `--wide`).
 pub fn orders(out: &mut impl Write, orders: &[OrderView], short: &ShortIds, look: &Look) -> io::Result<()> {
@@ -370,38 +427,32 @@ pub fn orders(out: &mut impl Write, orders: &[OrderView], short: &ShortIds, look
     let ids: Vec<String> = orders.iter().map(|order| look.id(order.id, short)).collect();
     let totals: Vec<String> = orders.iter().map(|order| order.total.to_string()).collect();
     let statuses: Vec<String> = orders.iter().map(|order| order.status.to_string()).collect();
-    let width = |cells: &[String], title: &str| {
-        cells.iter().map(|cell| cell.width()).chain([title.width()]).max().unwrap_or(0)
-    };
-    let beside_user = width(&ids, "ID")
-        + width(&totals, "TOTAL")
-        + width(&statuses, "STATUS")
-        + width(&created, &created_title)
-        + width(&updated, &updated_title)
+    let beside_user = widest(&ids, "ID")
+        + widest(&totals, "TOTAL")
+        + widest(&statuses, "STATUS")
+        + widest(&created, &created_title)
+        + widest(&updated, &updated_title)
         + 5 * GAP;
     // Cut only as far as a name stays readable; a terminal narrower than that wraps.
-    let user_width = look.fit().map(|columns| columns.saturating_sub(beside_user).max(6));
-    let mut table = plain_table(look.color);
-    table.set_header(["ID", "USER", "TOTAL", "STATUS", &created_title, &updated_title]);
-    let rows = ids.into_iter().zip(totals).zip(created).zip(updated);
-    for (order, (((id, total), created), updated)) in orders.iter().zip(rows) {
-        let user = match user_width {
-            Some(columns) => cut(&order.user, columns),
-            None => order.user.clone(),
-        };
-        table.add_row(vec![
+    let user_width = look.fit().map(|columns| columns.saturating_sub(beside_user).max(MIN_CUT));
+    let header = ["ID", "USER", "TOTAL", "STATUS", &created_title, &updated_title].map(Cell::new).into();
+    let mut rows = vec![header];
+    let columns = ids.into_iter().zip(totals).zip(created).zip(updated);
+    for (order, (((id, total), created), updated)) in orders.iter().zip(columns) {
+        let mut user = Cell::stored(&order.user);
+        if let Some(width) = user_width {
+            user.text = cut(&user.text, width);
+        }
+        rows.push(vec![
             Cell::new(id),
-            Cell::new(user),
+            user,
             Cell::new(total),
-            status_cell(order.status, order.status.to_string()),
+            Cell::coloured(order.status, Colour::of(order.status)),
             Cell::new(created),
             Cell::new(updated),
         ]);
     }
-    if let Some(column) = table.column_mut(2) {
-        column.set_cell_alignment(CellAlignment::Right);
-    }
-    print_table(out, table)
+    print_columns(out, &rows, &[2], look.color)
 }
 
 /// Where the metrics are served, and whether the socket came from the service manager.
@@ -603,10 +654,35 @@ pub fn check(out: &mut impl Write, report: &orders_shared::protocol::CheckReport
 mod tests {
     use jiff::Timestamp;
 
-    use super::{Times, cut, key_values, quoted};
+    use super::{Cell, Colour, Times, cut, key_values, print_columns, quoted};
 
     fn at(text: &str) -> Timestamp {
         text.parse().expect("a time")
+    }
+
+    #[test]
+    fn columns_align_by_terminal_width_and_colour_only_the_text() {
+        let rows = vec![
+            vec![Cell::new("USER"), Cell::new("TOTAL"), Cell::new("STATUS")],
+            vec![Cell::new("王小明"), Cell::new(3), Cell::coloured("cancelled", Colour::Red)],
+            vec![Cell::new("al"), Cell::new(12), Cell::coloured("approved", Colour::Cyan)],
+        ];
+        let text = |color| {
+            let mut out = Vec::new();
+            print_columns(&mut out, &rows, &[1], color).expect("written");
+            String::from_utf8(out).expect("utf-8")
+        };
+        assert_eq!(text(false), "USER    TOTAL  STATUS\n王小明      3  cancelled\nal         12  approved\n");
+        assert_eq!(
+            text(true),
+            "USER    TOTAL  STATUS\n王小明      3  \u{1b}[31mcancelled\u{1b}[39m\nal         12  \u{1b}[36mapproved\u{1b}[39m\n"
+        );
+    }
+
+    #[test]
+    fn a_stored_name_is_shown_escaped() {
+        assert_eq!(Cell::stored("evil\u{202e}ecila").text, "evil\\u{202e}ecila");
+        assert_eq!(Cell::stored("王小明").text, "王小明");
     }
 
     #[test]

@@ -31,7 +31,7 @@ fn create(unit: &mut UnitOfWork<'_>, request: &CreateRequest) -> Result<OrderVie
         if let Some(first) = unit.tx().find_by_idempotency_key(key.as_str())? {
             let id = first.stream.order;
             let same = matches!(&first.event, DomainEvent::Order(OrderEvent::Placed { user, total })
-                if *user == request.user && *total == request.total);
+                if user == request.user.as_user() && *total == request.total);
             if !same {
                 return Err(CommandError::KeyReused { key: key.as_str().to_owned(), order: id });
             }
@@ -40,7 +40,7 @@ fn create(unit: &mut UnitOfWork<'_>, request: &CreateRequest) -> Result<OrderVie
         metadata.idempotency_key = Some(key.as_str().to_owned());
     }
     let id = OrderId::from_uuid(Uuid::now_v7());
-    let place = OrderCommand::Place { user: request.user.clone(), total: request.total };
+    let place = OrderCommand::Place { user: request.user.as_user().clone(), total: request.total };
     let order = Loaded { state: Order::Absent, version: Version::NONE, last: None };
     unit.execute(id, &order, &place, &metadata)?;
     unit.view(id)

@@ -102,6 +102,10 @@ pub struct Config {
     /// catch-up in progress); zero otherwise. `orders daemon run` takes it from
     /// `ORDERS_TEST_CATCH_UP_PAUSE_MS`.
     pub catch_up_pause: Duration,
+    /// A pause before each chunk of a replay, for tests only (which must see a replay in
+    /// progress, its progress bar on a terminal); zero otherwise. `orders daemon run` takes it
+    /// from `ORDERS_TEST_REPLAY_PAUSE_MS`.
+    pub replay_pause: Duration,
     /// Serve a store that vanished, was replaced or went backwards, under a new identity
     /// (`--accept-store-change`; issue 12).
     pub accept_store_change: bool,
@@ -132,6 +136,7 @@ impl Config {
             payment_latency: Duration::ZERO,
             payment_provider: Arc::new(EvenOddProvider),
             catch_up_pause: Duration::ZERO,
+            replay_pause: Duration::ZERO,
             accept_store_change: false,
             clock: Clock::system(),
             metrics_listen: None,
@@ -489,8 +494,9 @@ fn become_ready(
         tracing::warn!(%error, "no background upkeep; the writer checkpoints by itself");
         None
     });
+    let pacing = writer::Pacing { replay_pause: config.replay_pause, ..writer::Pacing::default() };
     let (writer, writer_thread) =
-        Writer::spawn(store, policy(config)?, announcements, times, stopping.clone())?;
+        Writer::spawn_paced(store, policy(config)?, announcements, times, pacing, stopping.clone())?;
     let workers = TaskTracker::new();
     let provider = sagas::payment::Provider {
         decides: Arc::clone(&config.payment_provider),

@@ -39,7 +39,8 @@ use crate::unit_of_work::UnitOfWork;
 /// The most commands committed in one transaction.
 pub const MAX_BATCH: usize = 1024;
 
-/// How a batch of saga steps alone waits for a customer's command to share its commit.
+/// How a batch of saga steps alone waits for a customer's command to share its commit, and how
+/// a replay goes.
 #[derive(Clone, Copy, Debug)]
 pub struct Pacing {
     /// The longest wait.
@@ -47,13 +48,20 @@ pub struct Pacing {
     /// How recently customers must have written for such a batch to wait at all: a daemon
     /// nobody is talking to commits its payments and deliveries at once.
     pub customers_active: Duration,
+    /// A pause before each chunk of a replay, for tests only (which must watch a replay of a few
+    /// thousand events in progress, on a terminal); zero otherwise ([`crate::Config::replay_pause`]).
+    pub replay_pause: Duration,
 }
 
 impl Default for Pacing {
     /// A millisecond: several times a client's round trip over the socket, a fraction of the
     /// time a script takes to start `orders` again.
     fn default() -> Pacing {
-        Pacing { linger: Duration::from_millis(1), customers_active: Duration::from_millis(100) }
+        Pacing {
+            linger: Duration::from_millis(1),
+            customers_active: Duration::from_millis(100),
+            replay_pause: Duration::ZERO,
+        }
     }
 }
 
@@ -137,7 +145,7 @@ impl Writer {
         Writer::spawn_paced(store, policy, announcements, times, Pacing::default(), shutdown)
     }
 
-    /// The same, with another pacing of saga steps (tests stretch it).
+    /// The same, with another pacing of saga steps or replays (tests stretch them).
     pub fn spawn_paced(
         store: Box<dyn Store>,
         policy: Policy,
@@ -235,6 +243,9 @@ fn run(
             commit_batch(store.as_mut(), &mut batch, policy, announcements, &mut times);
         }
         if let Some(current) = rebuild.take() {
+            if !pacing.replay_pause.is_zero() {
+                std::thread::sleep(pacing.replay_pause);
+            }
             rebuild = step_rebuild(store.as_mut(), current, shutdown);
             announcements.metrics.replay(rebuild.as_ref().map(Rebuild::progress));
         }
@@ -659,7 +670,11 @@ mod tests {
     /// of its own that the create would queue behind.
     #[tokio::test]
     async fn a_saga_step_waits_for_a_customers_command_and_shares_its_commit() {
-        let pacing = Pacing { linger: Duration::from_secs(30), customers_active: Duration::from_secs(60) };
+        let pacing = Pacing {
+            linger: Duration::from_secs(30),
+            customers_active: Duration::from_secs(60),
+            ..Pacing::default()
+        };
         let (writer, thread, _) = paced_writer(pacing);
         let first = writer.execute(create(2)).await.expect("created");
         let payment = tokio::spawn({
@@ -679,7 +694,11 @@ mod tests {
     /// committed at once, whatever the linger.
     #[tokio::test]
     async fn a_saga_step_goes_at_once_when_no_customer_is_writing() {
-        let pacing = Pacing { linger: Duration::from_secs(30), customers_active: Duration::from_millis(100) };
+        let pacing = Pacing {
+            linger: Duration::from_secs(30),
+            customers_active: Duration::from_millis(100),
+            ..Pacing::default()
+        };
         let (writer, thread, _) = paced_writer(pacing);
         let order = writer.execute(create(2)).await.expect("created").id;
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -692,7 +711,11 @@ mod tests {
     /// A step somebody waits for (`create --wait`) is never held back, customers or not.
     #[tokio::test]
     async fn a_saga_step_somebody_waits_for_goes_at_once() {
-        let pacing = Pacing { linger: Duration::from_secs(30), customers_active: Duration::from_secs(60) };
+        let pacing = Pacing {
+            linger: Duration::from_secs(30),
+            customers_active: Duration::from_secs(60),
+            ..Pacing::default()
+        };
         let (writer, thread, settlements) = paced_writer(pacing);
         let order = writer.execute(create(3)).await.expect("created").id;
         let waiting = settlements.subscribe(order);
@@ -710,7 +733,11 @@ mod tests {
     /// may be waiting for a customer's command: the subscription's nudge sends it at once.
     #[tokio::test]
     async fn a_waiter_arriving_during_the_linger_ends_it() {
-        let pacing = Pacing { linger: Duration::from_secs(30), customers_active: Duration::from_secs(60) };
+        let pacing = Pacing {
+            linger: Duration::from_secs(30),
+            customers_active: Duration::from_secs(60),
+            ..Pacing::default()
+        };
         let (writer, thread, settlements) = paced_writer(pacing);
         let order = writer.execute(create(2)).await.expect("created").id;
         let started = std::time::Instant::now();

@@ -19,7 +19,7 @@ pub use aggregate::Aggregate;
 pub use delivery::{Delivery, DeliveryCommand, DeliveryEvent};
 pub use event::{DecodeError, DomainEvent, StreamId, StreamKind};
 pub use order::{
-    CancelReason, Order, OrderCommand, OrderError, OrderEvent, OrderId, OrderStatus, Total, UserId,
+    CancelReason, NewUserId, Order, OrderCommand, OrderError, OrderEvent, OrderId, OrderStatus, Total, UserId,
 };
 pub use payment::{EvenOddProvider, Payment, PaymentCommand, PaymentDecision, PaymentEvent, PaymentProvider};
 pub use protocol::PROTOCOL_VERSION;

@@ -34,7 +34,9 @@ impl FromStr for OrderId {
     }
 }
 
-/// The customer who placed an order: 1 to 128 printable characters.
+/// The customer who placed an order, as the log holds it: 1 to 128 printable characters. Events
+/// recorded before issue 18 may hold a name a new order may not ([`NewUserId`]): they still
+/// decode, replay and check, and `list --user` still finds them.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct UserId(String);
@@ -82,6 +84,70 @@ impl From<UserId> for String {
 impl fmt::Display for UserId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// The customer a new order names (issue 18): a [`UserId`] that also looks like what it is, so
+/// that two users never look the same: no whitespace at either end (`"alice "` is not `alice`,
+/// and a name of spaces alone is none), and no character that shows nothing or changes how the
+/// text around it shows (a zero-width space, joiner or word joiner, U+FEFF, a soft hyphen, any
+/// other format character, a bidirectional control such as U+202E, which displays
+/// `evil\u{202e}ecila` as `evilalice`): see [`crate::text::is_invisible`]. The rule belongs to
+/// the commands that take a new name (`create`, `POST /order`); stored events keep the looser
+/// rule of [`UserId`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct NewUserId(UserId);
+
+impl NewUserId {
+    pub fn as_user(&self) -> &UserId {
+        &self.0
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl TryFrom<String> for NewUserId {
+    type Error = ValidationError;
+
+    fn try_from(user: String) -> Result<Self, Self::Error> {
+        let user = UserId::try_from(user)?;
+        let text = user.as_str();
+        if text.starts_with(char::is_whitespace) || text.ends_with(char::is_whitespace) {
+            return Err(ValidationError::UserPadded);
+        }
+        if let Some(invisible) = text.chars().find(|c| crate::text::is_invisible(*c)) {
+            return Err(ValidationError::UserInvisible(invisible));
+        }
+        Ok(Self(user))
+    }
+}
+
+impl FromStr for NewUserId {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::try_from(s.to_owned())
+    }
+}
+
+impl From<NewUserId> for UserId {
+    fn from(user: NewUserId) -> Self {
+        user.0
+    }
+}
+
+impl From<NewUserId> for String {
+    fn from(user: NewUserId) -> Self {
+        user.0.0
+    }
+}
+
+impl fmt::Display for NewUserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
     }
 }
 
@@ -153,6 +219,14 @@ pub enum ValidationError {
     UserTooLong(usize),
     #[error("the user must contain printable characters only (no control characters)")]
     UserNotPrintable,
+    #[error("the user must not begin or end with whitespace (nor be whitespace alone)")]
+    UserPadded,
+    #[error(
+        "the user contains U+{:04X}, a character that shows nothing or changes the direction of the \
+         text around it; a user name must look like what it is",
+        u32::from(*.0)
+    )]
+    UserInvisible(char),
     #[error("invalid total '{0}': it must be a positive whole number (1, 2, 3, ...)")]
     TotalNotPositive(String),
     #[error("invalid total '{0}': it must be a whole number of minor currency units, such as 250")]
@@ -534,6 +608,56 @@ mod tests {
         assert_eq!("x".repeat(129).parse::<UserId>(), Err(ValidationError::UserTooLong(129)));
         assert_eq!("a\nb".parse::<UserId>(), Err(ValidationError::UserNotPrintable));
         assert_eq!("a\u{7}".parse::<UserId>(), Err(ValidationError::UserNotPrintable));
+    }
+
+    #[test]
+    fn a_new_user_looks_like_what_it_is() {
+        for fine in ["alice", "Zoë Ångström", "bob smith", "王小明", "o'brien-2"] {
+            assert_eq!(fine.parse::<NewUserId>().map(|user| user.as_str().to_owned()), Ok(fine.to_owned()));
+        }
+        for padded in [" alice", "alice ", "   ", "\u{a0}alice", "alice\u{3000}"] {
+            assert_eq!(padded.parse::<NewUserId>(), Err(ValidationError::UserPadded), "{padded:?}");
+        }
+        for (invisible, c) in [
+            ("evil\u{202e}ecila", '\u{202e}'),
+            ("al\u{200b}ice", '\u{200b}'),
+            ("al\u{200c}ice", '\u{200c}'),
+            ("al\u{200d}ice", '\u{200d}'),
+            ("al\u{2060}ice", '\u{2060}'),
+            ("\u{feff}alice", '\u{feff}'),
+            ("al\u{ad}ice", '\u{ad}'),
+            ("al\u{61c}ice", '\u{61c}'),
+            ("al\u{200e}ice", '\u{200e}'),
+            ("al\u{200f}ice", '\u{200f}'),
+            ("al\u{202a}ice", '\u{202a}'),
+            ("al\u{2066}ice\u{2069}", '\u{2066}'),
+            ("al\u{2069}ice", '\u{2069}'),
+            ("alice\u{e0041}", '\u{e0041}'),
+        ] {
+            assert_eq!(
+                invisible.parse::<NewUserId>(),
+                Err(ValidationError::UserInvisible(c)),
+                "{invisible:?}"
+            );
+        }
+        // The older rules first, and their messages.
+        assert_eq!("".parse::<NewUserId>(), Err(ValidationError::UserEmpty));
+        assert_eq!("a\nb".parse::<NewUserId>(), Err(ValidationError::UserNotPrintable));
+        assert_eq!(
+            ValidationError::UserInvisible('\u{202e}').to_string(),
+            "the user contains U+202E, a character that shows nothing or changes the direction of the \
+             text around it; a user name must look like what it is"
+        );
+    }
+
+    #[test]
+    fn a_stored_user_keeps_the_older_rule() {
+        // What events recorded before issue 18 may hold still decodes: the rule is the command's.
+        for old in [" alice", "alice ", "   ", "evil\u{202e}ecila", "al\u{200b}ice"] {
+            let user: UserId = serde_json::from_value(serde_json::json!(old)).expect("an old name decodes");
+            assert_eq!(user.as_str(), old);
+            assert!(serde_json::from_value::<NewUserId>(serde_json::json!(old)).is_err(), "{old:?}");
+        }
     }
 
     #[test]

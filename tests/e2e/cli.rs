@@ -166,6 +166,48 @@ fn bash_completions_load_and_complete_commands_statuses_and_ids() {
     }
 }
 
+/// The lines that install completions — the README's, one a shell, and the examples of `orders
+/// help completions` (the man page's), as one script — work as they are on a fresh home, where
+/// none of their directories exists yet (issue 18: `orders completions bash >
+/// ~/.local/share/...` failed there).
+#[test]
+fn the_documented_completion_lines_work_on_a_fresh_home() {
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .expect("the README");
+    let help = stdout(&Command::new(ORDERS).args(["help", "completions"]).output().expect("run"));
+    let installs = |line: &str| line.contains("orders completions ") && line.contains(" > ");
+    let mut scripts: Vec<String> = readme.lines().filter(|line| installs(line)).map(str::to_owned).collect();
+    assert_eq!(scripts.len(), 3, "the README installs each shell's: {scripts:?}");
+    let examples = help.split_once("Examples").expect("examples").1;
+    let example: Vec<&str> = examples.lines().filter_map(|line| line.strip_prefix("  ")).collect();
+    assert_eq!(example.iter().filter(|line| installs(line)).count(), 3, "{help}");
+    scripts.push(example.join("\n"));
+    let bin = std::path::Path::new(ORDERS).parent().expect("the binary's directory");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    for script in &scripts {
+        let home = tempfile::tempdir().expect("a fresh home");
+        let output = Command::new("sh")
+            .args(["-c", &format!("set -e\n{script}")])
+            .env("HOME", home.path())
+            .env("PATH", &path)
+            .output()
+            .expect("sh");
+        assert_eq!(code(&output), 0, "{script}: {}", stderr(&output));
+        for line in script.lines().filter(|line| installs(line)) {
+            let target =
+                line.rsplit(" > ").next().and_then(|rest| rest.split_whitespace().next()).expect("target");
+            let written = home.path().join(target.strip_prefix("~/").expect("in the home"));
+            let completion = std::fs::read_to_string(&written).unwrap_or_else(|e| panic!("{line}: {e}"));
+            // The script asks `orders` itself on each TAB (dynamic completion).
+            assert!(
+                completion.contains("ORDERS_COMPLETE") && completion.contains("orders"),
+                "{line}: {completion}"
+            );
+        }
+    }
+}
+
 #[test]
 fn a_closed_pipe_ends_the_output_quietly() {
     let daemon = TestDaemon::start();

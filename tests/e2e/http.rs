@@ -210,6 +210,28 @@ fn bad_requests_get_the_documented_statuses_and_the_socket_s_messages() {
     assert_eq!(nothing, json!([]), "nothing refused was placed");
 }
 
+/// `POST /order` takes a new user by the rules of the socket's `create` (issue 18), and
+/// `GET /orders?user_id=` still filters by any name (one with spaces, escaped in the URL).
+#[test]
+fn a_user_that_looks_like_another_is_refused_over_http_too() {
+    let (daemon, base) = with_endpoints();
+    for (user, says) in [(" alice", "whitespace"), ("alice ", "whitespace"), ("evil\u{202e}ecila", "U+202E")]
+    {
+        let body = json!({"user_id": user, "total": 2}).to_string();
+        let (code, refused) = post(&base, "/order", &body);
+        assert_eq!(
+            (code, refused["error"]["code"].as_str()),
+            (400, Some("invalid_request")),
+            "{user:?}: {refused}"
+        );
+        let message = refused["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{user:?}: {message}");
+    }
+    assert_eq!(daemon.json(["list"]), json!([]), "nothing refused was placed");
+    let (code, page) = get(&base, "/orders?user_id=%20alice");
+    assert_eq!((code, page["orders"].clone()), (200, json!([])), "{page}");
+}
+
 #[test]
 fn an_idempotency_key_header_does_what_the_flag_does() {
     let (_daemon, base) = with_endpoints();

@@ -17,6 +17,7 @@ mod following;
 mod hostile_files;
 mod http;
 mod lifecycle;
+mod names;
 mod replay;
 mod sagas;
 mod scripts;

@@ -4,14 +4,16 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use clap::Parser;
 use orders::args::{DaemonBinaryCommand, DaemonCli, RunArgs};
 use orders::commands;
 use orders::failure::{Exit, Failure};
 use orders_daemon::logging::Stderr;
 
 fn main() -> ExitCode {
-    let cli = DaemonCli::parse();
+    let cli: DaemonCli = match orders::usage::parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let result = match &cli.command {
         DaemonBinaryCommand::Run(args) => run(&cli, args),
         DaemonBinaryCommand::Check(args) => check_copy(&args.file),
@@ -103,7 +105,8 @@ fn run(cli: &DaemonCli, args: &RunArgs) -> Result<(), Failure> {
     config.limits.drain_timeout = args.drain_timeout;
     config.delivery_delay = args.delivery_delay;
     config.payment_latency = args.payment_delay;
-    config.catch_up_pause = test_catch_up_pause();
+    config.catch_up_pause = test_pause("ORDERS_TEST_CATCH_UP_PAUSE_MS");
+    config.replay_pause = test_pause("ORDERS_TEST_REPLAY_PAUSE_MS");
     config.accept_store_change = args.accept_store_change;
     config.metrics_listen = args.metrics_listen;
     if args.http.is_none() && (args.http_token_file.is_some() || args.http_insecure_local) {
@@ -137,11 +140,11 @@ fn run(cli: &DaemonCli, args: &RunArgs) -> Result<(), Failure> {
         })
 }
 
-/// `ORDERS_TEST_CATCH_UP_PAUSE_MS`: a pause before each chunk of the start-up's catch-up, so that
-/// tests can watch a daemon that is starting (docs/ARCHITECTURE.md). Not in `--help`: it only
-/// slows the daemon down.
-fn test_catch_up_pause() -> std::time::Duration {
-    std::env::var("ORDERS_TEST_CATCH_UP_PAUSE_MS")
+/// `ORDERS_TEST_CATCH_UP_PAUSE_MS`, `ORDERS_TEST_REPLAY_PAUSE_MS`: a pause before each chunk of
+/// the start-up's catch-up, or of a replay, so that tests can watch a daemon that is starting or
+/// replaying (docs/ARCHITECTURE.md). Not in `--help`: they only slow the daemon down.
+fn test_pause(variable: &str) -> std::time::Duration {
+    std::env::var(variable)
         .ok()
         .and_then(|ms| ms.parse().ok())
         .map_or(std::time::Duration::ZERO, std::time::Duration::from_millis)

@@ -10,13 +10,14 @@ use super::milliseconds;
 use super::reply::{ErrorBody, ErrorCode};
 use super::request::{invalid_json, unique_keys};
 use super::view::{OrderPage, OrderView};
-use crate::order::{CancelReason, OrderId, OrderStatus, Total, UserId};
+use crate::order::{CancelReason, NewUserId, OrderId, OrderStatus, Total};
 
 /// `POST /order/`: `{"user_id": "test_user", "total": 2}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceOrder {
-    pub user_id: UserId,
+    /// The rules of a new name (issue 18), as the socket's `create`.
+    pub user_id: NewUserId,
     pub total: Total,
 }
 

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::reply::{ErrorBody, ErrorCode};
 use super::view::Cursor;
-use crate::order::{OrderId, OrderStatus, Total, UserId};
+use crate::order::{NewUserId, OrderId, OrderStatus, Total, UserId};
 
 /// Bumped on any change a peer of the previous version would misread. Version 2 (issue 12): every
 /// request names its `store`, unknown fields and repeated keys are refused (issue 11), and the
@@ -274,7 +274,8 @@ pub struct ShutdownRequest {}
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
-    pub user: UserId,
+    /// A new order's customer: the rules of [`NewUserId`], stricter than the log's (issue 18).
+    pub user: NewUserId,
     pub total: Total,
     /// A retry key: the same key with the same user and total returns the order it created the
     /// first time instead of creating another; with anything else it is refused.

@@ -28,6 +28,26 @@ pub struct ReplayProgress {
     pub elapsed_ms: u64,
 }
 
+impl ReplayProgress {
+    /// The replay's pace so far: the events it applied over the time it has run (issue 18: the
+    /// client's bar used to estimate it from when it was first drawn, and showed 775,681,156/s
+    /// for 328,000/s). `None` before an event was applied or a millisecond went by.
+    pub fn events_per_second(&self) -> Option<f64> {
+        (self.applied > 0 && self.elapsed_ms > 0)
+            .then(|| self.applied as f64 * 1000.0 / self.elapsed_ms as f64)
+    }
+
+    /// The time the events left take at that pace; zero once all are applied, `None` while the
+    /// pace is unknown.
+    pub fn time_left(&self) -> Option<std::time::Duration> {
+        let left = self.total.saturating_sub(self.applied);
+        if left == 0 {
+            return Some(std::time::Duration::ZERO);
+        }
+        self.events_per_second().map(|pace| std::time::Duration::from_secs_f64(left as f64 / pace))
+    }
+}
+
 /// What a replay did.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReplayReport {
@@ -385,6 +405,30 @@ impl std::fmt::Display for Cursor {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_replay_s_pace_is_what_it_applied_over_the_time_it_ran() {
+        use super::ReplayProgress;
+        use std::time::Duration;
+        let progress = ReplayProgress { applied: 108_000, total: 328_000, elapsed_ms: 329 };
+        let pace = progress.events_per_second().expect("a pace");
+        assert!((pace - 328_267.48).abs() < 0.01, "{pace}");
+        let left = progress.time_left().expect("a time left");
+        assert!((left.as_secs_f64() - 220_000.0 / pace).abs() < 1e-6, "{left:?}");
+        assert!(left > Duration::from_millis(600) && left < Duration::from_millis(700), "{left:?}");
+        let done = ReplayProgress { applied: 328_000, total: 328_000, elapsed_ms: 1_000 };
+        assert_eq!(done.time_left(), Some(Duration::ZERO));
+        for unknown in [
+            ReplayProgress { applied: 0, total: 10, elapsed_ms: 500 },
+            ReplayProgress { applied: 2_000, total: 10_000, elapsed_ms: 0 },
+        ] {
+            assert_eq!(unknown.events_per_second(), None, "{unknown:?}");
+            assert_eq!(unknown.time_left(), None, "{unknown:?}");
+        }
+        // A log that grew meanwhile: the total is the daemon's, never below what was applied.
+        let grown = ReplayProgress { applied: 12_000, total: 10_000, elapsed_ms: 100 };
+        assert_eq!(grown.time_left(), Some(Duration::ZERO));
+    }
+
     use super::*;
 
     #[test]
