@@ -205,8 +205,8 @@ pub struct CompletionsArgs {
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     /// The customer placing the order: 1 to 128 printable characters, no whitespace at either end,
-    /// nothing invisible (zero-width characters, soft hyphens, other format characters) and no
-    /// control of the text's direction (such as U+202E)
+    /// nothing invisible (zero-width characters, soft hyphens, other format characters), no
+    /// combining mark first and no control of the text's direction (such as U+202E)
     #[arg(long, short)]
     pub user: NewUserId,
 
@@ -249,7 +249,7 @@ pub struct ViewedOrderArgs {
     pub order: OrderArg,
 
     /// Whole stream names and times to the millisecond; lines are not cut to the terminal's width
-    #[arg(long)]
+    #[arg(long, conflicts_with = "json")]
     pub wide: bool,
 }
 
@@ -313,7 +313,7 @@ pub struct EventsArgs {
     pub follow: bool,
 
     /// Whole stream names and times to the millisecond; lines are not cut to the terminal's width
-    #[arg(long)]
+    #[arg(long, conflicts_with = "json")]
     pub wide: bool,
 }
 

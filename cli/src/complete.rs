@@ -19,6 +19,25 @@ use crate::output::ShortIds;
 /// The variable the shell scripts set to ask for completions.
 pub const VAR: &str = "ORDERS_COMPLETE";
 
+/// The shells the scripts are for, by the names the scripts set [`VAR`] to.
+const SHELLS: [&str; 5] = ["bash", "elvish", "fish", "powershell", "zsh"];
+
+/// [`VAR`] set to something else than a shell (or empty, or `0`: off) is a mistake of the
+/// environment; said in words rather than as a usage error of the command.
+pub fn misset() -> Option<String> {
+    let value = std::env::var_os(VAR)?;
+    let value = value.to_string_lossy();
+    if value.is_empty() || value == "0" || SHELLS.contains(&value.as_ref()) {
+        return None;
+    }
+    Some(format!(
+        "{VAR}={} names no shell that orders completes for ({}): the completion scripts set it; \
+         unset it to run a command",
+        orders_shared::text::escaped(&value, false),
+        SHELLS.join(", ")
+    ))
+}
+
 /// How long a completion may wait for the daemon: a slower one offers no ids rather than a
 /// stalled prompt.
 pub const BUDGET: Duration = Duration::from_millis(100);

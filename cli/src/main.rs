@@ -14,6 +14,10 @@ use orders::failure::{Exit, Failure};
 fn main() -> ExitCode {
     // A shell asking for completions (`ORDERS_COMPLETE` set) is answered, and the process ends
     // there (`orders::complete`).
+    if let Some(problem) = orders::complete::misset() {
+        let _ = writeln!(std::io::stderr(), "error: {problem}");
+        return ExitCode::from(Exit::Usage.code());
+    }
     clap_complete::CompleteEnv::with_factory(orders::complete::command).var(orders::complete::VAR).complete();
     let cli: Cli = match orders::usage::parse() {
         Ok(cli) => cli,

@@ -81,6 +81,11 @@ impl Times {
         Times { zone: if utc { TimeZone::UTC } else { TimeZone::system() } }
     }
 
+    #[cfg(test)]
+    fn in_zone(zone: &str) -> Times {
+        Times { zone: TimeZone::get(zone).expect("a zone") }
+    }
+
     fn zoned(&self, at: Timestamp) -> ZonedDateTime {
         at.to_zoned_datetime(self.zone.clone())
     }
@@ -113,24 +118,27 @@ impl Times {
         at.strftime(format).to_string()
     }
 
-    /// A column of times under `title`: the zone in the header when every time shares it (the
-    /// usual case), beside each time when they differ (a change to or from summer time).
-    fn column(
-        &self,
-        title: &str,
-        at: &[Timestamp],
-        format: fn(&Times, Timestamp) -> String,
-    ) -> (String, Vec<String>) {
+    /// A column of times under `title`, to the second (to the millisecond when `wide`), with
+    /// the zone in the header: `CREATED (CET)`. Times on both sides of a change to or from summer
+    /// time are the zone's wall-clock times all the same, and the header names both
+    /// (`CREATED (EST/EDT)`), so that the column keeps its width; `--wide` puts each time's zone
+    /// beside it.
+    fn column(&self, title: &str, at: &[Timestamp], wide: bool) -> (String, Vec<String>) {
+        let format = if wide { Times::millis } else { Times::seconds };
         let zones: Vec<String> = at.iter().map(|at| self.zone_at(*at)).collect();
-        match zones.first() {
-            Some(first) if zones.iter().all(|zone| zone == first) => {
-                (format!("{title} ({first})"), at.iter().map(|at| format(self, *at)).collect())
+        let mut distinct: Vec<&str> = Vec::new();
+        for zone in &zones {
+            if !distinct.contains(&zone.as_str()) {
+                distinct.push(zone);
             }
-            _ => (
-                title.to_owned(),
-                at.iter().zip(&zones).map(|(at, zone)| format!("{} {zone}", format(self, *at))).collect(),
-            ),
         }
+        if wide && distinct.len() > 1 {
+            let cells = at.iter().zip(&zones).map(|(at, zone)| format!("{} {zone}", format(self, *at)));
+            return (title.to_owned(), cells.collect());
+        }
+        let title =
+            if distinct.is_empty() { title.to_owned() } else { format!("{title} ({})", distinct.join("/")) };
+        (title, at.iter().map(|at| format(self, *at)).collect())
     }
 }
 
@@ -177,8 +185,12 @@ impl Cell {
     }
 
     /// Text that came from the store (a user's name): what a terminal would obey or show as
-    /// nothing is shown escaped (issue 18).
+    /// nothing is shown escaped, and a name with whitespace at an end (stored before the rule
+    /// against it) quoted, so that `"alice "` does not pass for `alice` (issue 18).
     fn stored(text: &str) -> Cell {
+        if text.is_empty() || text.trim() != text {
+            return Cell::new(quoted(text));
+        }
         Cell::new(orders_shared::text::escaped(text, false))
     }
 
@@ -256,9 +268,8 @@ pub fn order(out: &mut impl Write, order: &OrderView, look: &Look) -> io::Result
 /// An order's events as a table (`history`): where in the log, when, what, and the payload as
 /// `key=value`, cut to the terminal's width.
 pub fn events(out: &mut impl Write, events: &[EventView], look: &Look) -> io::Result<()> {
-    let format = if look.wide { Times::millis } else { Times::seconds };
     let at: Vec<Timestamp> = events.iter().map(|event| event.recorded_at).collect();
-    let (time_title, times) = look.times.column("TIME", &at, format);
+    let (time_title, times) = look.times.column("TIME", &at, look.wide);
     let positions: Vec<String> = events.iter().map(|event| event.position.to_string()).collect();
     let types: Vec<String> = events
         .iter()
@@ -286,6 +297,9 @@ const GAP: usize = 2;
 
 /// A cell is cut no shorter than this; a terminal narrower than the rest of the row wraps.
 const MIN_CUT: usize = 6;
+
+/// An event's line is cut no shorter than its position, time, order and type.
+const MIN_LINE: usize = 60;
 
 /// The display width of a column: its widest cell or its title.
 fn widest(cells: &[String], title: &str) -> usize {
@@ -363,8 +377,7 @@ pub struct EventLines {
 
 impl EventLines {
     pub fn new(look: Look) -> EventLines {
-        let zone = look.times.zone_at(Timestamp::now());
-        EventLines { look, zone, headed: false }
+        EventLines { look, zone: String::new(), headed: false }
     }
 
     /// The order an event is about.
@@ -387,6 +400,11 @@ impl EventLines {
             (times.seconds(event.recorded_at), short.unwrap_or_else(|| event.stream.clone()))
         };
         let zone = times.zone_at(event.recorded_at);
+        if !self.headed {
+            // The zone of the first event: what the lines below are in, but for a change to or
+            // from summer time on the way, which those lines then name.
+            self.zone.clone_from(&zone);
+        }
         let time = if zone == self.zone { time } else { format!("{time} {zone}") };
         let (time_width, stream_width) = if self.look.wide { (23, 45) } else { (19, 8) };
         if !self.headed {
@@ -408,9 +426,11 @@ impl EventLines {
         writeln!(out, "{}", self.fit(line.trim_end()))
     }
 
+    /// Cut to the terminal's width, but never shorter than the line's first columns: a narrower
+    /// terminal wraps.
     fn fit(&self, line: &str) -> String {
         match self.look.fit() {
-            Some(columns) => cut(line, columns),
+            Some(columns) => cut(line, columns.max(MIN_LINE)),
             None => line.to_owned(),
         }
     }
@@ -419,11 +439,10 @@ impl EventLines {
 /// Orders as an aligned table with a header: short ids, and the user cut to fit the terminal's
 /// width (whole with `--wide`).
 pub fn orders(out: &mut impl Write, orders: &[OrderView], short: &ShortIds, look: &Look) -> io::Result<()> {
-    let format = if look.wide { Times::millis } else { Times::seconds };
     let created: Vec<Timestamp> = orders.iter().map(|order| order.created_at).collect();
     let updated: Vec<Timestamp> = orders.iter().map(|order| order.updated_at).collect();
-    let (created_title, created) = look.times.column("CREATED", &created, format);
-    let (updated_title, updated) = look.times.column("UPDATED", &updated, format);
+    let (created_title, created) = look.times.column("CREATED", &created, look.wide);
+    let (updated_title, updated) = look.times.column("UPDATED", &updated, look.wide);
     let ids: Vec<String> = orders.iter().map(|order| look.id(order.id, short)).collect();
     let totals: Vec<String> = orders.iter().map(|order| order.total.to_string()).collect();
     let statuses: Vec<String> = orders.iter().map(|order| order.status.to_string()).collect();
@@ -683,6 +702,9 @@ mod tests {
     fn a_stored_name_is_shown_escaped() {
         assert_eq!(Cell::stored("evil\u{202e}ecila").text, "evil\\u{202e}ecila");
         assert_eq!(Cell::stored("王小明").text, "王小明");
+        assert_eq!(Cell::stored("alice ").text, r#""alice ""#, "not to pass for alice");
+        assert_eq!(Cell::stored(" alice").text, r#"" alice""#);
+        assert_eq!(Cell::stored("bob smith").text, "bob smith");
     }
 
     #[test]
@@ -717,6 +739,22 @@ mod tests {
         let data = serde_json::json!({"due_at": "2026-12-04T00:00:01.000Z"});
         assert_eq!(key_values(&data, &utc, row, false), "due_at=2026-12-04 00:00:01");
         assert_eq!(utc.zone_at(row), "UTC");
+    }
+
+    /// Times on both sides of a change to summer time keep the column's width: both zones in the
+    /// header; `--wide` names each time's.
+    #[test]
+    fn a_column_across_summer_time_names_both_zones_in_its_header() {
+        let new_york = Times::in_zone("America/New_York");
+        let at = [at("2026-01-15T12:00:00Z"), at("2026-07-15T12:00:00Z")];
+        let (title, cells) = new_york.column("CREATED", &at, false);
+        assert_eq!(title, "CREATED (EST/EDT)");
+        assert_eq!(cells, ["2026-01-15 07:00:00", "2026-07-15 08:00:00"]);
+        let (title, cells) = new_york.column("CREATED", &at, true);
+        assert_eq!(title, "CREATED");
+        assert_eq!(cells, ["2026-01-15 07:00:00.000 EST", "2026-07-15 08:00:00.000 EDT"]);
+        let (title, _) = new_york.column("CREATED", &at[..1], true);
+        assert_eq!(title, "CREATED (EST)");
     }
 
     #[test]

@@ -27,6 +27,10 @@ use crate::failure::{Exit, Failure};
 const FIRST: Duration = Duration::from_millis(50);
 /// The longest pause between two attempts: a daemon back is noticed within a second.
 const MOST: Duration = Duration::from_secs(1);
+
+/// How long the daemon that ended a stream as `unavailable` must go on answering, ready, before
+/// it counts as not stopping after all.
+const SAME_DAEMON_GRACE: Duration = Duration::from_secs(2);
 /// How long a daemon found on the socket may take to answer `status`: a stopping one keeps its
 /// socket without accepting for a moment, and a connection it never takes must not hold us.
 const ANSWER: Duration = Duration::from_secs(2);
@@ -131,6 +135,8 @@ impl Reconnect {
         eprintln!("note: {}; waiting for it to come back", loss.describe());
         let mut pause = FIRST;
         let mut told_starting = false;
+        // When the same daemon still answers, ready, after ending a stream as `unavailable`.
+        let mut same_since: Option<std::time::Instant> = None;
         loop {
             match self.attempt().await? {
                 Attempt::Absent => {}
@@ -150,8 +156,16 @@ impl Reconnect {
                         && error.code == ErrorCode::Unavailable
                         && status.pid == self.pid
                     {
-                        // Not shutting down: it ended the stream for another reason.
-                        return Err(client.failure(error.clone()));
+                        // Still there and ready a while later: it is not shutting down, it ended
+                        // the stream for another reason. (A daemon that is stopping may still
+                        // answer a moment before it goes.)
+                        let since = *same_since.get_or_insert_with(std::time::Instant::now);
+                        if since.elapsed() >= SAME_DAEMON_GRACE {
+                            return Err(client.failure(error.clone()));
+                        }
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(MOST);
+                        continue;
                     }
                     self.pid = status.pid;
                     eprintln!("note: the daemon is back (pid {}); {resuming}", status.pid);

@@ -60,8 +60,8 @@ fn shown<P: CommandFactory + FromArgMatches>(
     error: &clap::Error,
     colours: impl FnOnce(bool) -> bool,
 ) -> String {
-    let unsafe_char = |c: char| c != '\n' && orders_shared::text::is_unsafe(c);
-    let quotes_unsafe = args.iter().any(|arg| arg.to_string_lossy().chars().any(unsafe_char));
+    let quotes_unsafe =
+        args.iter().any(|arg| arg.to_string_lossy().chars().any(orders_shared::text::is_unsafe));
     if !quotes_unsafe && colours(error.use_stderr()) {
         return error.render().ansi().to_string();
     }
@@ -70,6 +70,12 @@ fn shown<P: CommandFactory + FromArgMatches>(
         // Not the same outcome twice: nothing quoted is trusted, styles stripped.
         Ok(_) => error.render().to_string(),
     };
+    // A line break of the user's own argument is theirs to see escaped, not a line of the
+    // message: `show $'x\nerror: fake'` must not print a forged `error:` line.
+    let mut plain = plain;
+    for arg in args.iter().map(|arg| arg.to_string_lossy()).filter(|arg| arg.contains('\n')) {
+        plain = plain.replace(arg.as_ref(), &orders_shared::text::escaped(&arg, false));
+    }
     orders_shared::text::escaped(&plain, true).into_owned()
 }
 

@@ -121,6 +121,12 @@ impl TryFrom<String> for NewUserId {
         if let Some(invisible) = text.chars().find(|c| crate::text::is_invisible(*c)) {
             return Err(ValidationError::UserInvisible(invisible));
         }
+        // A combining mark first sits on whatever comes before the name: in a table, the padding.
+        if let Some(first) =
+            text.chars().next().filter(|c| unicode_width::UnicodeWidthChar::width(*c) == Some(0))
+        {
+            return Err(ValidationError::UserStartsBlank(first));
+        }
         Ok(Self(user))
     }
 }
@@ -227,6 +233,12 @@ pub enum ValidationError {
         u32::from(*.0)
     )]
     UserInvisible(char),
+    #[error(
+        "the user begins with U+{:04X}, a mark that takes no room of its own; a user name begins \
+         with a character that shows",
+        u32::from(*.0)
+    )]
+    UserStartsBlank(char),
     #[error("invalid total '{0}': it must be a positive whole number (1, 2, 3, ...)")]
     TotalNotPositive(String),
     #[error("invalid total '{0}': it must be a whole number of minor currency units, such as 250")]
@@ -633,6 +645,7 @@ mod tests {
             ("al\u{2066}ice\u{2069}", '\u{2066}'),
             ("al\u{2069}ice", '\u{2069}'),
             ("alice\u{e0041}", '\u{e0041}'),
+            ("al\u{2800}ice", '\u{2800}'),
         ] {
             assert_eq!(
                 invisible.parse::<NewUserId>(),
@@ -640,6 +653,12 @@ mod tests {
                 "{invisible:?}"
             );
         }
+        // A combining mark first, or alone, sits on what comes before it.
+        for blank in ["\u{301}", "\u{301}alice", "\u{20dd}"] {
+            let first = blank.chars().next().expect("a character");
+            assert_eq!(blank.parse::<NewUserId>(), Err(ValidationError::UserStartsBlank(first)), "{blank:?}");
+        }
+        assert!("alice\u{301}".parse::<NewUserId>().is_ok(), "a mark on a letter of the name");
         // The older rules first, and their messages.
         assert_eq!("".parse::<NewUserId>(), Err(ValidationError::UserEmpty));
         assert_eq!("a\nb".parse::<NewUserId>(), Err(ValidationError::UserNotPrintable));

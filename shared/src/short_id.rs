@@ -87,23 +87,27 @@ pub fn ends_with(id: OrderId, suffix: &str) -> bool {
     digits(id).ends_with(suffix)
 }
 
-/// The short id of `id` among `others`: every order whose id ends with the same
-/// [`MIN_DIGITS`] digits (`id` itself may be among them). The shortest suffix of at least
-/// [`MIN_DIGITS`] digits that none of the others ends with.
-pub fn shortest_unique(id: OrderId, others: &[OrderId]) -> String {
-    let mine = digits(id);
-    let longest_shared = others
-        .iter()
-        .filter(|other| **other != id)
-        .map(|other| common_suffix(&mine, &digits(*other)))
-        .max()
-        .unwrap_or(0);
-    let length = (longest_shared + 1).clamp(MIN_DIGITS, ID_DIGITS);
-    mine[ID_DIGITS - length..].to_owned()
-}
+/// The most orders whose ids end with the same [`MIN_DIGITS`] digits that the daemon sorts out
+/// for short ids. Ids are random there, so two share them once in 4 billion; only ids made
+/// for it (an import) share them by the thousand, and those are shown whole.
+pub const MAX_SHARING: usize = 10_000;
 
-fn common_suffix(a: &str, b: &str) -> usize {
-    a.bytes().rev().zip(b.bytes().rev()).take_while(|(a, b)| a == b).count()
+/// The short id of each order of `group` — distinct orders whose ids end with the same
+/// [`MIN_DIGITS`] digits — in the group's order: the shortest end of at least [`MIN_DIGITS`] digits that no other
+/// id of the group ends with. Sorted by their digits read backwards, an id shares its longest end
+/// with a neighbour, so the whole group takes one sort.
+pub fn shortest_unique(group: &[OrderId]) -> Vec<String> {
+    let mut backwards: Vec<(Vec<u8>, usize)> =
+        group.iter().enumerate().map(|(at, id)| (digits(*id).bytes().rev().collect(), at)).collect();
+    backwards.sort_unstable();
+    let shared = |a: &[u8], b: &[u8]| a.iter().zip(b).take_while(|(a, b)| a == b).count();
+    let mut length = vec![MIN_DIGITS; group.len()];
+    for (at, (mine, index)) in backwards.iter().enumerate() {
+        let before = at.checked_sub(1).map_or(0, |before| shared(mine, &backwards[before].0));
+        let after = backwards.get(at + 1).map_or(0, |after| shared(mine, &after.0));
+        length[*index] = (before.max(after) + 1).clamp(MIN_DIGITS, ID_DIGITS);
+    }
+    group.iter().zip(length).map(|(id, length)| digits(*id)[ID_DIGITS - length..].to_owned()).collect()
 }
 
 #[cfg(test)]
@@ -137,17 +141,42 @@ mod tests {
     #[test]
     fn a_short_id_is_the_shortest_unique_end_of_at_least_eight_digits() {
         let mine = id("01a23c7b-553d-74b9-a343-07169aac6db2");
-        assert_eq!(shortest_unique(mine, &[]), "9aac6db2");
-        assert_eq!(shortest_unique(mine, &[mine]), "9aac6db2", "itself is no other");
+        assert_eq!(shortest_unique(&[mine]), ["9aac6db2"]);
         let shares_nine = id("01a23c7b-5536-7572-9e5b-2d3f9aac6db2");
-        assert_eq!(shortest_unique(mine, &[mine, shares_nine]), "69aac6db2");
-        assert_eq!(shortest_unique(shares_nine, &[mine, shares_nine]), "f9aac6db2");
+        assert_eq!(shortest_unique(&[mine, shares_nine]), ["69aac6db2", "f9aac6db2"]);
         let shares_all_but_one = id("11a23c7b-553d-74b9-a343-07169aac6db2");
-        assert_eq!(shortest_unique(mine, &[shares_all_but_one]), digits(mine));
-        for short in [shortest_unique(mine, &[shares_nine]), shortest_unique(shares_nine, &[mine])] {
-            assert!(short.len() >= MIN_DIGITS);
-            let matching = [mine, shares_nine].into_iter().filter(|id| ends_with(*id, &short)).count();
-            assert_eq!(matching, 1, "{short} names one order");
+        let group = [shares_nine, mine, shares_all_but_one];
+        assert_eq!(
+            shortest_unique(&group),
+            ["f9aac6db2".to_owned(), digits(mine), digits(shares_all_but_one)]
+        );
+    }
+
+    /// Against the definition, on groups of ids that share ends of every length.
+    #[test]
+    fn every_short_id_names_its_order_alone_and_one_digit_less_would_not() {
+        let base = "01a23c7b553d74b9a34307169aac6db2";
+        let mut group = Vec::new();
+        for (at, digit) in (0..24).zip("0123456789abcdef0123456789abcdef".chars().cycle()) {
+            let mut digits: Vec<char> = base.chars().collect();
+            digits[at] = if digits[at] == digit { 'f' } else { digit };
+            let text: String = digits.into_iter().collect();
+            group.push(
+                OrderRef::parse(&text)
+                    .map(|parsed| match parsed {
+                        OrderRef::Id(id) => id,
+                        OrderRef::Suffix(_) => unreachable!("32 digits are a whole id"),
+                    })
+                    .expect("an id"),
+            );
+        }
+        group.push(id("01a23c7b-553d-74b9-a343-07169aac6db2"));
+        for (id, short) in group.iter().zip(shortest_unique(&group)) {
+            let naming = |end: &str| group.iter().filter(|other| ends_with(**other, end)).count();
+            assert_eq!(naming(&short), 1, "{short} names {id} alone");
+            if short.len() > MIN_DIGITS {
+                assert!(naming(&short[1..]) > 1, "{short} is longer than it needs to be");
+            }
         }
     }
 }

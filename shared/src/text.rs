@@ -51,6 +51,8 @@ pub fn is_invisible(c: char) -> bool {
             | '\u{115f}'..='\u{1160}'
             | '\u{3164}'
             | '\u{ffa0}'
+            // The blank Braille pattern: a letter that shows as a space.
+            | '\u{2800}'
             | '\u{fe00}'..='\u{fe0f}'
             | '\u{e0100}'..='\u{e01ef}'
     )

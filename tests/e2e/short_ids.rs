@@ -237,3 +237,88 @@ fn completion_does_not_wait_for_a_daemon_that_never_answers() {
     assert_eq!(stdout(&output), "", "no ids");
     assert!(took < std::time::Duration::from_secs(2), "gave up after its budget, not {took:?}");
 }
+
+/// An import can hold ids made to share their last 8 digits by the thousand. Telling them apart
+/// costs the daemon one read of the group, at most [`MAX_SHARING`] + 1 rows, however many are
+/// asked about: past that they are shown whole, and a page of them lists at once (it took the
+/// daemon seconds per hundred ids, and `list --limit 1000` ran out of time).
+#[test]
+fn ids_made_to_share_their_ends_cost_one_bounded_read() {
+    const SHARING: usize = orders_shared::short_id::MAX_SHARING + 50;
+    let mut rng = fastrand::Rng::with_seed(18);
+    let mut lines = Vec::new();
+    let mut position = 0;
+    let mut event = |stream: String, version: u32, kind: &str, data: Value, at: &str| {
+        position += 1;
+        let mut id = || uuid_text(rng.u128(..));
+        let correlation = id();
+        lines.push(
+            serde_json::json!({"position": position, "event_id": id(), "stream": stream, "version": version,
+                "type": kind, "schema_version": if kind == "OrderCancelled" { 2 } else { 1 }, "data": data,
+                "metadata": {"correlation_id": correlation, "causation_id": correlation}, "recorded_at": at})
+            .to_string(),
+        );
+    };
+    for n in 0..SHARING {
+        // Every id ends with deadbeef; the digits before tell them apart.
+        let id = uuid_text(((n as u128 + 1) << 72) | 0xdead_beef);
+        let at = format!("2026-01-01T00:{:02}:{:02}.{:03}Z", n / 60_000 % 60, n / 1000 % 60, n % 1000);
+        event(
+            format!("order-{id}"),
+            1,
+            "OrderPlaced",
+            serde_json::json!({"user": "mallory", "total": 3}),
+            &at,
+        );
+        event(format!("payment-{id}"), 1, "PaymentRequested", serde_json::json!({"amount": 3}), &at);
+        event(
+            format!("payment-{id}"),
+            2,
+            "PaymentDeclined",
+            serde_json::json!({"reason": "odd total 3"}),
+            &at,
+        );
+        event(
+            format!("order-{id}"),
+            2,
+            "OrderCancelled",
+            serde_json::json!({"reason": "payment_declined"}),
+            &at,
+        );
+    }
+    let end = serde_json::json!({"end": {"events": position, "first": "1", "last": position.to_string(),
+        "next": (position + 1).to_string()}});
+    lines.push(end.to_string());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("forged.ndjson");
+    std::fs::write(&file, lines.join("\n") + "\n").expect("write");
+    let mut daemon = TestDaemon::stopped_with(&[]);
+    let imported = daemon.command().arg("import").arg(&file).output().expect("import");
+    assert_eq!(code(&imported), 0, "{}", stderr(&imported));
+    daemon.spawn();
+    let honest = daemon.create("alice", 2);
+
+    let started = std::time::Instant::now();
+    let table = daemon.run(["list", "--limit", "1000"]);
+    assert_eq!(code(&table), 0, "{}", stderr(&table));
+    let table = stdout(&table);
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1000);
+    let first: Vec<&str> = rows[0].split_whitespace().take(2).collect();
+    assert_eq!(first, [&digits(&honest)[24..], "alice"], "an honest id keeps its 8 digits: {table}");
+    assert!(
+        rows[1..].iter().all(|row| row.split_whitespace().next().is_some_and(|id| id.len() == 32)),
+        "{table}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
+    assert_eq!(code(&daemon.run(["show", &digits(&honest)[24..]])), 0);
+    let ambiguous = daemon.run(["show", "deadbeef"]);
+    assert_eq!(code(&ambiguous), 2, "{}", stderr(&ambiguous));
+    assert!(stderr(&ambiguous).contains("more than 10"), "{}", stderr(&ambiguous));
+}
+
+/// A UUID's text from its 128 bits.
+fn uuid_text(bits: u128) -> String {
+    let hex = format!("{bits:032x}");
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+}

@@ -87,6 +87,8 @@ impl Backoff {
     ) -> Option<T> {
         loop {
             let accepted = tokio::select! {
+                // A stopping daemon takes no connection that came at the same moment.
+                biased;
                 () = shutdown.cancelled() => return None,
                 accepted = accept() => accepted,
             };
@@ -145,6 +147,9 @@ async fn handle_connection(
     let mut after_error = false;
     loop {
         let next = tokio::select! {
+            // A stopping daemon reads no request that came at the same moment: it would answer
+            // `status` as though it were not stopping.
+            biased;
             () = serving.shutdown.cancelled() => return Ok(()),
             next = tokio::time::timeout(limits.idle_timeout, lines.next()) => next,
         };

@@ -1,6 +1,7 @@
 //! The read requests — `show`, `list`, `history`, `resolve`, `short_ids`, `status`, `check`, `backup` — and the views they answer
 //! with. Each runs on a read snapshot of the store ([`crate::readers`]).
 
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use orders_shared::OrderId;
@@ -92,7 +93,10 @@ pub(super) async fn resolve(context: &Context, id: String) -> Result<Resolved, E
 }
 
 /// `short_ids`: each order's short id, as of one snapshot: the shortest end that no other
-/// order's id ends with, found among the orders that share its last 8 digits.
+/// order's id ends with, found among the orders that share its last 8 digits. Each group of
+/// those is read once, however many of its orders are asked about, and at most
+/// [`MAX_SHARING`](short_id::MAX_SHARING) + 1 rows of it: ids made to share their ends by the
+/// thousand (an import can hold them) are shown whole, and cost no more than that to tell.
 pub(super) async fn short_ids(context: &Context, ids: Vec<OrderId>) -> Result<Vec<String>, ErrorBody> {
     if ids.len() > ShortIdsRequest::MAX_IDS {
         return Err(ErrorBody::new(
@@ -100,20 +104,31 @@ pub(super) async fn short_ids(context: &Context, ids: Vec<OrderId>) -> Result<Ve
             format!("at most {} ids in one short_ids request, not {}", ShortIdsRequest::MAX_IDS, ids.len()),
         ));
     }
-    context
+    let tail = |id: &OrderId| short_id::digits(*id)[short_id::ID_DIGITS - short_id::MIN_DIGITS..].to_owned();
+    let mut by_tail: BTreeMap<String, BTreeSet<OrderId>> = BTreeMap::new();
+    for id in &ids {
+        by_tail.entry(tail(id)).or_default().insert(*id);
+    }
+    let short = context
         .readers
         .read(move |reads| {
-            ids.iter()
-                .map(|id| {
-                    let digits = short_id::digits(*id);
-                    let tail = &digits[short_id::ID_DIGITS - short_id::MIN_DIGITS..];
-                    let sharing = reads.ids_ending_with(tail, usize::MAX)?;
-                    Ok(short_id::shortest_unique(*id, &sharing))
-                })
-                .collect()
+            let mut short = HashMap::new();
+            for (tail, asked) in by_tail {
+                let mut group = reads.ids_ending_with(&tail, short_id::MAX_SHARING + 1)?;
+                if group.len() > short_id::MAX_SHARING {
+                    short.extend(asked.into_iter().map(|id| (id, short_id::digits(id))));
+                    continue;
+                }
+                // An id the store does not hold is told from the group all the same.
+                let held: HashSet<OrderId> = group.iter().copied().collect();
+                group.extend(asked.into_iter().filter(|id| !held.contains(id)));
+                short.extend(group.iter().copied().zip(short_id::shortest_unique(&group)));
+            }
+            Ok(short)
         })
         .await
-        .map_err(|error| read_error_body(&error))
+        .map_err(|error| read_error_body(&error))?;
+    Ok(ids.iter().map(|id| short.get(id).cloned().unwrap_or_else(|| short_id::digits(*id))).collect())
 }
 
 /// Every event of an order, from its order, payment and delivery streams, in log order.
