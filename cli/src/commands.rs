@@ -106,27 +106,23 @@ impl Context {
     }
 }
 
-/// `orders watch`: the short id is resolved, and the order's own short id learnt, on the
-/// connection that then streams.
+/// `orders watch`: the short id is resolved on the connection that then streams.
 async fn watch(ctx: &mut Context, args: ViewedOrderArgs) -> Result<(), Failure> {
     let mut client = ctx.connect().await?;
     let id = crate::ids::resolve(&mut client, args.order.id).await?;
-    let mut lines = output::EventLines::new(ctx.look(args.wide));
-    let mut short = output::ShortIds::new();
-    if !ctx.json && lines.wants_short_ids() {
-        crate::ids::learn(&mut client, &mut short, [id]).await?;
-    }
-    eventlog::watch(&mut client, id, ctx.json, &mut lines, &short, &mut ctx.out).await
+    let mut printer =
+        eventlog::Printer::new(ctx.json, output::EventLines::new(ctx.look(args.wide)), &ctx.paths);
+    eventlog::watch(&mut client, id, &mut printer, &mut ctx.out).await
 }
 
 /// `orders events`: a page of events is many small writes, so they go through a buffer.
 async fn events(ctx: &mut Context, args: EventsArgs) -> Result<(), Failure> {
     let mut client = ctx.connect().await?;
-    let mut lines = output::EventLines::new(ctx.look(args.wide));
     // Short ids come over a second connection: the first one streams.
-    let mut names = eventlog::Names::new((!ctx.json && lines.wants_short_ids()).then(|| ctx.paths.clone()));
+    let mut printer =
+        eventlog::Printer::new(ctx.json, output::EventLines::new(ctx.look(args.wide)), &ctx.paths);
     let mut buffered = io::BufWriter::new(&mut ctx.out);
-    eventlog::events(&mut client, args, ctx.json, &mut lines, &mut names, &mut buffered).await?;
+    eventlog::events(&mut client, args, &mut printer, &mut buffered).await?;
     buffered.flush()?;
     Ok(())
 }

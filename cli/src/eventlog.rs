@@ -24,19 +24,35 @@ use crate::reconnect::{self, Halt, Reconnect};
 /// Replays shorter than this show no progress bar.
 const QUIET_REPLAY: Duration = Duration::from_millis(300);
 
-fn print_event(
-    out: &mut impl Write,
-    event: &EventView,
+/// How the event commands print events: one JSON object a line with `--json`, else text lines
+/// under a header, orders named by their short ids.
+pub struct Printer {
     json: bool,
-    lines: &mut EventLines,
-    short: &ShortIds,
-) -> Result<(), Failure> {
-    Ok(output::emit(out, json, event, |out| lines.line(out, event, short))?)
+    lines: EventLines,
+    names: Names,
+}
+
+impl Printer {
+    /// Short ids are learnt from the daemon at `paths`, unless the output has no use for them
+    /// (`--json`, `--wide`).
+    pub fn new(json: bool, lines: EventLines, paths: &Paths) -> Printer {
+        let names = Names::new((!json && lines.wants_short_ids()).then(|| paths.clone()));
+        Printer { json, lines, names }
+    }
+
+    /// Prints `events`, having learnt the short ids of the orders they name.
+    async fn print(&mut self, out: &mut impl Write, events: &[EventView]) -> Result<(), Failure> {
+        let short = self.names.learn(events).await;
+        for event in events {
+            output::emit(out, self.json, event, |out| self.lines.line(out, event, short))?;
+        }
+        Ok(())
+    }
 }
 
 /// The short ids of the orders that events name, learnt as the events come, over a connection of
 /// their own (the first one streams); none with `--json` or `--wide`.
-pub struct Names {
+struct Names {
     paths: Option<Paths>,
     client: Option<Client>,
     known: ShortIds,
@@ -44,7 +60,7 @@ pub struct Names {
 
 impl Names {
     /// Names that learn short ids from the daemon at `paths`; none when `None`.
-    pub fn new(paths: Option<Paths>) -> Names {
+    fn new(paths: Option<Paths>) -> Names {
         Names { paths, client: None, known: ShortIds::new() }
     }
 
@@ -87,13 +103,11 @@ async fn next(client: &mut Client) -> Result<Reply, Failure> {
 pub async fn events(
     client: &mut Client,
     args: EventsArgs,
-    json: bool,
-    lines: &mut EventLines,
-    names: &mut Names,
+    printer: &mut Printer,
     out: &mut impl Write,
 ) -> Result<(), Failure> {
     if args.follow {
-        return follow(client, args, json, lines, names, out).await;
+        return follow(client, args, printer, out).await;
     }
     let mut from = args.from;
     let mut first = true;
@@ -108,10 +122,7 @@ pub async fn events(
         };
         first = false;
         let read = page.events.len() as u64;
-        let short = names.learn(&page.events).await;
-        for event in &page.events {
-            print_event(out, event, json, lines, short)?;
-        }
+        printer.print(out, &page.events).await?;
         match (page.events.last(), left.as_mut()) {
             (_, Some(left)) if *left <= read => return Ok(()),
             (Some(_), _) if read == limit => {
@@ -139,9 +150,7 @@ struct Printed {
 async fn follow(
     client: &mut Client,
     args: EventsArgs,
-    json: bool,
-    lines: &mut EventLines,
-    names: &mut Names,
+    printer: &mut Printer,
     out: &mut impl Write,
 ) -> Result<(), Failure> {
     let mut reconnect = Reconnect::begin(client).await?;
@@ -170,8 +179,7 @@ async fn follow(
                             }
                             continue;
                         }
-                        let short = names.learn(std::slice::from_ref(&event)).await;
-                        print_event(out, &event, json, lines, short)?;
+                        printer.print(out, std::slice::from_ref(&event)).await?;
                         out.flush()?;
                         left = left.map(|left| left.saturating_sub(1));
                         last = Some(Printed {
@@ -273,11 +281,10 @@ fn refused_cursor(failure: Failure) -> Failure {
 pub async fn watch(
     client: &mut Client,
     id: OrderId,
-    json: bool,
-    lines: &mut EventLines,
-    short: &ShortIds,
+    printer: &mut Printer,
     out: &mut impl Write,
 ) -> Result<(), Failure> {
+    let json = printer.json;
     let mut reconnect = Reconnect::begin(client).await?;
     let mut printed: HashSet<String> = HashSet::new();
     loop {
@@ -287,7 +294,7 @@ pub async fn watch(
                 match reconnect::next_line(client).await? {
                     Reply::Event(event) => {
                         if printed.insert(event.event_id.clone()) {
-                            print_event(out, &event, json, lines, short)?;
+                            printer.print(out, std::slice::from_ref(&event)).await?;
                             out.flush()?;
                         }
                     }
