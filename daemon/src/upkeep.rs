@@ -23,15 +23,21 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let upkeep = upkeep.map(|upkeep| Arc::new(Mutex::new(upkeep)));
+    // Once at the start, before any commit: what the store left to do (after an import or an
+    // upgrade, its projections kept off the write path may be behind).
+    let mut first = true;
     loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            changed = head.changed() => if changed.is_err() { return },
+        if !first {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                changed = head.changed() => if changed.is_err() { return },
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(INTERVAL) => {}
+            }
         }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(INTERVAL) => {}
-        }
+        first = false;
         let upkeep = upkeep.clone();
         let acknowledged = Arc::clone(&acknowledged);
         let done = tokio::task::spawn_blocking(move || {

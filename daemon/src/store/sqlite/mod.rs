@@ -23,6 +23,7 @@ mod reads;
 mod rebuild;
 pub mod schema;
 mod steps;
+mod tails;
 mod upkeep;
 mod write;
 

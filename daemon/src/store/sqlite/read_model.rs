@@ -28,8 +28,7 @@ pub const COLUMNS: &str = "id, user, total, status, created_at, updated_at, canc
 /// `list --user` reads — lie side by side; `id` has its own unique index for `show` and for the
 /// projection's updates. `(created_at, id)` serves listing everyone's orders newest first, and
 /// `(status, created_at, id)` the same filtered by status (`list --status`); with a user as well,
-/// SQLite keeps to the primary key, one customer's orders, and filters them. The last 8 hex
-/// digits of the id find the orders a short id can name ([`ending_with`]).
+/// SQLite keeps to the primary key, one customer's orders, and filters them.
 pub fn create_table(conn: &Connection, schema: &str, table: &str, suffix: &str) -> Result<(), StoreError> {
     conn.execute_batch(&format!(
         "CREATE TABLE {schema}.{table} (
@@ -47,8 +46,7 @@ pub fn create_table(conn: &Connection, schema: &str, table: &str, suffix: &str) 
          ) WITHOUT ROWID;
          CREATE UNIQUE INDEX {schema}.orders_by_id{suffix} ON {table} (id);
          CREATE INDEX {schema}.orders_by_time{suffix} ON {table} (created_at, id);
-         CREATE INDEX {schema}.orders_by_status{suffix} ON {table} (status, created_at, id);
-         CREATE INDEX {schema}.orders_by_tail{suffix} ON {table} (substr(id, -8));"
+         CREATE INDEX {schema}.orders_by_status{suffix} ON {table} (status, created_at, id);"
     ))?;
     Ok(())
 }
@@ -231,26 +229,20 @@ pub fn get(conn: &Connection, id: OrderId) -> Result<Option<OrderView>, StoreErr
         .transpose()
 }
 
-const ENDING_WITH: &str = "SELECT id FROM orders WHERE substr(id, -8) = ?1 \
-     AND substr(replace(id, '-', ''), -?2) = ?3 ORDER BY id LIMIT ?4";
-
-/// The ids that end with `suffix` (at least 8 lowercase hex digits), in id order, at most `limit`:
-/// the index on the last 8 digits finds the candidates, and the rest of the suffix sorts them out.
+/// The ids that end with `suffix` (at least 8 lowercase hex digits), in id order, at most `limit`
+/// (`tails`: found by their last 8 digits, off the write path).
 pub fn ending_with(conn: &Connection, suffix: &str, limit: usize) -> Result<Vec<OrderId>, StoreError> {
     let Some(tail) = suffix.len().checked_sub(MIN_DIGITS).and_then(|start| suffix.get(start..)) else {
         debug_assert!(false, "a short id of fewer than {MIN_DIGITS} digits: {suffix}");
         return Ok(Vec::new());
     };
-    let mut select = conn.prepare_cached(ENDING_WITH)?;
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows =
-        select.query_map(params![tail, suffix.len() as i64, suffix, limit], |row| row.get::<_, String>(0))?;
-    rows.map(|id| {
-        let id = id?;
-        id.parse()
-            .map_err(|_| StoreError::Corrupt(format!("the order id {id:?} in the read model is not a UUID")))
-    })
-    .collect()
+    super::tails::ending_with(conn, tail, suffix, limit)?
+        .into_iter()
+        .map(|id| {
+            id.parse()
+                .map_err(|_| StoreError::Corrupt(format!("the order id {id:?} in the log is not a UUID")))
+        })
+        .collect()
 }
 
 /// A page of orders, newest first, filtered as asked.
@@ -352,8 +344,8 @@ mod tests {
     }
 
     /// `list --status S` seeks its status in an index kept in the page's order (no scan, no
-    /// sort); with a user it keeps to that customer's orders; a short id seeks its last 8 digits.
-    /// On the migrated table and on one a replay built.
+    /// sort); with a user it keeps to that customer's orders. On the migrated table and on one a
+    /// replay built.
     #[test]
     fn status_filters_read_an_index_in_the_page_order() {
         let mut db = Db::new().with_order(2);
@@ -366,23 +358,6 @@ mod tests {
             assert!(!mine.contains("TEMP B-TREE"), "{table}: sorted: {mine}");
             let everyone = plan(&db, &request(None, None));
             assert!(everyone.contains("USING INDEX orders_by_time"), "{table}: {everyone}");
-
-            let by_tail = {
-                let mut explain = db
-                    .conn()
-                    .prepare(&format!("EXPLAIN QUERY PLAN {}", super::ENDING_WITH))
-                    .expect("explain");
-                let steps = explain
-                    .query_map(rusqlite::params!["9aac6db2", 8, "9aac6db2", 10], |row| {
-                        row.get::<_, String>(3)
-                    })
-                    .expect("plan");
-                steps.collect::<Result<Vec<_>, _>>().expect("steps").join("; ")
-            };
-            assert!(
-                by_tail.contains("INDEX orders_by_tail") && by_tail.contains("(<expr>=?)"),
-                "{table}: {by_tail}"
-            );
 
             if table == "rebuilt" {
                 break;

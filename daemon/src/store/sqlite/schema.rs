@@ -115,10 +115,16 @@ const MIGRATIONS: &[&str] = &[
     PRAGMA application_id = 1869767794;
     ",
     // 7: short ids (issue 18): commands take the end of an order id, at least 8 hex digits, and
-    // tables show the shortest one that is unique. An index on the last 8 digits finds the
-    // orders an end can name.
+    // tables show the shortest one that is unique. The ends of the ids, by their last 8 hex
+    // digits, are a projection of the log kept off the write path (`tails`), caught up from the
+    // start of the log by the upkeep task.
     "
-    CREATE INDEX orders_by_tail ON orders (substr(id, -8));
+    CREATE TABLE order_tails (
+        tail TEXT NOT NULL,   -- the last 8 hex digits of the id
+        id   TEXT NOT NULL,
+        PRIMARY KEY (tail, id)
+    ) WITHOUT ROWID;
+    INSERT INTO checkpoints (projection, position) VALUES ('order_tails', 0);
     ",
 ];
 

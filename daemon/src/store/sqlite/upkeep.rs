@@ -1,4 +1,4 @@
-//! WAL checkpoints away from the writer.
+//! WAL checkpoints away from the writer, and the ends of order ids (`tails`).
 //!
 //! In WAL mode every commit appends to the `-wal` file, and a checkpoint copies those pages back
 //! into the database file. SQLite's automatic checkpoint runs inside the committing thread —
@@ -25,7 +25,11 @@ impl WalCheckpoints {
 }
 
 impl Upkeep for WalCheckpoints {
+    /// The ends of the orders placed since (`tails`), then the WAL copied back.
     fn after_commits(&mut self) -> Result<(), StoreError> {
+        // A chunk a transaction, so that the writer gets its turn between them (a store of a
+        // million orders, new to the table, takes fifty).
+        while super::tails::catch_up(&mut self.conn)? == super::tails::CHUNK {}
         let (log, copied) = self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
             Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
         })?;
