@@ -491,7 +491,11 @@ fn become_ready(
     let times = RecordedTimes::new(config.clock, newest.unwrap_or(Timestamp::UNIX_EPOCH));
     let reads = store.reads()?;
     let upkeep = store.upkeep().unwrap_or_else(|error| {
-        tracing::warn!(%error, "no background upkeep; the writer checkpoints by itself");
+        tracing::warn!(
+            %error,
+            "no background upkeep: the writer checkpoints the WAL by itself, and the ends of order \
+             ids are not caught up (short ids are read from the log, slower as it grows)"
+        );
         None
     });
     let pacing = writer::Pacing { replay_pause: config.replay_pause, ..writer::Pacing::default() };
