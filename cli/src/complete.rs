@@ -26,10 +26,12 @@ const SHELLS: [&str; 5] = ["bash", "elvish", "fish", "powershell", "zsh"];
 /// environment; said in words rather than as a usage error of the command.
 pub fn misset() -> Option<String> {
     let value = std::env::var_os(VAR)?;
-    let value = value.to_string_lossy();
-    if value.is_empty() || value == "0" || SHELLS.contains(&value.as_ref()) {
+    // clap takes a shell's path too (`$SHELL`), by its file name.
+    let shell = std::path::Path::new(&value).file_name().map(|name| name.to_string_lossy());
+    if value.is_empty() || value == "0" || shell.is_some_and(|shell| SHELLS.contains(&shell.as_ref())) {
         return None;
     }
+    let value = value.to_string_lossy();
     Some(format!(
         "{VAR}={} names no shell that orders completes for ({}): the completion scripts set it; \
          unset it to run a command",

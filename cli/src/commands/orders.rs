@@ -95,7 +95,7 @@ pub(super) async fn history(ctx: &mut Context, args: ViewedOrderArgs) -> Result<
 
 /// `orders list`: a table, the ids alone with `--quiet`, or a word on stderr if there are none;
 /// with `--count`, how many there are.
-pub(super) async fn list(ctx: &mut Context, args: ListArgs) -> Result<(), Failure> {
+pub(super) async fn list(ctx: &mut Context, mut args: ListArgs) -> Result<(), Failure> {
     let (quiet, limit, wide) = (args.quiet, args.limit, args.wide);
     let mut client = ctx.connect().await?;
     if args.count {
@@ -103,7 +103,7 @@ pub(super) async fn list(ctx: &mut Context, args: ListArgs) -> Result<(), Failur
         let counted: OrderCount = client.call(&Request::Count(request)).await?;
         return ctx.emit(&counted, |out| writeln!(out, "{}", counted.count));
     }
-    let before = match args.before.clone() {
+    let before = match args.before.take() {
         Some(before) => Some(ids::resolve(&mut client, before).await?),
         None => None,
     };

@@ -7,7 +7,6 @@
 
 use jiff::Timestamp;
 use orders_shared::protocol::{ListRequest, OrderPage, OrderView};
-use orders_shared::short_id::MIN_DIGITS;
 use orders_shared::{DomainEvent, OrderEvent, OrderId};
 use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
 
@@ -227,22 +226,6 @@ pub fn get(conn: &Connection, id: OrderId) -> Result<Option<OrderView>, StoreErr
         .query_row([id.to_string()], read_view)
         .optional()?
         .transpose()
-}
-
-/// The ids that end with `suffix` (at least 8 lowercase hex digits), in id order, at most `limit`
-/// (`tails`: found by their last 8 digits, off the write path).
-pub fn ending_with(conn: &Connection, suffix: &str, limit: usize) -> Result<Vec<OrderId>, StoreError> {
-    let Some(tail) = suffix.len().checked_sub(MIN_DIGITS).and_then(|start| suffix.get(start..)) else {
-        debug_assert!(false, "a short id of fewer than {MIN_DIGITS} digits: {suffix}");
-        return Ok(Vec::new());
-    };
-    super::tails::ending_with(conn, tail, suffix, limit)?
-        .into_iter()
-        .map(|id| {
-            id.parse()
-                .map_err(|_| StoreError::Corrupt(format!("the order id {id:?} in the log is not a UUID")))
-        })
-        .collect()
 }
 
 /// A page of orders, newest first, filtered as asked.

@@ -89,7 +89,7 @@ impl Reads for SqliteReads {
     }
 
     fn ids_ending_with(&mut self, suffix: &str, limit: usize) -> Result<Vec<OrderId>, StoreError> {
-        read_model::ending_with(&self.conn, suffix, limit)
+        super::tails::ids_ending_with(&self.conn, suffix, limit)
     }
 
     fn history(&mut self, id: OrderId) -> Result<Vec<RecordedEvent>, StoreError> {

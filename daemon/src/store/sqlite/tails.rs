@@ -8,6 +8,8 @@
 //! statement (one snapshot). It is derived from the log alone, so a replay of the read model
 //! leaves it be, and an import or a fresh store catch it up from position 0.
 
+use orders_shared::OrderId;
+use orders_shared::short_id::MIN_DIGITS;
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use crate::store::StoreError;
@@ -28,17 +30,26 @@ const ENDING_WITH: &str = "SELECT id FROM ( \
             AND type = 'OrderPlaced' AND substr(stream_id, -8) = ?1 \
      ) WHERE substr(replace(id, '-', ''), -?2) = ?3 ORDER BY id LIMIT ?4";
 
-/// See [`ENDING_WITH`]; `tail` is the last 8 digits of `suffix`.
-pub(super) fn ending_with(
+/// The orders whose ids end with `suffix` (at least 8 lowercase hex digits, dashes left out),
+/// in id order, at most `limit`: see [`ENDING_WITH`].
+pub(super) fn ids_ending_with(
     conn: &Connection,
-    tail: &str,
     suffix: &str,
     limit: usize,
-) -> Result<Vec<String>, StoreError> {
+) -> Result<Vec<OrderId>, StoreError> {
+    let Some(tail) = suffix.len().checked_sub(MIN_DIGITS).and_then(|start| suffix.get(start..)) else {
+        debug_assert!(false, "a short id of fewer than {MIN_DIGITS} digits: {suffix}");
+        return Ok(Vec::new());
+    };
     let mut select = conn.prepare_cached(ENDING_WITH)?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = select.query_map(params![tail, suffix.len() as i64, suffix, limit], |row| row.get(0))?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let rows =
+        select.query_map(params![tail, suffix.len() as i64, suffix, limit], |row| row.get::<_, String>(0))?;
+    rows.map(|id| {
+        let id = id?;
+        id.parse().map_err(|_| StoreError::Corrupt(format!("the order id {id:?} in the log is not a UUID")))
+    })
+    .collect()
 }
 
 /// Adds the orders placed past the checkpoint, at most [`CHUNK`] of them, in one transaction, and
@@ -82,7 +93,8 @@ mod tests {
     use crate::testing::Db;
 
     fn ending(db: &Db, suffix: &str) -> Vec<String> {
-        ending_with(db.conn(), &suffix[suffix.len() - 8..], suffix, 10).expect("read")
+        let ids = ids_ending_with(db.conn(), suffix, 10).expect("read");
+        ids.iter().map(ToString::to_string).collect()
     }
 
     /// The same answer before the catch-up (from the log), after it (from the table), and with
