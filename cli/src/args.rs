@@ -528,6 +528,15 @@ pub struct RunArgs {
     #[arg(long, env = "ORDERS_ACCEPT_STORE_CHANGE", value_parser = clap::builder::FalseyValueParser::new())]
     pub accept_store_change: bool,
 
+    /// Keep the store in this PostgreSQL database instead of the data directory's SQLite file: a
+    /// URL such as postgres://orders@db.example/orders?sslmode=verify-full. What it leaves out
+    /// comes from libpq's variables and files (PGHOST, PGUSER, PGPASSWORD, PGPASSFILE or
+    /// ~/.pgpass, PGSSLMODE, PGSSLROOTCERT ...). The data directory still holds the daemon's lock,
+    /// log and identity file. Rather put a password in PGPASSFILE than in the URL: command lines
+    /// are visible to every user of the machine
+    #[arg(long, env = "ORDERS_STORE", value_name = "URL", value_parser = parse_store, hide_env_values = true)]
+    pub store: Option<String>,
+
     /// Log to the file only, not to stderr (set when the client starts the daemon)
     #[arg(long, hide = true)]
     pub background: bool,
@@ -592,6 +601,12 @@ mod num_bounds {
     impl Max for u64 {
         const MAX: u64 = u64::MAX;
     }
+}
+
+/// A PostgreSQL URL, checked as the daemon will read it (never echoing a password).
+fn parse_store(text: &str) -> Result<String, String> {
+    orders_daemon::store::postgres::Target::parse(text)?;
+    Ok(text.to_owned())
 }
 
 /// An address to listen on: an IP address and a port (a host name would be resolved to several).

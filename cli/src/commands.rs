@@ -232,7 +232,7 @@ async fn with_the_daemon_stopped<T: serde::de::DeserializeOwned>(
     let was_running = crate::daemon::stop(paths).await?.is_some();
     let done: Result<T, Failure> = on_a_copy(what, file, Some(paths));
     if was_running {
-        crate::daemon::start_holding(paths, &[], start_lock).await?;
+        crate::daemon::start_holding(paths, &[], None, start_lock).await?;
     }
     Ok((done?, was_running))
 }

@@ -48,7 +48,7 @@ pub async fn connect(paths: &Paths, autostart: bool) -> Result<(Client, Option<D
             other => other.failure(paths, None),
         });
     }
-    let started = start_in_background(paths, &[]).await?;
+    let started = start_in_background(paths, &[], None).await?;
     let client = Client::connect(paths).await.map_err(|error| cannot_connect(paths, &error))?;
     Ok((client, started))
 }
@@ -147,9 +147,13 @@ fn path_failure(error: impl std::fmt::Display) -> Failure {
 /// it started, ready, if it did. A daemon it starts is waited for until it is ready, and a failing start-up is reported
 /// with what the daemon wrote on stderr. Other clients are held back (by the start lock) only
 /// until its socket answers: from then on each of them waits for it on its own.
-pub async fn start_in_background(paths: &Paths, args: &[OsString]) -> Result<Option<DaemonStatus>, Failure> {
+pub async fn start_in_background(
+    paths: &Paths,
+    args: &[OsString],
+    store: Option<&str>,
+) -> Result<Option<DaemonStatus>, Failure> {
     let lock = start_lock(paths)?;
-    start_holding(paths, args, lock).await
+    start_holding(paths, args, store, lock).await
 }
 
 /// The start lock (`<socket>.lock`), taken: no client starts a daemon on these paths while it is
@@ -165,10 +169,12 @@ pub fn start_lock(paths: &Paths) -> Result<std::fs::File, Failure> {
 }
 
 /// [`start_in_background`], with the start lock taken already; it is released once the new
-/// daemon answers.
+/// daemon answers. `store` (a PostgreSQL URL given as `--store`) goes to the daemon in its
+/// environment, never on its command line, which every user of the machine can read.
 pub async fn start_holding(
     paths: &Paths,
     args: &[OsString],
+    store: Option<&str>,
     lock: std::fs::File,
 ) -> Result<Option<DaemonStatus>, Failure> {
     // Another client may have started one while this one waited for the lock.
@@ -182,7 +188,11 @@ pub async fn start_holding(
         other => return Err(other.failure(paths, None)),
     }
     let binary = binary()?;
-    let mut child = Command::new(&binary)
+    let mut command = Command::new(&binary);
+    if let Some(url) = store {
+        command.env("ORDERS_STORE", url);
+    }
+    let mut child = command
         .args(["run", "--background"])
         .args(args)
         .env("ORDERS_DATA_DIR", &paths.data_dir)
@@ -336,7 +346,7 @@ fn log_file_hint(paths: &Paths, args: &[OsString]) -> PathBuf {
 
 /// `orders daemon start`.
 pub async fn start(paths: &Paths, args: &RunArgs) -> Result<DaemonStatus, Failure> {
-    if let Some(status) = start_in_background(paths, &args.forwarded()).await? {
+    if let Some(status) = start_in_background(paths, &args.forwarded(), args.store.as_deref()).await? {
         return Ok(status);
     }
     // One was there already, perhaps starting: `start` returns once it is ready.

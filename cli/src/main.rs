@@ -48,8 +48,11 @@ fn main() -> ExitCode {
 /// readiness notification, signals and the pid it watches all stay as they were.
 fn run_daemon(global: &GlobalArgs, args: &RunArgs) -> Result<(), Failure> {
     let binary = orders::daemon::binary()?;
-    let error = std::process::Command::new(&binary)
-        .args(DaemonCli::arguments(&global.store, global.color, args))
-        .exec();
+    let mut command = std::process::Command::new(&binary);
+    if let Some(url) = &args.store {
+        // In the environment, not on the command line that every user can read.
+        command.env("ORDERS_STORE", url);
+    }
+    let error = command.args(DaemonCli::arguments(&global.store, global.color, args)).exec();
     Err(Failure::new(Exit::Failure, format!("cannot run the daemon {}: {error}", binary.display())))
 }

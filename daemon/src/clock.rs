@@ -116,6 +116,11 @@ impl RecordedTimes {
         }
     }
 
+    /// The newest time recorded in the log, as far as the writer knows.
+    pub fn newest(&self) -> Timestamp {
+        self.newest
+    }
+
     /// Events were committed at `at`.
     pub fn recorded(&mut self, at: Timestamp) {
         self.newest = self.newest.max(at);

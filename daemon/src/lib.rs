@@ -118,6 +118,9 @@ pub struct Config {
     /// The listening socket the service manager passed ([`service::passed_socket`]): served
     /// instead of binding one, and never removed.
     pub passed_socket: Option<std::os::unix::net::UnixListener>,
+    /// The PostgreSQL database to serve (`--store`, issue 19); `None`: the data directory's
+    /// SQLite file, the default.
+    pub store: Option<store::postgres::Target>,
 }
 
 impl Config {
@@ -142,6 +145,7 @@ impl Config {
             metrics_listen: None,
             http: None,
             passed_socket: None,
+            store: None,
         }
     }
 
@@ -265,6 +269,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
         metrics_url: metrics_at.and_then(|listener| server::http::url(listener, "/metrics")),
         http_url: api_listener.as_ref().and_then(|listener| server::http::url(listener, "/")),
         socket_activated,
+        database: config.store.as_ref().map(store::postgres::Target::describe),
     };
     if let Some(url) = &reach.metrics_url {
         tracing::info!(%url, "serving metrics over HTTP");
@@ -436,10 +441,17 @@ async fn start(
 ) -> anyhow::Result<Option<Running>> {
     let database = config.paths.database();
     let (progress, stop, pause) = (Arc::clone(serving), serving.shutdown.clone(), config.catch_up_pause);
-    let open = move || -> Result<Box<dyn store::Store>, store::StoreError> {
-        Ok(Box::new(store::sqlite::SqliteStore::open(&database)?))
+    let postgres = config.store.clone();
+    let name = match &postgres {
+        Some(target) => target.describe(),
+        None => database.display().to_string(),
     };
-    let name = config.paths.database().display().to_string();
+    let open = move || -> Result<Box<dyn store::Store>, store::StoreError> {
+        Ok(match &postgres {
+            Some(target) => Box::new(store::postgres::PgStore::open(target)?),
+            None => Box::new(store::sqlite::SqliteStore::open(&database)?),
+        })
+    };
     let known = startup::Known {
         id_file: config.paths.data_dir.join(identity::FILE_NAME),
         accept_store_change: config.accept_store_change,
@@ -452,7 +464,7 @@ async fn start(
     let Some(prepared) = prepared else { return Ok(None) };
     // The database was opened by path: prove the path still leads into the locked directory
     // before anything is served from it.
-    lock.check_unchanged()?;
+    lock.check_unchanged(config.store.is_none())?;
     become_ready(config, serving, limits, prepared).map(Some)
 }
 

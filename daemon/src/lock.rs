@@ -142,15 +142,19 @@ impl DataDirLock {
         Ok(DataDirLock { dir, path: path.clone() })
     }
 
-    /// Proves that the data directory's path still leads to the locked directory, and its
-    /// database to the one in it: called once the database is open.
-    pub fn check_unchanged(&self) -> Result<(), LockError> {
+    /// Proves that the data directory's path still leads to the locked directory, and (with
+    /// `database_file`: the SQLite store) its database to the one in it: called once the
+    /// database is open.
+    pub fn check_unchanged(&self, database_file: bool) -> Result<(), LockError> {
         let replaced = || LockError::Replaced { path: self.path.clone() };
         let same = |a: &Metadata, b: &rustix::fs::Stat| a.dev() == b.st_dev && a.ino() == b.st_ino;
         let locked = rustix::fs::fstat(&self.dir).map_err(|e| self.io(e.into()))?;
         let at_path = std::fs::metadata(&self.path).map_err(|e| self.io(e))?;
         if !same(&at_path, &locked) {
             return Err(replaced());
+        }
+        if !database_file {
+            return Ok(());
         }
         let database = crate::paths::DATABASE_FILE;
         let inside = rustix::fs::statat(&self.dir, database, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)

@@ -383,6 +383,7 @@ fn commit_batch(
     // never before the log's newest time (issue 12).
     let now = times.now();
     let mut work = Work::new(batch.iter().map(|job| &job.command), now, policy);
+    work.newest = times.newest();
     match store.write(&mut work) {
         Ok(()) => {
             let commit_took = work.commit_took;
@@ -425,6 +426,8 @@ pub fn commit(
 struct Work<'a> {
     commands: Vec<&'a WriteCommand>,
     now: Timestamp,
+    /// The newest time the log holds: no event is stamped before it (issue 12).
+    newest: Timestamp,
     policy: &'a Policy,
     /// Each command's answer and the events it recorded, once it ran.
     answers: Vec<Option<(WriteResult, Vec<RecordedEvent>)>>,
@@ -436,7 +439,7 @@ impl<'a> Work<'a> {
     fn new(commands: impl Iterator<Item = &'a WriteCommand>, now: Timestamp, policy: &'a Policy) -> Self {
         let commands: Vec<_> = commands.collect();
         let answers = (0..commands.len()).map(|_| None).collect();
-        Work { commands, now, policy, answers, commit_took: None }
+        Work { commands, now, newest: now, policy, answers, commit_took: None }
     }
 
     /// Every command's answer, and the events of the batch in log order.
@@ -499,6 +502,11 @@ impl Batch for Work<'_> {
                 if wrote { Outcome::Failed { why, conflict } } else { Outcome::Refused { why } }
             }
         }
+    }
+
+    fn database_time(&mut self, now: Timestamp) {
+        let now = Timestamp::from_millisecond(now.as_millisecond()).unwrap_or(now);
+        self.now = now.max(self.newest);
     }
 
     fn fail(&mut self, index: usize, error: StoreError) {

@@ -122,6 +122,11 @@ fn run(cli: &DaemonCli, args: &RunArgs) -> Result<(), Failure> {
         insecure_local: args.http_insecure_local,
     });
     config.passed_socket = passed_socket;
+    if let Some(url) = &args.store {
+        let target =
+            orders_daemon::store::postgres::Target::parse(url).map_err(|e| Failure::new(Exit::Usage, e))?;
+        config.store = Some(target);
+    }
     // Tests move the daemon's clock (ORDERS_TEST_CLOCK_OFFSET_MS); it is no setting for users.
     config.clock = orders_daemon::clock::Clock::from_env().map_err(|e| Failure::new(Exit::Usage, e))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

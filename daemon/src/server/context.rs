@@ -75,6 +75,9 @@ pub struct Reach {
     pub http_url: Option<String>,
     /// The socket was passed by the service manager.
     pub socket_activated: bool,
+    /// The PostgreSQL database served (`--store`), as `status` names it: never its password.
+    /// `None`: the data directory's SQLite file.
+    pub database: Option<String>,
 }
 
 impl Reach {
@@ -83,6 +86,9 @@ impl Reach {
         status.metrics_url.clone_from(&self.metrics_url);
         status.http_url.clone_from(&self.http_url);
         status.socket_activated = self.socket_activated;
+        if let Some(database) = &self.database {
+            status.database.clone_from(database);
+        }
     }
 }
 

@@ -311,54 +311,14 @@ struct ReadModel {
 }
 
 impl ReadModel {
-    /// Applies one order event, as SQLite's statements do: a placed order is inserted (once:
-    /// the id is unique), the others update its row.
+    /// Applies one order event, as SQLite's statements do.
     fn apply(&mut self, order: OrderId, event: &OrderEvent, at: Timestamp) -> Result<(), StoreError> {
-        let at = to_millisecond(at);
-        // The other events update the row, if there is one.
-        let update = |orders: &mut BTreeMap<OrderId, OrderView>, change: &dyn Fn(&mut OrderView)| {
-            if let Some(view) = orders.get_mut(&order) {
-                view.updated_at = at;
-                change(view);
-            }
-        };
-        match event {
-            OrderEvent::Placed { user, total } => {
-                if self.orders.contains_key(&order) {
-                    return Err(StoreError::Failed(
-                        format!("order {order} is in the read model already"),
-                        None,
-                    ));
-                }
-                let view = OrderView {
-                    id: order,
-                    user: user.as_str().to_owned(),
-                    total: total.get(),
-                    status: OrderStatus::Pending,
-                    cancel_reason: None,
-                    created_at: at,
-                    updated_at: at,
-                    approved_at: None,
-                    delivered_at: None,
-                    cancelled_at: None,
-                };
-                self.orders.insert(order, view);
-            }
-            OrderEvent::Approved => update(&mut self.orders, &|view| {
-                view.status = OrderStatus::Approved;
-                view.approved_at = Some(at);
-            }),
-            OrderEvent::Delivered => update(&mut self.orders, &|view| {
-                view.status = OrderStatus::Delivered;
-                view.delivered_at = Some(at);
-            }),
-            OrderEvent::Cancelled { reason } => update(&mut self.orders, &|view| {
-                view.status = OrderStatus::Cancelled;
-                view.cancel_reason = Some(*reason);
-                view.cancelled_at = Some(at);
-            }),
+        let mut row = self.orders.remove(&order);
+        let applied = super::apply_order_event(&mut row, order, event, at);
+        if let Some(view) = row {
+            self.orders.insert(order, view);
         }
-        Ok(())
+        applied
     }
 
     /// Applies a just-recorded event (the order events; the others show through the order's).

@@ -25,6 +25,7 @@
 mod conformance;
 #[cfg(test)]
 pub mod memory;
+pub mod postgres;
 pub mod sqlite;
 
 use std::fmt;
@@ -32,7 +33,7 @@ use std::path::Path;
 
 use jiff::Timestamp;
 use orders_shared::protocol::{Cursor, ExportedEvent, ExportedMetadata, ListRequest, OrderPage, OrderView};
-use orders_shared::{DecodeError, DomainEvent, OrderId, StreamId, Total};
+use orders_shared::{DecodeError, DomainEvent, OrderEvent, OrderId, OrderStatus, StreamId, Total};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
@@ -207,6 +208,56 @@ pub fn cursor(position: Position) -> Cursor {
 /// The first position a cursor reads from; `None` for one no store gave out (positions start at 1).
 pub fn position(cursor: &Cursor) -> Option<Position> {
     cursor.as_str().parse::<i64>().ok().filter(|position| *position >= 1).map(Position)
+}
+
+/// Applies one order event to an order's read-model row, as SQLite's statements do: a placed
+/// order is inserted (once: the id is unique), the others update the row if there is one. `at`
+/// is kept to the millisecond, as the stores keep it. For the backends that project in memory
+/// before they write the rows (memory, PostgreSQL).
+pub fn apply_order_event(
+    row: &mut Option<OrderView>,
+    order: OrderId,
+    event: &OrderEvent,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    let at = Timestamp::from_millisecond(at.as_millisecond()).unwrap_or(at);
+    if let OrderEvent::Placed { user, total } = event {
+        if row.is_some() {
+            return Err(StoreError::Failed(format!("order {order} is in the read model already"), None));
+        }
+        *row = Some(OrderView {
+            id: order,
+            user: user.as_str().to_owned(),
+            total: total.get(),
+            status: OrderStatus::Pending,
+            cancel_reason: None,
+            created_at: at,
+            updated_at: at,
+            approved_at: None,
+            delivered_at: None,
+            cancelled_at: None,
+        });
+        return Ok(());
+    }
+    let Some(view) = row else { return Ok(()) };
+    view.updated_at = at;
+    match event {
+        OrderEvent::Placed { .. } => {}
+        OrderEvent::Approved => {
+            view.status = OrderStatus::Approved;
+            view.approved_at = Some(at);
+        }
+        OrderEvent::Delivered => {
+            view.status = OrderStatus::Delivered;
+            view.delivered_at = Some(at);
+        }
+        OrderEvent::Cancelled { reason } => {
+            view.status = OrderStatus::Cancelled;
+            view.cancel_reason = Some(*reason);
+            view.cancelled_at = Some(at);
+        }
+    }
+    Ok(())
 }
 
 /// Why the store could not do what it was asked, in words no driver owns.
@@ -387,6 +438,13 @@ pub trait Batch {
 
     /// The last position the kept units recorded: the read model's checkpoint moves there.
     fn last_position(&self) -> Option<Position>;
+
+    /// The database's time at the start of the batch's transaction, from a backend whose
+    /// clock is the database's (PostgreSQL): the batch stamps its events with it, never before
+    /// the newest time the log holds. Called before the first unit runs.
+    fn database_time(&mut self, now: Timestamp) {
+        let _ = now;
+    }
 
     /// The backend committed the batch's transaction, which took `took` (its fsync, mostly):
     /// for the metrics (issue 16). A backend that cannot tell does not call it.

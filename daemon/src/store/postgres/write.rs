@@ -1,0 +1,591 @@
+//! A batch of units of work in one PostgreSQL transaction, committed once (group commit).
+//!
+//! PostgreSQL aborts a whole transaction on any error, and every statement is a round trip, so
+//! the batch is planned rather than run statement by statement as on SQLite:
+//!
+//! 1. One query reads the head and the database's clock (event times are the database's), one
+//!    more every stream and idempotency key the batch [wants](crate::store::Batch::wants), one
+//!    more the read-model rows of those orders.
+//! 2. The units run against that state in memory: their appends, projections and saga steps
+//!    are buffered, an expected version is checked against the stream as the batch knows it (a
+//!    conflict is found without a failing statement), and a unit that fails after writing is
+//!    undone alone by a journal — no savepoints, so no subtransactions.
+//! 3. The buffers are written in a few statements (`unnest` of arrays: every event in one, every
+//!    changed row in one, the saga steps, the checkpoint) and the transaction committed.
+//!
+//! A statement that fails when the buffers are written (a constraint the memory did not know of:
+//! a row written by hand, say) fails the transaction; the batch is then run again one unit per
+//! transaction, so that only the unit at fault is refused. Any error of the database while the
+//! units run (a lost connection) fails the whole batch: nothing of it is stored.
+//!
+//! One daemon writes the database (the advisory lock of `schema::serve`), so positions are given
+//! here, from the head read at the start; the primary key would refuse a second writer's.
+
+use std::collections::HashMap;
+
+use jiff::Timestamp;
+use orders_shared::protocol::OrderView;
+use orders_shared::{DomainEvent, OrderEvent, OrderId, StreamId, StreamKind, Total};
+use postgres::Transaction;
+use uuid::Uuid;
+
+use super::projection::Rows;
+use super::schema::ORDERS_TABLE;
+use super::sql::{self, EVENT_COLUMNS, Statements};
+use crate::store::{Batch, Metadata, Outcome, Position, RecordedEvent, StoreError, Version, WriteTx};
+
+/// How often a unit is run after an optimistic-concurrency conflict, in all.
+const MAX_ATTEMPTS: usize = 3;
+
+/// SQLSTATE class 23: integrity constraint violations.
+fn is_constraint(error: &StoreError) -> bool {
+    matches!(error, StoreError::Failed(_, Some(cause)) if cause.0.contains("violates"))
+        || matches!(error, StoreError::Conflict { .. })
+}
+
+pub(super) fn write(
+    client: &mut postgres::Client,
+    statements: &mut Statements,
+    batch: &mut dyn Batch,
+) -> Result<(), StoreError> {
+    let all: Vec<usize> = (0..batch.units()).collect();
+    match run(client, statements, batch, &all) {
+        Ok(()) => Ok(()),
+        Err(Failure::Writing(error)) if is_constraint(&error) && all.len() > 1 => {
+            tracing::warn!(%error, "a batch could not be written; running its commands one at a time");
+            batch.restart();
+            for index in all {
+                match run(client, statements, batch, &[index]) {
+                    Ok(()) => {}
+                    Err(Failure::Writing(error)) => batch.fail(index, error),
+                    Err(Failure::Database(error)) => return Err(error),
+                }
+            }
+            Ok(())
+        }
+        Err(Failure::Writing(error) | Failure::Database(error)) => Err(error),
+    }
+}
+
+/// Why a batch was not committed.
+enum Failure {
+    /// Writing the buffers failed: a unit may be at fault.
+    Writing(StoreError),
+    /// The database failed otherwise: the whole batch is lost.
+    Database(StoreError),
+}
+
+/// Runs the units `units` of `batch` in one transaction and commits them.
+fn run(
+    client: &mut postgres::Client,
+    statements: &mut Statements,
+    batch: &mut dyn Batch,
+    units: &[usize],
+) -> Result<(), Failure> {
+    let mut tx = client.transaction().map_err(|e| Failure::Database(e.into()))?;
+    let mut state = prepare(&mut tx, statements, batch, units.len() > 1).map_err(Failure::Database)?;
+    for &index in units {
+        run_unit(&mut tx, statements, &mut state, batch, index);
+        if let Some(error) = state.broken.take() {
+            return Err(Failure::Database(error));
+        }
+    }
+    state.flush(&mut tx, statements).map_err(Failure::Writing)?;
+    let committing = std::time::Instant::now();
+    tx.commit().map_err(|e| Failure::Database(e.into()))?;
+    batch.committed(committing.elapsed());
+    Ok(())
+}
+
+/// Reads what the batch needs before its first unit: the head and the clock, the streams and
+/// keys it wants, and their orders' rows.
+fn prepare(
+    tx: &mut Transaction<'_>,
+    statements: &mut Statements,
+    batch: &mut dyn Batch,
+    preload: bool,
+) -> Result<State, StoreError> {
+    let row = statements.query_one(
+        tx,
+        "SELECT (SELECT coalesce(max(position), 0) FROM events), \
+                (extract(epoch from clock_timestamp()) * 1000)::bigint",
+        &[],
+    )?;
+    let head = Position::new(row.try_get(0)?);
+    let now = sql::time(row.try_get(1)?, || "the database's clock".to_owned())?;
+    batch.database_time(now);
+    let mut state = State::new(head);
+    let wants = batch.wants();
+    if preload || !wants.streams.is_empty() || !wants.idempotency_keys.is_empty() {
+        state.load(tx, statements, &wants.streams, &wants.idempotency_keys)?;
+        let orders = wants.streams.iter().filter(|s| s.kind == StreamKind::Order).map(|s| s.order);
+        state.rows.load(statements, tx, orders)?;
+    }
+    Ok(state)
+}
+
+/// Runs one unit, again after a conflict; undoes it when it fails after writing.
+fn run_unit(
+    tx: &mut Transaction<'_>,
+    statements: &mut Statements,
+    state: &mut State,
+    batch: &mut dyn Batch,
+    index: usize,
+) {
+    for attempt in 1..=MAX_ATTEMPTS {
+        let mark = state.mark();
+        let outcome = batch.run(index, &mut Tx { tx, statements, state });
+        match outcome {
+            Outcome::Done => return,
+            Outcome::Refused { .. } => {
+                // Refused before writing; undo all the same should a read have loaded anything.
+                state.undo(mark);
+                return;
+            }
+            Outcome::Failed { why, conflict } => {
+                state.undo(mark);
+                if !(conflict && attempt < MAX_ATTEMPTS) || state.broken.is_some() {
+                    return;
+                }
+                tracing::debug!(why, attempt, "retrying after a conflict");
+            }
+        }
+    }
+}
+
+/// A saga step's row as the batch leaves it: written (`Some`) or deleted (`None`).
+type Step<T> = Option<T>;
+
+/// One undoable change of the batch's state.
+enum Undo {
+    /// A stream the batch had not known: forget it.
+    NewStream(StreamId),
+    /// A stream that had this many events.
+    StreamLength(StreamId, usize),
+    Key(String, Option<Option<RecordedEvent>>),
+    Row(OrderId, Option<Option<OrderView>>, bool),
+    Payment(OrderId, Option<Step<(i64, i64)>>),
+    Timer(OrderId, Option<Step<i64>>),
+}
+
+/// Where a unit began, to undo it.
+#[derive(Clone, Copy)]
+struct Mark {
+    journal: usize,
+    events: usize,
+    next: Position,
+}
+
+/// What the batch knows and has buffered.
+struct State {
+    next: Position,
+    streams: HashMap<StreamId, Vec<RecordedEvent>>,
+    keys: HashMap<String, Option<RecordedEvent>>,
+    rows: Rows,
+    /// The events appended, in position order.
+    events: Vec<RecordedEvent>,
+    payments: HashMap<OrderId, Step<(i64, i64)>>,
+    timers: HashMap<OrderId, Step<i64>>,
+    journal: Vec<Undo>,
+    /// The database failed while a unit ran: the batch is lost.
+    broken: Option<StoreError>,
+}
+
+impl State {
+    fn new(head: Position) -> State {
+        State {
+            next: head.next(),
+            streams: HashMap::new(),
+            keys: HashMap::new(),
+            rows: Rows::new(ORDERS_TABLE),
+            events: Vec::new(),
+            payments: HashMap::new(),
+            timers: HashMap::new(),
+            journal: Vec::new(),
+            broken: None,
+        }
+    }
+
+    /// Loads streams and idempotency keys in one query.
+    fn load(
+        &mut self,
+        tx: &mut Transaction<'_>,
+        statements: &mut Statements,
+        streams: &[StreamId],
+        keys: &[String],
+    ) -> Result<(), StoreError> {
+        let streams: Vec<StreamId> =
+            streams.iter().filter(|s| !self.streams.contains_key(s)).copied().collect();
+        let keys: Vec<&String> = keys.iter().filter(|k| !self.keys.contains_key(*k)).collect();
+        if streams.is_empty() && keys.is_empty() {
+            return Ok(());
+        }
+        let stream_texts: Vec<String> = streams.iter().map(ToString::to_string).collect();
+        let rows = statements.query(
+            tx,
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ANY($1) OR idempotency_key = ANY($2) \
+                 ORDER BY position"
+            ),
+            &[&stream_texts, &keys],
+        )?;
+        for stream in streams {
+            self.streams.insert(stream, Vec::new());
+        }
+        for key in keys {
+            self.keys.insert(key.clone(), None);
+        }
+        for row in &rows {
+            let event = sql::recorded_event(row)?;
+            if let Some(key) = &event.metadata.idempotency_key
+                && let Some(slot) = self.keys.get_mut(key)
+            {
+                *slot = Some(event.clone());
+            }
+            if let Some(events) = self.streams.get_mut(&event.stream) {
+                events.push(event);
+            }
+        }
+        Ok(())
+    }
+
+    fn mark(&self) -> Mark {
+        Mark { journal: self.journal.len(), events: self.events.len(), next: self.next }
+    }
+
+    fn undo(&mut self, mark: Mark) {
+        while self.journal.len() > mark.journal {
+            match self.journal.pop().expect("longer than the mark") {
+                Undo::NewStream(stream) => {
+                    self.streams.remove(&stream);
+                }
+                Undo::StreamLength(stream, length) => {
+                    if let Some(events) = self.streams.get_mut(&stream) {
+                        events.truncate(length);
+                    }
+                }
+                Undo::Key(key, before) => match before {
+                    Some(before) => {
+                        self.keys.insert(key, before);
+                    }
+                    None => {
+                        self.keys.remove(&key);
+                    }
+                },
+                Undo::Row(order, before, changed) => self.rows.restore(order, before, changed),
+                Undo::Payment(order, before) => put_back(&mut self.payments, order, before),
+                Undo::Timer(order, before) => put_back(&mut self.timers, order, before),
+            }
+        }
+        self.events.truncate(mark.events);
+        self.next = mark.next;
+    }
+
+    /// Writes the buffers: every event, every changed row, the saga steps, the checkpoint.
+    fn flush(&mut self, tx: &mut Transaction<'_>, statements: &mut Statements) -> Result<(), StoreError> {
+        if !self.events.is_empty() {
+            insert_events(tx, statements, &self.events)?;
+        }
+        self.rows.flush(statements, tx)?;
+        let (written, deleted) = split(&self.payments);
+        if !written.is_empty() {
+            let (orders, values): (Vec<String>, Vec<(i64, i64)>) = written.into_iter().unzip();
+            let (amounts, times): (Vec<i64>, Vec<i64>) = values.into_iter().unzip();
+            statements.execute(
+                tx,
+                "INSERT INTO payment_requests (order_id, amount, requested_at) \
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[]) \
+                 ON CONFLICT (order_id) DO UPDATE SET amount = excluded.amount, requested_at = excluded.requested_at",
+                &[&orders, &amounts, &times],
+            )?;
+        }
+        if !deleted.is_empty() {
+            statements.execute(tx, "DELETE FROM payment_requests WHERE order_id = ANY($1)", &[&deleted])?;
+        }
+        let (written, deleted) = split(&self.timers);
+        if !written.is_empty() {
+            let (orders, due): (Vec<String>, Vec<i64>) = written.into_iter().unzip();
+            statements.execute(
+                tx,
+                "INSERT INTO delivery_timers (order_id, due_at) SELECT * FROM unnest($1::text[], $2::bigint[]) \
+                 ON CONFLICT (order_id) DO UPDATE SET due_at = excluded.due_at",
+                &[&orders, &due],
+            )?;
+        }
+        if !deleted.is_empty() {
+            statements.execute(tx, "DELETE FROM delivery_timers WHERE order_id = ANY($1)", &[&deleted])?;
+        }
+        if let Some(last) = self.events.last() {
+            sql::set_checkpoint(statements, tx, last.position)?;
+        }
+        Ok(())
+    }
+}
+
+fn put_back<T>(steps: &mut HashMap<OrderId, Step<T>>, order: OrderId, before: Option<Step<T>>) {
+    match before {
+        Some(before) => steps.insert(order, before),
+        None => steps.remove(&order),
+    };
+}
+
+/// The saga steps to write and the ones to delete, by order id.
+fn split<T: Copy>(steps: &HashMap<OrderId, Step<T>>) -> (Vec<(String, T)>, Vec<String>) {
+    let mut written = Vec::new();
+    let mut deleted = Vec::new();
+    for (order, step) in steps {
+        match step {
+            Some(value) => written.push((order.to_string(), *value)),
+            None => deleted.push(order.to_string()),
+        }
+    }
+    (written, deleted)
+}
+
+/// Inserts events in one statement.
+pub(super) fn insert_events(
+    tx: &mut impl postgres::GenericClient,
+    statements: &mut Statements,
+    events: &[RecordedEvent],
+) -> Result<(), StoreError> {
+    let mut columns = EventArrays::default();
+    for event in events {
+        columns.push(
+            event.position,
+            event.event_id,
+            event.stream,
+            event.version,
+            event.event.event_type(),
+            event.event.schema_version(),
+            event.event.payload(),
+            &event.metadata,
+            event.recorded_at,
+        );
+    }
+    columns.insert(tx, statements)
+}
+
+/// Events as the arrays of one `INSERT ... SELECT FROM unnest(...)`.
+#[derive(Default)]
+pub(super) struct EventArrays {
+    positions: Vec<i64>,
+    ids: Vec<String>,
+    streams: Vec<String>,
+    versions: Vec<i64>,
+    types: Vec<String>,
+    schemas: Vec<i32>,
+    payloads: Vec<String>,
+    correlations: Vec<String>,
+    causations: Vec<String>,
+    keys: Vec<Option<String>>,
+    times: Vec<i64>,
+}
+
+impl EventArrays {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn push(
+        &mut self,
+        position: Position,
+        event_id: Uuid,
+        stream: StreamId,
+        version: Version,
+        event_type: &str,
+        schema_version: u32,
+        payload: String,
+        metadata: &Metadata,
+        at: Timestamp,
+    ) {
+        self.positions.push(position.get());
+        self.ids.push(event_id.to_string());
+        self.streams.push(stream.to_string());
+        self.versions.push(version.get());
+        self.types.push(event_type.to_owned());
+        self.schemas.push(i32::try_from(schema_version).unwrap_or(i32::MAX));
+        self.payloads.push(payload);
+        self.correlations.push(metadata.correlation_id.to_string());
+        self.causations.push(metadata.causation_id.to_string());
+        self.keys.push(metadata.idempotency_key.clone());
+        self.times.push(at.as_millisecond());
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.positions.len()
+    }
+
+    pub(super) fn insert(
+        &self,
+        tx: &mut impl postgres::GenericClient,
+        statements: &mut Statements,
+    ) -> Result<(), StoreError> {
+        statements.execute(
+            tx,
+            &format!(
+                "INSERT INTO events ({EVENT_COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], \
+                 $4::bigint[], $5::text[], $6::integer[], $7::text[], $8::text[], $9::text[], $10::text[], \
+                 $11::bigint[])"
+            ),
+            &[
+                &self.positions,
+                &self.ids,
+                &self.streams,
+                &self.versions,
+                &self.types,
+                &self.schemas,
+                &self.payloads,
+                &self.correlations,
+                &self.causations,
+                &self.keys,
+                &self.times,
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+/// The batch's transaction as one unit of work sees it.
+struct Tx<'a, 't> {
+    tx: &'a mut Transaction<'t>,
+    statements: &'a mut Statements,
+    state: &'a mut State,
+}
+
+impl Tx<'_, '_> {
+    /// Notes a failure of the database: the batch is lost whatever the unit makes of it.
+    fn note<T>(&mut self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        result.map_err(|error| {
+            let text = error.to_string();
+            self.state.broken.get_or_insert(error);
+            StoreError::Failed(text, None)
+        })
+    }
+
+    fn row_changing(&mut self, order: OrderId) {
+        let before = self.state.rows.known(order).cloned();
+        let changed = self.state.rows.was_changed(order);
+        self.state.journal.push(Undo::Row(order, before, changed));
+    }
+}
+
+impl WriteTx for Tx<'_, '_> {
+    fn read_stream(&mut self, stream: StreamId) -> Result<Vec<RecordedEvent>, StoreError> {
+        if !self.state.streams.contains_key(&stream) {
+            let loaded = self.state.load(self.tx, self.statements, &[stream], &[]);
+            self.note(loaded)?;
+        }
+        Ok(self.state.streams.get(&stream).cloned().unwrap_or_default())
+    }
+
+    fn find_by_idempotency_key(&mut self, key: &str) -> Result<Option<RecordedEvent>, StoreError> {
+        if !self.state.keys.contains_key(key) {
+            let loaded = self.state.load(self.tx, self.statements, &[], &[key.to_owned()]);
+            self.note(loaded)?;
+        }
+        Ok(self.state.keys.get(key).cloned().flatten())
+    }
+
+    fn append(
+        &mut self,
+        stream: StreamId,
+        expected: Version,
+        events: &[DomainEvent],
+        metadata: &Metadata,
+        now: Timestamp,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        // A stream the batch has not read is new if the caller expects it to be (orders get
+        // fresh ids); the primary key and `UNIQUE (stream_id, version)` would refuse it if not.
+        if expected != Version::NONE && !self.state.streams.contains_key(&stream) {
+            self.read_stream(stream)?;
+        }
+        let current = self
+            .state
+            .streams
+            .get(&stream)
+            .and_then(|events| events.last())
+            .map_or(Version::NONE, |e| e.version);
+        if current != expected {
+            return Err(StoreError::Conflict { stream, expected });
+        }
+        let undo = match self.state.streams.get(&stream) {
+            Some(events) => Undo::StreamLength(stream, events.len()),
+            None => Undo::NewStream(stream),
+        };
+        self.state.journal.push(undo);
+        let now = Timestamp::from_millisecond(now.as_millisecond()).unwrap_or(now);
+        let mut recorded = Vec::with_capacity(events.len());
+        let mut version = expected;
+        for event in events {
+            version = version.next();
+            let position = self.state.next;
+            self.state.next = position.next();
+            recorded.push(RecordedEvent {
+                position,
+                event_id: Uuid::now_v7(),
+                stream,
+                version,
+                recorded_at: now,
+                metadata: metadata.clone(),
+                event: event.clone(),
+            });
+        }
+        self.state.streams.entry(stream).or_default().extend(recorded.iter().cloned());
+        if let Some(key) = &metadata.idempotency_key
+            && let Some(first) = recorded.first()
+        {
+            let before = self.state.keys.insert(key.clone(), Some(first.clone()));
+            self.state.journal.push(Undo::Key(key.clone(), before));
+        }
+        self.state.events.extend(recorded.iter().cloned());
+        Ok(recorded)
+    }
+
+    fn project(&mut self, event: &RecordedEvent) -> Result<(), StoreError> {
+        let DomainEvent::Order(order_event) = &event.event else { return Ok(()) };
+        let order = event.stream.order;
+        let placed = matches!(order_event, OrderEvent::Placed { .. });
+        if self.state.rows.known(order).is_none() && !placed {
+            let loaded = self.state.rows.load(self.statements, self.tx, [order]);
+            self.note(loaded)?;
+        }
+        self.row_changing(order);
+        if self.state.rows.known(order).is_none() {
+            // A placed order the batch has not seen: new, its id being fresh (the upsert's key
+            // would say otherwise).
+            self.state.rows.restore(order, Some(None), false);
+        }
+        self.state.rows.project(self.statements, self.tx, event)
+    }
+
+    fn order(&mut self, id: OrderId) -> Result<Option<OrderView>, StoreError> {
+        let row = self.state.rows.get(self.statements, self.tx, id);
+        self.note(row)
+    }
+
+    fn open_payment_request(
+        &mut self,
+        order: OrderId,
+        amount: Total,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let before = self.state.payments.insert(order, Some((amount.get(), at.as_millisecond())));
+        self.state.journal.push(Undo::Payment(order, before));
+        Ok(())
+    }
+
+    fn close_payment_request(&mut self, order: OrderId) -> Result<(), StoreError> {
+        let before = self.state.payments.insert(order, None);
+        self.state.journal.push(Undo::Payment(order, before));
+        Ok(())
+    }
+
+    fn set_delivery_timer(&mut self, order: OrderId, due_at: Timestamp) -> Result<(), StoreError> {
+        let before = self.state.timers.insert(order, Some(due_at.as_millisecond()));
+        self.state.journal.push(Undo::Timer(order, before));
+        Ok(())
+    }
+
+    fn clear_delivery_timer(&mut self, order: OrderId) -> Result<(), StoreError> {
+        let before = self.state.timers.insert(order, None);
+        self.state.journal.push(Undo::Timer(order, before));
+        Ok(())
+    }
+}
