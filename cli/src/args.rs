@@ -334,6 +334,11 @@ pub struct ImportArgs {
     /// The export to load; `-` reads standard input
     #[arg(value_name = "FILE", default_value = "-")]
     pub file: PathBuf,
+
+    /// Load it into this empty PostgreSQL database instead of the data directory's store; the
+    /// daemon, if it ran, is started again on it (how a SQLite store moves to PostgreSQL)
+    #[arg(long, env = "ORDERS_STORE", value_name = "URL", value_parser = parse_store, hide_env_values = true)]
+    pub store: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -419,9 +424,21 @@ pub enum DaemonBinaryCommand {
     /// and print what was done as JSON (what `orders restore` runs)
     Restore(CopyArgs),
 
-    /// Load an export (`-`: standard input) into the data directory's empty store, with no daemon
-    /// serving it, and print what was done as JSON (what `orders import` runs)
-    Import(CopyArgs),
+    /// Load an export (`-`: standard input) into the data directory's empty store, or the empty
+    /// PostgreSQL database of --store (ORDERS_STORE), with no daemon serving it, and print what
+    /// was done as JSON (what `orders import` runs)
+    Import(DaemonImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonImportArgs {
+    /// The export
+    #[arg(long, value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// The PostgreSQL database to load it into, instead of the data directory's SQLite file
+    #[arg(long, env = "ORDERS_STORE", value_name = "URL", value_parser = parse_store, hide_env_values = true)]
+    pub store: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -174,7 +174,7 @@ async fn check(ctx: &mut Context, args: CheckArgs) -> Result<(), Failure> {
 
 /// `orders-daemon check --file FILE`, and its report.
 fn check_copy(file: &std::path::Path) -> Result<CheckReport, Failure> {
-    on_a_copy("check", file, None)
+    on_a_copy("check", file, None, None)
 }
 
 /// Runs `orders-daemon <what> --file FILE` (on the data directory of `paths`, if given) and
@@ -183,8 +183,14 @@ fn on_a_copy<T: serde::de::DeserializeOwned>(
     what: &str,
     file: &std::path::Path,
     paths: Option<&Paths>,
+    store: Option<&str>,
 ) -> Result<T, Failure> {
     let mut command = std::process::Command::new(crate::daemon::binary()?);
+    // A PostgreSQL URL in the environment, never on a command line every user can read.
+    match store {
+        Some(url) => command.env("ORDERS_STORE", url),
+        None => command.env_remove("ORDERS_STORE"),
+    };
     // `--file=PATH`, one argument: a name that begins with `-` is no option.
     let mut argument = std::ffi::OsString::from("--file=");
     argument.push(file);
@@ -227,21 +233,30 @@ async fn with_the_daemon_stopped<T: serde::de::DeserializeOwned>(
     paths: &Paths,
     what: &str,
     file: &std::path::Path,
+    store: Option<&str>,
 ) -> Result<(T, bool), Failure> {
     let start_lock = crate::daemon::start_lock(paths)?;
     let was_running = crate::daemon::stop(paths).await?.is_some();
-    let done: Result<T, Failure> = on_a_copy(what, file, Some(paths));
+    let done: Result<T, Failure> = on_a_copy(what, file, Some(paths), store);
     if was_running {
-        crate::daemon::start_holding(paths, &[], None, start_lock).await?;
+        crate::daemon::start_holding(paths, &[], store, start_lock).await?;
     }
     Ok((done?, was_running))
 }
 
 /// `orders restore FILE`.
 async fn restore(ctx: &mut Context, args: RestoreArgs) -> Result<(), Failure> {
+    if std::env::var_os("ORDERS_STORE").is_some_and(|url| !url.is_empty()) {
+        return Err(Failure::new(
+            Exit::Usage,
+            "nothing was restored: ORDERS_STORE names a PostgreSQL store, which is restored with the \
+             database's own tools (pg_restore, a replica), or from an export with `orders import`; \
+             `orders restore` puts a SQLite copy in the data directory (unset ORDERS_STORE for that)",
+        ));
+    }
     let file = absolute(&args.file)?;
     let (report, restarted): (RestoreReport, bool) =
-        with_the_daemon_stopped(&ctx.paths, "restore", &file).await?;
+        with_the_daemon_stopped(&ctx.paths, "restore", &file, None).await?;
     ctx.emit(&report, |out| output::restore(out, &report, restarted))
 }
 
@@ -260,7 +275,9 @@ async fn import(ctx: &mut Context, args: ImportArgs) -> Result<(), Failure> {
     } else {
         absolute(&args.file)?
     };
-    if let Ok(mut client) = Client::connect(&ctx.paths).await
+    // Into PostgreSQL, the database itself is checked (the running daemon may serve another).
+    if args.store.is_none()
+        && let Ok(mut client) = Client::connect(&ctx.paths).await
         && let Ok(status) = client.call::<DaemonStatus>(&Request::Status(StatusRequest {})).await
         && status.events > 0
     {
@@ -274,7 +291,7 @@ async fn import(ctx: &mut Context, args: ImportArgs) -> Result<(), Failure> {
         ));
     }
     let (report, restarted): (ImportReport, bool) =
-        with_the_daemon_stopped(&ctx.paths, "import", &file).await?;
+        with_the_daemon_stopped(&ctx.paths, "import", &file, args.store.as_deref()).await?;
     ctx.emit(&report, |out| output::import(out, &report, restarted))
 }
 

@@ -40,6 +40,7 @@ use crate::check::{Contexts, contexts_agree};
 use crate::lock::DataDirLock;
 use crate::paths::Paths;
 use crate::restore;
+use crate::store::postgres::{PgStore, Target};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
     ImportTx, Metadata, Position, RecordedEvent, Store, StoreError, StoredEvent, Version, cursor,
@@ -511,11 +512,20 @@ fn advance<A: Aggregate>(
 }
 
 /// Imports the export read from `input` (the file `from`, or standard input) into the data
-/// directory of `paths`, whose store must hold no event.
-pub fn import(paths: &Paths, from: Option<&Path>, input: &mut dyn BufRead) -> anyhow::Result<ImportReport> {
+/// directory of `paths`, whose store must hold no event, or into the PostgreSQL database
+/// `postgres`, which must hold none either.
+pub fn import(
+    paths: &Paths,
+    postgres: Option<&Target>,
+    from: Option<&Path>,
+    input: &mut dyn BufRead,
+) -> anyhow::Result<ImportReport> {
     let started = Instant::now();
     paths.ensure_data_dir()?;
     let _lock = DataDirLock::acquire_for(paths, Some("import"))?;
+    if let Some(target) = postgres {
+        return import_into_postgres(paths, target, from, input, started);
+    }
     restore::remove_leftovers(paths, from);
     let database = paths.database();
     refuse_unless_empty(&database)?;
@@ -537,6 +547,43 @@ pub fn import(paths: &Paths, from: Option<&Path>, input: &mut dyn BufRead) -> an
     Ok(ImportReport {
         from: from.map_or_else(|| "-".to_owned(), |from| from.display().to_string()),
         database: database.display().to_string(),
+        events: loaded.events,
+        orders: loaded.orders,
+        open_payments: loaded.open_payments,
+        open_deliveries: loaded.open_deliveries,
+        store_id: store_id.to_string(),
+        duration_ms: started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),
+    })
+}
+
+/// An import into PostgreSQL: in one transaction of the database, so that a failed import leaves
+/// it empty; the data directory remembers the new store's identity, as after any import.
+fn import_into_postgres(
+    paths: &Paths,
+    target: &Target,
+    from: Option<&Path>,
+    input: &mut dyn BufRead,
+    started: Instant,
+) -> anyhow::Result<ImportReport> {
+    let database = target.describe();
+    // Takes the one-daemon lock: no daemon serves the database while it is loaded.
+    let mut store = PgStore::open(target).with_context(|| format!("cannot open {database}"))?;
+    store.migrate()?;
+    let head = store.head()?;
+    if head != Position::START {
+        bail!(
+            "the database {database} holds {head} events; an import goes into an empty store (another \
+             database, or drop that one's tables first)"
+        );
+    }
+    let loaded = load(&mut store, input)?;
+    let store_id = store.ensure_identity(true)?;
+    let head = store.head()?;
+    drop(store);
+    restore::remember(paths, store_id, head)?;
+    Ok(ImportReport {
+        from: from.map_or_else(|| "-".to_owned(), |from| from.display().to_string()),
+        database,
         events: loaded.events,
         orders: loaded.orders,
         open_payments: loaded.open_payments,

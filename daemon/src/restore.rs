@@ -110,14 +110,30 @@ pub(crate) fn put_in_place(
     // Three steps, each durable: the new record beside the old one, the database, the record. A
     // kill between the last two leaves the new database with the old record, and the pending
     // one that says which is which (`identity::remembered` settles it at the next start).
-    let id_file = paths.data_dir.join(identity::FILE_NAME);
-    let pending = identity::pending_file(&id_file);
-    drop(Acknowledged::create(&pending, store_id, head.get())?);
+    let pending = pending_record(paths, store_id, head)?;
     let database = paths.database();
     move_database(staged, &database)
         .with_context(|| format!("cannot put the new store in place at {}", database.display()))?;
     File::open(&paths.data_dir)?.sync_all()?;
-    std::fs::rename(&pending, &id_file).with_context(|| format!("cannot write {}", id_file.display()))?;
+    settle_record(paths, &pending)
+}
+
+/// The data directory remembers a store put in place elsewhere (an import into PostgreSQL): the
+/// new record beside the old one, then in its place.
+pub(crate) fn remember(paths: &Paths, store_id: identity::StoreId, head: Position) -> anyhow::Result<()> {
+    let pending = pending_record(paths, store_id, head)?;
+    settle_record(paths, &pending)
+}
+
+fn pending_record(paths: &Paths, store_id: identity::StoreId, head: Position) -> anyhow::Result<PathBuf> {
+    let pending = identity::pending_file(&paths.data_dir.join(identity::FILE_NAME));
+    drop(Acknowledged::create(&pending, store_id, head.get())?);
+    Ok(pending)
+}
+
+fn settle_record(paths: &Paths, pending: &Path) -> anyhow::Result<()> {
+    let id_file = paths.data_dir.join(identity::FILE_NAME);
+    std::fs::rename(pending, &id_file).with_context(|| format!("cannot write {}", id_file.display()))?;
     File::open(&paths.data_dir)?.sync_all()?;
     Ok(())
 }

@@ -18,7 +18,7 @@ fn main() -> ExitCode {
         DaemonBinaryCommand::Run(args) => run(&cli, args),
         DaemonBinaryCommand::Check(args) => check_copy(&args.file),
         DaemonBinaryCommand::Restore(args) => restore(&cli, &args.file),
-        DaemonBinaryCommand::Import(args) => import(&cli, &args.file),
+        DaemonBinaryCommand::Import(args) => import(&cli, &args.file, args.store.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -46,20 +46,24 @@ fn restore(cli: &DaemonCli, file: &std::path::Path) -> Result<(), Failure> {
 }
 
 /// `orders-daemon import --file FILE`: what was done, as JSON on stdout. `-` reads stdin.
-fn import(cli: &DaemonCli, file: &std::path::Path) -> Result<(), Failure> {
+fn import(cli: &DaemonCli, file: &std::path::Path, store: Option<&str>) -> Result<(), Failure> {
     let paths = commands::resolve_paths(&cli.store)?;
+    let postgres = store
+        .map(orders_daemon::store::postgres::Target::parse)
+        .transpose()
+        .map_err(|e| Failure::new(Exit::Usage, e))?;
     let refused = |e: anyhow::Error| Failure::new(Exit::Failure, format!("nothing was imported: {e:#}"));
     // Large reads: the export is read a line at a time from this buffer.
     const BUFFER: usize = 1 << 20;
     let report = if file.as_os_str() == "-" {
         let mut input = std::io::BufReader::with_capacity(BUFFER, std::io::stdin().lock());
-        orders_daemon::import::import(&paths, None, &mut input)
+        orders_daemon::import::import(&paths, postgres.as_ref(), None, &mut input)
     } else {
         let opened = std::fs::File::open(file).map_err(|e| {
             Failure::new(Exit::Failure, format!("nothing was imported: {}: {e}", file.display()))
         })?;
         let mut input = std::io::BufReader::with_capacity(BUFFER, opened);
-        orders_daemon::import::import(&paths, Some(file), &mut input)
+        orders_daemon::import::import(&paths, postgres.as_ref(), Some(file), &mut input)
     }
     .map_err(refused)?;
     print_json(&report)
