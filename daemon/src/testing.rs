@@ -8,6 +8,7 @@ use orders_shared::{EvenOddProvider, OrderId, PaymentProvider, StreamKind, Total
 use crate::command::{Policy, WriteCommand};
 use crate::steps;
 use crate::store::memory::MemoryStore;
+use crate::store::postgres::{PgStore, Target};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
     Batch, Outcome, Position, ReadSource, Reads, RecordedEvent, Store, StoreError, Wants, WriteTx,
@@ -37,6 +38,16 @@ impl Db<SqliteStore> {
     /// The same, with another delay from approval to delivery.
     pub fn with_delivery_delay(delay: SignedDuration) -> Db {
         Db { policy: Policy { delivery_delay: delay }, ..Db::new() }
+    }
+}
+
+impl Db<PgStore> {
+    /// A migrated PostgreSQL store in a fresh database of the test process's private cluster;
+    /// `None` (the cluster said why) when PostgreSQL is not installed, outside CI.
+    pub fn postgres() -> Option<Db<PgStore>> {
+        let database = testpg::cluster()?.fresh_database();
+        let target = Target::parse(&database.url).expect("the cluster's URL");
+        Some(Db::on(PgStore::open(&target).expect("open the PostgreSQL store"), None))
     }
 }
 

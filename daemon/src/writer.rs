@@ -418,6 +418,7 @@ pub fn commit(
     policy: &Policy,
 ) -> Result<(Vec<WriteResult>, Vec<RecordedEvent>), StoreError> {
     let mut work = Work::new(commands.iter(), now, policy);
+    work.given_time = true;
     store.write(&mut work)?;
     Ok(work.into_answers())
 }
@@ -428,6 +429,9 @@ struct Work<'a> {
     now: Timestamp,
     /// The newest time the log holds: no event is stamped before it (issue 12).
     newest: Timestamp,
+    /// `now` was given by the caller ([`commit`]: tests and seeding), not the writer's clock: a
+    /// database's clock does not replace it.
+    given_time: bool,
     policy: &'a Policy,
     /// Each command's answer and the events it recorded, once it ran.
     answers: Vec<Option<(WriteResult, Vec<RecordedEvent>)>>,
@@ -439,7 +443,7 @@ impl<'a> Work<'a> {
     fn new(commands: impl Iterator<Item = &'a WriteCommand>, now: Timestamp, policy: &'a Policy) -> Self {
         let commands: Vec<_> = commands.collect();
         let answers = (0..commands.len()).map(|_| None).collect();
-        Work { commands, now, newest: now, policy, answers, commit_took: None }
+        Work { commands, now, newest: now, given_time: false, policy, answers, commit_took: None }
     }
 
     /// Every command's answer, and the events of the batch in log order.
@@ -505,6 +509,9 @@ impl Batch for Work<'_> {
     }
 
     fn database_time(&mut self, now: Timestamp) {
+        if self.given_time {
+            return;
+        }
         let now = Timestamp::from_millisecond(now.as_millisecond()).unwrap_or(now);
         self.now = now.max(self.newest);
     }

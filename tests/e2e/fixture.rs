@@ -19,9 +19,34 @@ pub const ORDERS: &str = env!("CARGO_BIN_EXE_orders");
 /// The delivery delay of test daemons: short, so tests are fast.
 pub const TEST_DELIVERY_DELAY: &str = "200ms";
 
+/// A fresh database of the test process's private PostgreSQL cluster. Where PostgreSQL is not
+/// installed (outside CI, which fails instead), the whole suite on PostgreSQL is skipped: the
+/// process ends, successfully, once the cluster has said why.
+fn postgres_database() -> String {
+    match testpg::cluster() {
+        Some(cluster) => cluster.fresh_database().url,
+        None => {
+            eprintln!("the end-to-end suite on PostgreSQL was skipped");
+            std::process::exit(0)
+        }
+    }
+}
+
+/// Whether this suite runs on SQLite: a test about SQLite's own file returns early on
+/// PostgreSQL, saying so.
+pub fn sqlite_only(what: &str) -> bool {
+    if crate::ON_POSTGRES {
+        eprintln!("not on PostgreSQL: {what}");
+    }
+    !crate::ON_POSTGRES
+}
+
 pub struct TestDaemon {
     dir: TempDir,
     child: Option<Child>,
+    /// The URL of this daemon's own PostgreSQL database, in the suite that runs on PostgreSQL
+    /// (`e2e_postgres`); `None`: the data directory's SQLite file.
+    postgres: Option<String>,
     /// Environment for the daemon process beyond the test defaults; `None` removes a variable.
     daemon_env: Vec<(String, Option<String>)>,
 }
@@ -48,12 +73,18 @@ impl TestDaemon {
         TestDaemon {
             dir,
             child: None,
+            postgres: crate::ON_POSTGRES.then(postgres_database),
             daemon_env: env.iter().map(|(k, v)| (k.to_string(), Some(v.to_string()))).collect(),
         }
     }
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The URL of this daemon's PostgreSQL database, when the suite runs on PostgreSQL.
+    pub fn postgres(&self) -> Option<&str> {
+        self.postgres.as_deref()
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -97,6 +128,10 @@ impl TestDaemon {
             .env("ORDERS_LOG_FILE", self.log_file())
             .env("ORDERS_DELIVERY_DELAY", TEST_DELIVERY_DELAY)
             .env("NO_COLOR", "1");
+        match &self.postgres {
+            Some(url) => command.env("ORDERS_STORE", url),
+            None => command.env_remove("ORDERS_STORE"),
+        };
         for (key, value) in &self.daemon_env {
             match value {
                 Some(value) => command.env(key, value),

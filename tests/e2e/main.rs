@@ -3,6 +3,10 @@
 mod fixture;
 mod terminal;
 
+/// This suite's daemons keep their stores in SQLite files (`on_postgres.rs` runs the store's
+/// part of it on PostgreSQL).
+const ON_POSTGRES: bool = false;
+
 mod at_the_terminal;
 mod backup;
 mod bad_input;

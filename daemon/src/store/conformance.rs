@@ -1,5 +1,5 @@
 //! The conformance suite: what every backend of the seam must do, written once and run against
-//! each of them (SQLite in a temporary directory, memory; PostgreSQL joins it the same way).
+//! each of them (SQLite in a temporary directory, memory, PostgreSQL in a private cluster).
 //!
 //! Each test is a function generic over the [`Store`]; [`conformance!`] instantiates it once per
 //! backend. The commands go through the writer's own commit path ([`Db`]); what the engine never
@@ -26,7 +26,8 @@ use crate::store::{
 use crate::testing::Db;
 use crate::writer::{self, WriteResult};
 
-/// Runs each generic test against every backend: `sqlite::<test>` and `memory::<test>`.
+/// Runs each generic test against every backend: `sqlite::<test>`, `memory::<test>` and
+/// `postgres::<test>` (each on a fresh database of the test process's private cluster).
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -34,6 +35,12 @@ macro_rules! conformance {
         }
         mod memory {
             $(#[test] fn $test() { super::$test(crate::testing::Db::memory()) })*
+        }
+        mod postgres {
+            $(#[test] fn $test() {
+                // Skipped (the cluster said why) where PostgreSQL is not installed, outside CI.
+                if let Some(db) = crate::testing::Db::postgres() { super::$test(db) }
+            })*
         }
     };
 }
