@@ -20,6 +20,8 @@ pub struct Db<S: Store = SqliteStore> {
     reads: Box<dyn ReadSource>,
     pub policy: Policy,
     dir: Option<tempfile::TempDir>,
+    /// A PostgreSQL store's database, dropped with it.
+    _database: Option<testpg::Database>,
 }
 
 impl Db<SqliteStore> {
@@ -47,7 +49,8 @@ impl Db<PgStore> {
     pub fn postgres() -> Option<Db<PgStore>> {
         let database = testpg::cluster()?.fresh_database();
         let target = Target::parse(&database.url).expect("the cluster's URL");
-        Some(Db::on(PgStore::open(&target).expect("open the PostgreSQL store"), None))
+        let db = Db::on(PgStore::open(&target).expect("open the PostgreSQL store"), None);
+        Some(Db { _database: Some(database), ..db })
     }
 }
 
@@ -63,7 +66,13 @@ impl<S: Store> Db<S> {
     pub fn on(mut store: S, dir: Option<tempfile::TempDir>) -> Db<S> {
         store.migrate().expect("migrate");
         let reads = store.reads().expect("reads");
-        Db { store, reads, policy: Policy { delivery_delay: SignedDuration::from_secs(3) }, dir }
+        Db {
+            store,
+            reads,
+            policy: Policy { delivery_delay: SignedDuration::from_secs(3) },
+            dir,
+            _database: None,
+        }
     }
 
     /// One command in its own batch, as the writer runs it.

@@ -22,9 +22,9 @@ pub const TEST_DELIVERY_DELAY: &str = "200ms";
 /// A fresh database of the test process's private PostgreSQL cluster. Where PostgreSQL is not
 /// installed (outside CI, which fails instead), the whole suite on PostgreSQL is skipped: the
 /// process ends, successfully, once the cluster has said why.
-fn postgres_database() -> String {
+fn postgres_database() -> testpg::Database {
     match testpg::cluster() {
-        Some(cluster) => cluster.fresh_database().url,
+        Some(cluster) => cluster.fresh_database(),
         None => {
             eprintln!("the end-to-end suite on PostgreSQL was skipped");
             std::process::exit(0)
@@ -46,7 +46,7 @@ pub struct TestDaemon {
     child: Option<Child>,
     /// The URL of this daemon's own PostgreSQL database, in the suite that runs on PostgreSQL
     /// (`e2e_postgres`); `None`: the data directory's SQLite file.
-    postgres: Option<String>,
+    postgres: Option<testpg::Database>,
     /// Environment for the daemon process beyond the test defaults; `None` removes a variable.
     daemon_env: Vec<(String, Option<String>)>,
 }
@@ -84,7 +84,7 @@ impl TestDaemon {
 
     /// The URL of this daemon's PostgreSQL database, when the suite runs on PostgreSQL.
     pub fn postgres(&self) -> Option<&str> {
-        self.postgres.as_deref()
+        self.postgres.as_ref().map(|database| database.url.as_str())
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -129,7 +129,7 @@ impl TestDaemon {
             .env("ORDERS_DELIVERY_DELAY", TEST_DELIVERY_DELAY)
             .env("NO_COLOR", "1");
         match &self.postgres {
-            Some(url) => command.env("ORDERS_STORE", url),
+            Some(database) => command.env("ORDERS_STORE", &database.url),
             None => command.env_remove("ORDERS_STORE"),
         };
         for (key, value) in &self.daemon_env {

@@ -21,9 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use jiff::Timestamp;
 use orders_shared::protocol::{Difference, ListRequest, OrderPage, OrderView};
-use orders_shared::{
-    DeliveryEvent, DomainEvent, OrderEvent, OrderId, OrderStatus, StreamId, StreamKind, Total,
-};
+use orders_shared::{DeliveryEvent, DomainEvent, OrderEvent, OrderId, StreamId, StreamKind, Total};
 use uuid::Uuid;
 
 use crate::identity::{Found, StoreId};

@@ -90,7 +90,7 @@ fn run(
             return Err(Failure::Database(error));
         }
     }
-    state.flush(&mut tx, statements).map_err(Failure::Writing)?;
+    state.flush(&mut tx, statements, batch.last_position()).map_err(Failure::Writing)?;
     let committing = std::time::Instant::now();
     tx.commit().map_err(|e| Failure::Database(e.into()))?;
     batch.committed(committing.elapsed());
@@ -281,8 +281,14 @@ impl State {
         self.next = mark.next;
     }
 
-    /// Writes the buffers: every event, every changed row, the saga steps, the checkpoint.
-    fn flush(&mut self, tx: &mut Transaction<'_>, statements: &mut Statements) -> Result<(), StoreError> {
+    /// Writes the buffers: every event, every changed row, the saga steps, and the checkpoint
+    /// at `last`, the last position the kept units recorded.
+    fn flush(
+        &mut self,
+        tx: &mut Transaction<'_>,
+        statements: &mut Statements,
+        last: Option<Position>,
+    ) -> Result<(), StoreError> {
         if !self.events.is_empty() {
             insert_events(tx, statements, &self.events)?;
         }
@@ -315,8 +321,8 @@ impl State {
         if !deleted.is_empty() {
             statements.execute(tx, "DELETE FROM delivery_timers WHERE order_id = ANY($1)", &[&deleted])?;
         }
-        if let Some(last) = self.events.last() {
-            sql::set_checkpoint(statements, tx, last.position)?;
+        if let Some(last) = last {
+            sql::set_checkpoint(statements, tx, last)?;
         }
         Ok(())
     }
@@ -503,6 +509,13 @@ impl WriteTx for Tx<'_, '_> {
             .and_then(|events| events.last())
             .map_or(Version::NONE, |e| e.version);
         if current != expected {
+            return Err(StoreError::Conflict { stream, expected });
+        }
+        // A client's key names one order: a key the log holds already is a conflict, as the
+        // unique index would say (the batch's wants have loaded it, unless a unit goes its own way).
+        if let Some(key) = &metadata.idempotency_key
+            && self.find_by_idempotency_key(key)?.is_some()
+        {
             return Err(StoreError::Conflict { stream, expected });
         }
         let undo = match self.state.streams.get(&stream) {
