@@ -8,7 +8,11 @@
 //! full disk, a replaced store): they run once, in `main.rs`. A test of an included module that
 //! is about SQLite's file returns early here, saying so ([`fixture::sqlite_only`]).
 
+// The fixture serves both suites; this one uses part of it.
+#![allow(dead_code)]
+
 mod fixture;
+mod terminal;
 
 /// This suite's daemons keep their stores in PostgreSQL.
 const ON_POSTGRES: bool = true;
