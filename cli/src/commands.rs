@@ -275,10 +275,19 @@ async fn import(ctx: &mut Context, args: ImportArgs) -> Result<(), Failure> {
     } else {
         absolute(&args.file)?
     };
-    // Into PostgreSQL, the database itself is checked (the running daemon may serve another).
-    if args.store.is_none()
-        && let Ok(mut client) = Client::connect(&ctx.paths).await
+    // The store the import goes into, as `status` names it: the running daemon's, unless it is
+    // another PostgreSQL database (which `orders-daemon import` checks itself).
+    let target = match &args.store {
+        Some(url) => Some(
+            orders_daemon::store::postgres::Target::parse(url)
+                .map_err(|e| Failure::new(Exit::Usage, format!("nothing was imported: {e}")))?
+                .describe(),
+        ),
+        None => None,
+    };
+    if let Ok(mut client) = Client::connect(&ctx.paths).await
         && let Ok(status) = client.call::<DaemonStatus>(&Request::Status(StatusRequest {})).await
+        && target.as_ref().is_none_or(|target| *target == status.database)
         && status.events > 0
     {
         return Err(Failure::new(

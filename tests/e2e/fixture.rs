@@ -425,6 +425,17 @@ impl TestDaemon {
     }
 
     /// A direct connection to the database, behind the daemon's back (to damage it on purpose).
+    /// Runs SQL on the daemon's store behind its back, whichever it is (a SQLite file, or the
+    /// suite's PostgreSQL database): for SQL both speak.
+    pub fn execute(&self, sql: &str) {
+        match &self.postgres {
+            Some(database) => {
+                testpg::cluster().expect("the suite's cluster").sql(&database.name, sql);
+            }
+            None => self.database().execute_batch(sql).expect("SQL on the store"),
+        }
+    }
+
     pub fn database(&self) -> rusqlite::Connection {
         let conn = rusqlite::Connection::open(self.data_dir().join("orders.db")).expect("open the database");
         conn.busy_timeout(Duration::from_secs(10)).expect("busy timeout");

@@ -167,6 +167,9 @@ fn events_follow_goes_on_through_restarts_without_gaps_or_repeats() {
 /// code 9 rather than print the new store's events as if they followed the old ones.
 #[test]
 fn events_follow_stops_when_the_store_is_replaced() {
+    if !crate::fixture::sqlite_only("the store is replaced by `orders restore`, of a SQLite copy") {
+        return;
+    }
     let mut daemon = TestDaemon::start();
     create_some(&daemon, "kept");
     daemon.wait_until_quiet();

@@ -100,7 +100,11 @@ fn daemon_start_returns_once_it_answers_and_status_reports_it() {
     }
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(status["socket"], daemon.socket().display().to_string());
-    assert_eq!(status["database"], daemon.data_dir().join("orders.db").display().to_string());
+    let database = match daemon.postgres() {
+        Some(url) => url.to_owned(),
+        None => daemon.data_dir().join("orders.db").display().to_string(),
+    };
+    assert_eq!(status["database"], database);
     let text = daemon.ok(["daemon", "status"]);
     for line in ["is running", "pid:", "uptime:", "socket:", "database:", "events:", "pending:"] {
         assert!(text.contains(line), "{line} in:\n{text}");

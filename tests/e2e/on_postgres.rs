@@ -4,7 +4,7 @@
 //! The modules here are the ones about what the store does: orders and sagas, replay, check,
 //! export and import, following, short ids, crashes and restarts, scripts, the HTTP endpoints.
 //! The others test what no backend touches (the terminal, the socket's security, systemd, the
-//! binaries) or SQLite's own files (backups and restores, hostile files beside the database, a
+//! binaries, clients that do not read) or SQLite's own files (backups and restores, hostile files beside the database, a
 //! full disk, a replaced store): they run once, in `main.rs`. A test of an included module that
 //! is about SQLite's file returns early here, saying so ([`fixture::sqlite_only`]).
 
@@ -21,12 +21,12 @@ mod basics;
 mod crash;
 mod export;
 mod following;
+mod http;
 mod lifecycle;
 mod names;
+mod postgres;
 mod replay;
 mod sagas;
 mod scripts;
 mod short_ids;
-mod slow_readers;
 mod startup;
-mod store;

@@ -112,11 +112,10 @@ fn a_corrupted_read_model_is_reported_by_check_and_mended_by_replay() {
     daemon.wait_until_quiet();
     let (damaged, deleted) = (&ids[2], &ids[5]);
     let right = daemon.json(["show", damaged]);
-    let db = daemon.database();
-    db.execute("UPDATE orders SET total = 999, status = 'delivered' WHERE id = ?1", [damaged])
-        .expect("damage");
-    db.execute("DELETE FROM orders WHERE id = ?1", [deleted]).expect("delete");
-    drop(db);
+    daemon.execute(&format!(
+        "UPDATE orders SET total = 999, status = 'delivered' WHERE id = '{damaged}'; \
+         DELETE FROM orders WHERE id = '{deleted}'"
+    ));
 
     let check = daemon.run(["replay", "--check"]);
     assert_eq!(code(&check), 7, "a check that finds differences fails: {}", stderr(&check));
@@ -148,9 +147,7 @@ fn history_does_not_depend_on_a_readable_read_model_row() {
     let id = daemon.create("hist", 3);
     daemon.wait_for_status(&id, "cancelled");
     let before = daemon.history_types(&id);
-    let db = daemon.database();
-    db.execute("UPDATE orders SET status = 'bogus' WHERE id = ?1", [&id]).expect("damage");
-    drop(db);
+    daemon.execute(&format!("UPDATE orders SET status = 'bogus' WHERE id = '{id}'"));
     assert_ne!(code(&daemon.run(["show", &id])), 0, "the row is unreadable");
     assert_eq!(daemon.history_types(&id), before, "the history as the log holds it");
 }

@@ -256,6 +256,9 @@ fn a_cancel_racing_the_delivery_never_yields_both() {
 /// log) and kept, while everything else is served.
 #[test]
 fn a_stored_step_the_daemon_cannot_carry_out_is_reported_and_everything_else_served() {
+    if !crate::fixture::sqlite_only("a value of the wrong type, which only SQLite's columns take") {
+        return;
+    }
     let mut daemon = TestDaemon::start_with(&[("ORDERS_DELIVERY_DELAY", "1h")]);
     let stuck = daemon.create("alice", 2);
     daemon.wait_for_status(&stuck, "approved");

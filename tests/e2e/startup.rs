@@ -17,10 +17,7 @@ fn with_read_model_to_rebuild(pause_ms: u64) -> (TestDaemon, String, u64) {
     let before = daemon.ok(["list", "--all", "--json"]);
     let events = daemon.json(["daemon", "status"])["events"].as_u64().expect("events");
     assert!(daemon.signal("TERM").success());
-    daemon
-        .database()
-        .execute_batch("DELETE FROM orders; UPDATE checkpoints SET position = 0")
-        .expect("forget the read model");
+    daemon.execute("DELETE FROM orders; UPDATE checkpoints SET position = 0");
     daemon.set_env("ORDERS_TEST_CATCH_UP_PAUSE_MS", Some(&pause_ms.to_string()));
     (daemon, before, events)
 }
@@ -169,7 +166,10 @@ fn a_failing_start_up_is_reported_by_daemon_start_and_leaves_no_socket() {
     let mut daemon = TestDaemon::start();
     daemon.create("future", 2);
     assert!(daemon.signal("TERM").success());
-    daemon.database().pragma_update(None, "user_version", 99).expect("bump the schema");
+    match daemon.postgres() {
+        Some(_) => daemon.execute("UPDATE orders_schema SET version = 99"),
+        None => daemon.database().pragma_update(None, "user_version", 99).expect("bump the schema"),
+    }
     let started = daemon.run(["daemon", "start"]);
     assert_eq!(code(&started), 5, "{}", stderr(&started));
     assert!(stderr(&started).contains("newer version of orders (schema 99"), "{}", stderr(&started));

@@ -6,6 +6,7 @@
 
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use orders_shared::protocol::{ListRequest, OrderPage, OrderView};
 use orders_shared::{OrderId, StreamId, StreamKind};
@@ -20,6 +21,10 @@ use crate::store::{
     StoredDelivery, StoredEvent, StoredOrder, StoredPayment, StoredValue, Walked, Walking,
 };
 
+/// A pooled connection idle for longer is checked before it serves a read, within the timeout.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+const IDLE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How many orders the checker's walk reads at a time.
 const WALK_CHUNK: i64 = 1_000;
 
@@ -27,6 +32,20 @@ const WALK_CHUNK: i64 = 1_000;
 pub(super) struct Conn {
     pub client: Link,
     pub statements: Statements,
+    /// When it was last put back in the pool.
+    since: Instant,
+}
+
+impl Conn {
+    /// Whether a pooled connection may serve a read: one idle for a while is asked first (one
+    /// round trip), since the database may have closed it meanwhile, which the client learns
+    /// only when it next speaks.
+    fn usable(&mut self) -> bool {
+        if self.client.is_closed() {
+            return false;
+        }
+        self.since.elapsed() < IDLE_CHECK || self.client.is_valid(IDLE_CHECK_TIMEOUT).is_ok()
+    }
 }
 
 pub(super) struct Pool {
@@ -40,17 +59,36 @@ impl Pool {
     }
 }
 
+impl Pool {
+    fn open(&self) -> Result<Conn, StoreError> {
+        let client = Link::new(self.target.connect("reads")?);
+        Ok(Conn { client, statements: Statements::default(), since: Instant::now() })
+    }
+}
+
 impl ReadSource for Pool {
     fn with_reads(&self, query: &mut dyn FnMut(&mut dyn Reads)) -> Result<(), StoreError> {
         let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
         let conn = match idle {
-            Some(conn) if !conn.client.is_closed() => conn,
-            _ => Conn { client: Link::new(self.target.connect("reads")?), statements: Statements::default() },
+            Some(mut conn) => {
+                if conn.usable() {
+                    conn
+                } else {
+                    self.open()?
+                }
+            }
+            None => self.open()?,
         };
         let mut reads = PgReads { conn };
         query(&mut reads);
-        if !reads.conn.client.is_closed() {
-            self.idle.lock().unwrap_or_else(PoisonError::into_inner).push(reads.conn);
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if reads.conn.client.is_closed() {
+            // The database closed it (a restart, a cut): the idle ones are most likely gone
+            // too. Let them go rather than fail a read each.
+            idle.clear();
+        } else {
+            reads.conn.since = Instant::now();
+            idle.push(reads.conn);
         }
         Ok(())
     }
@@ -70,7 +108,7 @@ impl PgReads {
         &mut self,
         query: impl FnOnce(&mut postgres::Transaction<'_>, &mut Statements) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let Conn { client, statements } = &mut self.conn;
+        let Conn { client, statements, .. } = &mut self.conn;
         let mut tx = client
             .build_transaction()
             .isolation_level(IsolationLevel::RepeatableRead)

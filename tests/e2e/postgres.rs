@@ -1,0 +1,191 @@
+//! What only the PostgreSQL store promises (issue 19): the password kept out of sight, one daemon
+//! per database, a newer schema refused, event times from the database's clock, and a database
+//! restarted under load survived without a restart of the daemon.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::fixture::{RawClient, TestDaemon, code, stderr};
+
+/// The daemon's own database, as the fixture made it.
+fn url(daemon: &TestDaemon) -> String {
+    daemon.postgres().expect("the suite on PostgreSQL").to_owned()
+}
+
+/// Its URL with a password in it (the test cluster trusts local users: any password does).
+fn with_password(url: &str, password: &str) -> String {
+    url.replacen("postgres://postgres@", &format!("postgres://postgres:{password}@"), 1)
+}
+
+#[test]
+fn the_password_never_shows_in_status_logs_or_errors() {
+    const SECRET: &str = "pw-Xq7-never-shown";
+    let mut daemon = TestDaemon::stopped_with(&[]);
+    let url = with_password(&url(&daemon), SECRET);
+    daemon.set_env("ORDERS_STORE", Some(&url));
+    daemon.spawn();
+    daemon.create("alice", 2);
+    let status = daemon.ok(["daemon", "status"]);
+    assert!(status.contains("postgres://postgres@"), "status names the database: {status}");
+    let json = daemon.ok(["daemon", "status", "--json"]);
+    assert!(daemon.signal("TERM").success());
+    // A database that does not exist: the error names it, not the password.
+    let missing = url.rsplit_once('/').map(|(base, _)| format!("{base}/no_such_database")).expect("a path");
+    daemon.set_env("ORDERS_STORE", Some(&missing));
+    let refused = daemon.try_spawn().expect_err("no such database");
+    assert!(refused.contains("no_such_database"), "{refused}");
+    // A URL clap refuses is not echoed either.
+    let bad = daemon.run(["daemon", "run", "--store", &format!("postgres://u:{SECRET}@host:notaport/db")]);
+    assert_ne!(code(&bad), 0);
+    let log = std::fs::read_to_string(daemon.log_file()).unwrap_or_default();
+    for (what, text) in [
+        ("status", status.as_str()),
+        ("status --json", json.as_str()),
+        ("the start-up error", refused.as_str()),
+        ("a refused URL", &stderr(&bad)),
+        ("the log", log.as_str()),
+    ] {
+        assert!(!text.contains(SECRET), "the password shows in {what}: {text}");
+    }
+}
+
+#[test]
+fn a_second_daemon_on_the_same_database_is_refused_and_told_who_serves_it() {
+    let first = TestDaemon::start();
+    let mut second = TestDaemon::stopped_with(&[]);
+    second.set_env("ORDERS_STORE", Some(&url(&first)));
+    let refused = second.try_spawn().expect_err("one daemon per database");
+    let pid = first.pid().to_string();
+    assert!(refused.contains("another orders daemon already serves"), "{refused}");
+    assert!(refused.contains(&format!("pid {pid}")), "names the first one: {refused}");
+    // The first one serves on, untouched.
+    first.create("alice", 2);
+}
+
+#[test]
+fn a_database_of_a_newer_schema_is_refused() {
+    let mut daemon = TestDaemon::start();
+    assert!(daemon.signal("TERM").success());
+    let cluster = testpg::cluster().expect("the suite's cluster");
+    let database = url(&daemon).rsplit('/').next().expect("a name").to_owned();
+    cluster.sql(&database, "UPDATE orders_schema SET version = 99");
+    let refused = daemon.try_spawn().expect_err("a newer schema");
+    assert!(refused.contains("newer version of orders"), "{refused}");
+}
+
+#[test]
+fn event_times_come_from_the_databases_clock() {
+    // The daemon's own clock a day ahead: what it records is the database's time all the same.
+    let daemon = TestDaemon::start_with(&[("ORDERS_TEST_CLOCK_OFFSET_MS", "86400000")]);
+    let before = jiff::Timestamp::now();
+    let order = daemon.create("alice", 3);
+    let after = jiff::Timestamp::now();
+    let shown = daemon.json(["show", &order]);
+    let created: jiff::Timestamp = shown["created_at"].as_str().expect("a time").parse().expect("RFC 3339");
+    let slack = jiff::SignedDuration::from_secs(5);
+    assert!(
+        created >= before.checked_sub(slack).expect("time")
+            && created <= after.checked_add(slack).expect("time"),
+        "recorded at {created}, between {before} and {after} by the database's clock"
+    );
+}
+
+/// Creates orders on one connection until told to stop: what was acknowledged, and how many
+/// replies said the store was unavailable.
+fn creating(
+    socket: std::path::PathBuf,
+    store: String,
+    stop: Arc<AtomicBool>,
+    acknowledged: Arc<Mutex<HashMap<String, i64>>>,
+    unavailable: Arc<AtomicUsize>,
+    seed: u64,
+) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut client =
+        RawClient::from_stream(std::os::unix::net::UnixStream::connect(&socket).expect("connect"));
+    while !stop.load(Ordering::Relaxed) {
+        let total = rng.i64(1..=9);
+        let request =
+            crate::fixture::request(&store, json!({"cmd": "create", "user": "load", "total": total}));
+        client.try_send(format!("{request}\n").as_bytes()).expect("send");
+        let reply = client.reply().expect("a reply: the daemon stays up");
+        if reply["ok"] == true {
+            let id = reply["data"]["id"].as_str().expect("id").to_owned();
+            acknowledged.lock().expect("lock").insert(id, total);
+        } else {
+            assert_eq!(reply["error"]["code"], "unavailable", "{reply}");
+            unavailable.fetch_add(1, Ordering::Relaxed);
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn a_database_restarted_under_load_loses_nothing_and_the_daemon_recovers_by_itself() {
+    let Some(cluster) = testpg::own_cluster() else { return };
+    let database = cluster.fresh_database();
+    let mut daemon = TestDaemon::stopped_with(&[("ORDERS_DELIVERY_DELAY", "50ms")]);
+    daemon.set_env("ORDERS_STORE", Some(&database.url));
+    daemon.spawn();
+    let pid = daemon.pid();
+    let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged = Arc::new(Mutex::new(HashMap::new()));
+    let unavailable = Arc::new(AtomicUsize::new(0));
+    let writers: Vec<_> = (0..8)
+        .map(|n| {
+            let (socket, store) = (daemon.socket(), daemon.store());
+            let (stop, acknowledged, unavailable) =
+                (Arc::clone(&stop), Arc::clone(&acknowledged), Arc::clone(&unavailable));
+            thread::spawn(move || creating(socket, store, stop, acknowledged, unavailable, n))
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    // Down long enough for batches to fail, then back.
+    cluster.stop();
+    thread::sleep(Duration::from_millis(700));
+    cluster.start();
+    // The daemon writes again by itself: acknowledged creates resume.
+    let resumed_from = acknowledged.lock().expect("lock").len();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while acknowledged.lock().expect("lock").len() < resumed_from + 50 {
+        assert!(Instant::now() < deadline, "the daemon did not recover:\n{}", daemon.stderr());
+        thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.join().expect("writer");
+    }
+    assert_eq!(daemon.pid(), pid, "the same daemon, never restarted");
+    // Reads too: a read connection the restart closed may fail one read, no more.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while code(&daemon.run(["daemon", "status"])) != 0 {
+        assert!(Instant::now() < deadline, "reads did not recover");
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(unavailable.load(Ordering::Relaxed) > 0, "clients were told the store was unavailable");
+    daemon.wait_until_quiet();
+
+    let acknowledged = acknowledged.lock().expect("lock");
+    let listed = daemon.json(["list", "--all"]);
+    let stored: HashMap<&str, &serde_json::Value> = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|order| (order["id"].as_str().expect("id"), order))
+        .collect();
+    for (id, total) in acknowledged.iter() {
+        let order = stored.get(id.as_str()).unwrap_or_else(|| panic!("acknowledged order {id} was lost"));
+        let expected = if total % 2 == 0 { "delivered" } else { "cancelled" };
+        assert_eq!(order["status"], expected, "order {id} of total {total}");
+    }
+    let check = daemon.run(["check"]);
+    assert_eq!(code(&check), 0, "{}{}", String::from_utf8_lossy(&check.stdout), stderr(&check));
+    let replay = daemon.run(["replay", "--check"]);
+    assert_eq!(code(&replay), 0, "{}{}", String::from_utf8_lossy(&replay.stdout), stderr(&replay));
+    drop(database);
+}
