@@ -1,5 +1,5 @@
 //! The shape of the code, checked (issue 13): the files of each crate import each other without
-//! a cycle, and only the SQLite backend names its driver.
+//! a cycle, and only a backend names its driver (SQLite's, PostgreSQL's).
 //!
 //! `cargo test -p orders-daemon --test architecture` reads the sources of `daemon/`, `cli/` and
 //! `shared/` as text. A file is a module (`foo/mod.rs` is `foo`); file A depends on file B when A
@@ -351,4 +351,39 @@ fn only_the_sqlite_backend_names_rusqlite() {
         !normal.contains("rusqlite") && dev.contains("rusqlite"),
         "the CLI uses rusqlite in its tests only"
     );
+}
+
+/// Whether code names the PostgreSQL driver or its TLS: `postgres::...` as a path of its own
+/// (not `store::postgres::...`, the backend's module), `tokio_postgres`, `rustls`.
+fn names_the_postgres_driver(code: &str) -> bool {
+    let bare_path = code.match_indices("postgres::").any(|(at, _)| {
+        code[..at].chars().next_back().is_none_or(|c| !(c == ':' || c == '_' || c.is_alphanumeric()))
+    });
+    bare_path || code.contains("tokio_postgres") || code.contains("rustls")
+}
+
+#[test]
+fn only_the_postgres_backend_names_its_driver() {
+    assert!(names_the_postgres_driver("use postgres::Client;"));
+    assert!(!names_the_postgres_driver("use crate::store::postgres::Target;"));
+    for dir in ["daemon", "cli", "shared"] {
+        let src = crate_src(dir);
+        let mut files = vec![src.clone()];
+        let mut naming = Vec::new();
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                files.extend(std::fs::read_dir(&path).expect("read").map(|e| e.expect("entry").path()));
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && !path.starts_with(src.join("store/postgres"))
+                && names_the_postgres_driver(&code_only(&std::fs::read_to_string(&path).expect("read")))
+            {
+                naming.push(path.display().to_string());
+            }
+        }
+        assert!(
+            naming.is_empty(),
+            "{dir}: only daemon/src/store/postgres/ may name the PostgreSQL driver; move this code behind \
+             the store interface (daemon/src/store/mod.rs): {naming:?}"
+        );
+    }
 }

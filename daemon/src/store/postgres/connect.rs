@@ -17,6 +17,7 @@
 mod classify;
 mod options;
 mod passfile;
+mod target;
 mod tls;
 mod uri;
 
@@ -25,103 +26,12 @@ mod tests;
 
 use std::fmt;
 use std::net::IpAddr;
-use std::path::PathBuf;
-use std::time::Duration;
-
-use ::postgres::config::{ChannelBinding, SslNegotiation, TargetSessionAttrs};
 
 pub(crate) use self::options::Environment;
-use self::tls::{RootCert, SslMode};
+pub use self::target::Target;
+use self::target::{Endpoint, Host, Password, Secret};
+use self::tls::SslMode;
 use crate::store::StoreError;
-
-/// The keepalive and timeout settings that let a connection notice a server that vanished (a
-/// pulled cable, a failover that moved the address): the kernel's defaults wait two hours.
-const KEEPALIVES_IDLE: Duration = Duration::from_secs(5);
-const KEEPALIVES_INTERVAL: Duration = Duration::from_secs(2);
-const KEEPALIVES_RETRIES: u32 = 3;
-/// How long sent data may go unacknowledged before the kernel drops the connection.
-const TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);
-/// libpq waits forever by default; a daemon at start-up should rather say what it cannot reach.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Where the PostgreSQL store is, as the user named it (libpq's conventions).
-///
-/// `Debug` shows the password as `<hidden>`.
-#[derive(Clone, Debug)]
-pub struct Target {
-    /// Tried in order until one takes the connection, as libpq does with several hosts.
-    endpoints: Vec<Endpoint>,
-    user: String,
-    database: String,
-    /// From the URL or `PGPASSWORD`; otherwise the password file is read at each connection
-    /// (so that a changed password needs no restart).
-    password: Option<Password>,
-    passfile: Option<PathBuf>,
-    sslmode: SslMode,
-    roots: Option<RootCert>,
-    settings: Settings,
-}
-
-/// One host (or socket directory) and port.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Endpoint {
-    host: Host,
-    port: u16,
-    /// libpq's `hostaddr`: the address to connect to, `host` then serving only as the name that
-    /// TLS checks and the password file matches.
-    hostaddr: Option<IpAddr>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Host {
-    Tcp(String),
-    /// The directory of the server's socket (`.s.PGSQL.<port>` in it); `default` when it is
-    /// libpq's default, which the password file knows as `localhost`.
-    Socket {
-        dir: String,
-        default: bool,
-    },
-    /// Only a `hostaddr` was given.
-    None,
-}
-
-/// The settings passed on to the driver as they are.
-#[derive(Clone, Debug)]
-struct Settings {
-    /// `None`: wait as long as it takes (`connect_timeout=0`, as libpq).
-    connect_timeout: Option<Duration>,
-    tcp_user_timeout: Option<Duration>,
-    keepalives: bool,
-    keepalives_idle: Duration,
-    keepalives_interval: Duration,
-    keepalives_retries: u32,
-    /// The first word of each connection's application_name: `orders-daemon` unless the URL or
-    /// PGAPPNAME names another (two daemons on one database can then be told apart).
-    application_name: String,
-    options: Option<String>,
-    target_session_attrs: TargetSessionAttrs,
-    channel_binding: ChannelBinding,
-    ssl_negotiation: SslNegotiation,
-    sni: bool,
-}
-
-/// A password given with the target, and where (for a message when the server refuses it).
-#[derive(Clone, Debug)]
-struct Password {
-    secret: Secret,
-    /// "given in the URL", "in PGPASSWORD".
-    source: &'static str,
-}
-
-/// A password that `Debug` does not show.
-#[derive(Clone)]
-struct Secret(String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<hidden>")
-    }
-}
 
 impl Target {
     /// Parses `postgres://` / `postgresql://` URLs (libpq URI syntax, including a Unix socket

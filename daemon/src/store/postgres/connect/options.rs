@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use ::postgres::config::{ChannelBinding, SslNegotiation, TargetSessionAttrs};
 
-use super::tls::{RootCert, SslMode};
-use super::uri::Uri;
-use super::{
+use super::target::{
     CONNECT_TIMEOUT, Endpoint, Host, KEEPALIVES_IDLE, KEEPALIVES_INTERVAL, KEEPALIVES_RETRIES, Password,
     Secret, Settings, TCP_USER_TIMEOUT, Target,
 };
+use super::tls::{RootCert, SslMode};
+use super::uri::Uri;
 
 /// A lookup of environment variables.
 type Vars = dyn Fn(&str) -> Option<String>;

@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
+use ::postgres::config::{ChannelBinding, SslNegotiation, TargetSessionAttrs};
+
+use super::tls::RootCert;
 use super::*;
 
 const SECRET: &str = "Sup3r-S3cret";
