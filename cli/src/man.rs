@@ -61,6 +61,14 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "The original order service's HTTP endpoints: where (--http; off unless set), the bearer token's file, or no token on a loopback address.",
     ),
     (
+        "ORDERS_STORE",
+        "The PostgreSQL database that keeps the store (--store), as a libpq URL; the data directory's SQLite file when unset.",
+    ),
+    (
+        "PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGPASSFILE, PGSSLMODE, PGSSLROOTCERT, PGCONNECT_TIMEOUT, PGAPPNAME",
+        "What an ORDERS_STORE URL leaves out, as libpq reads them.",
+    ),
+    (
         "LISTEN_FDS, LISTEN_PID, NOTIFY_SOCKET",
         "Set by systemd: the daemon serves the socket passed by orders.socket (socket activation), and reports readiness (Type=notify).",
     ),
