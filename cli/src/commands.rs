@@ -285,8 +285,26 @@ async fn import(ctx: &mut Context, args: ImportArgs) -> Result<(), Failure> {
         ),
         None => None,
     };
-    if let Ok(mut client) = Client::connect(&ctx.paths).await
-        && let Ok(status) = client.call::<DaemonStatus>(&Request::Status(StatusRequest {})).await
+    let running = match Client::connect(&ctx.paths).await {
+        Ok(mut client) => client.call::<DaemonStatus>(&Request::Status(StatusRequest {})).await.ok(),
+        Err(_) => None,
+    };
+    if target.is_none()
+        && let Some(status) = &running
+        && status.database.starts_with("postgres://")
+    {
+        // Without --store the import would go into the data directory's SQLite file, and the
+        // daemon be started again on it: not what a user of this daemon means.
+        return Err(Failure::new(
+            Exit::Usage,
+            format!(
+                "nothing was imported: the running daemon serves the PostgreSQL database {}; to import \
+                 into a PostgreSQL database, give it with --store (or ORDERS_STORE)",
+                status.database
+            ),
+        ));
+    }
+    if let Some(status) = running
         && target.as_ref().is_none_or(|target| *target == status.database)
         && status.events > 0
     {

@@ -189,3 +189,86 @@ fn a_database_restarted_under_load_loses_nothing_and_the_daemon_recovers_by_itse
     assert_eq!(code(&replay), 0, "{}{}", String::from_utf8_lossy(&replay.stdout), stderr(&replay));
     drop(database);
 }
+
+#[test]
+fn a_server_that_closes_idle_sessions_costs_no_command_and_no_step() {
+    // The server ends any session idle for half a second (idle_session_timeout), the writer's
+    // and the readers' among them, between every two orders here.
+    let mut daemon = TestDaemon::stopped_with(&[]);
+    let url = format!("{}?options=-c%20idle_session_timeout%3D500", url(&daemon));
+    daemon.set_env("ORDERS_STORE", Some(&url));
+    daemon.spawn();
+    for total in [2, 4, 6] {
+        thread::sleep(Duration::from_millis(1200));
+        let order = daemon.json(["create", "--user", "idle", "--total", &total.to_string(), "--wait"]);
+        assert_eq!(order["status"], "delivered", "{order}");
+    }
+    let status = daemon.json(["daemon", "status"]);
+    assert_eq!(status["stuck_steps"], 0, "{status}");
+}
+
+#[test]
+fn a_database_replaced_under_a_running_daemon_is_not_written_to() {
+    let daemon = TestDaemon::start();
+    daemon.create("alice", 2);
+    let cluster = testpg::cluster().expect("the suite's cluster");
+    let name = url(&daemon).rsplit('/').next().expect("a name").to_owned();
+    // A dump restored under the same name, say: the daemon's sessions end, another database
+    // takes the name.
+    cluster.sql("postgres", &format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"));
+    cluster.sql(
+        "postgres",
+        &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"),
+    );
+    cluster.sql("postgres", &format!("ALTER DATABASE {name} RENAME TO {name}_before"));
+    cluster.sql("postgres", &format!("CREATE DATABASE {name} TEMPLATE template0"));
+    // The command in flight when the sessions ended may fail for that alone (nothing stored);
+    // once the daemon has connected again, every write is refused for what it found.
+    let mut said = String::new();
+    for _ in 0..5 {
+        let refused = daemon.run(["create", "--user", "bob", "--total", "2"]);
+        assert_ne!(code(&refused), 0);
+        said = stderr(&refused);
+        if said.contains("not the store this daemon served") {
+            break;
+        }
+    }
+    assert!(said.contains("not the store this daemon served"), "{said}");
+    let again = daemon.run(["create", "--user", "bob", "--total", "2"]);
+    assert!(stderr(&again).contains("not the store this daemon served"), "{}", stderr(&again));
+    let tables = cluster.sql(&name, "SELECT count(*) FROM pg_tables WHERE tablename = 'events'");
+    assert_eq!(tables.trim(), "0", "nothing was written into the other database");
+    cluster.sql("postgres", &format!("DROP DATABASE {name}_before WITH (FORCE)"));
+}
+
+#[test]
+fn an_import_without_store_is_refused_while_the_daemon_serves_postgres() {
+    let daemon = TestDaemon::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("export.ndjson");
+    std::fs::write(&file, daemon.ok(["export"])).expect("an export");
+    let output = daemon
+        .command()
+        .env_remove("ORDERS_STORE")
+        .args(["import", file.to_str().expect("utf-8")])
+        .output()
+        .expect("run orders");
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert!(stderr(&output).contains("give it with --store"), "{}", stderr(&output));
+    assert!(!daemon.data_dir().join("orders.db").exists(), "no SQLite store was made");
+}
+
+#[test]
+fn the_daemon_stops_cleanly_while_its_database_is_down() {
+    let Some(cluster) = testpg::own_cluster() else { return };
+    let database = cluster.fresh_database();
+    let mut daemon = TestDaemon::stopped_with(&[]);
+    daemon.set_env("ORDERS_STORE", Some(&database.url));
+    daemon.spawn();
+    daemon.create("alice", 2);
+    cluster.stop();
+    let stopped = daemon.run(["daemon", "stop"]);
+    assert_eq!(code(&stopped), 0, "{}", stderr(&stopped));
+    cluster.start();
+    drop(database);
+}

@@ -166,6 +166,28 @@ pub(super) async fn status(context: &Context) -> Result<DaemonStatus, ErrorBody>
         .read(move |reads| Ok((reads.counts()?, stuck.still_stored(reads)?)))
         .await
         .map_err(|error| read_error_body(&error))?;
+    Ok(described(context, counts, stuck_steps, stuck))
+}
+
+/// What a stopping daemon says of itself: its status, or when the store cannot be read (a
+/// database that went away) the same without what it counts, so that `daemon stop` still learns
+/// which daemon it stopped.
+pub(super) async fn stopping_status(context: &Context) -> DaemonStatus {
+    match status(context).await {
+        Ok(status) => status,
+        Err(error) => {
+            tracing::warn!(error = %error.message, "stopping without reading the store's counts");
+            described(context, crate::store::Counts::default(), 0, Vec::new())
+        }
+    }
+}
+
+fn described(
+    context: &Context,
+    counts: crate::store::Counts,
+    stuck_steps: u64,
+    stuck: Vec<orders_shared::protocol::StuckStep>,
+) -> DaemonStatus {
     let mut status = DaemonStatus {
         pid: std::process::id(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -193,5 +215,5 @@ pub(super) async fn status(context: &Context) -> Result<DaemonStatus, ErrorBody>
         socket_activated: false,
     };
     context.reach.tell(&mut status);
-    Ok(status)
+    status
 }

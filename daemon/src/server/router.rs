@@ -84,10 +84,10 @@ pub(super) async fn route(context: &Context, request: Request) -> Reply {
         Request::Status(_) => status(context).await.map(to_json),
         Request::Metrics(_) => Ok(to_json(super::metrics::metrics(context).await)),
         Request::Shutdown(_) => {
-            let status = status(context).await;
+            let status = super::queries::stopping_status(context).await;
             tracing::info!("shutdown requested by a client");
             context.shutdown.cancel();
-            status.map(to_json)
+            Ok(to_json(status))
         }
     };
     match result {

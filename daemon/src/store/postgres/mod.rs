@@ -19,7 +19,11 @@ mod reads;
 mod rebuild;
 pub mod schema;
 mod sql;
+#[cfg(test)]
+mod tests;
 mod write;
+
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use postgres::Client;
@@ -31,27 +35,62 @@ use crate::store::{
     Batch, ImportTx, OpenSteps, Position, ReadSource, RebuildChunk, Store, StoreError, Upkeep,
 };
 
+/// How long a writer waits for the database to say whether a commit it lost sight of was
+/// stored, before the daemon exits (its next start reads what is stored).
+const SETTLE_FOR: Duration = Duration::from_secs(30);
+
+/// A writer's connection idle for longer is checked before a batch (one round trip): a server's
+/// `idle_session_timeout` may have closed it, which the client learns only when it next speaks.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
 /// The PostgreSQL store: the writer's connection, and where the others connect.
 pub struct PgStore {
     target: Target,
     conn: Option<(Link, Statements)>,
+    /// When the writer's connection last did something.
+    used: Instant,
     /// Whether the one-daemon lock was taken (the daemon serves, rather than inspects).
     serving: bool,
+    /// What this daemon knows the database to be: its identity, and the newest position it
+    /// committed. A database found otherwise after a reconnection (a replica that lags behind,
+    /// a dump restored under the same name) is not written to.
+    identity: Option<StoreId>,
+    committed: Position,
+    /// Why the store is no longer written to, once it was found to be another.
+    refused: Option<String>,
 }
 
 impl PgStore {
     /// Connects to the database, for a daemon that will serve it: takes the one-daemon lock and
     /// refuses when another daemon holds it.
     pub fn open(target: &Target) -> Result<PgStore, StoreError> {
-        let mut store = PgStore { target: target.clone(), conn: None, serving: true };
+        let mut store = PgStore {
+            target: target.clone(),
+            conn: None,
+            used: Instant::now(),
+            serving: true,
+            identity: None,
+            committed: Position::START,
+            refused: None,
+        };
         store.connection()?;
         Ok(store)
     }
 
     /// The writer's connection, opened again (and the lock taken again) if the database closed
-    /// it.
+    /// it, and then proven to be the store this daemon served.
     fn connection(&mut self) -> Result<(&mut Client, &mut Statements), StoreError> {
-        if self.conn.as_ref().is_some_and(|(client, _)| client.is_closed()) {
+        if let Some(why) = &self.refused {
+            return Err(StoreError::Unavailable {
+                reason: "the database is not the store this daemon served",
+                detail: why.clone(),
+                cause: None,
+            });
+        }
+        let stale = self.used.elapsed() >= IDLE_CHECK;
+        if let Some((client, _)) = &mut self.conn
+            && (client.is_closed() || (stale && client.is_valid(IDLE_CHECK).is_err()))
+        {
             tracing::warn!(database = %self.target.describe(), "the connection to the database was lost; connecting again");
             self.conn = None;
         }
@@ -61,10 +100,85 @@ impl PgStore {
             if self.serving {
                 schema::serve(&mut client, &mut statements, &self.target.describe())?;
             }
+            if let Some(why) = self.changed_behind_our_back(&mut client, &mut statements)? {
+                tracing::error!(database = %self.target.describe(), "{why}; nothing more is written to it");
+                self.refused = Some(why.clone());
+                return Err(StoreError::Unavailable {
+                    reason: "the database is not the store this daemon served",
+                    detail: why,
+                    cause: None,
+                });
+            }
             self.conn = Some((client, statements));
         }
+        self.used = Instant::now();
         let (client, statements) = self.conn.as_mut().expect("connected above");
         Ok((client, statements))
+    }
+
+    /// Why the database just connected to is not the one this daemon has been writing, if it
+    /// is not: another identity, or fewer events than it committed.
+    fn changed_behind_our_back(
+        &self,
+        client: &mut Client,
+        statements: &mut Statements,
+    ) -> Result<Option<String>, StoreError> {
+        let Some(identity) = self.identity else { return Ok(None) };
+        let found = schema::found(client)?;
+        if found.id != Some(identity) {
+            return Ok(Some(format!(
+                "the database {} now holds another store (its identity changed from {identity}); restart \
+                 the daemon to have it checked",
+                self.target.describe()
+            )));
+        }
+        let head = sql::head(statements, client)?;
+        if head < self.committed {
+            return Ok(Some(format!(
+                "the database {} went backwards: it ends at event {head}, but this daemon had stored {} \
+                 (a replica that lags behind, or a restored dump?); restart the daemon to have it checked",
+                self.target.describe(),
+                self.committed
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Learns, once the database can be asked, whether a commit that lost its connection was
+    /// stored: its last event at its position. The daemon exits if the database cannot be asked
+    /// in time, since it could neither say a command was stored nor that it was not; its next
+    /// start reads what is stored.
+    fn settle(&mut self, unknown: write::Unknown) -> Result<bool, StoreError> {
+        let Some((position, event_id)) = unknown.last else { return Err(unknown.error) };
+        let deadline = Instant::now() + SETTLE_FOR;
+        loop {
+            self.conn = None;
+            let found = self.with(|client, statements| {
+                let row = statements.query_opt(
+                    client,
+                    "SELECT event_id FROM events WHERE position = $1",
+                    &[&position.get()],
+                )?;
+                Ok(row.map(|row| row.try_get::<_, String>(0)).transpose()?)
+            });
+            match found {
+                Ok(found) => return Ok(found.as_deref() == Some(event_id.to_string().as_str())),
+                Err(error) if Instant::now() < deadline => {
+                    tracing::warn!(%error, "cannot learn yet whether a batch was stored; asking again");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(error) => {
+                    tracing::error!(
+                        %error,
+                        "the connection to the database was lost as a batch committed, and for {}s the \
+                         database could not say whether it was stored: the daemon exits, and its next start \
+                         reads what is stored",
+                        SETTLE_FOR.as_secs()
+                    );
+                    std::process::exit(1);
+                }
+            }
+        }
     }
 
     /// Runs `work` on the writer's connection; a connection the database closed meanwhile is
@@ -79,6 +193,12 @@ impl PgStore {
             self.conn = None;
         }
         result
+    }
+
+    /// Runs SQL on the writer's connection, for the backend's own tests.
+    #[cfg(test)]
+    pub(crate) fn execute(&mut self, sql: &str) -> Result<(), StoreError> {
+        self.with(|client, _| Ok(client.batch_execute(sql)?))
     }
 
     /// What the store is, for `status`: the backend and the database, never a password.
@@ -101,11 +221,15 @@ impl Store for PgStore {
     }
 
     fn ensure_identity(&mut self, mint: bool) -> Result<StoreId, StoreError> {
-        self.with(|client, _| schema::ensure_identity(client, mint))
+        let identity = self.with(|client, _| schema::ensure_identity(client, mint))?;
+        self.identity = Some(identity);
+        Ok(identity)
     }
 
     fn head(&mut self) -> Result<Position, StoreError> {
-        self.with(|client, statements| sql::head(statements, client))
+        let head = self.with(|client, statements| sql::head(statements, client))?;
+        self.committed = self.committed.max(head);
+        Ok(head)
     }
 
     fn newest_recorded_at(&mut self) -> Result<Option<Timestamp>, StoreError> {
@@ -132,7 +256,22 @@ impl Store for PgStore {
     }
 
     fn write(&mut self, batch: &mut dyn Batch) -> Result<(), StoreError> {
-        self.with(|client, statements| write::write(client, statements, batch))
+        let unknown = self.with(|client, statements| write::write(client, statements, batch))?;
+        if let Some(unknown) = unknown {
+            let error = unknown.error.to_string();
+            if !self.settle(unknown)? {
+                return Err(StoreError::Unavailable {
+                    reason: "the connection to the database was lost as the batch committed",
+                    detail: error,
+                    cause: None,
+                });
+            }
+            tracing::warn!("a batch whose commit lost its connection was stored all the same");
+        }
+        if let Some(last) = batch.last_position() {
+            self.committed = self.committed.max(last);
+        }
+        Ok(())
     }
 
     fn rebuild_start(&mut self, check: bool) -> Result<Position, StoreError> {

@@ -21,6 +21,9 @@ const REBUILD_TABLE: &str = "orders_rebuild";
 const CHECK_TABLE: &str = "orders_check";
 /// How many differing orders a check report shows (it counts them all).
 const MAX_EXAMPLES: usize = 20;
+/// How long the swap waits for the live table's readers before the replay fails (and can be
+/// run again): commands queue behind a lock that waits.
+const SWAP_LOCK_TIMEOUT: &str = "5s";
 /// The suffixes of the read model's indexes (see `create_orders_table`).
 const INDEXES: [&str; 5] = ["pkey", "by_user", "by_time", "by_status", "by_tail"];
 
@@ -78,8 +81,12 @@ fn finish(
         tx.batch_execute(&format!("DROP TABLE pg_temp.{CHECK_TABLE}"))?;
         found
     } else {
-        let mut swap =
-            format!("DROP TABLE {ORDERS_TABLE}; ALTER TABLE {REBUILD_TABLE} RENAME TO {ORDERS_TABLE};");
+        // The swap waits for readers of the live table; a long one elsewhere (a dump) must not
+        // hold every command behind the swap's lock for as long as it runs.
+        let mut swap = format!(
+            "SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'; DROP TABLE {ORDERS_TABLE}; \
+             ALTER TABLE {REBUILD_TABLE} RENAME TO {ORDERS_TABLE};"
+        );
         for index in INDEXES {
             swap.push_str(&format!(" ALTER INDEX {REBUILD_TABLE}_{index} RENAME TO {ORDERS_TABLE}_{index};"));
         }
@@ -100,7 +107,8 @@ pub(super) fn abandon(client: &mut Client, check: bool) -> Result<(), StoreError
 /// The orders whose live and rebuilt rows differ, counted, with the first few shown.
 fn compare(tx: &mut impl GenericClient) -> Result<(u64, Vec<Difference>), StoreError> {
     let columns = sql::VIEW_COLUMNS;
-    let live = format!("public.{ORDERS_TABLE}");
+    // As every other query names it (the search path), never a schema of its own choosing.
+    let live = ORDERS_TABLE.to_owned();
     let rebuilt = format!("pg_temp.{CHECK_TABLE}");
     let rows = tx.query(
         &format!(

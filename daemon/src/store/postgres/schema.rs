@@ -197,15 +197,29 @@ pub fn migrate(client: &mut Client) -> Result<(), StoreError> {
 /// Takes the one-daemon lock on `client`'s session and records this daemon as its holder, or
 /// says who holds it.
 pub fn serve(client: &mut Client, statements: &mut Statements, database: &str) -> Result<(), StoreError> {
-    let taken: bool = client.query_one("SELECT pg_try_advisory_lock($1)", &[&DAEMON_LOCK])?.try_get(0)?;
+    let host = host_name();
+    let pid = i64::from(std::process::id());
+    let mut taken = try_lock(client)?;
+    if !taken && holder(client).is_some_and(|(h, p, ..)| h == host && p == pid) {
+        // This very daemon holds it, on a connection it lost (the server has not noticed yet:
+        // a network cut, a half-open connection): end that session and take the lock again.
+        tracing::warn!(%database, "ending this daemon's own lost session, which still holds the database");
+        client.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1 AND pid <> pg_backend_pid()",
+            &[&(DAEMON_LOCK >> 32), &(DAEMON_LOCK & 0xFFFF_FFFF)],
+        )?;
+        for _ in 0..50 {
+            taken = try_lock(client)?;
+            if taken {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
     if !taken {
-        let holder = client
-            .query_opt("SELECT host, pid, version, started_at FROM orders_daemon", &[])
-            .ok()
-            .flatten()
-            .map(|row| {
-                let (host, pid, version, started): (String, i64, String, i64) =
-                    (row.get(0), row.get(1), row.get(2), row.get(3));
+        let holder = holder(client)
+            .map(|(host, pid, version, started)| {
                 let since =
                     jiff::Timestamp::from_millisecond(started).map(|t| t.to_string()).unwrap_or_default();
                 format!("pid {pid} on host {host} (orders {version}, since {since})")
@@ -223,12 +237,26 @@ pub fn serve(client: &mut Client, statements: &mut Statements, database: &str) -
     announce(client, statements)
 }
 
+fn try_lock(client: &mut Client) -> Result<bool, StoreError> {
+    Ok(client.query_one("SELECT pg_try_advisory_lock($1)", &[&DAEMON_LOCK])?.try_get(0)?)
+}
+
+/// Who says it serves the database: host, pid, version, since when (ms).
+fn holder(client: &mut Client) -> Option<(String, i64, String, i64)> {
+    let row = client.query_opt("SELECT host, pid, version, started_at FROM orders_daemon", &[]).ok()??;
+    Some((row.try_get(0).ok()?, row.try_get(1).ok()?, row.try_get(2).ok()?, row.try_get(3).ok()?))
+}
+
+fn host_name() -> String {
+    rustix::system::uname().nodename().to_string_lossy().into_owned()
+}
+
 /// Records this daemon as the one serving the database, once the schema has the table for it.
 pub fn announce(client: &mut Client, statements: &mut Statements) -> Result<(), StoreError> {
     if !client.query_one("SELECT to_regclass('orders_daemon') IS NOT NULL", &[])?.try_get::<_, bool>(0)? {
         return Ok(());
     }
-    let host = rustix::system::uname().nodename().to_string_lossy().into_owned();
+    let host = host_name();
     statements.execute(
         client,
         "INSERT INTO orders_daemon (singleton, host, pid, version, started_at) \

@@ -37,31 +37,57 @@ use crate::store::{Batch, Metadata, Outcome, Position, RecordedEvent, StoreError
 /// How often a unit is run after an optimistic-concurrency conflict, in all.
 const MAX_ATTEMPTS: usize = 3;
 
-/// SQLSTATE class 23: integrity constraint violations.
+/// SQLSTATE class 23, integrity constraint violations, which the classification keeps in the
+/// error's text (`... (SQLSTATE 23505)`).
 fn is_constraint(error: &StoreError) -> bool {
-    matches!(error, StoreError::Failed(_, Some(cause)) if cause.0.contains("violates"))
-        || matches!(error, StoreError::Conflict { .. })
+    error.to_string().contains("(SQLSTATE 23")
 }
 
+/// A commit whose outcome the database did not tell: the connection was lost as it committed.
+/// The batch's last event says, once the database can be asked again, whether it was stored.
+pub(super) struct Unknown {
+    pub last: Option<(Position, Uuid)>,
+    pub error: StoreError,
+}
+
+/// Writes the batch; `Ok(Some(_))` when its commit's outcome is unknown.
 pub(super) fn write(
     client: &mut postgres::Client,
     statements: &mut Statements,
     batch: &mut dyn Batch,
-) -> Result<(), StoreError> {
+) -> Result<Option<Unknown>, StoreError> {
     let all: Vec<usize> = (0..batch.units()).collect();
     match run(client, statements, batch, &all) {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(None),
+        Err(Failure::Committing(unknown)) => Ok(Some(unknown)),
         Err(Failure::Writing(error)) if is_constraint(&error) && all.len() > 1 => {
             tracing::warn!(%error, "a batch could not be written; running its commands one at a time");
             batch.restart();
-            for index in all {
+            let mut units = all.into_iter();
+            while let Some(index) = units.next() {
                 match run(client, statements, batch, &[index]) {
                     Ok(()) => {}
                     Err(Failure::Writing(error)) => batch.fail(index, error),
-                    Err(Failure::Database(error)) => return Err(error),
+                    Err(Failure::Committing(unknown)) => return Ok(Some(unknown)),
+                    Err(Failure::Database(error)) => {
+                        // The units before were committed: their answers stand. This one and
+                        // the rest are answered with the database's failure.
+                        let text = error.to_string();
+                        batch.fail(index, error);
+                        for rest in units.by_ref() {
+                            batch.fail(
+                                rest,
+                                StoreError::Unavailable {
+                                    reason: "the database failed during the batch",
+                                    detail: text.clone(),
+                                    cause: None,
+                                },
+                            );
+                        }
+                    }
                 }
             }
-            Ok(())
+            Ok(None)
         }
         Err(Failure::Writing(error) | Failure::Database(error)) => Err(error),
     }
@@ -73,6 +99,8 @@ enum Failure {
     Writing(StoreError),
     /// The database failed otherwise: the whole batch is lost.
     Database(StoreError),
+    /// The connection was lost during the commit: stored or not, the database will say.
+    Committing(Unknown),
 }
 
 /// Runs the units `units` of `batch` in one transaction and commits them.
@@ -91,8 +119,15 @@ fn run(
         }
     }
     state.flush(&mut tx, statements, batch.last_position()).map_err(Failure::Writing)?;
+    let last = state.events.last().map(|event| (event.position, event.event_id));
     let committing = std::time::Instant::now();
-    tx.commit().map_err(|e| Failure::Database(e.into()))?;
+    if let Err(error) = tx.commit() {
+        let error = StoreError::from(error);
+        return Err(match (client.is_closed(), last) {
+            (true, Some(_)) => Failure::Committing(Unknown { last, error }),
+            _ => Failure::Database(error),
+        });
+    }
     batch.committed(committing.elapsed());
     Ok(())
 }

@@ -102,7 +102,15 @@ fn classify_db(db: &DbError, place: String) -> StoreError {
 /// Why a server's error with SQLSTATE `code` may pass by waiting, if it may.
 fn passing(code: &str) -> Option<&'static str> {
     Some(match code {
-        "57P01" => "the database server is shutting down",
+        // Also what `pg_terminate_backend` says: the connection is gone either way.
+        "57P01" => "the database server closed the connection (shutting down, or an administrator's command)",
+        "57P05" => "the database server closed the connection after it sat idle (idle_session_timeout)",
+        "25P03" => "the database server closed a transaction left idle (idle_in_transaction_session_timeout)",
+        "57014" => "a statement was cancelled (statement_timeout, or an administrator's command)",
+        "55P03" => "a lock was not granted in time (lock_timeout)",
+        "40001" => "the transaction could not be serialised with another one",
+        "40P01" => "the transaction was chosen to break a deadlock",
+        "42501" => "the database refused this user the permission",
         "57P02" => "the database server is restarting after a crash",
         "57P03" => "the database server does not accept connections yet",
         "53100" => "the database server's disk is full",
@@ -289,11 +297,13 @@ mod tests {
 
     #[test]
     fn sqlstates_that_pass() {
-        for code in ["57P01", "57P02", "57P03", "53100", "53200", "53300", "53400", "08006", "08001", "25006"]
-        {
+        for code in [
+            "57P01", "57P02", "57P03", "57P05", "25P03", "57014", "55P03", "40001", "40P01", "42501",
+            "53100", "53200", "53300", "53400", "08006", "08001", "25006",
+        ] {
             assert!(passing(code).is_some(), "{code}");
         }
-        for code in ["XX001", "28P01", "28000", "23505", "40001", "42P01", "3D000"] {
+        for code in ["XX001", "28P01", "28000", "23505", "23514", "42P01", "3D000"] {
             assert!(passing(code).is_none(), "{code}");
         }
         assert_eq!(passing("53100"), Some("the database server's disk is full"));
