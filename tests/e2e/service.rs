@@ -381,8 +381,20 @@ fn a_passed_socket_at_another_path_is_refused_naming_both() {
     let daemon = TestDaemon::stopped_with(&[]);
     let elsewhere = daemon.dir().join("elsewhere.sock");
     let mut manager = activated(tool, &daemon, &elsewhere);
-    // Knock: the manager starts the daemon, which refuses the socket and exits.
-    let _knock = std::os::unix::net::UnixStream::connect(&elsewhere).expect("the manager listens");
+    // Knock: the manager starts the daemon, which refuses the socket and exits. The socket's
+    // file appears when it is bound, a moment before it listens.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let _knock = loop {
+        match std::os::unix::net::UnixStream::connect(&elsewhere) {
+            Ok(knock) => break knock,
+            Err(error)
+                if error.kind() == std::io::ErrorKind::ConnectionRefused && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(error) => panic!("the manager listens: {error}"),
+        }
+    };
     let exited = wait_timeout(&mut manager, Duration::from_secs(10)).expect("the daemon exits");
     assert!(!exited.success());
     let said = std::fs::read_to_string(daemon.dir().join("activate.stderr")).expect("stderr");
