@@ -95,7 +95,7 @@ impl PgStore {
             self.conn = None;
         }
         if self.conn.is_none() {
-            let mut client = Link::new(self.target.connect("writer")?);
+            let mut client = Link::new(self.target.connect("writer")?)?;
             let mut statements = Statements::default();
             if self.serving {
                 schema::serve(&mut client, &mut statements, &self.target.describe())?;

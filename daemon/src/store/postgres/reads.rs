@@ -61,7 +61,7 @@ impl Pool {
 
 impl Pool {
     fn open(&self) -> Result<Conn, StoreError> {
-        let client = Link::new(self.target.connect("reads")?);
+        let client = Link::new(self.target.connect("reads")?)?;
         Ok(Conn { client, statements: Statements::default(), since: Instant::now() })
     }
 }

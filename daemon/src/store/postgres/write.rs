@@ -558,6 +558,18 @@ impl WriteTx for Tx<'_, '_> {
             None => Undo::NewStream(stream),
         };
         self.state.journal.push(undo);
+        if stream.kind == StreamKind::Order && expected == Version::NONE {
+            // A new order (its id just minted): its payment and delivery streams are empty, and
+            // the policies that react to its placing read them from here, not the database
+            // (`UNIQUE (stream_id, version)` still guards the log).
+            for kind in [StreamKind::Payment, StreamKind::Delivery] {
+                let other = StreamId::new(kind, stream.order);
+                if !self.state.streams.contains_key(&other) {
+                    self.state.streams.insert(other, Vec::new());
+                    self.state.journal.push(Undo::NewStream(other));
+                }
+            }
+        }
         let now = Timestamp::from_millisecond(now.as_millisecond()).unwrap_or(now);
         let mut recorded = Vec::with_capacity(events.len());
         let mut version = expected;
