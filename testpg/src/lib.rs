@@ -5,7 +5,8 @@
 //! `/usr/lib/postgresql/<version>/bin`, off the `PATH`), and every test of that process shares
 //! it. Nothing outlives the process: a watchdog stops the server and removes the directory once
 //! the process is gone, however it ended. Where PostgreSQL is not installed, or the cluster
-//! cannot start, a test skips and says why, except under CI, where that is a failure.
+//! cannot start, a test skips and says why, except under CI, where that is a failure. The
+//! benchmark (`orders-bench`) starts a durable one ([`Options::durable`]) the same way.
 //!
 //! ```no_run
 //! let Some(pg) = testpg::cluster() else { return };
@@ -37,7 +38,7 @@ use server::Server;
 pub fn cluster() -> Option<&'static Cluster> {
     static CLUSTER: OnceLock<Result<Cluster, Unavailable>> = OnceLock::new();
     // The outcome is kept either way, so that a failure is found once rather than by every test.
-    let started = CLUSTER.get_or_init(|| Cluster::start_new(false));
+    let started = CLUSTER.get_or_init(|| Cluster::start_new(false, Options::default()));
     unavailable(started.as_ref())
 }
 
@@ -46,9 +47,27 @@ pub fn cluster() -> Option<&'static Cluster> {
 /// stops the server and removes its directory. `None` (or a panic under CI) as for [`cluster`].
 /// It takes as long to start as the shared one: 1.5 to 3 seconds here, most of them `initdb`.
 pub fn own_cluster() -> Option<Cluster> {
-    let started = Cluster::start_new(true);
+    own_cluster_with(Options::default())
+}
+
+/// A cluster of the caller's own, set up as `options` say: [`own_cluster`] with a choice the
+/// tests' clusters do not need (a durable one, for a benchmark).
+pub fn own_cluster_with(options: Options) -> Option<Cluster> {
+    let started = Cluster::start_new(true, options);
     unavailable(started.as_ref())?;
     started.ok()
+}
+
+/// How a cluster of one's own is set up; the default is the tests' (what [`cluster`] and
+/// [`own_cluster`] give).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Commits on disk when they return, as on a production server: `fsync`, `full_page_writes`
+    /// and `synchronous_commit` on, `wal_sync_method = fdatasync`, and PostgreSQL's default
+    /// `shared_buffers` (128MB). Benchmarks want it, to compare with SQLite's
+    /// `synchronous=FULL`. Off (the default), the cluster does not fsync (the tests are about
+    /// daemon crashes, not machine crashes) and has 32MB of buffers.
+    pub durable: bool,
 }
 
 /// `let pg = testpg::require!();` returns from the test (which skips, see [`cluster`]) when
@@ -90,8 +109,8 @@ pub struct Database {
 }
 
 impl Cluster {
-    fn start_new(own: bool) -> Result<Cluster, Unavailable> {
-        let (server, watchdog) = Server::start_new(Install::find()?)?;
+    fn start_new(own: bool, options: Options) -> Result<Cluster, Unavailable> {
+        let (server, watchdog) = Server::start_new(Install::find()?, options.durable)?;
         let ca_cert = server.tls_dir().join("ca.crt");
         Ok(Cluster { server, watchdog, own, ca_cert, databases: AtomicU64::new(0), control: Mutex::new(()) })
     }

@@ -9,19 +9,33 @@ use std::process::{Child, Command, Output, Stdio};
 
 use crate::install::{Install, Unavailable};
 
-/// The settings appended to `postgresql.conf`, besides the port and the paths. Tests are about
-/// correctness across daemon crashes, not machine crashes: no fsync (much faster on small
-/// disks), but `synchronous_commit` stays on so that a commit is in the server when it returns.
-/// Many tests run at once and each daemon opens several connections, hence `max_connections`;
-/// every test process has a cluster of its own, hence modest buffers.
+/// The settings appended to `postgresql.conf`, besides the port, the paths and durability.
+/// `synchronous_commit` stays on so that a commit is in the server when it returns. Many tests
+/// run at once and each daemon opens several connections, hence `max_connections`.
 const SETTINGS: &str = "\
 listen_addresses = '127.0.0.1'
 max_connections = 300
+synchronous_commit = on
+ssl = on
+";
+
+/// Durability for tests, which are about correctness across daemon crashes, not machine
+/// crashes: no fsync (much faster on small disks). Every test process has a cluster of its own,
+/// hence modest buffers.
+const FOR_TESTS: &str = "\
 shared_buffers = 32MB
 fsync = off
 full_page_writes = off
-synchronous_commit = on
-ssl = on
+";
+
+/// Durability as a production server has it ([`Options::durable`](crate::Options::durable)):
+/// a commit is on disk when it returns. PostgreSQL's own defaults, written out so that the
+/// benchmark's figures say what they were measured with.
+const DURABLE: &str = "\
+shared_buffers = 128MB
+fsync = on
+full_page_writes = on
+wal_sync_method = fdatasync
 ";
 
 /// How often a port is drawn again when another process took it between our check and the
@@ -41,7 +55,7 @@ impl Server {
     /// Makes and starts a server in a new directory, with a watchdog that stops it and removes
     /// the directory when this process is gone (whatever happens after this returns, including
     /// a failed start: the directory is then left for the watchdog).
-    pub(crate) fn start_new(install: Install) -> Result<(Server, Child), Unavailable> {
+    pub(crate) fn start_new(install: Install, durable: bool) -> Result<(Server, Child), Unavailable> {
         let failed = |what: &str, e: std::io::Error| Unavailable::Failed(format!("{what}: {e}"));
         // In /tmp rather than $TMPDIR: the socket's path must stay short (a Unix socket path has
         // 107 bytes at most), and the postgres user must be able to reach it.
@@ -58,7 +72,7 @@ impl Server {
             }
         };
         let mut server = Server { install, dir, port: free_port().map_err(|e| failed("no free port", e))? };
-        server.make().map_err(Unavailable::Failed)?;
+        server.make(durable).map_err(Unavailable::Failed)?;
         server.first_start().map_err(Unavailable::Failed)?;
         Ok((server, watchdog))
     }
@@ -85,8 +99,8 @@ impl Server {
         self.dir.join("log")
     }
 
-    /// The certificates, the socket directory and an initialised cluster.
-    fn make(&self) -> Result<(), String> {
+    /// The certificates, the socket directory and an initialised cluster, durable or not.
+    fn make(&self, durable: bool) -> Result<(), String> {
         fn io(what: &str) -> impl Fn(std::io::Error) -> String + '_ {
             move |e| format!("{what}: {e}")
         }
@@ -113,8 +127,9 @@ impl Server {
         if !output.status.success() {
             return Err(format!("initdb failed: {}", said(&output)));
         }
+        let durability = if durable { DURABLE } else { FOR_TESTS };
         let settings = format!(
-            "\n# testpg\n{SETTINGS}unix_socket_directories = {}\nssl_cert_file = {}\nssl_key_file = {}\n",
+            "\n# testpg\n{SETTINGS}{durability}unix_socket_directories = {}\nssl_cert_file = {}\nssl_key_file = {}\n",
             quoted(&self.socket_dir()),
             quoted(&tls.join("server.crt")),
             quoted(&tls.join("server.key")),

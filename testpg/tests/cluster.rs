@@ -101,6 +101,17 @@ fn an_own_cluster_keeps_its_data_across_a_restart_and_goes_when_dropped() {
     assert!(!alive(postmaster), "the server {postmaster} still runs");
 }
 
+#[test]
+fn the_tests_cluster_skips_fsync_and_a_durable_one_does_not() {
+    let settings = "SELECT current_setting('fsync'), current_setting('full_page_writes'), \
+                    current_setting('synchronous_commit'), current_setting('shared_buffers')";
+    let pg = testpg::require!();
+    assert_eq!(pg.sql("postgres", settings), "off|off|on|32MB");
+    let Some(durable) = testpg::own_cluster_with(testpg::Options { durable: true }) else { return };
+    assert_eq!(durable.sql("postgres", settings), "on|on|on|128MB");
+    assert_eq!(durable.sql("postgres", "SHOW wal_sync_method"), "fdatasync");
+}
+
 /// When the test process is gone, its watchdog stops its server and removes the directory: a
 /// second process (this test binary again, running this test alone with `TESTPG_CHILD` set)
 /// starts a cluster, says where and exits; the cluster must then go within a few seconds.
