@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use orders::client::Client;
 use orders_daemon::paths::Paths;
 use orders_shared::protocol::{
-    BackupReport, BackupRequest, CreateRequest, ListRequest, OrderPage, OrderView, Request, WaitRequest,
+    BackupReport, BackupRequest, CreateRequest, ListRequest, MetricsRequest, MetricsText, OrderPage,
+    OrderView, Request, WaitRequest,
 };
 use orders_shared::{OrderStatus, Total};
 
@@ -243,4 +244,46 @@ pub async fn creates_during_backup(paths: &Paths, file: &Path) -> anyhow::Result
     let latencies = creating.await??;
     let report: BackupReport = report.map_err(|f| anyhow::anyhow!(f.message))?;
     Ok((report, Latencies(latencies)))
+}
+
+/// What the daemon's writer did, from its metrics (issue 16): batches committed, the commands
+/// in them, and the time its store spent committing them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WriterCounts {
+    pub batches: f64,
+    pub commands: f64,
+    pub commit_seconds: f64,
+}
+
+impl WriterCounts {
+    /// The daemon's counts so far.
+    pub async fn read(paths: &Paths) -> anyhow::Result<WriterCounts> {
+        let mut client = Client::connect(paths).await?;
+        let metrics: MetricsText = client
+            .call(&Request::Metrics(MetricsRequest {}))
+            .await
+            .map_err(|f| anyhow::anyhow!(f.message))?;
+        let value = |name: &str| {
+            metrics
+                .text
+                .lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+                .unwrap_or(0.0)
+        };
+        Ok(WriterCounts {
+            batches: value("orders_writer_batch_commands_count"),
+            commands: value("orders_writer_batch_commands_sum"),
+            commit_seconds: value("orders_store_commit_duration_seconds_sum"),
+        })
+    }
+
+    /// What happened between `earlier` and these counts: the mean commands per batch and the
+    /// mean commit, in milliseconds.
+    pub fn since(self, earlier: WriterCounts) -> (f64, f64) {
+        let batches = (self.batches - earlier.batches).max(1.0);
+        (
+            (self.commands - earlier.commands) / batches,
+            (self.commit_seconds - earlier.commit_seconds) * 1000.0 / batches,
+        )
+    }
 }

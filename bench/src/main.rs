@@ -1,5 +1,6 @@
 //! `orders-bench`: measures the orders daemon through its socket, next to the raw SQLite
-//! ceiling for the same rows measured in the same run, and reports ratios.
+//! ceiling for the same rows measured in the same run, and reports ratios; on PostgreSQL too
+//! (the `postgres` section, issue 19), against a raw PostgreSQL ceiling.
 //!
 //! Run it with `bench/run` (builds the release binaries first); `--quick` is a smoke run.
 
@@ -7,6 +8,7 @@ mod archive;
 mod daemon;
 mod load;
 mod pages;
+mod postgres;
 mod raw;
 mod report;
 mod seed;
@@ -26,7 +28,7 @@ use crate::report::{Machine, Report, SoakSample};
 #[derive(Debug, Parser)]
 #[command(
     name = "orders-bench",
-    about = "Benchmarks of the orders daemon, as ratios of a raw SQLite ceiling"
+    about = "Benchmarks of the orders daemon, as ratios of raw SQLite and PostgreSQL ceilings"
 )]
 struct Args {
     /// A smoke run: small sizes, short runs
@@ -37,14 +39,19 @@ struct Args {
     #[arg(long, default_value = "target/bench/results.json")]
     out: PathBuf,
 
-    /// Only these sections (comma-separated): creates, sequential, pages, settled, index, replay,
-    /// list, archive, cli, slow-readers
+    /// Only these sections (comma-separated): creates, sequential, pages, settled, index, postgres,
+    /// replay, list, archive, cli, slow-readers
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 
     /// Also run a soak of this many seconds: high concurrency, memory and descriptors sampled
     #[arg(long, value_name = "SECONDS")]
     soak: Option<u64>,
+
+    /// In the postgres section, print each daemon's statements with their calls and the server's
+    /// time (pg_stat_statements), to see where the time goes
+    #[arg(long)]
+    pg_statements: bool,
 
     /// The cqrs-es + sqlite-es peer's binary (see `bench/run --peer`), run in the same session
     #[arg(long, value_name = "PATH")]
@@ -81,6 +88,11 @@ fn main() -> anyhow::Result<()> {
     }
     if wanted("index") {
         runtime.block_on(status_index_cost(&mut report, Duration::from_secs_f64(seconds)))?;
+    }
+    if wanted("postgres") {
+        // After creates and settled: it sets its figures beside theirs.
+        let duration = Duration::from_secs_f64(seconds);
+        runtime.block_on(postgres::section(&mut report, args.quick, duration, args.pg_statements))?;
     }
     if wanted("replay") {
         let sizes: &[u64] = if args.quick { &[20_000] } else { &[100_000, 1_000_000] };

@@ -11,7 +11,8 @@ pub struct Figure {
     /// The daemon's figure.
     pub ours: f64,
     /// What it is compared with, measured in the same run: the raw SQLite ceiling for the same
-    /// rows and batch sizes (`raw`), or the cqrs-es + sqlite-es peer (`peer`).
+    /// rows and batch sizes (`raw`), the raw PostgreSQL one (`raw pg`), the daemon on SQLite
+    /// (`sqlite`, for its figures on PostgreSQL), or the cqrs-es + sqlite-es peer (`peer`).
     pub reference: Option<f64>,
     pub reference_kind: Option<String>,
     /// `ours / reference`: what the machines' noise cancels out of.
@@ -44,6 +45,8 @@ pub struct Machine {
     pub cores: usize,
     pub kernel: String,
     pub sqlite: String,
+    /// The server of the `postgres` section, when it ran.
+    pub postgresql: Option<String>,
 }
 
 impl Machine {
@@ -61,6 +64,7 @@ impl Machine {
                 .trim()
                 .to_owned(),
             sqlite: rusqlite::version().to_owned(),
+            postgresql: None,
         }
     }
 }
