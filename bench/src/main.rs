@@ -53,6 +53,11 @@ struct Args {
     #[arg(long)]
     pg_statements: bool,
 
+    /// A server setting for the postgres section (ALTER SYSTEM, then a restart), to measure a
+    /// tuning: `--pg-set max_parallel_workers_per_gather=0`; repeatable
+    #[arg(long, value_name = "NAME=VALUE")]
+    pg_set: Vec<String>,
+
     /// The cqrs-es + sqlite-es peer's binary (see `bench/run --peer`), run in the same session
     #[arg(long, value_name = "PATH")]
     peer: Option<PathBuf>,
@@ -92,7 +97,8 @@ fn main() -> anyhow::Result<()> {
     if wanted("postgres") {
         // After creates and settled: it sets its figures beside theirs.
         let duration = Duration::from_secs_f64(seconds);
-        runtime.block_on(postgres::section(&mut report, args.quick, duration, args.pg_statements))?;
+        let server = postgres::Tuning { statements: args.pg_statements, settings: args.pg_set.clone() };
+        runtime.block_on(postgres::section(&mut report, args.quick, duration, &server))?;
     }
     if wanted("replay") {
         let sizes: &[u64] = if args.quick { &[20_000] } else { &[100_000, 1_000_000] };

@@ -19,27 +19,48 @@ use crate::report::Report;
 /// the group commit's batch at that concurrency (each connection has one command in flight).
 const CONNECTIONS: usize = 64;
 
-/// Runs the section; with `statements`, also prints what each daemon's statements cost the
-/// server (pg_stat_statements), to see where its time goes.
+/// What the section changes on the server, to see where the time goes or what a tuning gives.
+#[derive(Debug, Default)]
+pub struct Tuning {
+    /// Print what each daemon's (and ceiling's) statements cost the server (pg_stat_statements).
+    pub statements: bool,
+    /// Server settings, `name=value`, set before anything is measured.
+    pub settings: Vec<String>,
+}
+
 pub async fn section(
     report: &mut Report,
     quick: bool,
     duration: Duration,
-    statements: bool,
+    tuning: &Tuning,
 ) -> anyhow::Result<()> {
     let options = testpg::Options { durable: true };
     let Some(cluster) = tokio::task::block_in_place(|| testpg::own_cluster_with(options)) else {
         println!("  postgres: skipped, no PostgreSQL to run (see the line above)");
         return Ok(());
     };
-    if statements {
-        tokio::task::block_in_place(|| {
-            cluster.sql("postgres", "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'");
-            cluster.restart();
-            cluster.sql("postgres", "CREATE EXTENSION pg_stat_statements");
-        });
+    let mut settings = tuning.settings.clone();
+    if tuning.statements {
+        settings.push("shared_preload_libraries=pg_stat_statements".to_owned());
     }
-    let server = Server { cluster: &cluster, statements };
+    if !settings.is_empty() {
+        tokio::task::block_in_place(|| -> anyhow::Result<()> {
+            for setting in &settings {
+                let (name, value) = setting
+                    .split_once('=')
+                    .ok_or_else(|| anyhow::anyhow!("--pg-set {setting}: NAME=VALUE expected"))?;
+                let value = value.replace('\'', "''");
+                cluster.sql("postgres", &format!("ALTER SYSTEM SET {name} = '{value}'"));
+                println!("  postgres: set {name} = '{value}'");
+            }
+            cluster.restart();
+            if tuning.statements {
+                cluster.sql("postgres", "CREATE EXTENSION pg_stat_statements");
+            }
+            Ok(())
+        })?;
+    }
+    let server = Server { cluster: &cluster, statements: tuning.statements };
     let version = tokio::task::block_in_place(|| cluster.sql("postgres", "SHOW server_version"));
     println!(
         "  postgres: PostgreSQL {version}, a private cluster over its Unix socket: fsync, full_page_writes \
