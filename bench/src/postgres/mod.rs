@@ -66,11 +66,18 @@ pub async fn section(
         "  postgres: PostgreSQL {version}, a private cluster over its Unix socket: fsync, full_page_writes \
          and synchronous_commit on, shared_buffers 128MB"
     );
-    report.machine.postgresql = Some(version);
+    report.machine.postgresql = Some(if tuning.settings.is_empty() {
+        version
+    } else {
+        format!("{version}, with {}", tuning.settings.join(", "))
+    });
     let result = measure(report, &server, quick, duration).await;
     tokio::task::block_in_place(|| drop(cluster));
     result
 }
+
+/// A figure of the SQLite daemon in this run, and its ratio to the SQLite ceiling.
+type SqliteFigure = Option<(f64, Option<f64>)>;
 
 async fn measure(
     report: &mut Report,
@@ -78,7 +85,6 @@ async fn measure(
     quick: bool,
     duration: Duration,
 ) -> anyhow::Result<()> {
-    // The SQLite daemon's figures of this run, and their ratios to the SQLite ceiling.
     let figure = |name: String| report.figures.iter().find(|f| f.name == name).map(|f| (f.ours, f.ratio));
     let sqlite_creates = figure(format!("creates, {CONNECTIONS} connections"));
     let sqlite_settled = figure(format!("settled orders, {CONNECTIONS} connections"));
@@ -102,79 +108,86 @@ async fn measure(
              the checkpoint each transaction"
         ),
     );
+    creates(report, server, duration, create_ceiling, sqlite_creates).await?;
+    settled(report, server, duration, settled_ceiling, sqlite_settled).await?;
+    one_client(report, server, duration, sqlite_p50).await
+}
 
-    // The daemon: creates with the payment saga held back, as in the `creates` section.
+/// Creates at 64 connections with the payment saga held back, as in the `creates` section.
+async fn creates(
+    report: &mut Report,
+    server: &Server<'_>,
+    duration: Duration,
+    ceiling: f64,
+    sqlite: SqliteFigure,
+) -> anyhow::Result<()> {
     let ((creates, took, latencies), writer) = server
         .on_daemon(&[("ORDERS_PAYMENT_DELAY", "1h")], |paths| async move {
             load::creates(&paths, CONNECTIONS, duration).await
         })
         .await?;
     let ours = creates as f64 / took.as_secs_f64();
-    let beside = match sqlite_creates {
-        Some((figure, ratio)) => {
-            format!("; SQLite daemon {figure:.0}/s ({:.2} of its raw)", ratio.unwrap_or_default())
-        }
-        None => String::new(),
-    };
     report.add_vs(
         format!("creates on PostgreSQL, {CONNECTIONS} connections"),
         "creates/s",
         ours,
-        create_ceiling,
+        ceiling,
         "raw pg",
         format!(
-            "p50 {:.2} ms, p99 {:.2} ms; {:.1} commands a commit, commit {:.2} ms{beside}",
+            "p50 {:.2} ms, p99 {:.2} ms; {:.1} commands a commit, commit {:.2} ms{}",
             crate::ms(latencies.percentile(50.0)),
             crate::ms(latencies.percentile(99.0)),
             writer.0,
-            writer.1
+            writer.1,
+            beside(sqlite)
         ),
     );
-    if let Some((figure, _)) = sqlite_creates {
-        report.add_vs(
-            format!("creates, PostgreSQL vs SQLite, {CONNECTIONS} conn."),
-            "creates/s",
-            ours,
-            figure,
-            "sqlite",
-            "both daemons, this run",
-        );
+    if let Some((figure, _)) = sqlite {
+        let name = format!("creates, PostgreSQL vs SQLite, {CONNECTIONS} conn.");
+        report.add_vs(name, "creates/s", ours, figure, "sqlite", "both daemons, this run");
     }
+    Ok(())
+}
 
-    // The whole life of orders, as in the `settled` section.
+/// Orders through their whole life at 64 connections, as in the `settled` section.
+async fn settled(
+    report: &mut Report,
+    server: &Server<'_>,
+    duration: Duration,
+    ceiling: f64,
+    sqlite: SqliteFigure,
+) -> anyhow::Result<()> {
     let ((settled, took), writer) = server
         .on_daemon(&[], |paths| async move { load::settled(&paths, CONNECTIONS, duration).await })
         .await?;
     let ours = settled as f64 / took.as_secs_f64();
-    let beside = match sqlite_settled {
-        Some((figure, ratio)) => {
-            format!("; SQLite daemon {figure:.0}/s ({:.2} of its raw)", ratio.unwrap_or_default())
-        }
-        None => String::new(),
-    };
     report.add_vs(
         format!("settled orders on PostgreSQL, {CONNECTIONS} connections"),
         "orders/s",
         ours,
-        settled_ceiling,
+        ceiling,
         "raw pg",
         format!(
-            "create -> payment -> delivery, delay 0; {:.1} commands a commit, commit {:.2} ms{beside}",
-            writer.0, writer.1
+            "create -> payment -> delivery, delay 0; {:.1} commands a commit, commit {:.2} ms{}",
+            writer.0,
+            writer.1,
+            beside(sqlite)
         ),
     );
-    if let Some((figure, _)) = sqlite_settled {
-        report.add_vs(
-            format!("settled, PostgreSQL vs SQLite, {CONNECTIONS} conn."),
-            "orders/s",
-            ours,
-            figure,
-            "sqlite",
-            "both daemons, this run",
-        );
+    if let Some((figure, _)) = sqlite {
+        let name = format!("settled, PostgreSQL vs SQLite, {CONNECTIONS} conn.");
+        report.add_vs(name, "orders/s", ours, figure, "sqlite", "both daemons, this run");
     }
+    Ok(())
+}
 
-    // What one client feels.
+/// What one client feels: its creates' p50, beside the SQLite daemon's.
+async fn one_client(
+    report: &mut Report,
+    server: &Server<'_>,
+    duration: Duration,
+    sqlite: SqliteFigure,
+) -> anyhow::Result<()> {
     let ((creates, took, latencies), writer) = server
         .on_daemon(&[("ORDERS_PAYMENT_DELAY", "1h")], |paths| async move {
             load::creates(&paths, 1, duration).await
@@ -188,11 +201,21 @@ async fn measure(
         writer.1
     );
     let name = "create latency p50 on PostgreSQL, 1 connection";
-    match sqlite_p50 {
+    match sqlite {
         Some((figure, _)) => report.add_vs(name, "ms", p50, figure, "sqlite", note),
         None => report.add(name, "ms", p50, None, note),
     }
     Ok(())
+}
+
+/// The SQLite daemon's figure for a note, when its section ran.
+fn beside(sqlite: SqliteFigure) -> String {
+    match sqlite {
+        Some((figure, ratio)) => {
+            format!("; SQLite daemon {figure:.0}/s ({:.2} of its raw)", ratio.unwrap_or_default())
+        }
+        None => String::new(),
+    }
 }
 
 /// The durable cluster, and whether to print each daemon's statements.
