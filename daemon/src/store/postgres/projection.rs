@@ -133,14 +133,18 @@ impl Rows {
         statements: &mut Statements,
         client: &mut impl GenericClient,
     ) -> Result<(), StoreError> {
+        self.take_changed().upsert(statements, client, &self.table)
+    }
+
+    /// Every changed row, to be written by the caller; they count as unchanged from now on.
+    pub fn take_changed(&mut self) -> RowArrays {
         let mut arrays = RowArrays::default();
         for id in self.changed.drain() {
             if let Some(Some(view)) = self.rows.get(&id) {
                 arrays.push(view);
             }
         }
-        arrays.upsert(statements, client, &self.table)?;
-        Ok(())
+        arrays
     }
 
     /// Forgets every row (a chunk written; the next loads afresh).

@@ -313,31 +313,41 @@ impl RowArrays {
         if self.is_empty() {
             return Ok(());
         }
-        let columns = super::sql::VIEW_COLUMNS;
-        statements.execute(
-            client,
-            &format!(
-                "INSERT INTO {table} ({columns}) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], \
-                 $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[]) \
-                 ON CONFLICT (id) DO UPDATE SET user_name = excluded.user_name, total = excluded.total, \
-                 status = excluded.status, cancel_reason = excluded.cancel_reason, \
-                 created_at = excluded.created_at, updated_at = excluded.updated_at, \
-                 approved_at = excluded.approved_at, delivered_at = excluded.delivered_at, \
-                 cancelled_at = excluded.cancelled_at"
-            ),
-            &[
-                &self.ids,
-                &self.users,
-                &self.totals,
-                &self.statuses,
-                &self.reasons,
-                &self.created,
-                &self.updated,
-                &self.approved,
-                &self.delivered,
-                &self.cancelled,
-            ],
-        )?;
+        statements.execute(client, &self.sql(table, 1), &self.params())?;
         Ok(())
+    }
+
+    /// The upsert of these rows into `table`, its parameters numbered from `first`.
+    pub fn sql(&self, table: &str, first: usize) -> String {
+        let columns = super::sql::VIEW_COLUMNS;
+        let types =
+            ["text", "text", "bigint", "text", "text", "bigint", "bigint", "bigint", "bigint", "bigint"];
+        let arrays: Vec<String> =
+            types.iter().enumerate().map(|(n, kind)| format!("${}::{kind}[]", first + n)).collect();
+        format!(
+            "INSERT INTO {table} ({columns}) SELECT * FROM unnest({}) \
+             ON CONFLICT (id) DO UPDATE SET user_name = excluded.user_name, total = excluded.total, \
+             status = excluded.status, cancel_reason = excluded.cancel_reason, \
+             created_at = excluded.created_at, updated_at = excluded.updated_at, \
+             approved_at = excluded.approved_at, delivered_at = excluded.delivered_at, \
+             cancelled_at = excluded.cancelled_at",
+            arrays.join(", ")
+        )
+    }
+
+    /// The parameters of [`sql`](Self::sql), in its order.
+    pub fn params(&self) -> [super::sql::Param<'_>; 10] {
+        [
+            &self.ids,
+            &self.users,
+            &self.totals,
+            &self.statuses,
+            &self.reasons,
+            &self.created,
+            &self.updated,
+            &self.approved,
+            &self.delivered,
+            &self.cancelled,
+        ]
     }
 }

@@ -256,14 +256,28 @@ impl State {
             return Ok(());
         }
         let stream_texts: Vec<String> = streams.iter().map(ToString::to_string).collect();
-        let rows = statements.query(
-            tx,
-            &format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ANY($1) OR idempotency_key = ANY($2) \
-                 ORDER BY position"
-            ),
-            &[&stream_texts, &keys],
-        )?;
+        // Each condition alone when the other has nothing to find: an `OR` of the two makes the
+        // planner combine both indexes for every call.
+        let rows = match (stream_texts.is_empty(), keys.is_empty()) {
+            (false, true) => statements.query(
+                tx,
+                &format!("SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ANY($1) ORDER BY position"),
+                &[&stream_texts],
+            )?,
+            (true, false) => statements.query(
+                tx,
+                &format!("SELECT {EVENT_COLUMNS} FROM events WHERE idempotency_key = ANY($1) ORDER BY position"),
+                &[&keys],
+            )?,
+            _ => statements.query(
+                tx,
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ANY($1) OR idempotency_key = ANY($2) \
+                     ORDER BY position"
+                ),
+                &[&stream_texts, &keys],
+            )?,
+        };
         for stream in streams {
             self.streams.insert(stream, Vec::new());
         }
@@ -324,41 +338,76 @@ impl State {
         statements: &mut Statements,
         last: Option<Position>,
     ) -> Result<(), StoreError> {
-        if !self.events.is_empty() {
-            insert_events(tx, statements, &self.events)?;
+        let events = event_arrays(&self.events);
+        let rows = self.rows.take_changed();
+        let (paid, closed) = split(&self.payments);
+        let (payment_orders, values): (Vec<String>, Vec<(i64, i64)>) = paid.into_iter().unzip();
+        let (amounts, requested): (Vec<i64>, Vec<i64>) = values.into_iter().unzip();
+        let (armed, cleared) = split(&self.timers);
+        let (timer_orders, due): (Vec<String>, Vec<i64>) = armed.into_iter().unzip();
+        let last = last.map(Position::get);
+
+        // One statement, whatever the batch holds: each table's writes in a data-modifying
+        // `WITH` of its own (they touch different rows), the checkpoint last.
+        let mut parts: Vec<String> = Vec::new();
+        let mut params: Vec<sql::Param<'_>> = Vec::new();
+        if events.len() > 0 {
+            parts.push(format!("events_written AS ({})", events.sql(params.len() + 1)));
+            params.extend(events.params());
         }
-        self.rows.flush(statements, tx)?;
-        let (written, deleted) = split(&self.payments);
-        if !written.is_empty() {
-            let (orders, values): (Vec<String>, Vec<(i64, i64)>) = written.into_iter().unzip();
-            let (amounts, times): (Vec<i64>, Vec<i64>) = values.into_iter().unzip();
-            statements.execute(
-                tx,
-                "INSERT INTO payment_requests (order_id, amount, requested_at) \
-                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[]) \
-                 ON CONFLICT (order_id) DO UPDATE SET amount = excluded.amount, requested_at = excluded.requested_at",
-                &[&orders, &amounts, &times],
-            )?;
+        if !rows.is_empty() {
+            parts.push(format!("rows_written AS ({})", rows.sql(ORDERS_TABLE, params.len() + 1)));
+            params.extend(rows.params());
         }
-        if !deleted.is_empty() {
-            statements.execute(tx, "DELETE FROM payment_requests WHERE order_id = ANY($1)", &[&deleted])?;
+        if !payment_orders.is_empty() {
+            let n = params.len() + 1;
+            parts.push(format!(
+                "payments_opened AS (INSERT INTO payment_requests (order_id, amount, requested_at) \
+                 SELECT * FROM unnest(${n}::text[], ${}::bigint[], ${}::bigint[]) ON CONFLICT (order_id) \
+                 DO UPDATE SET amount = excluded.amount, requested_at = excluded.requested_at)",
+                n + 1,
+                n + 2
+            ));
+            params.extend([&payment_orders as sql::Param<'_>, &amounts, &requested]);
         }
-        let (written, deleted) = split(&self.timers);
-        if !written.is_empty() {
-            let (orders, due): (Vec<String>, Vec<i64>) = written.into_iter().unzip();
-            statements.execute(
-                tx,
-                "INSERT INTO delivery_timers (order_id, due_at) SELECT * FROM unnest($1::text[], $2::bigint[]) \
-                 ON CONFLICT (order_id) DO UPDATE SET due_at = excluded.due_at",
-                &[&orders, &due],
-            )?;
+        if !closed.is_empty() {
+            parts.push(format!(
+                "payments_closed AS (DELETE FROM payment_requests WHERE order_id = ANY(${}))",
+                params.len() + 1
+            ));
+            params.push(&closed);
         }
-        if !deleted.is_empty() {
-            statements.execute(tx, "DELETE FROM delivery_timers WHERE order_id = ANY($1)", &[&deleted])?;
+        if !timer_orders.is_empty() {
+            let n = params.len() + 1;
+            parts.push(format!(
+                "timers_armed AS (INSERT INTO delivery_timers (order_id, due_at) \
+                 SELECT * FROM unnest(${n}::text[], ${}::bigint[]) ON CONFLICT (order_id) \
+                 DO UPDATE SET due_at = excluded.due_at)",
+                n + 1
+            ));
+            params.extend([&timer_orders as sql::Param<'_>, &due]);
         }
-        if let Some(last) = last {
-            sql::set_checkpoint(statements, tx, last)?;
+        if !cleared.is_empty() {
+            parts.push(format!(
+                "timers_cleared AS (DELETE FROM delivery_timers WHERE order_id = ANY(${}))",
+                params.len() + 1
+            ));
+            params.push(&cleared);
         }
+        let last_statement = match &last {
+            Some(last) => {
+                params.push(last);
+                format!("UPDATE checkpoints SET position = ${} WHERE projection = 'orders'", params.len())
+            }
+            None if parts.is_empty() => return Ok(()),
+            None => "SELECT 1".to_owned(),
+        };
+        let statement = if parts.is_empty() {
+            last_statement
+        } else {
+            format!("WITH {} {last_statement}", parts.join(", "))
+        };
+        statements.execute(tx, &statement, &params)?;
         Ok(())
     }
 }
@@ -383,12 +432,8 @@ fn split<T: Copy>(steps: &HashMap<OrderId, Step<T>>) -> (Vec<(String, T)>, Vec<S
     (written, deleted)
 }
 
-/// Inserts events in one statement.
-pub(super) fn insert_events(
-    tx: &mut impl postgres::GenericClient,
-    statements: &mut Statements,
-    events: &[RecordedEvent],
-) -> Result<(), StoreError> {
+/// Recorded events as the arrays of one insert.
+fn event_arrays(events: &[RecordedEvent]) -> EventArrays {
     let mut columns = EventArrays::default();
     for event in events {
         columns.push(
@@ -403,7 +448,7 @@ pub(super) fn insert_events(
             event.recorded_at,
         );
     }
-    columns.insert(tx, statements)
+    columns
 }
 
 /// Events as the arrays of one `INSERT ... SELECT FROM unnest(...)`.
@@ -458,28 +503,34 @@ impl EventArrays {
         tx: &mut impl postgres::GenericClient,
         statements: &mut Statements,
     ) -> Result<(), StoreError> {
-        statements.execute(
-            tx,
-            &format!(
-                "INSERT INTO events ({EVENT_COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], \
-                 $4::bigint[], $5::text[], $6::integer[], $7::text[], $8::text[], $9::text[], $10::text[], \
-                 $11::bigint[])"
-            ),
-            &[
-                &self.positions,
-                &self.ids,
-                &self.streams,
-                &self.versions,
-                &self.types,
-                &self.schemas,
-                &self.payloads,
-                &self.correlations,
-                &self.causations,
-                &self.keys,
-                &self.times,
-            ],
-        )?;
+        statements.execute(tx, &self.sql(1), &self.params())?;
         Ok(())
+    }
+
+    /// The insert of these events, its parameters numbered from `first`.
+    pub(super) fn sql(&self, first: usize) -> String {
+        let types =
+            ["bigint", "text", "text", "bigint", "text", "integer", "text", "text", "text", "text", "bigint"];
+        let arrays: Vec<String> =
+            types.iter().enumerate().map(|(n, kind)| format!("${}::{kind}[]", first + n)).collect();
+        format!("INSERT INTO events ({EVENT_COLUMNS}) SELECT * FROM unnest({})", arrays.join(", "))
+    }
+
+    /// The parameters of [`sql`](Self::sql), in its order.
+    pub(super) fn params(&self) -> [sql::Param<'_>; 11] {
+        [
+            &self.positions,
+            &self.ids,
+            &self.streams,
+            &self.versions,
+            &self.types,
+            &self.schemas,
+            &self.payloads,
+            &self.correlations,
+            &self.causations,
+            &self.keys,
+            &self.times,
+        ]
     }
 }
 
