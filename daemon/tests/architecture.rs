@@ -323,22 +323,30 @@ fn the_cycle_check_sees_a_cycle() {
     assert!(cycle(&graph).is_some(), "a cycle made on purpose is found");
 }
 
+/// Every Rust file under `src`.
+fn rust_files(src: &Path) -> Vec<PathBuf> {
+    let mut dirs = vec![src.to_path_buf()];
+    let mut found = Vec::new();
+    while let Some(path) = dirs.pop() {
+        if path.is_dir() {
+            dirs.extend(std::fs::read_dir(&path).expect("read").map(|e| e.expect("entry").path()));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            found.push(path);
+        }
+    }
+    found
+}
+
 #[test]
 fn only_the_sqlite_backend_names_rusqlite() {
     for dir in ["daemon", "cli", "shared"] {
         let src = crate_src(dir);
-        let mut files = vec![src.clone()];
-        let mut naming = Vec::new();
-        while let Some(path) = files.pop() {
-            if path.is_dir() {
-                files.extend(std::fs::read_dir(&path).expect("read").map(|e| e.expect("entry").path()));
-            } else if path.extension().is_some_and(|e| e == "rs")
-                && !path.starts_with(src.join("store/sqlite"))
-                && std::fs::read_to_string(&path).expect("read").contains("rusqlite")
-            {
-                naming.push(path.display().to_string());
-            }
-        }
+        let naming: Vec<String> = rust_files(&src)
+            .into_iter()
+            .filter(|path| !path.starts_with(src.join("store/sqlite")))
+            .filter(|path| std::fs::read_to_string(path).expect("read").contains("rusqlite"))
+            .map(|path| path.display().to_string())
+            .collect();
         assert!(
             naming.is_empty(),
             "{dir}: only daemon/src/store/sqlite/ may name rusqlite; move this code behind the store \
@@ -368,18 +376,14 @@ fn only_the_postgres_backend_names_its_driver() {
     assert!(!names_the_postgres_driver("use crate::store::postgres::Target;"));
     for dir in ["daemon", "cli", "shared"] {
         let src = crate_src(dir);
-        let mut files = vec![src.clone()];
-        let mut naming = Vec::new();
-        while let Some(path) = files.pop() {
-            if path.is_dir() {
-                files.extend(std::fs::read_dir(&path).expect("read").map(|e| e.expect("entry").path()));
-            } else if path.extension().is_some_and(|e| e == "rs")
-                && !path.starts_with(src.join("store/postgres"))
-                && names_the_postgres_driver(&code_only(&std::fs::read_to_string(&path).expect("read")))
-            {
-                naming.push(path.display().to_string());
-            }
-        }
+        let naming: Vec<String> = rust_files(&src)
+            .into_iter()
+            .filter(|path| !path.starts_with(src.join("store/postgres")))
+            .filter(|path| {
+                names_the_postgres_driver(&code_only(&std::fs::read_to_string(path).expect("read")))
+            })
+            .map(|path| path.display().to_string())
+            .collect();
         assert!(
             naming.is_empty(),
             "{dir}: only daemon/src/store/postgres/ may name the PostgreSQL driver; move this code behind \

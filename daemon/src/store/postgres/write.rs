@@ -615,8 +615,8 @@ impl WriteTx for Tx<'_, '_> {
             // (`UNIQUE (stream_id, version)` still guards the log).
             for kind in [StreamKind::Payment, StreamKind::Delivery] {
                 let other = StreamId::new(kind, stream.order);
-                if !self.state.streams.contains_key(&other) {
-                    self.state.streams.insert(other, Vec::new());
+                if let std::collections::hash_map::Entry::Vacant(empty) = self.state.streams.entry(other) {
+                    empty.insert(Vec::new());
                     self.state.journal.push(Undo::NewStream(other));
                 }
             }
