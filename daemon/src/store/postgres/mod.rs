@@ -49,8 +49,6 @@ pub struct PgStore {
     conn: Option<(Link, Statements)>,
     /// When the writer's connection last did something.
     used: Instant,
-    /// Whether the one-daemon lock was taken (the daemon serves, rather than inspects).
-    serving: bool,
     /// What this daemon knows the database to be: its identity, and the newest position it
     /// committed. A database found otherwise after a reconnection (a replica that lags behind,
     /// a dump restored under the same name) is not written to.
@@ -68,7 +66,6 @@ impl PgStore {
             target: target.clone(),
             conn: None,
             used: Instant::now(),
-            serving: true,
             identity: None,
             committed: Position::START,
             refused: None,
@@ -97,9 +94,7 @@ impl PgStore {
         if self.conn.is_none() {
             let mut client = Link::new(self.target.connect("writer")?)?;
             let mut statements = Statements::default();
-            if self.serving {
-                schema::serve(&mut client, &mut statements, &self.target.describe())?;
-            }
+            schema::serve(&mut client, &mut statements, &self.target.describe())?;
             if let Some(why) = self.changed_behind_our_back(&mut client, &mut statements)? {
                 tracing::error!(database = %self.target.describe(), "{why}; nothing more is written to it");
                 self.refused = Some(why.clone());
@@ -213,10 +208,9 @@ impl Store for PgStore {
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {
-        let serving = self.serving;
         self.with(|client, statements| {
             schema::migrate(client)?;
-            if serving { schema::announce(client, statements) } else { Ok(()) }
+            schema::announce(client, statements)
         })
     }
 

@@ -100,14 +100,22 @@ impl Rows {
         event: &OrderEvent,
         at: jiff::Timestamp,
     ) -> Result<(), StoreError> {
-        if !matches!(event, OrderEvent::Placed { .. }) || !self.rows.contains_key(&order) {
-            // A placed order is new: its row is absent unless the log says otherwise, which the
-            // upsert would then find (the id is the primary key). Load to be sure only when
-            // the batch has not seen the order.
+        if !matches!(event, OrderEvent::Placed { .. }) {
+            // Its row, unless already known (a placed order is new: its id was just minted, or
+            // the log says so; the upsert's key would refuse a second one).
             self.load(statements, client, [order])?;
         }
-        let row = self.rows.entry(order).or_default();
-        apply_order_event(row, order, event, at)?;
+        self.apply_known(order, event, at)
+    }
+
+    /// Applies one order event to its row as known here: absent when not loaded.
+    fn apply_known(
+        &mut self,
+        order: OrderId,
+        event: &OrderEvent,
+        at: jiff::Timestamp,
+    ) -> Result<(), StoreError> {
+        apply_order_event(self.rows.entry(order).or_default(), order, event, at)?;
         self.changed.insert(order);
         Ok(())
     }
@@ -194,10 +202,7 @@ pub fn apply_log(
         events.iter().map(|(_, order, ..)| *order).filter(|order| !placed_here.contains(order)).collect();
     rows.load(statements, client, earlier)?;
     for (_, order, event, at) in &events {
-        rows.rows.entry(*order).or_default();
-        let row = rows.rows.entry(*order).or_default();
-        apply_order_event(row, *order, event, *at)?;
-        rows.changed.insert(*order);
+        rows.apply_known(*order, event, *at)?;
     }
     rows.flush(statements, client)?;
     rows.clear();

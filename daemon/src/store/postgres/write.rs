@@ -111,7 +111,7 @@ fn run(
     units: &[usize],
 ) -> Result<(), Failure> {
     let mut tx = client.transaction().map_err(|e| Failure::Database(e.into()))?;
-    let mut state = prepare(&mut tx, statements, batch, units.len() > 1).map_err(Failure::Database)?;
+    let mut state = prepare(&mut tx, statements, batch).map_err(Failure::Database)?;
     for &index in units {
         run_unit(&mut tx, statements, &mut state, batch, index);
         if let Some(error) = state.broken.take() {
@@ -138,7 +138,6 @@ fn prepare(
     tx: &mut Transaction<'_>,
     statements: &mut Statements,
     batch: &mut dyn Batch,
-    preload: bool,
 ) -> Result<State, StoreError> {
     let row = statements.query_one(
         tx,
@@ -151,11 +150,9 @@ fn prepare(
     batch.database_time(now);
     let mut state = State::new(head);
     let wants = batch.wants();
-    if preload || !wants.streams.is_empty() || !wants.idempotency_keys.is_empty() {
-        state.load(tx, statements, &wants.streams, &wants.idempotency_keys)?;
-        let orders = wants.streams.iter().filter(|s| s.kind == StreamKind::Order).map(|s| s.order);
-        state.rows.load(statements, tx, orders)?;
-    }
+    state.load(tx, statements, &wants.streams, &wants.idempotency_keys)?;
+    let orders = wants.streams.iter().filter(|s| s.kind == StreamKind::Order).map(|s| s.order);
+    state.rows.load(statements, tx, orders)?;
     Ok(state)
 }
 
@@ -658,11 +655,6 @@ impl WriteTx for Tx<'_, '_> {
             self.note(loaded)?;
         }
         self.row_changing(order);
-        if self.state.rows.known(order).is_none() {
-            // A placed order the batch has not seen: new, its id being fresh (the upsert's key
-            // would say otherwise).
-            self.state.rows.restore(order, Some(None), false);
-        }
         self.state.rows.project(self.statements, self.tx, event)
     }
 
