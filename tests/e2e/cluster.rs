@@ -1,6 +1,10 @@
 //! Several daemons, one PostgreSQL store (issue 20): any daemon answers for any order, a follower
 //! on one sees every daemon's commits exactly once and in order, and a lost daemon (killed, or
 //! frozen as a host that vanished with its connections open) loses no delivery and no payment.
+//! The tests under load, a daemon killed again and again and the database restarted, are in
+//! [`under_load`].
+
+mod under_load;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
