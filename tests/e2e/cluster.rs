@@ -173,22 +173,31 @@ fn cluster_seen_by(daemon: &TestDaemon) -> Vec<Value> {
     status["daemons"].as_array().unwrap_or_else(|| panic!("no daemons in the status: {status}")).clone()
 }
 
-/// Each of `daemons` lists exactly these daemons, itself as `this` and only itself, and says it
-/// in its human status too, a line for each.
+/// Each of `daemons` lists exactly these daemons (once it has heard of them all: a daemon that
+/// just joined, or that connects again after a restart of the database, says so at its next
+/// heartbeat), itself as `this` and only itself, and says it in its human status too, a line for
+/// each.
 pub fn assert_each_lists_the_cluster(daemons: &[&TestDaemon]) {
     let mut pids: Vec<u64> = daemons.iter().map(|daemon| u64::from(daemon.pid())).collect();
     pids.sort_unstable();
     let mut ids_seen: Option<Vec<String>> = None;
     for daemon in daemons {
-        let version = daemon.json(["daemon", "status"])["version"].clone();
-        let listed = cluster_seen_by(daemon);
-        let mut listed_pids: Vec<u64> =
-            listed.iter().map(|member| member["pid"].as_u64().expect("a pid")).collect();
-        listed_pids.sort_unstable();
-        assert_eq!(listed_pids, pids, "daemon {} lists {listed:?}", daemon.pid());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let listed = loop {
+            let listed = cluster_seen_by(daemon);
+            let mut listed_pids: Vec<u64> =
+                listed.iter().map(|member| member["pid"].as_u64().expect("a pid")).collect();
+            listed_pids.sort_unstable();
+            if listed_pids == pids {
+                break listed;
+            }
+            assert!(Instant::now() < deadline, "daemon {} lists {listed:?}, not {pids:?}", daemon.pid());
+            thread::sleep(Duration::from_millis(50));
+        };
         let this: Vec<&Value> = listed.iter().filter(|member| member["this"] == true).collect();
         assert_eq!(this.len(), 1, "one daemon is this one: {listed:?}");
         assert_eq!(this[0]["pid"], u64::from(daemon.pid()), "{listed:?}");
+        let version = daemon.json(["daemon", "status"])["version"].clone();
         let text = daemon.ok(["daemon", "status"]);
         for member in &listed {
             let host = member["host"].as_str().filter(|host| !host.is_empty());
