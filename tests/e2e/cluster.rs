@@ -334,6 +334,7 @@ fn a_lost_daemons_delivery(lose: impl FnOnce(&mut TestDaemon), come_back: impl F
     lose(&mut a);
     let delivered = b.wait_for_status(&id, "delivered");
     let waited = between(time(&approved, "approved_at"), time(&delivered, "delivered_at"));
+    eprintln!("a lost daemon's delivery, due {DELAY:?} after approval, made {waited:?} after it");
     assert!(
         waited <= DELAY + LOST_DELIVERY_AFTER_DUE + SLACK,
         "delivered {waited:?} after approval, its daemon lost: the bound is {:?} after the due time",
@@ -388,6 +389,7 @@ fn a_killed_daemons_payments_are_decided_by_another_once() {
     };
     for id in [&even, &odd] {
         let waited = decided(id);
+        eprintln!("a killed daemon's payment decided {waited:?} after it was asked");
         assert!(
             waited <= DELAY + PAYMENT_LEASE_BEYOND_DELAY + POLL + SLACK,
             "payment of {id} decided {waited:?} after it was asked, its daemon killed"

@@ -50,38 +50,50 @@ struct Acknowledged {
     by_daemon: HashMap<usize, usize>,
     /// Commands refused, by command and error code: not acknowledged.
     refused: HashMap<(String, String), usize>,
-    /// Commands whose connection was lost or could not be made (a killed daemon): not
-    /// acknowledged.
-    lost: usize,
+    /// Commands cut by their daemon's death (no reply): not acknowledged.
+    cut: usize,
+    /// Commands that found no daemon to connect to, and went to the next one.
+    unreachable: usize,
+    /// Keyed creates cut by their daemon's death and asked again of another daemon.
+    keys_asked_again: usize,
 }
 
-/// Sends a request to the daemon at `endpoint` on `client` (connecting first if need be); `None`
-/// when the daemon is not there or the connection ends before the reply.
-fn ask(client: &mut Option<RawClient>, endpoint: &Endpoint, request: &Value) -> Option<Value> {
+/// Why a command got no reply.
+enum Lost {
+    /// No daemon to connect to on that socket (killed, not back yet).
+    Unreachable,
+    /// The connection ended under the command: it may or may not have been carried out.
+    Cut,
+}
+
+/// Sends a request to the daemon at `endpoint` on `client` (connecting first if need be).
+fn ask(client: &mut Option<RawClient>, endpoint: &Endpoint, request: &Value) -> Result<Value, Lost> {
     if client.is_none() {
-        let stream = std::os::unix::net::UnixStream::connect(&endpoint.socket).ok()?;
+        let stream =
+            std::os::unix::net::UnixStream::connect(&endpoint.socket).map_err(|_| Lost::Unreachable)?;
         *client = Some(RawClient::from_stream(stream));
     }
-    let connection = client.as_mut()?;
+    let connection = client.as_mut().ok_or(Lost::Unreachable)?;
     let mut line = crate::fixture::request(&endpoint.store, request.clone()).to_string();
     line.push('\n');
-    connection.try_send(line.as_bytes()).ok()?;
-    connection.reply()
+    connection.try_send(line.as_bytes()).map_err(|_| Lost::Cut)?;
+    connection.reply().ok_or(Lost::Cut)
 }
 
 /// One writer: places orders (even and odd totals, one in three with an idempotency key) and
-/// cancels some of its even ones, starting on daemon `first` of `endpoints`; when its daemon is
-/// gone (or starting again) it goes on with the next one, asking a keyed create again there until
-/// it is answered. A daemon that cannot write for now (`unavailable`) it asks again after a pause.
+/// cancels some of its even ones, on daemon `home` of `endpoints`. When its daemon is gone (or
+/// starting again) it asks the next one meanwhile, and a keyed create cut by a daemon's death
+/// again there, until it is answered; it goes back home once it has been answered. A daemon that
+/// cannot write for now (`unavailable`) it asks again after a pause.
 fn writer(
     endpoints: Vec<Endpoint>,
-    first: usize,
+    home: usize,
     seed: u64,
     stop: Arc<AtomicBool>,
     acknowledged: Arc<Mutex<Acknowledged>>,
 ) {
     let mut rng = fastrand::Rng::with_seed(seed);
-    let mut at = first;
+    let mut at = home;
     let mut client = None;
     let mut mine: Vec<String> = Vec::new();
     let mut keyed = 0;
@@ -101,16 +113,32 @@ fn writer(
             }
         });
         let keyed_create = request["idempotency_key"].is_string();
-        let Some(reply) = ask(&mut client, &endpoints[at], &request) else {
-            acknowledged.lock().expect("lock").lost += 1;
-            client = None;
-            at = (at + 1) % endpoints.len();
-            thread::sleep(Duration::from_millis(5));
-            if keyed_create {
-                again = Some(request);
+        let reply = match ask(&mut client, &endpoints[at], &request) {
+            Ok(reply) => reply,
+            Err(lost) => {
+                let mut acknowledged = acknowledged.lock().expect("lock");
+                match lost {
+                    Lost::Unreachable => acknowledged.unreachable += 1,
+                    Lost::Cut => acknowledged.cut += 1,
+                }
+                if keyed_create {
+                    acknowledged.keys_asked_again += usize::from(matches!(lost, Lost::Cut));
+                    again = Some(request);
+                }
+                drop(acknowledged);
+                client = None;
+                at = (at + 1) % endpoints.len();
+                thread::sleep(Duration::from_millis(5));
+                continue;
             }
-            continue;
         };
+        let answered_by = at;
+        if at != home {
+            // Answered elsewhere: home again for the next command (on to the next daemon again if
+            // it is not back yet).
+            client = None;
+            at = home;
+        }
         let mut acknowledged = acknowledged.lock().expect("lock");
         let command = request["cmd"].as_str().expect("cmd").to_owned();
         if reply["ok"] != true {
@@ -123,7 +151,7 @@ fn writer(
                 again = Some(request);
             }
             if starting {
-                // A daemon started again after a kill: on to the next one meanwhile.
+                // A daemon started again after a kill, not ready yet: the next one meanwhile.
                 client = None;
                 at = (at + 1) % endpoints.len();
             }
@@ -132,7 +160,7 @@ fn writer(
             }
             continue;
         }
-        *acknowledged.by_daemon.entry(at).or_default() += 1;
+        *acknowledged.by_daemon.entry(answered_by).or_default() += 1;
         if command == "cancel" {
             acknowledged.cancelled.push(request["id"].as_str().expect("id").to_owned());
             continue;
@@ -314,11 +342,13 @@ fn three_daemons_one_killed_again_and_again_lose_nothing_and_do_nothing_twice() 
     let acknowledged = acknowledged.lock().expect("lock");
     eprintln!(
         "cluster kill test: {} orders and {} cancels acknowledged (by daemon: {:?}), {} commands \
-        lost with their daemon, refused: {:?}",
+        cut by a kill ({} keyed creates asked again elsewhere), {} found no daemon, refused: {:?}",
         acknowledged.created.len(),
         acknowledged.cancelled.len(),
         acknowledged.by_daemon,
-        acknowledged.lost,
+        acknowledged.cut,
+        acknowledged.keys_asked_again,
+        acknowledged.unreachable,
         acknowledged.refused
     );
     assert!(acknowledged.created.len() > rounds * 10, "the load did happen");
@@ -398,7 +428,7 @@ fn a_database_restarted_under_three_daemons_loses_nothing_and_all_recover() {
         acknowledged.by_daemon,
         acknowledged.refused
     );
-    assert_eq!(acknowledged.lost, 0, "no daemon went away");
+    assert_eq!((acknowledged.cut, acknowledged.unreachable), (0, 0), "no daemon went away");
     for ((command, code), _) in acknowledged.refused.iter() {
         let fine = code == "unavailable" || (command == "cancel" && code == "rejected");
         assert!(fine, "a {command} refused with {code}: {:?}", acknowledged.refused);
