@@ -9,14 +9,15 @@ mod under_load;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
+use std::sync::Barrier;
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::fixture::{TestDaemon, code, stderr, wait_timeout};
+use crate::fixture::{RawClient, TestDaemon, code, stderr, wait_timeout};
 
 /// How often every daemon looks in the database for work another daemon left: timers overdue,
 /// leases expired, commits it was not woken for.
@@ -406,4 +407,36 @@ fn a_killed_daemons_payments_are_decided_by_another_once() {
         assert_eq!(count(&types, "PaymentRefunded"), 0, "{types:?}");
     }
     assert_eq!(b.json(["daemon", "status"])["pending_payments"], 0);
+}
+
+/// The same idempotency key given to two daemons at the same instant (a client that retried on
+/// another host, say): both look it up and miss, one insert loses on the unique index, and that
+/// daemon runs the command again and answers with the winner's order.
+#[test]
+fn one_key_given_to_two_daemons_at_once_places_one_order() {
+    const ROUNDS: usize = 40;
+    let a = TestDaemon::start();
+    let b = a.join();
+    for round in 0..ROUNDS {
+        let key = format!("race-{round}");
+        let start = Barrier::new(2);
+        let ask = |daemon: &TestDaemon| {
+            let mut client = RawClient::connect(&daemon.socket());
+            let request = json!({"cmd": "create", "user": "race", "total": 2, "idempotency_key": key});
+            let request = daemon.request(request);
+            start.wait();
+            client.call(request)
+        };
+        let replies = thread::scope(|scope| {
+            let on_a = scope.spawn(|| ask(&a));
+            let on_b = scope.spawn(|| ask(&b));
+            [on_a.join().expect("A's create"), on_b.join().expect("B's create")]
+        });
+        for reply in &replies {
+            assert_eq!(reply["ok"], true, "key {key}: {reply}");
+        }
+        assert_eq!(replies[0]["data"]["id"], replies[1]["data"]["id"], "key {key}: {replies:?}");
+    }
+    let placed = a.json(["list", "--user", "race", "--count"]);
+    assert_eq!(placed["count"], ROUNDS, "one order per key: {placed}");
 }
