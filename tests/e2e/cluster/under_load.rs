@@ -81,7 +81,7 @@ fn ask(client: &mut Option<RawClient>, endpoint: &Endpoint, request: &Value) -> 
 }
 
 /// One writer: places orders (even and odd totals, one in three with an idempotency key) and
-/// cancels some of its even ones, on daemon `home` of `endpoints`. When its daemon is gone (or
+/// cancels some of its newest even ones, each once, on daemon `home` of `endpoints`. When its daemon is gone (or
 /// starting again) it asks the next one meanwhile, and a keyed create cut by a daemon's death
 /// again there, until it is answered; it goes back home once it has been answered. A daemon that
 /// cannot write for now (`unavailable`) it asks again after a pause.
@@ -101,7 +101,10 @@ fn writer(
     while !stop.load(Ordering::Relaxed) {
         let request = again.take().unwrap_or_else(|| {
             if !mine.is_empty() && rng.u8(0..5) == 0 {
-                json!({"cmd": "cancel", "id": mine[rng.usize(0..mine.len())]})
+                // One of its newest: most likely still pending or approved, its payment or its
+                // delivery racing the cancel, perhaps on another daemon.
+                let newest = mine.len() - 1 - rng.usize(0..mine.len().min(3));
+                json!({"cmd": "cancel", "id": mine.swap_remove(newest)})
             } else {
                 let mut create =
                     json!({"cmd": "create", "user": format!("w{seed}"), "total": rng.i64(1..=9)});
