@@ -522,6 +522,7 @@ async fn become_ready(
                 deliveries: deliveries.clone(),
                 stuck: Arc::clone(&stuck),
                 members: Arc::clone(&members),
+                metrics: Arc::clone(&serving.metrics),
             },
             stopping.clone(),
         )?),
