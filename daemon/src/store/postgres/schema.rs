@@ -365,8 +365,9 @@ pub fn heartbeat(client: &mut impl GenericClient, me: &str) -> Result<(), StoreE
 }
 
 /// Removes this daemon's row (a clean stop) — unless its data directory's next daemon has
-/// taken it over already.
+/// taken it over already — and lets its leased payment steps go to the others at once.
 pub fn leave(client: &mut impl GenericClient, me: &str) -> Result<(), StoreError> {
+    client.execute("UPDATE payment_requests SET lease_until = NULL WHERE claimed_by = $1", &[&me])?;
     client.execute(
         "DELETE FROM orders_daemons WHERE id = $1 AND host = $2 AND pid = $3",
         &[&me, &host_name(), &i64::from(std::process::id())],
