@@ -116,6 +116,7 @@ pub struct Handles {
     pub deliveries: UnboundedSender<DeliveryDue>,
     pub stuck: Arc<StuckSteps>,
     pub members: Arc<Members>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Starts the thread; it ends once `stop` is cancelled (within [`POLL`]). The receiver
@@ -174,7 +175,9 @@ impl Follower {
     fn round(&mut self) -> Result<(), StoreError> {
         if self.last_look.is_none_or(|at| at.elapsed() >= POLL) {
             self.last_look = Some(Instant::now());
-            self.handles.members.set(self.cluster.heartbeat()?);
+            let members = self.cluster.heartbeat()?;
+            self.handles.metrics.cluster(members.iter().filter(|member| member.live).count());
+            self.handles.members.set(members);
             self.take_orphans()?;
         }
         self.follow()?;

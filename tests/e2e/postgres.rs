@@ -81,6 +81,9 @@ fn a_second_daemon_on_the_same_database_joins_it_and_both_are_listed() {
     }
     let shown = second.ok(["daemon", "status"]);
     assert!(shown.contains("2 live on this database"), "{shown}");
+    let metrics = second.ok(["metrics"]);
+    assert!(metrics.lines().any(|line| line == "orders_cluster_daemons 2"), "{metrics}");
+    assert!(metrics.contains("orders_writer_lock_wait_seconds_count"), "{metrics}");
 }
 
 #[test]
