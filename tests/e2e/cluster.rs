@@ -9,8 +9,9 @@ mod under_load;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
-use std::sync::Barrier;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -439,4 +440,61 @@ fn one_key_given_to_two_daemons_at_once_places_one_order() {
     }
     let placed = a.json(["list", "--user", "race", "--count"]);
     assert_eq!(placed["count"], ROUNDS, "one order per key: {placed}");
+}
+
+/// A replay on one daemon while another writes and a third starts: every order placed meanwhile
+/// is in the rebuilt read model, a replay asked of another daemon meanwhile is refused (one at a
+/// time in the cluster), and the starting daemon leaves the replay's table alone.
+#[test]
+fn a_replay_on_one_daemon_while_another_writes_and_a_third_starts() {
+    let a = TestDaemon::start_with(&[("ORDERS_TEST_REPLAY_PAUSE_MS", "100")]);
+    let b = a.join();
+    a.bulk_create(3_000, 20);
+    a.wait_until_quiet();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, socket) = (Arc::clone(&stop), b.socket());
+        let create = b.request(json!({"cmd": "create", "user": "during", "total": 2}));
+        thread::spawn(move || {
+            let mut client = RawClient::connect(&socket);
+            let mut created = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let reply = client.call(create.clone());
+                assert_eq!(reply["ok"], true, "{reply}");
+                created.push(reply["data"]["id"].as_str().expect("id").to_owned());
+            }
+            created
+        })
+    };
+    let mut replay = RawClient::connect(&a.socket());
+    replay.send_raw(format!("{}\n", a.request(json!({"cmd": "replay"}))).as_bytes());
+    let first = replay.reply().expect("a progress line");
+    let progress = &first["progress"];
+    assert!(progress["applied"].as_u64() < progress["total"].as_u64(), "under way: {first}");
+
+    let refused = b.run(["replay"]);
+    assert_eq!(code(&refused), 5, "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("one replay runs at a time"), "{}", stderr(&refused));
+    let c = a.join();
+    let metrics = a.ok(["metrics"]);
+    assert!(metrics.lines().any(|line| line == "orders_replay_running 1"), "C started during the replay");
+    let done = loop {
+        let reply = replay.reply().expect("the replay's reply");
+        if reply.get("progress").is_none() {
+            break reply;
+        }
+    };
+    assert_eq!(done["ok"], true, "the replay finished, its table untouched by C's start: {done}");
+    stop.store(true, Ordering::Relaxed);
+    let created = writer.join().expect("the writer on B");
+    assert!(!created.is_empty(), "B wrote during the replay");
+    let mut listed: Vec<String> =
+        ids(&c.json(["list", "--user", "during", "--all"])).into_iter().map(str::to_owned).collect();
+    listed.reverse();
+    assert_eq!(listed, created, "every order placed on B during the replay is in the new read model");
+    a.wait_until_quiet();
+    for daemon in [&a, &b, &c] {
+        let check = daemon.run(["replay", "--check"]);
+        assert_eq!(code(&check), 0, "{}{}", String::from_utf8_lossy(&check.stdout), stderr(&check));
+    }
 }
