@@ -498,3 +498,76 @@ fn a_replay_on_one_daemon_while_another_writes_and_a_third_starts() {
         assert_eq!(code(&check), 0, "{}{}", String::from_utf8_lossy(&check.stdout), stderr(&check));
     }
 }
+
+/// Cancels fired through both daemons at the instant the delivery one of them armed falls due:
+/// whatever the timing, the log holds exactly one of the cancel and the delivery, exactly one
+/// cancel is accepted when it holds the cancel, and the others are refused by the rules.
+#[test]
+fn cancels_through_two_daemons_racing_the_delivery_never_yield_both() {
+    const ROUNDS: usize = 12;
+    const CANCELS: usize = 16;
+    let a = TestDaemon::start_with(&[("ORDERS_DELIVERY_DELAY", "300ms")]);
+    let b = a.join();
+    let mut outcomes = Vec::new();
+    for round in 0..ROUNDS {
+        let id = a.create("race", 2);
+        a.wait_for_status(&id, "approved");
+        let scheduled = a.json(["history", &id]);
+        let due: Timestamp = scheduled
+            .as_array()
+            .and_then(|events| events.iter().find(|e| e["type"] == "DeliveryScheduled"))
+            .and_then(|e| e["data"]["due_at"].as_str())
+            .expect("a due time")
+            .parse()
+            .expect("RFC 3339");
+        // Spread over 8 ms around the due instant, from 20 ms before it to 20 ms after as the
+        // rounds go, so that both outcomes happen.
+        let offset_ms = (round as i64 % 6) * 8 - 20;
+        let start = due.checked_add(jiff::SignedDuration::from_millis(offset_ms)).expect("time");
+        let cancels: Vec<_> = (0..CANCELS)
+            .map(|i| {
+                let daemon = if i % 2 == 0 { &a } else { &b };
+                let (socket, request) = (daemon.socket(), daemon.request(json!({"cmd": "cancel", "id": id})));
+                thread::spawn(move || {
+                    let mut client = RawClient::connect(&socket);
+                    let at =
+                        start.checked_add(jiff::SignedDuration::from_micros(i as i64 * 500)).expect("time");
+                    if let Ok(wait) = Duration::try_from(at.duration_since(Timestamp::now())) {
+                        thread::sleep(wait);
+                    }
+                    client.call(request)
+                })
+            })
+            .collect();
+        let replies: Vec<Value> = cancels.into_iter().map(|t| t.join().expect("cancel thread")).collect();
+        let accepted = replies.iter().filter(|r| r["ok"] == true).count();
+        for refused in replies.iter().filter(|r| r["ok"] == false) {
+            assert_eq!(refused["error"]["code"], "rejected", "{refused}");
+        }
+        let settled = b.wait_for_status_in(&id, &["delivered", "cancelled"]);
+        let types = b.history_types(&id);
+        let (delivered, cancelled) = (count(&types, "OrderDelivered"), count(&types, "OrderCancelled"));
+        assert_eq!(delivered + cancelled, 1, "exactly one terminal event: {types:?}");
+        assert_eq!(accepted, cancelled, "one accepted cancel per cancel event: {replies:?}");
+        if cancelled == 1 {
+            assert_eq!(settled["status"], "cancelled");
+            // The refund and the delivery's cancel follow the order's cancel.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut types = types;
+            while count(&types, "PaymentRefunded") + count(&types, "DeliveryCancelled") < 2 {
+                assert!(Instant::now() < deadline, "{types:?}");
+                thread::sleep(Duration::from_millis(20));
+                types = b.history_types(&id);
+            }
+            assert_eq!(count(&types, "PaymentRefunded"), 1, "{types:?}");
+            assert_eq!(count(&types, "DeliveryCancelled"), 1, "{types:?}");
+            assert_eq!(count(&types, "DeliveryCompleted"), 0, "{types:?}");
+        } else {
+            assert_eq!(count(&types, "PaymentRefunded"), 0, "{types:?}");
+        }
+        outcomes.push(settled["status"].as_str().expect("status").to_owned());
+    }
+    eprintln!("race outcomes: {outcomes:?}");
+    let check = b.run(["check"]);
+    assert_eq!(code(&check), 0, "{}{}", String::from_utf8_lossy(&check.stdout), stderr(&check));
+}
