@@ -1,17 +1,20 @@
 //! Several daemons, one PostgreSQL store (issue 20): any daemon answers for any order, a follower
-//! on one sees every daemon's commits exactly once and in order, and a lost daemon (killed, or
-//! frozen as a host that vanished with its connections open) loses no delivery and no payment.
-//! The tests under load, a daemon killed again and again and the database restarted, are in
+//! on one sees every daemon's commits exactly once and in order, one replay runs at a time in the
+//! cluster. A lost daemon (killed, or frozen as a host that vanished with its connections open)
+//! loses no delivery and no payment: [`lost_daemons`]; two daemons given the same command at the
+//! same instant: [`races`]; a daemon killed again and again under load, the database restarted:
 //! [`under_load`].
 
+mod lost_daemons;
+mod races;
 mod under_load;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -23,16 +26,6 @@ use crate::fixture::{RawClient, TestDaemon, code, stderr, wait_timeout};
 /// How often every daemon looks in the database for work another daemon left: timers overdue,
 /// leases expired, commits it was not woken for.
 const POLL: Duration = Duration::from_secs(1);
-
-/// How long after its due time a delivery armed by a lost daemon may wait for another one: every
-/// daemon delivers the timers more than 2 s overdue, found at its next poll (every 1 s); and if
-/// the lost daemon was frozen inside a write transaction, holding the writers' lock, nobody
-/// writes until the database ends that session, after 5 s (`idle_in_transaction_session_timeout`).
-const LOST_DELIVERY_AFTER_DUE: Duration = Duration::from_secs(2 + 1 + 5);
-
-/// How much longer than its payment delay the daemon that placed an order holds the lease on its
-/// payment: past it, another daemon takes the payment over at its next poll.
-const PAYMENT_LEASE_BEYOND_DELAY: Duration = Duration::from_secs(3);
 
 /// Room for a loaded machine: the suite runs its tests in parallel, on two cores in CI.
 const SLACK: Duration = Duration::from_secs(2);
@@ -325,123 +318,6 @@ fn a_follower_on_one_daemon_sees_every_daemons_commits_once_in_order() {
     assert_eq!(event_log(&b), log, "both daemons read the same log");
 }
 
-/// A daemon approves an order and is lost before its delivery timer fires: another daemon
-/// delivers it within the bound, once, and the lost one, back, delivers nothing more.
-fn a_lost_daemons_delivery(lose: impl FnOnce(&mut TestDaemon), come_back: impl FnOnce(&mut TestDaemon)) {
-    const DELAY: Duration = Duration::from_secs(1);
-    let mut a = TestDaemon::start_with(&[("ORDERS_DELIVERY_DELAY", "1s")]);
-    let b = a.join();
-    let id = a.create("lost", 2);
-    let approved = b.wait_for_status(&id, "approved");
-    lose(&mut a);
-    let delivered = b.wait_for_status(&id, "delivered");
-    let waited = between(time(&approved, "approved_at"), time(&delivered, "delivered_at"));
-    eprintln!("a lost daemon's delivery, due {DELAY:?} after approval, made {waited:?} after it");
-    assert!(
-        waited <= DELAY + LOST_DELIVERY_AFTER_DUE + SLACK,
-        "delivered {waited:?} after approval, its daemon lost: the bound is {:?} after the due time",
-        LOST_DELIVERY_AFTER_DUE
-    );
-    come_back(&mut a);
-    // The lost daemon's own timer has fired by the time it has placed and delivered another order.
-    let again = a.json(["create", "--user", "lost", "--total", "4", "--wait"]);
-    assert_eq!(again["status"], "delivered", "{again}");
-    for daemon in [&a, &b] {
-        let types = daemon.history_types(&id);
-        assert_eq!(count(&types, "OrderDelivered"), 1, "{types:?}");
-        assert_eq!(count(&types, "DeliveryCompleted"), 1, "{types:?}");
-        assert_eq!(daemon.json(["show", &id])["status"], "delivered");
-    }
-    let check = b.run(["check"]);
-    assert_eq!(code(&check), 0, "{}{}", String::from_utf8_lossy(&check.stdout), stderr(&check));
-}
-
-/// SIGSTOP: a host that vanished with its connections open (no FIN, no RST).
-#[test]
-fn a_frozen_daemons_approved_order_is_delivered_by_another_once() {
-    a_lost_daemons_delivery(|a| a.send_signal("STOP"), |a| a.send_signal("CONT"));
-}
-
-#[test]
-fn a_killed_daemons_approved_order_is_delivered_by_another_once() {
-    a_lost_daemons_delivery(TestDaemon::kill9, TestDaemon::spawn);
-}
-
-/// A daemon killed while the provider decides its payments: another daemon takes them over once
-/// their lease has run out, and each payment is decided once.
-#[test]
-fn a_killed_daemons_payments_are_decided_by_another_once() {
-    const DELAY: Duration = Duration::from_secs(2);
-    let mut a = TestDaemon::start_with(&[("ORDERS_PAYMENT_DELAY", "2s")]);
-    let b = a.join_with(&[("ORDERS_PAYMENT_DELAY", "0")]);
-    let even = a.create("lease", 2);
-    let odd = a.create("lease", 3);
-    a.kill9();
-    b.wait_for_status(&even, "delivered");
-    let declined = b.wait_for_status(&odd, "cancelled");
-    assert_eq!(declined["cancel_reason"], "payment_declined");
-    let decided = |id: &str| {
-        let history = b.json(["history", id]);
-        let events = history.as_array().expect("an array");
-        let at = |wanted: &[&str]| {
-            let found = events.iter().find(|event| wanted.iter().any(|w| event["type"] == *w));
-            time(found.unwrap_or_else(|| panic!("{wanted:?} in {history}")), "recorded_at")
-        };
-        between(at(&["PaymentRequested"]), at(&["PaymentApproved", "PaymentDeclined"]))
-    };
-    for id in [&even, &odd] {
-        let waited = decided(id);
-        eprintln!("a killed daemon's payment decided {waited:?} after it was asked");
-        assert!(
-            waited <= DELAY + PAYMENT_LEASE_BEYOND_DELAY + POLL + SLACK,
-            "payment of {id} decided {waited:?} after it was asked, its daemon killed"
-        );
-    }
-    // Back, the killed daemon decides nothing again.
-    a.spawn();
-    let again = a.json(["create", "--user", "lease", "--total", "4", "--wait"]);
-    assert_eq!(again["status"], "delivered", "{again}");
-    for id in [&even, &odd] {
-        let types = a.history_types(id);
-        assert_eq!(count(&types, "PaymentRequested"), 1, "{types:?}");
-        assert_eq!(count(&types, "PaymentApproved") + count(&types, "PaymentDeclined"), 1, "{types:?}");
-        assert_eq!(count(&types, "PaymentRefunded"), 0, "{types:?}");
-    }
-    assert_eq!(b.json(["daemon", "status"])["pending_payments"], 0);
-}
-
-/// The same idempotency key given to two daemons at the same instant (a client that retried on
-/// another host, say): both look it up and miss, one insert loses on the unique index, and that
-/// daemon runs the command again and answers with the winner's order.
-#[test]
-fn one_key_given_to_two_daemons_at_once_places_one_order() {
-    const ROUNDS: usize = 40;
-    let a = TestDaemon::start();
-    let b = a.join();
-    for round in 0..ROUNDS {
-        let key = format!("race-{round}");
-        let start = Barrier::new(2);
-        let ask = |daemon: &TestDaemon| {
-            let mut client = RawClient::connect(&daemon.socket());
-            let request = json!({"cmd": "create", "user": "race", "total": 2, "idempotency_key": key});
-            let request = daemon.request(request);
-            start.wait();
-            client.call(request)
-        };
-        let replies = thread::scope(|scope| {
-            let on_a = scope.spawn(|| ask(&a));
-            let on_b = scope.spawn(|| ask(&b));
-            [on_a.join().expect("A's create"), on_b.join().expect("B's create")]
-        });
-        for reply in &replies {
-            assert_eq!(reply["ok"], true, "key {key}: {reply}");
-        }
-        assert_eq!(replies[0]["data"]["id"], replies[1]["data"]["id"], "key {key}: {replies:?}");
-    }
-    let placed = a.json(["list", "--user", "race", "--count"]);
-    assert_eq!(placed["count"], ROUNDS, "one order per key: {placed}");
-}
-
 /// A replay on one daemon while another writes and a third starts: every order placed meanwhile
 /// is in the rebuilt read model, a replay asked of another daemon meanwhile is refused (one at a
 /// time in the cluster), and the starting daemon leaves the replay's table alone.
@@ -497,77 +373,4 @@ fn a_replay_on_one_daemon_while_another_writes_and_a_third_starts() {
         let check = daemon.run(["replay", "--check"]);
         assert_eq!(code(&check), 0, "{}{}", String::from_utf8_lossy(&check.stdout), stderr(&check));
     }
-}
-
-/// Cancels fired through both daemons at the instant the delivery one of them armed falls due:
-/// whatever the timing, the log holds exactly one of the cancel and the delivery, exactly one
-/// cancel is accepted when it holds the cancel, and the others are refused by the rules.
-#[test]
-fn cancels_through_two_daemons_racing_the_delivery_never_yield_both() {
-    const ROUNDS: usize = 12;
-    const CANCELS: usize = 16;
-    let a = TestDaemon::start_with(&[("ORDERS_DELIVERY_DELAY", "300ms")]);
-    let b = a.join();
-    let mut outcomes = Vec::new();
-    for round in 0..ROUNDS {
-        let id = a.create("race", 2);
-        a.wait_for_status(&id, "approved");
-        let scheduled = a.json(["history", &id]);
-        let due: Timestamp = scheduled
-            .as_array()
-            .and_then(|events| events.iter().find(|e| e["type"] == "DeliveryScheduled"))
-            .and_then(|e| e["data"]["due_at"].as_str())
-            .expect("a due time")
-            .parse()
-            .expect("RFC 3339");
-        // Spread over 8 ms around the due instant, from 20 ms before it to 20 ms after as the
-        // rounds go, so that both outcomes happen.
-        let offset_ms = (round as i64 % 6) * 8 - 20;
-        let start = due.checked_add(jiff::SignedDuration::from_millis(offset_ms)).expect("time");
-        let cancels: Vec<_> = (0..CANCELS)
-            .map(|i| {
-                let daemon = if i % 2 == 0 { &a } else { &b };
-                let (socket, request) = (daemon.socket(), daemon.request(json!({"cmd": "cancel", "id": id})));
-                thread::spawn(move || {
-                    let mut client = RawClient::connect(&socket);
-                    let at =
-                        start.checked_add(jiff::SignedDuration::from_micros(i as i64 * 500)).expect("time");
-                    if let Ok(wait) = Duration::try_from(at.duration_since(Timestamp::now())) {
-                        thread::sleep(wait);
-                    }
-                    client.call(request)
-                })
-            })
-            .collect();
-        let replies: Vec<Value> = cancels.into_iter().map(|t| t.join().expect("cancel thread")).collect();
-        let accepted = replies.iter().filter(|r| r["ok"] == true).count();
-        for refused in replies.iter().filter(|r| r["ok"] == false) {
-            assert_eq!(refused["error"]["code"], "rejected", "{refused}");
-        }
-        let settled = b.wait_for_status_in(&id, &["delivered", "cancelled"]);
-        let types = b.history_types(&id);
-        let (delivered, cancelled) = (count(&types, "OrderDelivered"), count(&types, "OrderCancelled"));
-        assert_eq!(delivered + cancelled, 1, "exactly one terminal event: {types:?}");
-        assert_eq!(accepted, cancelled, "one accepted cancel per cancel event: {replies:?}");
-        if cancelled == 1 {
-            assert_eq!(settled["status"], "cancelled");
-            // The refund and the delivery's cancel follow the order's cancel.
-            let deadline = Instant::now() + Duration::from_secs(10);
-            let mut types = types;
-            while count(&types, "PaymentRefunded") + count(&types, "DeliveryCancelled") < 2 {
-                assert!(Instant::now() < deadline, "{types:?}");
-                thread::sleep(Duration::from_millis(20));
-                types = b.history_types(&id);
-            }
-            assert_eq!(count(&types, "PaymentRefunded"), 1, "{types:?}");
-            assert_eq!(count(&types, "DeliveryCancelled"), 1, "{types:?}");
-            assert_eq!(count(&types, "DeliveryCompleted"), 0, "{types:?}");
-        } else {
-            assert_eq!(count(&types, "PaymentRefunded"), 0, "{types:?}");
-        }
-        outcomes.push(settled["status"].as_str().expect("status").to_owned());
-    }
-    eprintln!("race outcomes: {outcomes:?}");
-    let check = b.run(["check"]);
-    assert_eq!(code(&check), 0, "{}{}", String::from_utf8_lossy(&check.stdout), stderr(&check));
 }
