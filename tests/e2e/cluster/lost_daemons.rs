@@ -1,10 +1,19 @@
 //! A daemon lost — killed with `kill -9`, or frozen (SIGSTOP) as a host that vanished with its
 //! connections open — with an approved order's delivery or a payment in its hands: another
 //! daemon carries it out within the stated bound, once, and the lost one, back, does it no more.
+//! Frozen inside a write, holding the writers' lock, it holds the others up until the database
+//! ends its session.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
 
-use super::{POLL, SLACK, between, count, time};
+use super::under_load::{
+    Acknowledged, assert_acknowledged_stored, assert_check_and_replay_clean, assert_nothing_twice,
+    assert_one_order_per_key, wait_until_settled, writers,
+};
+use super::{POLL, SLACK, assert_dense_and_in_order, between, count, event_log, time};
 use crate::fixture::{TestDaemon, code, stderr};
 
 /// How long after its due time a delivery armed by a lost daemon may wait for another one: every
@@ -100,4 +109,93 @@ fn a_killed_daemons_payments_are_decided_by_another_once() {
         assert_eq!(count(&types, "PaymentRefunded"), 0, "{types:?}");
     }
     assert_eq!(b.json(["daemon", "status"])["pending_payments"], 0);
+}
+
+/// The backend (pid) of a session of `database` idle inside a transaction that holds an advisory
+/// lock (the writers' lock), with when that transaction began.
+fn writer_lock_held_idle(database: &str) -> Option<String> {
+    let cluster = testpg::cluster().expect("the suite's cluster");
+    let held = cluster.sql(
+        database,
+        "SELECT a.pid || ' ' || a.xact_start FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+         WHERE l.locktype = 'advisory' AND l.granted AND a.state = 'idle in transaction' \
+         AND a.datname = current_database() LIMIT 1",
+    );
+    (!held.trim().is_empty()).then(|| held.trim().to_owned())
+}
+
+/// A daemon frozen (SIGSTOP) inside a write transaction, holding the writers' lock: the others
+/// write again once the database has ended that session (`idle_in_transaction_session_timeout`,
+/// 5 s); thawed, the frozen daemon tells the commands of the cut transaction that they failed,
+/// connects again by itself and serves on. Nothing acknowledged is lost.
+#[test]
+fn a_daemon_frozen_inside_a_write_holds_the_others_up_no_longer_than_the_idle_timeout() {
+    const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(5);
+    let frozen = TestDaemon::start();
+    let other = frozen.join();
+    let database = frozen.postgres().and_then(|url| url.rsplit('/').next()).expect("a database").to_owned();
+    let acknowledged = Arc::new(Mutex::new(Acknowledged::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads = writers(&[&frozen], 6, fastrand::u64(..), &stop, &acknowledged);
+    // Frozen at a random instant until the instant falls inside one of its writes: the lock held
+    // by a session that stays idle in its transaction.
+    let mut attempts = 0;
+    let frozen_at = loop {
+        attempts += 1;
+        assert!(attempts <= 200, "the daemon was never frozen inside a write");
+        thread::sleep(Duration::from_millis(fastrand::u64(5..50)));
+        frozen.send_signal("STOP");
+        let frozen_at = Instant::now();
+        let held = writer_lock_held_idle(&database);
+        thread::sleep(Duration::from_millis(200));
+        if held.is_some() && writer_lock_held_idle(&database) == held {
+            break frozen_at;
+        }
+        frozen.send_signal("CONT");
+    };
+    eprintln!("frozen inside a write at attempt {attempts}");
+    // The other daemon writes once the session is ended: a command meanwhile may be told that
+    // the store is unavailable (exit code 5), and then asked again.
+    loop {
+        let placed = other.run(["create", "--user", "other", "--total", "2"]);
+        if placed.status.success() {
+            break;
+        }
+        assert_eq!(code(&placed), 5, "{}", stderr(&placed));
+        assert!(frozen_at.elapsed() < IDLE_IN_TRANSACTION_TIMEOUT + SLACK, "{}", stderr(&placed));
+    }
+    let held_up = frozen_at.elapsed();
+    eprintln!("the other daemon wrote {held_up:?} after the freeze");
+    assert!(held_up <= IDLE_IN_TRANSACTION_TIMEOUT + SLACK, "held up {held_up:?}");
+
+    frozen.send_signal("CONT");
+    let thawed_from = acknowledged.lock().expect("lock").by_daemon.get(&0).copied().unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while acknowledged.lock().expect("lock").by_daemon.get(&0).copied().unwrap_or(0) < thawed_from + 20 {
+        assert!(Instant::now() < deadline, "the thawed daemon did not serve again:\n{}", frozen.log());
+        thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for thread in threads {
+        thread.join().expect("writer");
+    }
+    wait_until_settled(&other, Instant::now() + Duration::from_secs(20), "after the thaw");
+
+    let acknowledged = acknowledged.lock().expect("lock");
+    eprintln!(
+        "frozen daemon test: {} orders acknowledged, refused: {:?}",
+        acknowledged.created.len(),
+        acknowledged.refused
+    );
+    assert_eq!((acknowledged.cut, acknowledged.unreachable), (0, 0), "the daemon stayed up");
+    for ((command, code), _) in acknowledged.refused.iter() {
+        let fine = code == "unavailable" || (command == "cancel" && code == "rejected");
+        assert!(fine, "a {command} refused with {code}: {:?}", acknowledged.refused);
+    }
+    assert_acknowledged_stored(&other, &acknowledged);
+    let log = event_log(&other);
+    assert_dense_and_in_order(&log);
+    assert_nothing_twice(&log);
+    assert_one_order_per_key(&other, &acknowledged);
+    assert_check_and_replay_clean(&other);
 }

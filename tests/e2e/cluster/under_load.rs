@@ -39,23 +39,23 @@ impl Endpoint {
 
 /// What the writers were told happened.
 #[derive(Default)]
-struct Acknowledged {
+pub(super) struct Acknowledged {
     /// Orders whose create was acknowledged, with their totals.
-    created: HashMap<String, i64>,
+    pub(super) created: HashMap<String, i64>,
     /// The order an acknowledged idempotency key was answered with (the same at every retry).
-    keys: HashMap<String, String>,
+    pub(super) keys: HashMap<String, String>,
     /// Orders whose cancel was acknowledged.
-    cancelled: Vec<String>,
+    pub(super) cancelled: Vec<String>,
     /// Acknowledged commands, by daemon.
-    by_daemon: HashMap<usize, usize>,
+    pub(super) by_daemon: HashMap<usize, usize>,
     /// Commands refused, by command and error code: not acknowledged.
-    refused: HashMap<(String, String), usize>,
+    pub(super) refused: HashMap<(String, String), usize>,
     /// Commands cut by their daemon's death (no reply): not acknowledged.
-    cut: usize,
+    pub(super) cut: usize,
     /// Commands that found no daemon to connect to, and went to the next one.
-    unreachable: usize,
+    pub(super) unreachable: usize,
     /// Keyed creates cut by their daemon's death and asked again of another daemon.
-    keys_asked_again: usize,
+    pub(super) keys_asked_again: usize,
 }
 
 /// Why a command got no reply.
@@ -183,7 +183,7 @@ fn writer(
 }
 
 /// Writers spread round-robin over `daemons`, until `stop`.
-fn writers(
+pub(super) fn writers(
     daemons: &[&TestDaemon],
     count: usize,
     seed: u64,
@@ -203,7 +203,7 @@ fn writers(
 }
 
 /// Every order is delivered or cancelled and no payment or delivery is open, by `deadline`.
-fn wait_until_settled(daemon: &TestDaemon, deadline: Instant, what: &str) {
+pub(super) fn wait_until_settled(daemon: &TestDaemon, deadline: Instant, what: &str) {
     loop {
         let orders = daemon.json(["list", "--all"]);
         let open: Vec<&Value> = orders
@@ -231,7 +231,7 @@ fn wait_until_settled(daemon: &TestDaemon, deadline: Instant, what: &str) {
 
 /// What every acknowledged command left: each order there, ended as its total and its cancel
 /// say.
-fn assert_acknowledged_stored(daemon: &TestDaemon, acknowledged: &Acknowledged) {
+pub(super) fn assert_acknowledged_stored(daemon: &TestDaemon, acknowledged: &Acknowledged) {
     let orders: HashMap<String, Value> = daemon
         .json(["list", "--all"])
         .as_array()
@@ -259,7 +259,7 @@ fn assert_acknowledged_stored(daemon: &TestDaemon, acknowledged: &Acknowledged) 
 
 /// No order delivered twice, no payment decided or refunded twice, no delivery completed twice:
 /// per stream, in the whole log.
-fn assert_nothing_twice(log: &[Value]) {
+pub(super) fn assert_nothing_twice(log: &[Value]) {
     let mut by_stream: HashMap<&str, Vec<&str>> = HashMap::new();
     for event in log {
         let stream = event["stream"].as_str().expect("stream");
@@ -275,7 +275,7 @@ fn assert_nothing_twice(log: &[Value]) {
 }
 
 /// Each idempotency key placed one order, the one its creates were answered with.
-fn assert_one_order_per_key(daemon: &TestDaemon, acknowledged: &Acknowledged) {
+pub(super) fn assert_one_order_per_key(daemon: &TestDaemon, acknowledged: &Acknowledged) {
     let mut placed: HashMap<String, Vec<String>> = HashMap::new();
     for line in daemon.ok(["export"]).lines() {
         let event: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
@@ -297,7 +297,7 @@ fn assert_one_order_per_key(daemon: &TestDaemon, acknowledged: &Acknowledged) {
 }
 
 /// `orders check` and `orders replay --check` both clean.
-fn assert_check_and_replay_clean(daemon: &TestDaemon) {
+pub(super) fn assert_check_and_replay_clean(daemon: &TestDaemon) {
     let check = daemon.run(["check"]);
     assert_eq!(code(&check), 0, "{}{}", String::from_utf8_lossy(&check.stdout), stderr(&check));
     let replay = daemon.run(["replay", "--check"]);
@@ -444,93 +444,4 @@ fn a_database_restarted_under_three_daemons_loses_nothing_and_all_recover() {
     assert_check_and_replay_clean(&first);
     assert_each_lists_the_cluster(&daemons);
     drop(database);
-}
-
-/// The backend (pid) of a session of `database` idle inside a transaction that holds an advisory
-/// lock (the writers' lock), with when that transaction began.
-fn writer_lock_held_idle(database: &str) -> Option<String> {
-    let cluster = testpg::cluster().expect("the suite's cluster");
-    let held = cluster.sql(
-        database,
-        "SELECT a.pid || ' ' || a.xact_start FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
-         WHERE l.locktype = 'advisory' AND l.granted AND a.state = 'idle in transaction' \
-         AND a.datname = current_database() LIMIT 1",
-    );
-    (!held.trim().is_empty()).then(|| held.trim().to_owned())
-}
-
-/// A daemon frozen (SIGSTOP) inside a write transaction, holding the writers' lock: the others
-/// write again once the database has ended that session (`idle_in_transaction_session_timeout`,
-/// 5 s); thawed, the frozen daemon tells the commands of the cut transaction that they failed,
-/// connects again by itself and serves on. Nothing acknowledged is lost.
-#[test]
-fn a_daemon_frozen_inside_a_write_holds_the_others_up_no_longer_than_the_idle_timeout() {
-    const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(5);
-    let frozen = TestDaemon::start();
-    let other = frozen.join();
-    let database = frozen.postgres().and_then(|url| url.rsplit('/').next()).expect("a database").to_owned();
-    let acknowledged = Arc::new(Mutex::new(Acknowledged::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let threads = writers(&[&frozen], 6, fastrand::u64(..), &stop, &acknowledged);
-    // Frozen at a random instant until the instant falls inside one of its writes: the lock held
-    // by a session that stays idle in its transaction.
-    let mut attempts = 0;
-    let frozen_at = loop {
-        attempts += 1;
-        assert!(attempts <= 200, "the daemon was never frozen inside a write");
-        thread::sleep(Duration::from_millis(fastrand::u64(5..50)));
-        frozen.send_signal("STOP");
-        let frozen_at = Instant::now();
-        let held = writer_lock_held_idle(&database);
-        thread::sleep(Duration::from_millis(200));
-        if held.is_some() && writer_lock_held_idle(&database) == held {
-            break frozen_at;
-        }
-        frozen.send_signal("CONT");
-    };
-    eprintln!("frozen inside a write at attempt {attempts}");
-    // The other daemon writes once the session is ended: a command meanwhile may be told that
-    // the store is unavailable (exit code 5), and then asked again.
-    loop {
-        let placed = other.run(["create", "--user", "other", "--total", "2"]);
-        if placed.status.success() {
-            break;
-        }
-        assert_eq!(code(&placed), 5, "{}", stderr(&placed));
-        assert!(frozen_at.elapsed() < IDLE_IN_TRANSACTION_TIMEOUT + SLACK, "{}", stderr(&placed));
-    }
-    let held_up = frozen_at.elapsed();
-    eprintln!("the other daemon wrote {held_up:?} after the freeze");
-    assert!(held_up <= IDLE_IN_TRANSACTION_TIMEOUT + SLACK, "held up {held_up:?}");
-
-    frozen.send_signal("CONT");
-    let thawed_from = acknowledged.lock().expect("lock").by_daemon.get(&0).copied().unwrap_or(0);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while acknowledged.lock().expect("lock").by_daemon.get(&0).copied().unwrap_or(0) < thawed_from + 20 {
-        assert!(Instant::now() < deadline, "the thawed daemon did not serve again:\n{}", frozen.log());
-        thread::sleep(Duration::from_millis(20));
-    }
-    stop.store(true, Ordering::Relaxed);
-    for thread in threads {
-        thread.join().expect("writer");
-    }
-    wait_until_settled(&other, Instant::now() + Duration::from_secs(20), "after the thaw");
-
-    let acknowledged = acknowledged.lock().expect("lock");
-    eprintln!(
-        "frozen daemon test: {} orders acknowledged, refused: {:?}",
-        acknowledged.created.len(),
-        acknowledged.refused
-    );
-    assert_eq!((acknowledged.cut, acknowledged.unreachable), (0, 0), "the daemon stayed up");
-    for ((command, code), _) in acknowledged.refused.iter() {
-        let fine = code == "unavailable" || (command == "cancel" && code == "rejected");
-        assert!(fine, "a {command} refused with {code}: {:?}", acknowledged.refused);
-    }
-    assert_acknowledged_stored(&other, &acknowledged);
-    let log = event_log(&other);
-    assert_dense_and_in_order(&log);
-    assert_nothing_twice(&log);
-    assert_one_order_per_key(&other, &acknowledged);
-    assert_check_and_replay_clean(&other);
 }
