@@ -67,7 +67,15 @@ fn a_second_daemon_on_the_same_database_joins_it_and_both_are_listed() {
         "the second daemon reads the first's order"
     );
     for daemon in [&first, &second] {
-        let status = daemon.json(["daemon", "status"]);
+        // Each daemon lists the others as of its last heartbeat (each second).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let status = loop {
+            let status = daemon.json(["daemon", "status"]);
+            if status["daemons"].as_array().is_some_and(|d| d.len() >= 2) || Instant::now() > deadline {
+                break status;
+            }
+            thread::sleep(Duration::from_millis(100));
+        };
         let daemons = status["daemons"].as_array().expect("the daemons sharing the database");
         let pids: Vec<u64> = daemons.iter().map(|d| d["pid"].as_u64().expect("a pid")).collect();
         assert_eq!(pids.len(), 2, "{status}");
