@@ -2,12 +2,14 @@
 //! connections open — with an approved order's delivery or a payment in its hands: another
 //! daemon carries it out within the stated bound, once, and the lost one, back, does it no more.
 //! Frozen inside a write, holding the writers' lock, it holds the others up until the database
-//! ends its session.
+//! ends its session. Stopped cleanly, it hands its payments over at once.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 use super::under_load::{
     Acknowledged, assert_acknowledged_stored, assert_check_and_replay_clean, assert_nothing_twice,
@@ -109,6 +111,32 @@ fn a_killed_daemons_payments_are_decided_by_another_once() {
         assert_eq!(count(&types, "PaymentRefunded"), 0, "{types:?}");
     }
     assert_eq!(b.json(["daemon", "status"])["pending_payments"], 0);
+}
+
+/// A daemon stopped cleanly (SIGTERM) with payments still with the provider: it lets their
+/// leases go as it leaves, so another daemon decides them at its next poll rather than when the
+/// leases would have run out; and it leaves the list of daemons at once.
+#[test]
+fn a_stopped_daemons_payments_go_to_another_at_once_and_it_leaves_the_list() {
+    let mut a = TestDaemon::start_with(&[("ORDERS_PAYMENT_DELAY", "1h")]);
+    let b = a.join_with(&[("ORDERS_PAYMENT_DELAY", "0")]);
+    let even = a.create("leaving", 2);
+    let odd = a.create("leaving", 3);
+    assert!(a.signal("TERM").success(), "a clean stop");
+    let stopped = Instant::now();
+    b.wait_for_status(&even, "delivered");
+    b.wait_for_status(&odd, "cancelled");
+    let waited = stopped.elapsed();
+    eprintln!("a stopped daemon's payments decided {waited:?} after it stopped");
+    assert!(waited <= POLL + SLACK, "decided {waited:?} after the stop: the lease was not let go");
+    for id in [&even, &odd] {
+        let types = b.history_types(id);
+        assert_eq!(count(&types, "PaymentApproved") + count(&types, "PaymentDeclined"), 1, "{types:?}");
+    }
+    let status = b.json(["daemon", "status"]);
+    let listed: Vec<&Value> = status["daemons"].as_array().expect("the daemons").iter().collect();
+    assert_eq!(listed.len(), 1, "the stopped daemon left the list: {status}");
+    assert_eq!(listed[0]["pid"], u64::from(b.pid()), "{status}");
 }
 
 /// The backend (pid) of a session of `database` idle inside a transaction that holds an advisory
