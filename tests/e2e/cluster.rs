@@ -294,7 +294,8 @@ fn two_daemons_on_one_database_answer_for_every_order() {
 }
 
 /// A follower on B while A and B both write, ~200 orders each way at once with their payments
-/// and deliveries: it prints the final log exactly, each position once and in order.
+/// and deliveries: it prints the final log exactly, each position once and in order; and a
+/// cursor A gave out reads the same events on B.
 #[test]
 fn a_follower_on_one_daemon_sees_every_daemons_commits_once_in_order() {
     let a = TestDaemon::start();
@@ -316,6 +317,17 @@ fn a_follower_on_one_daemon_sees_every_daemons_commits_once_in_order() {
     let followed = follower.stop();
     assert_saw_exactly(&followed, &log);
     assert_eq!(event_log(&b), log, "both daemons read the same log");
+    // A cursor one daemon gave out reads the same events on the other.
+    let cursor = match &log[99]["cursor"] {
+        Value::String(cursor) => cursor.clone(),
+        other => other.to_string(),
+    };
+    let page: Vec<Value> = b
+        .ok(["events", "--from", &cursor, "--limit", "3", "--json"])
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON"))
+        .collect();
+    assert_eq!(page, log[99..102], "from A's cursor {cursor}, on B");
 }
 
 /// A replay on one daemon while another writes and a third starts: every order placed meanwhile
