@@ -70,6 +70,17 @@ fn a_killed_daemons_approved_order_is_delivered_by_another_once() {
     a_lost_daemons_delivery(TestDaemon::kill9, TestDaemon::spawn);
 }
 
+/// How long after it was asked an order's payment was decided, by the database's clock.
+fn decided_after(daemon: &TestDaemon, id: &str) -> Duration {
+    let history = daemon.json(["history", id]);
+    let events = history.as_array().expect("an array");
+    let at = |wanted: &[&str]| {
+        let found = events.iter().find(|event| wanted.iter().any(|w| event["type"] == *w));
+        time(found.unwrap_or_else(|| panic!("{wanted:?} in {history}")), "recorded_at")
+    };
+    between(at(&["PaymentRequested"]), at(&["PaymentApproved", "PaymentDeclined"]))
+}
+
 /// A daemon killed while the provider decides its payments: another daemon takes them over once
 /// their lease has run out, and each payment is decided once.
 #[test]
@@ -83,17 +94,8 @@ fn a_killed_daemons_payments_are_decided_by_another_once() {
     b.wait_for_status(&even, "delivered");
     let declined = b.wait_for_status(&odd, "cancelled");
     assert_eq!(declined["cancel_reason"], "payment_declined");
-    let decided = |id: &str| {
-        let history = b.json(["history", id]);
-        let events = history.as_array().expect("an array");
-        let at = |wanted: &[&str]| {
-            let found = events.iter().find(|event| wanted.iter().any(|w| event["type"] == *w));
-            time(found.unwrap_or_else(|| panic!("{wanted:?} in {history}")), "recorded_at")
-        };
-        between(at(&["PaymentRequested"]), at(&["PaymentApproved", "PaymentDeclined"]))
-    };
     for id in [&even, &odd] {
-        let waited = decided(id);
+        let waited = decided_after(&b, id);
         eprintln!("a killed daemon's payment decided {waited:?} after it was asked");
         assert!(
             waited <= DELAY + PAYMENT_LEASE_BEYOND_DELAY + POLL + SLACK,
@@ -111,6 +113,40 @@ fn a_killed_daemons_payments_are_decided_by_another_once() {
         assert_eq!(count(&types, "PaymentRefunded"), 0, "{types:?}");
     }
     assert_eq!(b.json(["daemon", "status"])["pending_payments"], 0);
+}
+
+/// A daemon frozen while the provider decides its payments (a host gone quiet, not dead): another
+/// daemon takes them over once their lease has run out; thawed, the frozen one hears the
+/// provider's answer for a lease it no longer holds and records nothing. Each payment is decided
+/// once.
+#[test]
+fn a_frozen_daemons_payments_are_decided_by_another_and_not_again_when_it_thaws() {
+    const DELAY: Duration = Duration::from_secs(2);
+    let a = TestDaemon::start_with(&[("ORDERS_PAYMENT_DELAY", "2s")]);
+    let b = a.join_with(&[("ORDERS_PAYMENT_DELAY", "0")]);
+    let even = a.create("thawed", 2);
+    let odd = a.create("thawed", 3);
+    a.send_signal("STOP");
+    b.wait_for_status(&even, "delivered");
+    b.wait_for_status(&odd, "cancelled");
+    for id in [&even, &odd] {
+        let waited = decided_after(&b, id);
+        eprintln!("a frozen daemon's payment decided {waited:?} after it was asked");
+        assert!(waited <= DELAY + PAYMENT_LEASE_BEYOND_DELAY + POLL + SLACK, "decided {waited:?} after");
+    }
+    a.send_signal("CONT");
+    // Its provider's answers are in by the time it has placed and delivered another order.
+    let again = a.json(["create", "--user", "thawed", "--total", "4", "--wait"]);
+    assert_eq!(again["status"], "delivered", "{again}");
+    for id in [&even, &odd] {
+        let types = b.history_types(id);
+        assert_eq!(count(&types, "PaymentRequested"), 1, "{types:?}");
+        assert_eq!(count(&types, "PaymentApproved") + count(&types, "PaymentDeclined"), 1, "{types:?}");
+        assert_eq!(count(&types, "PaymentRefunded"), 0, "{types:?}");
+        assert_eq!(count(&types, "OrderDelivered") + count(&types, "OrderCancelled"), 1, "{types:?}");
+    }
+    let check = b.run(["check"]);
+    assert_eq!(code(&check), 0, "{}{}", String::from_utf8_lossy(&check.stdout), stderr(&check));
 }
 
 /// A daemon stopped cleanly (SIGTERM) with payments still with the provider: it lets their
