@@ -410,13 +410,42 @@ fn affordable_limits(mut limits: Limits) -> Limits {
 
 /// How long a stopping daemon waits for its cluster thread (issue 20).
 const CLUSTER_STOP: Duration = Duration::from_secs(3);
+/// How long a stopping daemon on a database server waits for its writer: a batch commits in
+/// milliseconds, but a frozen server never answers (SQLite's writer is always waited for: it
+/// checkpoints the WAL as it closes).
+const SERVER_WRITER_STOP: Duration = Duration::from_secs(10);
 
 /// The parts of a ready daemon that must be stopped in order.
 struct Running {
     workers: TaskTracker,
     writer_thread: std::thread::JoinHandle<()>,
+    /// How long to wait for the writer thread; `None`: until it ends.
+    writer_stop: Option<Duration>,
     /// Following the other daemons on a shared database (issue 20).
     cluster_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Waits for a thread to end, at most `limit`; a thread that outlives it is left to end with the
+/// process (it waits for a database that does not answer).
+async fn join(
+    thread: std::thread::JoinHandle<()>,
+    limit: Option<Duration>,
+    what: &str,
+) -> anyhow::Result<()> {
+    let joined = tokio::task::spawn_blocking(move || thread.join());
+    let joined = match limit {
+        Some(limit) => match tokio::time::timeout(limit, joined).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                tracing::warn!(
+                    "the database did not answer the {what} thread for {limit:?}; stopping without it"
+                );
+                return Ok(());
+            }
+        },
+        None => joined.await,
+    };
+    joined?.map_err(|_| anyhow::anyhow!("the {what} thread panicked"))
 }
 
 impl Running {
@@ -428,20 +457,11 @@ impl Running {
         // checkpoints the WAL into the database and removes it.
         serving.close_readers();
         drop(serving);
-        let writer_thread = self.writer_thread;
-        tokio::task::spawn_blocking(move || writer_thread.join())
-            .await?
-            .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+        join(self.writer_thread, self.writer_stop, "writer").await?;
         if let Some(cluster_thread) = self.cluster_thread {
-            // It ends within a second — unless the database froze under one of its queries:
-            // then the daemon stops without it (its row ages out of the list).
-            let joined = tokio::task::spawn_blocking(move || cluster_thread.join());
-            match tokio::time::timeout(CLUSTER_STOP, joined).await {
-                Ok(joined) => joined?.map_err(|_| anyhow::anyhow!("the cluster thread panicked"))?,
-                Err(_) => tracing::warn!(
-                    "the database did not answer the thread that follows the other daemons; stopping without it"
-                ),
-            }
+            // It ends within a tenth of a second — unless the database froze under one of its
+            // queries: then the daemon stops without it (its row ages out of the list).
+            join(cluster_thread, Some(CLUSTER_STOP), "cluster").await?;
         }
         tracing::info!("daemon stopped");
         Ok(())
@@ -464,17 +484,20 @@ async fn start(
         Some(_) => Some(cluster::member_id(&config.paths.data_dir)?),
         None => None,
     };
+    let data_dir = config.paths.data_dir.clone();
     let name = match &postgres {
         Some(target) => target.describe(),
         None => database.display().to_string(),
     };
     let open = move || -> Result<Box<dyn store::Store>, store::StoreError> {
         Ok(match &postgres {
-            Some(target) => Box::new(
-                store::postgres::PgStore::open(target)?
-                    .with_payment_latency(latency)
-                    .as_member(member.expect("a daemon id for a PostgreSQL store")),
-            ),
+            Some(target) => {
+                let store = store::postgres::PgStore::open(target)?.with_payment_latency(latency);
+                Box::new(match member {
+                    Some(id) => store.as_member(id, &data_dir),
+                    None => store,
+                })
+            }
             None => Box::new(store::sqlite::SqliteStore::open(&database)?),
         })
     };
@@ -609,7 +632,8 @@ async fn become_ready(
     }));
     log_ready(config, limits, head, store_id, resumed, stuck.count());
     service::ready(&format!("ready: {} events", head.get()));
-    Ok(Running { workers, writer_thread, cluster_thread })
+    let writer_stop = config.store.is_some().then_some(SERVER_WRITER_STOP);
+    Ok(Running { workers, writer_thread, writer_stop, cluster_thread })
 }
 
 /// What the policies need of the configuration.

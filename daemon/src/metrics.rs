@@ -151,7 +151,9 @@ impl Metrics {
             batch_commands: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
             // 50 µs to 1.6 s.
             commit_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
-            writer_lock_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            // 50 µs to 13 s: past the 5 s a frozen daemon holds the others and the 10 s a
+            // writer waits at most.
+            writer_lock_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 19)),
             cluster_daemons: Gauge::default(),
             events_appended: Counter::default(),
             // 1 ms to 70 min: a daemon that was down delivers late by as long as it was down.

@@ -391,14 +391,15 @@ fn commit_batch(
     let now = times.now();
     let mut work = Work::new(batch.iter().map(|job| &job.command), now, policy);
     work.newest = times.newest();
-    match store.write(&mut work) {
+    let written = store.write(&mut work);
+    if let Some(waited) = work.waited_for_writers {
+        announcements.metrics.waited_for_writers(waited);
+    }
+    match written {
         Ok(()) => {
-            let (commit_took, waited) = (work.commit_took, work.waited_for_writers);
+            let commit_took = work.commit_took;
             let (results, recorded) = work.into_answers();
             announcements.metrics.committed(batch.len(), recorded.len(), commit_took);
-            if let Some(waited) = waited {
-                announcements.metrics.waited_for_writers(waited);
-            }
             if let Some(newest) = recorded.iter().map(|event| event.recorded_at).max() {
                 times.recorded(newest);
             }

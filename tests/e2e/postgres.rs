@@ -99,8 +99,8 @@ fn a_daemon_of_another_version_beside_live_ones_is_refused_and_told_who() {
     let first = TestDaemon::start();
     // A live daemon of another version, as its row says (its heartbeat is fresh).
     first.execute(
-        "INSERT INTO orders_daemons (id, host, pid, version, started_at, heartbeat_at) VALUES \
-         ('00000000-0000-0000-0000-000000000001', 'elsewhere', 4242, '0.0.1', \
+        "INSERT INTO orders_daemons (id, host, data_dir, pid, version, started_at, heartbeat_at) VALUES \
+         ('00000000-0000-0000-0000-000000000001', 'elsewhere', '/srv/orders', 4242, '0.0.1', \
           (extract(epoch from clock_timestamp()) * 1000)::bigint, \
           (extract(epoch from clock_timestamp()) * 1000)::bigint + 600000)",
     );

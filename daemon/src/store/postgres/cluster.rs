@@ -36,13 +36,14 @@ const MOST: i64 = 1000;
 pub struct Presence {
     target: Target,
     me: String,
+    data_dir: String,
     lease: Duration,
     conn: Option<(Link, Statements)>,
 }
 
 impl Presence {
-    pub fn new(target: Target, me: String, lease: Duration) -> Presence {
-        Presence { target, me, lease, conn: None }
+    pub fn new(target: Target, me: String, data_dir: String, lease: Duration) -> Presence {
+        Presence { target, me, data_dir, lease, conn: None }
     }
 
     /// The connection, listening; opened again when the database closed it.
@@ -52,6 +53,9 @@ impl Presence {
         }
         if self.conn.is_none() {
             let mut client = Link::new(self.target.connect("cluster")?)?;
+            // It claims payment steps under the writers' lock: frozen there, it must not hold
+            // the other daemons back longer than the writer's session would.
+            client.batch_execute(sql::WRITER_SESSION)?;
             client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
             self.conn = Some((client, Statements::default()));
         }
@@ -85,9 +89,9 @@ impl Cluster for Presence {
     }
 
     fn heartbeat(&mut self) -> Result<Vec<Member>, StoreError> {
-        let me = self.me.clone();
+        let (me, data_dir) = (self.me.clone(), self.data_dir.clone());
         self.with(|client, _| {
-            schema::heartbeat(client, &me)?;
+            schema::heartbeat(client, &schema::Me { id: &me, data_dir: &data_dir })?;
             schema::members(client, &me)
         })
     }
@@ -104,7 +108,7 @@ impl Cluster for Presence {
                          WHERE stream_id = 'order-' || t.order_id AND version = 1), \
                          (SELECT recorded_at FROM events WHERE stream_id = 'delivery-' || t.order_id \
                              AND type = 'DeliveryScheduled' ORDER BY version DESC LIMIT 1) \
-                     FROM delivery_timers t WHERE due_at < {NOW_MS} - $1 ORDER BY due_at, order_id LIMIT $2"
+                     FROM delivery_timers t WHERE due_at < (SELECT {NOW_MS}) - $1 ORDER BY due_at, order_id LIMIT $2"
                 ),
                 &[&grace, &MOST],
             )? {
@@ -139,9 +143,17 @@ pub fn claim_payments(
     me: &str,
     lease: Duration,
 ) -> Result<Vec<StoredPayment>, StoreError> {
-    let expired = format!("(lease_until IS NULL OR lease_until < {NOW_MS})");
+    // The clock read once (an init plan), so that the index on `lease_until` serves.
+    let expired = format!("(lease_until IS NULL OR lease_until < (SELECT {NOW_MS}))");
     let any: bool = statements
-        .query_one(client, &format!("SELECT EXISTS (SELECT 1 FROM payment_requests WHERE {expired})"), &[])?
+        .query_one(
+            client,
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM payment_requests WHERE lease_until < (SELECT {NOW_MS})) \
+                     OR EXISTS (SELECT 1 FROM payment_requests WHERE lease_until IS NULL)"
+            ),
+            &[],
+        )?
         .try_get(0)?;
     if !any {
         return Ok(Vec::new());

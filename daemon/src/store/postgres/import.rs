@@ -22,7 +22,19 @@ pub(super) fn import(
     load: &mut dyn FnMut(&mut dyn ImportTx) -> Result<bool, StoreError>,
 ) -> Result<bool, StoreError> {
     let mut tx = client.transaction()?;
+    // The export is read as it is loaded, from a pipe that may pause (`ssh host orders export |`):
+    // the writer session's idle limit is not for it. No daemon writes meanwhile (below).
+    tx.batch_execute("SET LOCAL idle_in_transaction_session_timeout = 0")?;
     sql::lock_writers(statements, &mut tx)?;
+    if let Some(serving) = super::schema::live_daemons(&mut tx)? {
+        return Err(StoreError::Failed(
+            format!(
+                "daemons serve this database ({serving}); an import goes into a database no daemon serves: \
+                 stop them first (a daemon killed without stopping counts for 10 s)"
+            ),
+            None,
+        ));
+    }
     let head = sql::head(statements, &mut tx)?;
     let mut state = Tx {
         tx: &mut tx,

@@ -46,16 +46,6 @@ const SETTLE_FOR: Duration = Duration::from_secs(30);
 /// `idle_session_timeout` may have closed it, which the client learns only when it next speaks.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
-/// How long the writer's transactions may wait for a lock (the writers' lock, held by another
-/// daemon's batch) or sit idle (a daemon frozen in a batch holds the writers' lock: the server
-/// ends its session after this, so that the others go on), and the longest statement.
-/// The server's own keepalives and user timeout on this session's socket (TCP only) notice a
-/// host that vanished within seconds, not the system's two hours.
-const WRITER_SESSION: &str = "SET lock_timeout = '10s'; SET idle_in_transaction_session_timeout = '5s'; \
-                              SET statement_timeout = '60s'; SET tcp_keepalives_idle = 5; \
-                              SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3; \
-                              SET tcp_user_timeout = 10000";
-
 /// How much longer than the provider's latency a payment step is leased to the daemon that
 /// asks the provider, before another daemon may take it over (issue 20).
 pub const LEASE_MARGIN: Duration = Duration::from_secs(3);
@@ -68,6 +58,8 @@ pub struct PgStore {
     me: String,
     /// Whether it registers among the daemons sharing the database.
     member: bool,
+    /// The daemon's data directory, as it registers.
+    data_dir: String,
     /// How long a payment step this daemon opens or claims is leased to it.
     payment_lease: Duration,
     conn: Option<(Link, Statements)>,
@@ -90,6 +82,7 @@ impl PgStore {
             target: target.clone(),
             me: uuid::Uuid::now_v7().to_string(),
             member: false,
+            data_dir: String::new(),
             payment_lease: LEASE_MARGIN,
             conn: None,
             used: Instant::now(),
@@ -110,9 +103,10 @@ impl PgStore {
 
     /// Serves the database as the daemon `id` (its data directory's), registered among those
     /// sharing it once the schema is migrated.
-    pub fn as_member(mut self, id: String) -> PgStore {
+    pub fn as_member(mut self, id: String, data_dir: &std::path::Path) -> PgStore {
         self.me = id;
         self.member = true;
+        self.data_dir = data_dir.display().to_string();
         self
     }
 
@@ -135,7 +129,7 @@ impl PgStore {
         }
         if self.conn.is_none() {
             let mut client = Link::new(self.target.connect("writer")?)?;
-            client.batch_execute(WRITER_SESSION)?;
+            client.batch_execute(sql::WRITER_SESSION)?;
             let mut statements = Statements::default();
             if let Some(why) = self.changed_behind_our_back(&mut client, &mut statements)? {
                 tracing::error!(database = %self.target.describe(), "{why}; nothing more is written to it");
@@ -250,11 +244,12 @@ impl Store for PgStore {
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {
-        let (me, database, member) = (self.me.clone(), self.target.describe(), self.member);
+        let (me, database, member, data_dir) =
+            (self.me.clone(), self.target.describe(), self.member, self.data_dir.clone());
         self.with(|client, _| {
             schema::migrate(client, &me, &database)?;
             if member {
-                schema::register(client, &me, &database)?;
+                schema::register(client, &schema::Me { id: &me, data_dir: &data_dir }, &database)?;
             }
             Ok(())
         })
@@ -362,6 +357,11 @@ impl Store for PgStore {
     }
 
     fn cluster(&self) -> Result<Option<Box<dyn Cluster>>, StoreError> {
-        Ok(Some(Box::new(cluster::Presence::new(self.target.clone(), self.me.clone(), self.payment_lease))))
+        Ok(Some(Box::new(cluster::Presence::new(
+            self.target.clone(),
+            self.me.clone(),
+            self.data_dir.clone(),
+            self.payment_lease,
+        ))))
     }
 }

@@ -2,13 +2,13 @@
 //!
 //! As on SQLite: a rebuild fills `orders_rebuild` a chunk at a time, each chunk its own
 //! transaction, and the chunk that reaches the end of the log swaps it in for the live table in
-//! that same transaction — the writer's, so nothing is appended between the last event applied
-//! and the swap. The swap drops the live table and renames the new one and its indexes; readers
+//! that same transaction, under the writers' lock of every daemon (issue 20), so nothing is
+//! appended between the last event applied and the swap. Only that chunk takes the lock. The swap drops the live table and renames the new one and its indexes; readers
 //! wait for it only while it commits. `replay --check` builds into a temporary table of the
 //! writer's session and compares, swapping nothing.
 
 use orders_shared::protocol::Difference;
-use postgres::{Client, GenericClient};
+use postgres::{Client, GenericClient, IsolationLevel};
 
 use super::projection::{Rows, apply_log};
 use super::schema::{ORDERS_TABLE, REPLAY_LOCK, create_orders_table};
@@ -99,15 +99,33 @@ pub(super) fn chunk(
     after: Position,
     chunk: usize,
 ) -> Result<RebuildChunk, StoreError> {
-    let mut tx = client.transaction()?;
-    // The chunk that finishes swaps the table in with nothing appended after its last event, so
-    // the writers of every daemon must wait for it; whether a chunk finishes is known only once
-    // it has read, so every chunk takes their lock (chunks are short, and replay pauses between
-    // them).
-    sql::lock_writers(statements, &mut tx)?;
+    // A check compares its table with the live one as of one snapshot, where the two agree by
+    // themselves (a batch writes its events and its rows together): it holds no writer back.
+    let mut tx = if check {
+        client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).start()?
+    } else {
+        client.transaction()?
+    };
     let mut rows = Rows::new(table(check));
-    let (read, last) = apply_log(statements, &mut tx, &mut rows, after, chunk)?;
-    let finished = if read < chunk { Some(finish(&mut tx, statements, check, last)?) } else { None };
+    let (mut read, mut last) = apply_log(statements, &mut tx, &mut rows, after, chunk)?;
+    let finished = if read < chunk {
+        if !check {
+            // The end of the log as that read saw it. The swap must come with nothing appended
+            // after its last event: from here to the commit the writers of every daemon wait,
+            // and what they committed meanwhile is applied first (each statement reads anew).
+            sql::lock_writers(statements, &mut tx)?;
+            loop {
+                let (more, upto) = apply_log(statements, &mut tx, &mut rows, last, chunk)?;
+                (read, last) = (read + more, upto);
+                if more < chunk {
+                    break;
+                }
+            }
+        }
+        Some(finish(&mut tx, statements, check, last)?)
+    } else {
+        None
+    };
     tx.commit()?;
     if finished.is_some() && !check {
         unlock_replays(client)?;

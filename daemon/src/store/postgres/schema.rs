@@ -101,8 +101,9 @@ const MIGRATIONS: &[&str] = &[
     "
     DROP TABLE orders_daemon;
     CREATE TABLE orders_daemons (
-        id           text   PRIMARY KEY,   -- a UUID, new at each start of a daemon
+        id           text   PRIMARY KEY,   -- the daemon's data directory's (daemon.id), a UUID
         host         text   NOT NULL,
+        data_dir     text   NOT NULL,
         pid          bigint NOT NULL,
         version      text   NOT NULL,      -- of orders
         started_at   bigint NOT NULL,      -- the database's clock, Unix milliseconds
@@ -111,6 +112,9 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE payment_requests
         ADD COLUMN claimed_by  text,       -- the daemon that asks the provider (orders_daemons.id)
         ADD COLUMN lease_until bigint;     -- after which another daemon may take the step over
+    -- Each daemon looks each second for expired leases and overdue timers.
+    CREATE INDEX payment_requests_by_lease ON payment_requests (lease_until);
+    CREATE INDEX delivery_timers_by_due ON delivery_timers (due_at);
     -- Every commit that appends events wakes the daemons listening (an empty payload: it only
     -- says to look again).
     CREATE FUNCTION orders_notify_commit() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -283,6 +287,19 @@ fn live_others(client: &mut impl GenericClient, me: &str) -> Result<Vec<(String,
     rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))).collect()
 }
 
+/// The live daemons registered on the database, named for a message; `None` when there are none
+/// (or the schema has no list yet).
+pub fn live_daemons(client: &mut impl GenericClient) -> Result<Option<String>, StoreError> {
+    if !client.query_one("SELECT to_regclass('orders_daemons') IS NOT NULL", &[])?.try_get::<_, bool>(0)? {
+        return Ok(None);
+    }
+    let live: Vec<String> = live_others(client, "")?
+        .into_iter()
+        .map(|(host, pid, _)| format!("pid {pid} on host {host}"))
+        .collect();
+    Ok((!live.is_empty()).then(|| live.join(", ")))
+}
+
 /// Refuses to go on beside live daemons of another version of orders: daemons on one database
 /// run one version (an upgrade stops them all, then starts the new build).
 fn same_version(client: &mut impl GenericClient, me: &str, database: &str) -> Result<(), StoreError> {
@@ -308,10 +325,10 @@ fn same_version(client: &mut impl GenericClient, me: &str, database: &str) -> Re
 
 /// Registers this daemon (`me`, new at each start) among those sharing the database, or
 /// refuses when live daemons run another version. Rows of daemons silent for long are removed.
-pub fn register(client: &mut Client, me: &str, database: &str) -> Result<(), StoreError> {
+pub fn register(client: &mut Client, me: &Me<'_>, database: &str) -> Result<(), StoreError> {
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
-    same_version(&mut tx, me, database)?;
+    same_version(&mut tx, me.id, database)?;
     twin(&mut tx, me)?;
     tx.execute(
         &format!("DELETE FROM orders_daemons WHERE heartbeat_at < {NOW_MS} - $1"),
@@ -322,25 +339,35 @@ pub fn register(client: &mut Client, me: &str, database: &str) -> Result<(), Sto
     Ok(())
 }
 
-/// Refuses to serve as `me` while a live daemon on another host does: a data directory copied
-/// there with its `daemon.id`. The same id on this host is this data directory's daemon of
-/// before (killed, or stopping): this one holds the data directory's lock now.
-fn twin(client: &mut impl GenericClient, me: &str) -> Result<(), StoreError> {
+/// Refuses to serve as `me` while a live daemon of another data directory does: a copy of this
+/// one, with its `daemon.id`, on another host or beside it. The same id from this very data
+/// directory on this host is its daemon of before (killed, or stopping): this one holds the
+/// data directory's lock now.
+fn twin(client: &mut impl GenericClient, me: &Me<'_>) -> Result<(), StoreError> {
     let Some(row) = client.query_opt(
-        &format!("SELECT host, pid FROM orders_daemons WHERE id = $1 AND heartbeat_at > {NOW_MS} - $2"),
-        &[&me, &LIVE_FOR_MS],
+        &format!(
+            "SELECT host, pid, data_dir FROM orders_daemons WHERE id = $1 AND heartbeat_at > {NOW_MS} - $2"
+        ),
+        &[&me.id, &LIVE_FOR_MS],
     )?
     else {
         return Ok(());
     };
-    let (host, pid): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
-    if host != host_name() {
+    let (host, pid, data_dir): (String, i64, String) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+    let alive = || {
+        i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok())
+    };
+    if host != host_name() || (data_dir != me.data_dir && alive()) {
         return Err(StoreError::Unavailable {
             reason: "another daemon serves under this daemon's id",
             detail: format!(
-                "pid {pid} on host {host} serves the database under this data directory's daemon id ({me}): \
-                 was the data directory copied? Give each daemon a data directory of its own (remove the copy's \
-                 daemon.id), or wait 10 seconds if that daemon is gone"
+                "pid {pid} on host {host} ({data_dir}) serves the database under this data directory's daemon id \
+                 ({}): was the data directory copied? Give each daemon a data directory of its own (remove the copy's \
+                 daemon.id), or wait 10 seconds if that daemon is gone",
+                me.id
             ),
             cause: None,
         });
@@ -348,19 +375,25 @@ fn twin(client: &mut impl GenericClient, me: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// This daemon, as it registers: its data directory's id, and the directory.
+pub struct Me<'a> {
+    pub id: &'a str,
+    pub data_dir: &'a str,
+}
+
 /// Says this daemon is alive: its row, written again if it was removed meanwhile (and as it is
 /// now, when its data directory's daemon starts again).
-pub fn heartbeat(client: &mut impl GenericClient, me: &str) -> Result<(), StoreError> {
+pub fn heartbeat(client: &mut impl GenericClient, me: &Me<'_>) -> Result<(), StoreError> {
     client.execute(
         &format!(
-            "INSERT INTO orders_daemons (id, host, pid, version, started_at, heartbeat_at) \
-             VALUES ($1, $2, $3, $4, {NOW_MS}, {NOW_MS}) \
+            "INSERT INTO orders_daemons (id, host, data_dir, pid, version, started_at, heartbeat_at) \
+             VALUES ($1, $2, $5, $3, $4, {NOW_MS}, {NOW_MS}) \
              ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, host = excluded.host, \
-                 pid = excluded.pid, version = excluded.version, \
+                 data_dir = excluded.data_dir, pid = excluded.pid, version = excluded.version, \
                  started_at = CASE WHEN orders_daemons.pid = excluded.pid AND orders_daemons.host = excluded.host \
                      THEN orders_daemons.started_at ELSE excluded.started_at END"
         ),
-        &[&me, &host_name(), &i64::from(std::process::id()), &env!("CARGO_PKG_VERSION")],
+        &[&me.id, &host_name(), &i64::from(std::process::id()), &env!("CARGO_PKG_VERSION"), &me.data_dir],
     )?;
     Ok(())
 }

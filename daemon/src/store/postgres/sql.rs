@@ -116,16 +116,15 @@ impl std::ops::DerefMut for Link {
 }
 
 impl Drop for Link {
+    /// Closes the connection on a thread of its own: the client's close runs on its own runtime
+    /// (which panics on a thread that drives async tasks), and waits for a server that may be
+    /// frozen — a stopping daemon must not wait for it (issue 20's review).
     fn drop(&mut self) {
         let Some(client) = self.0.take() else { return };
-        if tokio::runtime::Handle::try_current().is_ok() {
-            let closing =
-                std::thread::Builder::new().name("orders-pg-close".to_owned()).spawn(move || drop(client));
-            if let Err(error) = closing {
-                tracing::warn!(%error, "cannot close a database connection cleanly; the database will notice it gone");
-            }
-        } else {
-            drop(client);
+        let closing =
+            std::thread::Builder::new().name("orders-pg-close".to_owned()).spawn(move || drop(client));
+        if let Err(error) = closing {
+            tracing::warn!(%error, "cannot close a database connection cleanly; the database will notice it gone");
         }
     }
 }
@@ -210,6 +209,16 @@ pub fn head(statements: &mut Statements, client: &mut impl GenericClient) -> Res
     let row = statements.query_one(client, "SELECT coalesce(max(position), 0) FROM events", &[])?;
     Ok(Position::new(row.try_get(0)?))
 }
+
+/// How long the writer's transactions may wait for a lock (the writers' lock, held by another
+/// daemon's batch) or sit idle (a daemon frozen in a batch holds the writers' lock: the server
+/// ends its session after this, so that the others go on), and the longest statement.
+/// The server's own keepalives and user timeout on this session's socket (TCP only) notice a
+/// host that vanished within seconds, not the system's two hours.
+pub const WRITER_SESSION: &str = "SET lock_timeout = '10s'; SET idle_in_transaction_session_timeout = '5s'; \
+                              SET statement_timeout = '60s'; SET tcp_keepalives_idle = 5; \
+                              SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3; \
+                              SET tcp_user_timeout = 10000";
 
 /// The advisory lock key of the writers (issue 20): every transaction that appends events or
 /// moves the read model takes it first, so that positions are given in commit order by

@@ -116,8 +116,10 @@ fn run(
 ) -> Result<(), Failure> {
     let mut tx = client.transaction().map_err(|e| Failure::Database(e.into()))?;
     let waiting = std::time::Instant::now();
-    sql::lock_writers(statements, &mut tx).map_err(Failure::Database)?;
+    let locked = sql::lock_writers(statements, &mut tx);
+    // Counted also when the wait ran out (`lock_timeout`): those are the waits that matter.
     batch.waited_for_writers(waiting.elapsed());
+    locked.map_err(Failure::Database)?;
     let mut state = prepare(&mut tx, statements, batch, claimant).map_err(Failure::Database)?;
     for &index in units {
         run_unit(&mut tx, statements, &mut state, batch, index);
