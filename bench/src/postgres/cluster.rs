@@ -176,7 +176,7 @@ async fn follower_lag(report: &mut Report, server: &Server<'_>, duration: Durati
             same.percentile(p),
             "same daemon",
             format!(
-                "{} creates at {rate:.0}/s on one daemon; {}; on the same daemon: {}",
+                "{} creates at {rate:.0}/s on one daemon; on another: {}; on the same one: {}",
                 run.acknowledged.len(),
                 other.faults(),
                 same.faults()
@@ -261,12 +261,16 @@ impl Lags {
 
     /// What a reader of the figure must know: orders never seen or seen twice, an early end.
     fn faults(&self) -> String {
-        let mut said = format!(
-            "{} never arrived (in {} s), {} arrived twice",
-            self.missing,
-            DRAIN.as_secs(),
-            self.repeated
-        );
+        let mut said = if self.missing == 0 && self.repeated == 0 {
+            "each order once".to_owned()
+        } else {
+            format!(
+                "{} orders never arrived (within {} s), {} more than once",
+                self.missing,
+                DRAIN.as_secs(),
+                self.repeated
+            )
+        };
         if let Some(ended) = &self.ended {
             said.push_str(&format!(", the follower ended: {ended}"));
         }
