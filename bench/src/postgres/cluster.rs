@@ -78,7 +78,7 @@ fn writer_lock(report: &mut Report, server: &Server<'_>, quick: bool) -> anyhow:
             "no lock",
             format!(
                 "{CONNECTIONS} creates a transaction; locked: pg_advisory_xact_lock, then the head read \
-                 under it; unlocked: positions numbered apart{}",
+                 under it; unlocked: positions and checkpoint rows apart{}",
                 if rounds > 1 { "; best of two each" } else { "" }
             ),
         );

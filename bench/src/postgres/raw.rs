@@ -58,9 +58,20 @@ pub fn creates_by(
     let mut connected = Vec::with_capacity(writers);
     for n in 0..writers {
         let mut writer = Writer::connect(url)?;
-        writer.locked = sharing == Sharing::Locked;
-        // Ranges far apart: a writer of the unlocked kind never meets another's positions.
-        writer.next += n as i64 * 1_000_000_000_000;
+        match sharing {
+            Sharing::Locked => writer.locked = true,
+            // Positions far apart and a checkpoint of its own: unlocked writers never meet on a
+            // row, or nothing would serialize them but the lock they do not take.
+            Sharing::Unlocked if n > 0 => {
+                writer.next += n as i64 * 1_000_000_000_000;
+                writer.projection = format!("orders-writer-{n}");
+                writer.client.execute(
+                    "INSERT INTO checkpoints (projection, position) VALUES ($1, 0)",
+                    &[&writer.projection],
+                )?;
+            }
+            Sharing::Unlocked => {}
+        }
         connected.push(writer);
     }
     let share = count.div_ceil(writers);
@@ -102,6 +113,9 @@ struct Writer {
     /// Whether each transaction of creates takes the global writer lock and reads the head
     /// first ([`Sharing::Locked`]).
     locked: bool,
+    /// The checkpoint row it moves: the read model's (`orders`), or with unlocked writers, a row
+    /// of each one's own, so that they meet on no row.
+    projection: String,
 }
 
 /// The statements, each prepared once (the daemon's store keeps its own the same way).
@@ -158,15 +172,12 @@ impl Writer {
                  FROM unnest($1::text[], $2::bigint[]) AS d(id, at) WHERE orders.id = d.id",
             )?,
             timers_cleared: prepare(&mut client, "DELETE FROM delivery_timers WHERE order_id = ANY($1)")?,
-            checkpoint: prepare(
-                &mut client,
-                "UPDATE checkpoints SET position = $1 WHERE projection = 'orders'",
-            )?,
+            checkpoint: prepare(&mut client, "UPDATE checkpoints SET position = $1 WHERE projection = $2")?,
             lock: prepare(&mut client, "SELECT pg_advisory_xact_lock($1)")?,
             head: prepare(&mut client, "SELECT coalesce(max(position), 0) + 1 FROM events")?,
         };
         let next = client.query_one(&statements.head, &[])?.get(0);
-        Ok(Writer { client, statements, next, locked: false })
+        Ok(Writer { client, statements, next, locked: false, projection: "orders".to_owned() })
     }
 
     fn creates(&mut self, batch: usize, count: usize) -> anyhow::Result<Vec<String>> {
@@ -207,7 +218,7 @@ impl Writer {
             events.insert(&mut tx, &statements.events)?;
             tx.execute(&statements.orders, &[&orders.0, &orders.1, &orders.2, &orders.3])?;
             tx.execute(&statements.requests, &[&orders.0, &orders.2, &orders.3])?;
-            tx.execute(&statements.checkpoint, &[&last])?;
+            tx.execute(&statements.checkpoint, &[&last, &self.projection])?;
             tx.commit()?;
         }
         Ok(ids)
@@ -239,7 +250,7 @@ impl Writer {
         tx.execute(&statements.requests_closed, &[&ids])?;
         tx.execute(&statements.approved, &[&ids, &times])?;
         tx.execute(&statements.timers, &[&ids, &times])?;
-        tx.execute(&statements.checkpoint, &[&last])?;
+        tx.execute(&statements.checkpoint, &[&last, &self.projection])?;
         tx.commit()?;
         Ok(())
     }
@@ -260,7 +271,7 @@ impl Writer {
         events.insert(&mut tx, &statements.events)?;
         tx.execute(&statements.delivered, &[&ids, &times])?;
         tx.execute(&statements.timers_cleared, &[&ids])?;
-        tx.execute(&statements.checkpoint, &[&last])?;
+        tx.execute(&statements.checkpoint, &[&last, &self.projection])?;
         tx.commit()?;
         Ok(())
     }
