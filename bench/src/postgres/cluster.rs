@@ -54,9 +54,9 @@ pub async fn measure(
 /// The raw creates ceiling with every transaction taking the global writer lock first (and
 /// reading the head under it), against the same writers without it: one writer (what the lock's
 /// round trips cost) and three at once (what serializing them costs, their commits' fsyncs
-/// included). Best of two each in a full run, taken in turns: the machine is shared.
+/// included). Best of three each in a full run, taken in turns: the machine is shared.
 fn writer_lock(report: &mut Report, server: &Server<'_>, quick: bool) -> anyhow::Result<()> {
-    let (count, rounds) = if quick { (4_000, 1) } else { (60_000, 2) };
+    let (count, rounds) = if quick { (4_000, 1) } else { (40_000, 3) };
     for writers in WRITERS {
         let (mut unlocked, mut locked): (f64, f64) = (0.0, 0.0);
         for _ in 0..rounds {
@@ -79,7 +79,7 @@ fn writer_lock(report: &mut Report, server: &Server<'_>, quick: bool) -> anyhow:
             format!(
                 "{CONNECTIONS} creates a transaction; locked: pg_advisory_xact_lock, then the head read \
                  under it; unlocked: positions and checkpoint rows apart{}",
-                if rounds > 1 { "; best of two each" } else { "" }
+                if rounds > 1 { "; best of three each" } else { "" }
             ),
         );
     }
