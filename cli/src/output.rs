@@ -492,6 +492,34 @@ fn service_rows(out: &mut impl Write, status: &orders_shared::protocol::DaemonSt
     Ok(())
 }
 
+/// The daemons sharing a PostgreSQL database, one line each: this one marked, the silent ones
+/// said to be.
+fn cluster_rows(out: &mut impl Write, daemons: &[orders_shared::protocol::ClusterDaemon]) -> io::Result<()> {
+    if daemons.is_empty() {
+        return Ok(());
+    }
+    let live = daemons.iter().filter(|daemon| daemon.live).count();
+    writeln!(out, "  {:<10} {live} live on this database", "daemons:")?;
+    for daemon in daemons {
+        let heard = Timestamp::now().duration_since(daemon.heartbeat_at);
+        let heard = jiff::SignedDuration::from_secs(heard.as_secs().max(0));
+        let state = match (daemon.this, daemon.live) {
+            (true, _) => "this daemon".to_owned(),
+            (false, true) => format!("heartbeat {heard:#} ago"),
+            (false, false) => format!("silent for {heard:#} (gone?)"),
+        };
+        writeln!(
+            out,
+            "    pid {} on {}, orders {}, since {}: {state}",
+            daemon.pid,
+            daemon.host,
+            daemon.version,
+            daemon.started_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+        )?;
+    }
+    Ok(())
+}
+
 /// The daemon's report for `orders daemon status`.
 pub fn status(out: &mut impl Write, status: &orders_shared::protocol::DaemonStatus) -> io::Result<()> {
     let uptime = Timestamp::now().duration_since(status.started_at);
@@ -542,6 +570,7 @@ pub fn status(out: &mut impl Write, status: &orders_shared::protocol::DaemonStat
             "clock:"
         )?;
     }
+    cluster_rows(out, &status.daemons)?;
     if status.stuck_steps > 0 {
         writeln!(
             out,

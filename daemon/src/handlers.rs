@@ -61,6 +61,11 @@ fn decide_payment(
 ) -> Result<OrderView, CommandError> {
     let payment = unit.load::<Payment>(id)?;
     match &payment.last {
+        Some(_) if payment.state.is_pending() && unit.tx().payment_taken_over(id)? => {
+            // This daemon's lease ran out and another one claimed the step (issue 20): its
+            // decision is the one recorded.
+            tracing::info!(order = %id, "another daemon took this payment step over; its decision is recorded");
+        }
         Some(requested) if payment.state.is_pending() => {
             let caused = Metadata::caused_by(requested);
             unit.execute(id, &payment, &decision.as_command(), &caused)?;

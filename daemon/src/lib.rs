@@ -28,6 +28,7 @@
 mod backup;
 mod check;
 pub mod clock;
+mod cluster;
 pub mod command;
 mod connection;
 pub mod files;
@@ -411,6 +412,8 @@ fn affordable_limits(mut limits: Limits) -> Limits {
 struct Running {
     workers: TaskTracker,
     writer_thread: std::thread::JoinHandle<()>,
+    /// Following the other daemons on a shared database (issue 20).
+    cluster_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Running {
@@ -426,6 +429,11 @@ impl Running {
         tokio::task::spawn_blocking(move || writer_thread.join())
             .await?
             .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+        if let Some(cluster_thread) = self.cluster_thread {
+            tokio::task::spawn_blocking(move || cluster_thread.join())
+                .await?
+                .map_err(|_| anyhow::anyhow!("the cluster thread panicked"))?;
+        }
         tracing::info!("daemon stopped");
         Ok(())
     }
@@ -442,13 +450,22 @@ async fn start(
     let database = config.paths.database();
     let (progress, stop, pause) = (Arc::clone(serving), serving.shutdown.clone(), config.catch_up_pause);
     let postgres = config.store.clone();
+    let latency = config.payment_latency;
+    let member = match &postgres {
+        Some(_) => Some(cluster::member_id(&config.paths.data_dir)?),
+        None => None,
+    };
     let name = match &postgres {
         Some(target) => target.describe(),
         None => database.display().to_string(),
     };
     let open = move || -> Result<Box<dyn store::Store>, store::StoreError> {
         Ok(match &postgres {
-            Some(target) => Box::new(store::postgres::PgStore::open(target)?),
+            Some(target) => Box::new(
+                store::postgres::PgStore::open(target)?
+                    .with_payment_latency(latency)
+                    .as_member(member.expect("a daemon id for a PostgreSQL store")),
+            ),
             None => Box::new(store::sqlite::SqliteStore::open(&database)?),
         })
     };
@@ -465,12 +482,12 @@ async fn start(
     // The database was opened by path: prove the path still leads into the locked directory
     // before anything is served from it.
     lock.check_unchanged(config.store.is_none())?;
-    become_ready(config, serving, limits, prepared).map(Some)
+    become_ready(config, serving, limits, prepared).await.map(Some)
 }
 
 /// Resumes the saga steps of the previous run, spawns the writer and the workers, and hands
 /// the server its full context.
-fn become_ready(
+async fn become_ready(
     config: &Config,
     serving: &Serving,
     limits: &Limits,
@@ -492,6 +509,31 @@ fn become_ready(
     let (head_tx, head_rx) = tokio::sync::watch::channel(head);
     let (sagas, payments, deliveries) = saga_queues(open_payments, open_deliveries);
     let settlements = Arc::new(Settlements::default());
+    let members = Arc::new(cluster::Members::default());
+    let cluster = match store.cluster()? {
+        Some(shared) => Some(cluster::spawn(
+            shared,
+            store.reads()?,
+            head,
+            cluster::Handles {
+                head: head_tx.clone(),
+                settlements: Arc::clone(&settlements),
+                payments: payments.clone(),
+                deliveries: deliveries.clone(),
+                stuck: Arc::clone(&stuck),
+                members: Arc::clone(&members),
+            },
+            stopping.clone(),
+        )?),
+        None => None,
+    };
+    let cluster_thread = match cluster {
+        Some((thread, listed)) => {
+            let _ = listed.await;
+            Some(thread)
+        }
+        None => None,
+    };
     let announcements = Announcements {
         head: head_tx,
         payments,
@@ -553,10 +595,11 @@ fn become_ready(
         metrics: Arc::clone(&serving.metrics),
         reach: serving.reach.clone(),
         last_sample: Default::default(),
+        members,
     }));
     log_ready(config, limits, head, store_id, resumed, stuck.count());
     service::ready(&format!("ready: {} events", head.get()));
-    Ok(Running { workers, writer_thread })
+    Ok(Running { workers, writer_thread, cluster_thread })
 }
 
 /// What the policies need of the configuration.

@@ -61,6 +61,11 @@ impl Settlements {
         self.lock().contains_key(&order)
     }
 
+    /// Whether somebody waits for any order.
+    pub fn any_awaited(&self) -> bool {
+        !self.lock().is_empty()
+    }
+
     /// How many orders somebody waits for.
     #[cfg(test)]
     fn waited_for(&self) -> usize {

@@ -128,7 +128,14 @@ impl Announcements {
             if let Some(acknowledged) = &self.acknowledged {
                 acknowledged.record(last.position.get());
             }
-            self.head.send_replace(last.position);
+            // Another daemon's commits may have moved it further already (issue 20).
+            self.head.send_if_modified(|head| {
+                let moved = last.position > *head;
+                if moved {
+                    *head = last.position;
+                }
+                moved
+            });
         }
     }
 }

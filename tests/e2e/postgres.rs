@@ -1,5 +1,5 @@
-//! What only the PostgreSQL store promises (issue 19): the password kept out of sight, one daemon
-//! per database, a newer schema refused, event times from the database's clock, and a database
+//! What only the PostgreSQL store promises (issue 19): the password kept out of sight, daemons
+//! sharing a database listed and of one version (issue 20), a newer schema refused, event times from the database's clock, and a database
 //! restarted under load survived without a restart of the daemon.
 
 use std::collections::HashMap;
@@ -55,14 +55,49 @@ fn the_password_never_shows_in_status_logs_or_errors() {
 }
 
 #[test]
-fn a_second_daemon_on_the_same_database_is_refused_and_told_who_serves_it() {
+fn a_second_daemon_on_the_same_database_joins_it_and_both_are_listed() {
     let first = TestDaemon::start();
     let mut second = TestDaemon::stopped_with(&[]);
     second.set_env("ORDERS_STORE", Some(&url(&first)));
-    let refused = second.try_spawn().expect_err("one daemon per database");
-    let pid = first.pid().to_string();
-    assert!(refused.contains("another orders daemon already serves"), "{refused}");
-    assert!(refused.contains(&format!("pid {pid}")), "names the first one: {refused}");
+    second.spawn();
+    let order = first.create("alice", 2);
+    assert_eq!(
+        second.json(["show", &order])["id"],
+        order.as_str(),
+        "the second daemon reads the first's order"
+    );
+    for daemon in [&first, &second] {
+        let status = daemon.json(["daemon", "status"]);
+        let daemons = status["daemons"].as_array().expect("the daemons sharing the database");
+        let pids: Vec<u64> = daemons.iter().map(|d| d["pid"].as_u64().expect("a pid")).collect();
+        assert_eq!(pids.len(), 2, "{status}");
+        assert!(
+            pids.contains(&u64::from(first.pid())) && pids.contains(&u64::from(second.pid())),
+            "{status}"
+        );
+        let this: Vec<&serde_json::Value> = daemons.iter().filter(|d| d["this"] == true).collect();
+        assert_eq!(this.len(), 1, "one is the daemon asked: {status}");
+        assert_eq!(this[0]["pid"].as_u64(), Some(u64::from(daemon.pid())), "{status}");
+    }
+    let shown = second.ok(["daemon", "status"]);
+    assert!(shown.contains("2 live on this database"), "{shown}");
+}
+
+#[test]
+fn a_daemon_of_another_version_beside_live_ones_is_refused_and_told_who() {
+    let first = TestDaemon::start();
+    // A live daemon of another version, as its row says (its heartbeat is fresh).
+    first.execute(
+        "INSERT INTO orders_daemons (id, host, pid, version, started_at, heartbeat_at) VALUES \
+         ('00000000-0000-0000-0000-000000000001', 'elsewhere', 4242, '0.0.1', \
+          (extract(epoch from clock_timestamp()) * 1000)::bigint, \
+          (extract(epoch from clock_timestamp()) * 1000)::bigint + 600000)",
+    );
+    let mut second = TestDaemon::stopped_with(&[]);
+    second.set_env("ORDERS_STORE", Some(&url(&first)));
+    let refused = second.try_spawn().expect_err("one version per database");
+    assert!(refused.contains("pid 4242 on host elsewhere runs orders 0.0.1"), "{refused}");
+    assert!(refused.contains("stop them all"), "says what to do: {refused}");
     // The first one serves on, untouched.
     first.create("alice", 2);
 }

@@ -43,6 +43,8 @@ pub struct Context {
     pub reach: Reach,
     /// The last sample of the store for the metrics, which scrapes share.
     pub last_sample: crate::metrics::LastSample,
+    /// The daemons sharing the store (PostgreSQL; none listed on SQLite), for `status`.
+    pub members: Arc<crate::cluster::Members>,
 }
 
 /// What the server serves: a daemon starting up (issue 12), then, once [`ready`](Self::ready),
@@ -165,6 +167,7 @@ impl Serving {
             metrics_url: None,
             http_url: None,
             socket_activated: false,
+            daemons: Vec::new(),
         };
         self.reach.tell(&mut status);
         status

@@ -213,6 +213,7 @@ fn described(
         metrics_url: None,
         http_url: None,
         socket_activated: false,
+        daemons: context.members.listed(),
     };
     context.reach.tell(&mut status);
     status

@@ -391,6 +391,45 @@ pub trait Store: Send + 'static {
     /// Work the backend wants done now and then, away from the writer (SQLite: copying the WAL
     /// back into the database); `None` if it needs none.
     fn upkeep(&self) -> Result<Option<Box<dyn Upkeep>>, StoreError>;
+
+    /// The daemon's part in a store several daemons share; `None` for a store only this daemon
+    /// opens (SQLite's file is locked to one).
+    fn cluster(&self) -> Result<Option<Box<dyn Cluster>>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// What a store shared by several daemons (PostgreSQL, issue 20) gives each of them, on a
+/// connection of its own, from a blocking thread: wake-ups when another daemon commits, the
+/// heartbeat and the list of daemons, and the saga steps another daemon left behind.
+pub trait Cluster: Send + 'static {
+    /// Waits until another daemon announces a commit, or `timeout`; whether one was announced.
+    fn wait(&mut self, timeout: std::time::Duration) -> Result<bool, StoreError>;
+
+    /// Says this daemon is alive; the daemons sharing the store, this one among them.
+    fn heartbeat(&mut self) -> Result<Vec<Member>, StoreError>;
+
+    /// Saga steps no live daemon is carrying out: deliveries overdue by more than `grace`, and
+    /// payment steps whose lease expired — those are claimed for this daemon, with a new lease.
+    fn orphaned_steps(&mut self, grace: std::time::Duration) -> Result<OpenSteps, StoreError>;
+
+    /// Removes this daemon from the list (a clean stop).
+    fn leave(&mut self);
+}
+
+/// A daemon sharing the store, as `status` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub id: String,
+    pub host: String,
+    pub pid: i64,
+    pub version: String,
+    pub started_at: Timestamp,
+    pub heartbeat_at: Timestamp,
+    /// Whether its heartbeat is recent.
+    pub live: bool,
+    /// Whether it is the daemon asking.
+    pub this: bool,
 }
 
 /// Background work of a backend, run a moment after commits on a blocking thread.
@@ -507,6 +546,14 @@ pub trait WriteTx {
     ) -> Result<(), StoreError>;
 
     fn close_payment_request(&mut self, order: OrderId) -> Result<(), StoreError>;
+
+    /// Whether another daemon has taken the order's payment step over (its lease expired and it
+    /// claimed the step): this daemon's decision is then not recorded. Never, on a store only
+    /// one daemon writes.
+    fn payment_taken_over(&mut self, order: OrderId) -> Result<bool, StoreError> {
+        let _ = order;
+        Ok(false)
+    }
 
     /// Arms the delivery saga's durable timer.
     fn set_delivery_timer(&mut self, order: OrderId, due_at: Timestamp) -> Result<(), StoreError>;

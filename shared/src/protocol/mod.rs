@@ -22,7 +22,7 @@ pub use request::{
     ShutdownRequest, StatusRequest, WaitRequest, WatchRequest,
 };
 pub use view::{
-    BackupReport, CheckProblem, CheckReport, Cursor, DaemonState, DaemonStatus, Difference, EventPage,
-    EventView, ExportSummary, ImportReport, MetricsText, OrderCount, OrderPage, OrderView, ReplayProgress,
-    ReplayReport, Resolved, RestoreReport, StartProgress, StartStep, StuckStep,
+    BackupReport, CheckProblem, CheckReport, ClusterDaemon, Cursor, DaemonState, DaemonStatus, Difference,
+    EventPage, EventView, ExportSummary, ImportReport, MetricsText, OrderCount, OrderPage, OrderView,
+    ReplayProgress, ReplayReport, Resolved, RestoreReport, StartProgress, StartStep, StuckStep,
 };

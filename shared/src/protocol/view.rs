@@ -270,6 +270,28 @@ pub struct DaemonStatus {
     /// daemon neither created it nor removes it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub socket_activated: bool,
+    /// The daemons sharing its PostgreSQL database, this one among them (issue 20); empty on
+    /// SQLite, whose file one daemon serves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub daemons: Vec<ClusterDaemon>,
+}
+
+/// A daemon sharing the store, as it registered itself: a new `id` at each start, and its
+/// heartbeat (each second; `live` when it came within the last 10 seconds), on the database's
+/// clock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterDaemon {
+    pub id: String,
+    pub host: String,
+    pub pid: i64,
+    pub version: String,
+    #[serde(serialize_with = "milliseconds::serialize")]
+    pub started_at: Timestamp,
+    #[serde(serialize_with = "milliseconds::serialize")]
+    pub heartbeat_at: Timestamp,
+    pub live: bool,
+    /// The daemon that answered.
+    pub this: bool,
 }
 
 /// The answer to `metrics`: the exposition, as the HTTP endpoint serves it (issue 16).

@@ -22,6 +22,7 @@ pub(super) fn import(
     load: &mut dyn FnMut(&mut dyn ImportTx) -> Result<bool, StoreError>,
 ) -> Result<bool, StoreError> {
     let mut tx = client.transaction()?;
+    sql::lock_writers(statements, &mut tx)?;
     let head = sql::head(statements, &mut tx)?;
     let mut state = Tx {
         tx: &mut tx,

@@ -3,15 +3,18 @@
 //! code of the daemon that names `postgres`.
 //!
 //! - [`connect`]: where the database is (libpq's conventions), TLS, and the errors classified;
-//! - [`schema`]: migrations under an advisory lock, the store's identity, the one-daemon lock;
+//! - [`schema`]: migrations under an advisory lock, the store's identity, the daemons sharing it;
+//! - `cluster`: a daemon's own connection for wake-ups, heartbeats and orphaned saga steps;
 //! - `write`: a batch planned in memory and written in a few statements (group commit);
 //! - `projection`: the read model projected in memory and upserted; `rebuild`: replay's swap;
 //! - `reads`: the pool of read connections and the named queries; `import`: a log loaded.
 //!
-//! The writer's connection holds the one-daemon lock. When the database goes away (a restart, a
-//! network cut) the batch in flight fails as `unavailable` and nothing of it is kept; the next
-//! batch opens a new connection and takes the lock again, so the daemon recovers by itself.
+//! Several daemons, on several hosts, may serve one database (issue 20): their writers take turns
+//! under an advisory lock, one transaction at a time (see `write`). When the database goes away
+//! (a restart, a network cut) the batch in flight fails as `unavailable` and nothing of it is
+//! kept; the next batch opens a new connection, so the daemon recovers by itself.
 
+mod cluster;
 pub mod connect;
 mod import;
 mod projection;
@@ -32,7 +35,7 @@ pub use self::connect::Target;
 use self::sql::{Link, Statements};
 use crate::identity::{Found, StoreId};
 use crate::store::{
-    Batch, ImportTx, OpenSteps, Position, ReadSource, RebuildChunk, Store, StoreError, Upkeep,
+    Batch, Cluster, ImportTx, OpenSteps, Position, ReadSource, RebuildChunk, Store, StoreError, Upkeep,
 };
 
 /// How long a writer waits for the database to say whether a commit it lost sight of was
@@ -43,9 +46,26 @@ const SETTLE_FOR: Duration = Duration::from_secs(30);
 /// `idle_session_timeout` may have closed it, which the client learns only when it next speaks.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
+/// How long the writer's transactions may wait for a lock (the writers' lock, held by another
+/// daemon's batch) or sit idle (a daemon frozen in a batch holds the writers' lock: the server
+/// ends its session after this, so that the others go on), and the longest statement.
+const WRITER_SESSION: &str = "SET lock_timeout = '10s'; SET idle_in_transaction_session_timeout = '5s'; \
+                              SET statement_timeout = '60s'";
+
+/// How much longer than the provider's latency a payment step is leased to the daemon that
+/// asks the provider, before another daemon may take it over (issue 20).
+pub const LEASE_MARGIN: Duration = Duration::from_secs(3);
+
 /// The PostgreSQL store: the writer's connection, and where the others connect.
 pub struct PgStore {
     target: Target,
+    /// This daemon among those sharing the database: its data directory's id (a UUID); for
+    /// what is no daemon (an import), a new one, never registered.
+    me: String,
+    /// Whether it registers among the daemons sharing the database.
+    member: bool,
+    /// How long a payment step this daemon opens or claims is leased to it.
+    payment_lease: Duration,
     conn: Option<(Link, Statements)>,
     /// When the writer's connection last did something.
     used: Instant,
@@ -64,6 +84,9 @@ impl PgStore {
     pub fn open(target: &Target) -> Result<PgStore, StoreError> {
         let mut store = PgStore {
             target: target.clone(),
+            me: uuid::Uuid::now_v7().to_string(),
+            member: false,
+            payment_lease: LEASE_MARGIN,
             conn: None,
             used: Instant::now(),
             identity: None,
@@ -72,6 +95,21 @@ impl PgStore {
         };
         store.connection()?;
         Ok(store)
+    }
+
+    /// Leases the payment steps this daemon opens or takes over for the provider's `latency`
+    /// and [`LEASE_MARGIN`] more: another daemon takes a step over only once that has passed.
+    pub fn with_payment_latency(mut self, latency: Duration) -> PgStore {
+        self.payment_lease = latency.saturating_add(LEASE_MARGIN);
+        self
+    }
+
+    /// Serves the database as the daemon `id` (its data directory's), registered among those
+    /// sharing it once the schema is migrated.
+    pub fn as_member(mut self, id: String) -> PgStore {
+        self.me = id;
+        self.member = true;
+        self
     }
 
     /// The writer's connection, opened again (and the lock taken again) if the database closed
@@ -93,8 +131,8 @@ impl PgStore {
         }
         if self.conn.is_none() {
             let mut client = Link::new(self.target.connect("writer")?)?;
+            client.batch_execute(WRITER_SESSION)?;
             let mut statements = Statements::default();
-            schema::serve(&mut client, &mut statements, &self.target.describe())?;
             if let Some(why) = self.changed_behind_our_back(&mut client, &mut statements)? {
                 tracing::error!(database = %self.target.describe(), "{why}; nothing more is written to it");
                 self.refused = Some(why.clone());
@@ -208,9 +246,13 @@ impl Store for PgStore {
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {
-        self.with(|client, statements| {
-            schema::migrate(client)?;
-            schema::announce(client, statements)
+        let (me, database, member) = (self.me.clone(), self.target.describe(), self.member);
+        self.with(|client, _| {
+            schema::migrate(client, &me, &database)?;
+            if member {
+                schema::register(client, &me, &database)?;
+            }
+            Ok(())
         })
     }
 
@@ -245,12 +287,21 @@ impl Store for PgStore {
         self.with(|client, statements| projection::catch_up_chunk(statements, client, chunk))
     }
 
+    /// Every delivery timer (one delivered by two daemons is recorded once), and the payment
+    /// steps this daemon may carry out: its own, and those whose lease expired, claimed now.
     fn open_steps(&mut self) -> Result<OpenSteps, StoreError> {
-        self.with(|client, _| reads::open_steps(client))
+        let (me, lease) = (self.me.clone(), self.payment_lease);
+        self.with(|client, statements| {
+            cluster::claim_payments(client, statements, &me, lease)?;
+            reads::open_steps(client, Some(&me))
+        })
     }
 
     fn write(&mut self, batch: &mut dyn Batch) -> Result<(), StoreError> {
-        let unknown = self.with(|client, statements| write::write(client, statements, batch))?;
+        let lease_ms = i64::try_from(self.payment_lease.as_millis()).unwrap_or(i64::MAX);
+        let me = self.me.clone();
+        let claimant = write::Claimant { me: &me, lease_ms };
+        let unknown = self.with(|client, statements| write::write(client, statements, batch, &claimant))?;
         if let Some(unknown) = unknown {
             let error = unknown.error.to_string();
             if !self.settle(unknown)? {
@@ -269,7 +320,8 @@ impl Store for PgStore {
     }
 
     fn rebuild_start(&mut self, check: bool) -> Result<Position, StoreError> {
-        self.with(|client, statements| rebuild::start(client, statements, check))
+        let database = self.target.describe();
+        self.with(|client, statements| rebuild::start(client, statements, check, &database))
     }
 
     fn rebuild_chunk(
@@ -303,5 +355,9 @@ impl Store for PgStore {
     fn upkeep(&self) -> Result<Option<Box<dyn Upkeep>>, StoreError> {
         // The database vacuums and checkpoints itself.
         Ok(None)
+    }
+
+    fn cluster(&self) -> Result<Option<Box<dyn Cluster>>, StoreError> {
+        Ok(Some(Box::new(cluster::Presence::new(self.target.clone(), self.me.clone(), self.payment_lease))))
     }
 }

@@ -216,6 +216,7 @@ pub fn catch_up_chunk(
     chunk: usize,
 ) -> Result<Option<u64>, StoreError> {
     let mut tx = client.transaction()?;
+    sql::lock_writers(statements, &mut tx)?;
     let checkpoint = sql::checkpoint(statements, &mut tx)?;
     let mut rows = Rows::new(super::schema::ORDERS_TABLE);
     let (read, last) = apply_log(statements, &mut tx, &mut rows, checkpoint, chunk)?;

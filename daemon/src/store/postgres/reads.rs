@@ -370,13 +370,17 @@ impl Reads for PgReads {
 }
 
 /// The open saga steps, with whether each one's order is in the log.
-pub(super) fn open_steps(client: &mut impl GenericClient) -> Result<OpenSteps, StoreError> {
+/// The open steps; with `claimed_by`, the payment steps leased to that daemon only.
+pub(super) fn open_steps(
+    client: &mut impl GenericClient,
+    claimed_by: Option<&str>,
+) -> Result<OpenSteps, StoreError> {
     let mut steps = OpenSteps::default();
     for row in client.query(
         "SELECT order_id, amount, EXISTS (SELECT 1 FROM events \
              WHERE stream_id = 'order-' || t.order_id AND version = 1) \
-         FROM payment_requests t ORDER BY requested_at, order_id",
-        &[],
+         FROM payment_requests t WHERE $1::text IS NULL OR claimed_by = $1 ORDER BY requested_at, order_id",
+        &[&claimed_by],
     )? {
         steps.payments.push(StoredPayment {
             order: StoredValue::text(row.try_get(0)?),
@@ -431,7 +435,7 @@ fn walk(
     )? {
         walked.orphan_streams.push(row.try_get(0)?);
     }
-    walked.steps = open_steps(tx)?;
+    walked.steps = open_steps(tx, None)?;
     for row in tx.query(
         "SELECT id FROM orders t WHERE NOT EXISTS \
          (SELECT 1 FROM events WHERE stream_id = 'order-' || t.id AND version = 1) ORDER BY id",

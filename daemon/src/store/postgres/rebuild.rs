@@ -11,7 +11,7 @@ use orders_shared::protocol::Difference;
 use postgres::{Client, GenericClient};
 
 use super::projection::{Rows, apply_log};
-use super::schema::{ORDERS_TABLE, create_orders_table};
+use super::schema::{ORDERS_TABLE, REPLAY_LOCK, create_orders_table};
 use super::sql::{self, Statements};
 use crate::store::{Position, RebuildChunk, Rebuilt, StoreError};
 
@@ -31,7 +31,18 @@ fn table(check: bool) -> &'static str {
     if check { CHECK_TABLE } else { REBUILD_TABLE }
 }
 
+/// Drops the table of a replay that did not finish — unless a replay runs now, on any daemon
+/// (its session holds the replay lock): a starting daemon never drops another one's rebuild.
 pub(super) fn drop_leftovers(client: &mut Client) -> Result<bool, StoreError> {
+    if !try_lock_replays(client)? {
+        return Ok(false);
+    }
+    let dropped = drop_rebuild(client);
+    unlock_replays(client)?;
+    dropped
+}
+
+fn drop_rebuild(client: &mut Client) -> Result<bool, StoreError> {
     let found: bool =
         client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&REBUILD_TABLE])?.try_get(0)?;
     if found {
@@ -40,17 +51,43 @@ pub(super) fn drop_leftovers(client: &mut Client) -> Result<bool, StoreError> {
     Ok(found)
 }
 
+fn try_lock_replays(client: &mut Client) -> Result<bool, StoreError> {
+    Ok(client.query_one("SELECT pg_try_advisory_lock($1)", &[&REPLAY_LOCK])?.try_get(0)?)
+}
+
+fn unlock_replays(client: &mut Client) -> Result<(), StoreError> {
+    client.query_one("SELECT pg_advisory_unlock($1)", &[&REPLAY_LOCK])?;
+    Ok(())
+}
+
+/// Starts a rebuild. A replay takes the replay lock on this session for as long as it runs, and
+/// is refused while another daemon's runs; a check builds a table of its own session's and
+/// needs no lock.
 pub(super) fn start(
     client: &mut Client,
     statements: &mut Statements,
     check: bool,
+    database: &str,
 ) -> Result<Position, StoreError> {
     if check {
         client.batch_execute(&format!("DROP TABLE IF EXISTS pg_temp.{CHECK_TABLE}"))?;
         create_orders_table(client, CHECK_TABLE, true)?;
     } else {
-        drop_leftovers(client)?;
-        create_orders_table(client, REBUILD_TABLE, false)?;
+        if !try_lock_replays(client)? {
+            return Err(StoreError::Unavailable {
+                reason: "another daemon is replaying",
+                detail: format!(
+                    "another daemon sharing the database {database} is rebuilding the read model; \
+                     one replay runs at a time: try again when it has finished"
+                ),
+                cause: None,
+            });
+        }
+        let started = drop_rebuild(client).and_then(|_| create_orders_table(client, REBUILD_TABLE, false));
+        if let Err(error) = started {
+            let _ = unlock_replays(client);
+            return Err(error);
+        }
     }
     sql::head(statements, client)
 }
@@ -63,10 +100,18 @@ pub(super) fn chunk(
     chunk: usize,
 ) -> Result<RebuildChunk, StoreError> {
     let mut tx = client.transaction()?;
+    // The chunk that finishes swaps the table in with nothing appended after its last event, so
+    // the writers of every daemon must wait for it; whether a chunk finishes is known only once
+    // it has read, so every chunk takes their lock (chunks are short, and replay pauses between
+    // them).
+    sql::lock_writers(statements, &mut tx)?;
     let mut rows = Rows::new(table(check));
     let (read, last) = apply_log(statements, &mut tx, &mut rows, after, chunk)?;
     let finished = if read < chunk { Some(finish(&mut tx, statements, check, last)?) } else { None };
     tx.commit()?;
+    if finished.is_some() && !check {
+        unlock_replays(client)?;
+    }
     Ok(RebuildChunk { read, last, finished })
 }
 
@@ -101,6 +146,9 @@ fn finish(
 pub(super) fn abandon(client: &mut Client, check: bool) -> Result<(), StoreError> {
     let table = if check { format!("pg_temp.{CHECK_TABLE}") } else { REBUILD_TABLE.to_owned() };
     client.batch_execute(&format!("DROP TABLE IF EXISTS {table}"))?;
+    if !check {
+        unlock_replays(client)?;
+    }
     Ok(())
 }
 

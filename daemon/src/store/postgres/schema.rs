@@ -1,14 +1,13 @@
-//! The PostgreSQL schema, its migrations, the store's identity, and the lock that keeps one
-//! daemon per database.
+//! The PostgreSQL schema, its migrations, the store's identity, and the daemons that share it.
 //!
 //! Migrations run each in its own transaction (PostgreSQL's DDL is transactional) under a
 //! transaction-level advisory lock, so that two daemons starting together migrate once: the
 //! second waits, then finds the schema current. The version is a row of `orders_schema`; a
 //! database of a newer version is refused, never "fixed".
 //!
-//! Until several daemons may share a database (the next step), a daemon holds a session-level
-//! advisory lock on its writer's connection for as long as it serves, and records who it is in
-//! `orders_daemon`, so that a second daemon is refused with the first one named.
+//! Several daemons may share a database (issue 20): each registers in `orders_daemons` under a
+//! new id at each start and beats every second; daemons of another version are refused while
+//! they live. The advisory lock keys of the writers and of replays are here too.
 
 use orders_shared::protocol::OrderView;
 use postgres::{Client, GenericClient};
@@ -19,8 +18,19 @@ use crate::store::StoreError;
 
 /// The advisory lock key of schema migrations ("ordr" "migr").
 const MIGRATION_LOCK: i64 = 0x6F72_6472_6D69_6772;
-/// The advisory lock key of the one daemon serving the database ("ordr" "dmon").
-pub const DAEMON_LOCK: i64 = 0x6F72_6472_646D_6F6E;
+/// The advisory lock key the first PostgreSQL version held for as long as its one daemon served
+/// the database ("ordr" "dmon"): a migration waits for no such daemon.
+const OLD_DAEMON_LOCK: i64 = 0x6F72_6472_646D_6F6E;
+/// The advisory lock key of a replay in progress, held by the session of the daemon that runs
+/// it: one replay at a time in the cluster ("ordr" "rply").
+pub const REPLAY_LOCK: i64 = 0x6F72_6472_7270_6C79;
+
+/// The database's clock in Unix milliseconds, as the schema keeps times.
+pub const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+/// A daemon whose heartbeat is younger counts as live (its heartbeat comes every second).
+pub const LIVE_FOR_MS: i64 = 10_000;
+/// A daemon silent for longer is removed from `orders_daemons` when another one starts.
+const FORGET_AFTER_MS: i64 = 24 * 3_600_000;
 
 /// Step N brings a database from version N to N + 1.
 const MIGRATIONS: &[&str] = &[
@@ -85,6 +95,28 @@ const MIGRATIONS: &[&str] = &[
         version    text    NOT NULL,
         started_at bigint  NOT NULL
     );
+    ",
+    // 2 (issue 20): several daemons on one database. Each registers itself and beats every
+    // second; a payment step is leased by the daemon that asks the provider.
+    "
+    DROP TABLE orders_daemon;
+    CREATE TABLE orders_daemons (
+        id           text   PRIMARY KEY,   -- a UUID, new at each start of a daemon
+        host         text   NOT NULL,
+        pid          bigint NOT NULL,
+        version      text   NOT NULL,      -- of orders
+        started_at   bigint NOT NULL,      -- the database's clock, Unix milliseconds
+        heartbeat_at bigint NOT NULL
+    );
+    ALTER TABLE payment_requests
+        ADD COLUMN claimed_by  text,       -- the daemon that asks the provider (orders_daemons.id)
+        ADD COLUMN lease_until bigint;     -- after which another daemon may take the step over
+    -- Every commit that appends events wakes the daemons listening (an empty payload: it only
+    -- says to look again).
+    CREATE FUNCTION orders_notify_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN PERFORM pg_notify('orders_commits', ''); RETURN NULL; END $$;
+    CREATE TRIGGER events_notify_commit AFTER INSERT ON events
+        FOR EACH STATEMENT EXECUTE FUNCTION orders_notify_commit();
     ",
 ];
 
@@ -165,7 +197,7 @@ pub fn ensure_identity(client: &mut Client, mint: bool) -> Result<StoreId, Store
 }
 
 /// Brings the schema to [`CURRENT_VERSION`], one step per transaction, under the migration lock.
-pub fn migrate(client: &mut Client) -> Result<(), StoreError> {
+pub fn migrate(client: &mut Client, me: &str, database: &str) -> Result<(), StoreError> {
     loop {
         let mut tx = client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
@@ -181,6 +213,22 @@ pub fn migrate(client: &mut Client) -> Result<(), StoreError> {
         if version >= CURRENT_VERSION {
             return Ok(());
         }
+        if version >= 2 {
+            // A schema this build changes must not change under daemons of another version.
+            same_version(&mut tx, me, database)?;
+        }
+        if version >= 1
+            && let Some(who) = older_daemon(&mut tx)?
+        {
+            return Err(StoreError::Unavailable {
+                reason: "an older daemon serves this database",
+                detail: format!(
+                    "{who} serves this database with an older version of orders: stop it before this version \
+                     upgrades the schema"
+                ),
+                cause: None,
+            });
+        }
         let step =
             usize::try_from(version).map_err(|_| StoreError::Corrupt(format!("schema version {version}")))?;
         tx.batch_execute(MIGRATIONS[step])?;
@@ -194,78 +242,171 @@ pub fn migrate(client: &mut Client) -> Result<(), StoreError> {
     }
 }
 
-/// Takes the one-daemon lock on `client`'s session and records this daemon as its holder, or
-/// says who holds it.
-pub fn serve(client: &mut Client, statements: &mut Statements, database: &str) -> Result<(), StoreError> {
-    let host = host_name();
-    let pid = i64::from(std::process::id());
-    let mut taken = try_lock(client)?;
-    if !taken && holder(client).is_some_and(|(h, p, ..)| h == host && p == pid) {
-        // This very daemon holds it, on a connection it lost (the server has not noticed yet:
-        // a network cut, a half-open connection): end that session and take the lock again.
-        tracing::warn!(%database, "ending this daemon's own lost session, which still holds the database");
-        client.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted \
-             AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1 AND pid <> pg_backend_pid()",
-            &[&(DAEMON_LOCK >> 32), &(DAEMON_LOCK & 0xFFFF_FFFF)],
-        )?;
-        for _ in 0..50 {
-            taken = try_lock(client)?;
-            if taken {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+/// Whether a daemon of the first PostgreSQL version (one daemon per database, by a session
+/// lock) still serves the database: it must be stopped before the schema moves on.
+fn older_daemon(client: &mut impl GenericClient) -> Result<Option<String>, StoreError> {
+    let held: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1)",
+            &[&(OLD_DAEMON_LOCK >> 32), &(OLD_DAEMON_LOCK & 0xFFFF_FFFF)],
+        )?
+        .try_get(0)?;
+    if !held {
+        return Ok(None);
     }
-    if !taken {
-        let holder = holder(client)
-            .map(|(host, pid, version, started)| {
-                let since =
-                    jiff::Timestamp::from_millisecond(started).map(|t| t.to_string()).unwrap_or_default();
-                format!("pid {pid} on host {host} (orders {version}, since {since})")
-            })
-            .unwrap_or_else(|| "a daemon that has not said who it is".to_owned());
+    let row = client.query_opt("SELECT host, pid, version FROM orders_daemon", &[]).ok().flatten();
+    let who = row
+        .and_then(|row| {
+            Some((
+                row.try_get::<_, String>(0).ok()?,
+                row.try_get::<_, i64>(1).ok()?,
+                row.try_get::<_, String>(2).ok()?,
+            ))
+        })
+        .map(|(host, pid, version)| format!("pid {pid} on host {host} (orders {version})"))
+        .unwrap_or_else(|| "a daemon of an older version".to_owned());
+    Ok(Some(who))
+}
+
+/// The daemons registered on the database whose heartbeat is recent, other than `me`, with
+/// the version of orders each runs.
+fn live_others(client: &mut impl GenericClient, me: &str) -> Result<Vec<(String, i64, String)>, StoreError> {
+    let rows = client.query(
+        &format!(
+            "SELECT host, pid, version FROM orders_daemons WHERE id <> $1 \
+             AND heartbeat_at > {NOW_MS} - $2 ORDER BY started_at"
+        ),
+        &[&me, &LIVE_FOR_MS],
+    )?;
+    rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))).collect()
+}
+
+/// Refuses to go on beside live daemons of another version of orders: daemons on one database
+/// run one version (an upgrade stops them all, then starts the new build).
+fn same_version(client: &mut impl GenericClient, me: &str, database: &str) -> Result<(), StoreError> {
+    let ours = env!("CARGO_PKG_VERSION");
+    let others: Vec<String> = live_others(client, me)?
+        .into_iter()
+        .filter(|(_, _, version)| version != ours)
+        .map(|(host, pid, version)| format!("pid {pid} on host {host} runs orders {version}"))
+        .collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::Unavailable {
+        reason: "daemons of another version serve this database",
+        detail: format!(
+            "daemons of another version of orders serve the PostgreSQL database {database} ({}); this is orders \
+             {ours}. Daemons sharing a database run one version: stop them all, then start the new one everywhere",
+            others.join("; ")
+        ),
+        cause: None,
+    })
+}
+
+/// Registers this daemon (`me`, new at each start) among those sharing the database, or
+/// refuses when live daemons run another version. Rows of daemons silent for long are removed.
+pub fn register(client: &mut Client, me: &str, database: &str) -> Result<(), StoreError> {
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    same_version(&mut tx, me, database)?;
+    twin(&mut tx, me)?;
+    tx.execute(
+        &format!("DELETE FROM orders_daemons WHERE heartbeat_at < {NOW_MS} - $1"),
+        &[&FORGET_AFTER_MS],
+    )?;
+    heartbeat(&mut tx, me)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Refuses to serve as `me` while another live daemon does: a data directory copied to another
+/// host with its `daemon.id`. The same id on this host under a pid that is gone is this data
+/// directory's daemon before it was killed.
+fn twin(client: &mut impl GenericClient, me: &str) -> Result<(), StoreError> {
+    let Some(row) = client.query_opt(
+        &format!("SELECT host, pid FROM orders_daemons WHERE id = $1 AND heartbeat_at > {NOW_MS} - $2"),
+        &[&me, &LIVE_FOR_MS],
+    )?
+    else {
+        return Ok(());
+    };
+    let (host, pid): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
+    let alive = |pid: i64| {
+        i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok())
+    };
+    let ours = i64::from(std::process::id());
+    if host != host_name() || (pid != ours && alive(pid)) {
         return Err(StoreError::Unavailable {
-            reason: "another daemon serves this database",
+            reason: "another daemon serves under this daemon's id",
             detail: format!(
-                "another orders daemon already serves the PostgreSQL database {database}: {holder}; \
-                 stop it first (several daemons on one database come in a later version)"
+                "pid {pid} on host {host} serves the database under this data directory's daemon id ({me}): \
+                 was the data directory copied? Give each daemon a data directory of its own (remove the copy's \
+                 daemon.id), or wait 10 seconds if that daemon is gone"
             ),
             cause: None,
         });
     }
-    announce(client, statements)
+    Ok(())
 }
 
-fn try_lock(client: &mut Client) -> Result<bool, StoreError> {
-    Ok(client.query_one("SELECT pg_try_advisory_lock($1)", &[&DAEMON_LOCK])?.try_get(0)?)
+/// Says this daemon is alive: its row, written again if it was removed meanwhile (and as it is
+/// now, when its data directory's daemon starts again).
+pub fn heartbeat(client: &mut impl GenericClient, me: &str) -> Result<(), StoreError> {
+    client.execute(
+        &format!(
+            "INSERT INTO orders_daemons (id, host, pid, version, started_at, heartbeat_at) \
+             VALUES ($1, $2, $3, $4, {NOW_MS}, {NOW_MS}) \
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, host = excluded.host, \
+                 pid = excluded.pid, version = excluded.version, \
+                 started_at = CASE WHEN orders_daemons.pid = excluded.pid AND orders_daemons.host = excluded.host \
+                     THEN orders_daemons.started_at ELSE excluded.started_at END"
+        ),
+        &[&me, &host_name(), &i64::from(std::process::id()), &env!("CARGO_PKG_VERSION")],
+    )?;
+    Ok(())
 }
 
-/// Who says it serves the database: host, pid, version, since when (ms).
-fn holder(client: &mut Client) -> Option<(String, i64, String, i64)> {
-    let row = client.query_opt("SELECT host, pid, version, started_at FROM orders_daemon", &[]).ok()??;
-    Some((row.try_get(0).ok()?, row.try_get(1).ok()?, row.try_get(2).ok()?, row.try_get(3).ok()?))
+/// Removes this daemon's row (a clean stop).
+pub fn leave(client: &mut impl GenericClient, me: &str) -> Result<(), StoreError> {
+    client.execute("DELETE FROM orders_daemons WHERE id = $1", &[&me])?;
+    Ok(())
+}
+
+/// The daemons registered on the database, oldest first.
+pub fn members(client: &mut impl GenericClient, me: &str) -> Result<Vec<crate::store::Member>, StoreError> {
+    let rows = client.query(
+        &format!(
+            "SELECT id, host, pid, version, started_at, heartbeat_at, {NOW_MS} - heartbeat_at \
+             FROM orders_daemons ORDER BY started_at, id"
+        ),
+        &[],
+    )?;
+    let time = |ms: i64| jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    rows.iter()
+        .map(|row| {
+            let id: String = row.try_get(0)?;
+            let silent: i64 = row.try_get(6)?;
+            Ok(crate::store::Member {
+                this: id == me,
+                id,
+                host: row.try_get(1)?,
+                pid: row.try_get(2)?,
+                version: row.try_get(3)?,
+                started_at: time(row.try_get(4)?),
+                heartbeat_at: time(row.try_get(5)?),
+                live: silent < LIVE_FOR_MS,
+            })
+        })
+        .collect()
 }
 
 fn host_name() -> String {
     rustix::system::uname().nodename().to_string_lossy().into_owned()
-}
-
-/// Records this daemon as the one serving the database, once the schema has the table for it.
-pub fn announce(client: &mut Client, statements: &mut Statements) -> Result<(), StoreError> {
-    if !client.query_one("SELECT to_regclass('orders_daemon') IS NOT NULL", &[])?.try_get::<_, bool>(0)? {
-        return Ok(());
-    }
-    let host = host_name();
-    statements.execute(
-        client,
-        "INSERT INTO orders_daemon (singleton, host, pid, version, started_at) \
-         VALUES (1, $1, $2, $3, (extract(epoch from clock_timestamp()) * 1000)::bigint) \
-         ON CONFLICT (singleton) DO UPDATE SET host = excluded.host, pid = excluded.pid, \
-             version = excluded.version, started_at = excluded.started_at",
-        &[&host, &i64::from(std::process::id()), &env!("CARGO_PKG_VERSION")],
-    )?;
-    Ok(())
 }
 
 /// The values of a read-model row in [`VIEW_COLUMNS`](super::sql::VIEW_COLUMNS) order, as

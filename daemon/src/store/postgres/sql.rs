@@ -211,6 +211,20 @@ pub fn head(statements: &mut Statements, client: &mut impl GenericClient) -> Res
     Ok(Position::new(row.try_get(0)?))
 }
 
+/// The advisory lock key of the writers (issue 20): every transaction that appends events or
+/// moves the read model takes it first, so that positions are given in commit order by
+/// whichever daemon writes ("ordr" "wrtr").
+pub const WRITER_LOCK: i64 = 0x6F72_6472_7772_7472;
+
+/// Takes the writers' lock for the rest of the transaction (issue 20): whichever daemon holds it
+/// is the only one appending, so the head it reads next is the head, positions are given in
+/// commit order, and a reader's snapshot always holds a prefix of the log. Waits for the
+/// daemon holding it (its batch), at most the session's `lock_timeout`.
+pub fn lock_writers(statements: &mut Statements, client: &mut impl GenericClient) -> Result<(), StoreError> {
+    statements.query_one(client, "SELECT pg_advisory_xact_lock($1)::text", &[&WRITER_LOCK])?;
+    Ok(())
+}
+
 /// The last position the read model reflects.
 pub fn checkpoint(
     statements: &mut Statements,

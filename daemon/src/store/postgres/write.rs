@@ -18,10 +18,12 @@
 //! transaction, so that only the unit at fault is refused. Any error of the database while the
 //! units run (a lost connection) fails the whole batch: nothing of it is stored.
 //!
-//! One daemon writes the database (the advisory lock of `schema::serve`), so positions are given
-//! here, from the head read at the start; the primary key would refuse a second writer's.
+//! Several daemons may write the database (issue 20), one transaction at a time: each batch
+//! takes the writers' lock first ([`sql::lock_writers`]), so positions are given here, from the
+//! head read under it, and commit in position order; the primary key would refuse a position
+//! given twice all the same.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use jiff::Timestamp;
 use orders_shared::protocol::OrderView;
@@ -55,9 +57,10 @@ pub(super) fn write(
     client: &mut postgres::Client,
     statements: &mut Statements,
     batch: &mut dyn Batch,
+    claimant: &Claimant<'_>,
 ) -> Result<Option<Unknown>, StoreError> {
     let all: Vec<usize> = (0..batch.units()).collect();
-    match run(client, statements, batch, &all) {
+    match run(client, statements, batch, &all, claimant) {
         Ok(()) => Ok(None),
         Err(Failure::Committing(unknown)) => Ok(Some(unknown)),
         Err(Failure::Writing(error)) if is_constraint(&error) && all.len() > 1 => {
@@ -65,7 +68,7 @@ pub(super) fn write(
             batch.restart();
             let mut units = all.into_iter();
             while let Some(index) = units.next() {
-                match run(client, statements, batch, &[index]) {
+                match run(client, statements, batch, &[index], claimant) {
                     Ok(()) => {}
                     Err(Failure::Writing(error)) => batch.fail(index, error),
                     Err(Failure::Committing(unknown)) => return Ok(Some(unknown)),
@@ -109,16 +112,18 @@ fn run(
     statements: &mut Statements,
     batch: &mut dyn Batch,
     units: &[usize],
+    claimant: &Claimant<'_>,
 ) -> Result<(), Failure> {
     let mut tx = client.transaction().map_err(|e| Failure::Database(e.into()))?;
-    let mut state = prepare(&mut tx, statements, batch).map_err(Failure::Database)?;
+    sql::lock_writers(statements, &mut tx).map_err(Failure::Database)?;
+    let mut state = prepare(&mut tx, statements, batch, claimant).map_err(Failure::Database)?;
     for &index in units {
         run_unit(&mut tx, statements, &mut state, batch, index);
         if let Some(error) = state.broken.take() {
             return Err(Failure::Database(error));
         }
     }
-    state.flush(&mut tx, statements, batch.last_position()).map_err(Failure::Writing)?;
+    state.flush(&mut tx, statements, batch.last_position(), claimant).map_err(Failure::Writing)?;
     let last = state.events.last().map(|event| (event.position, event.event_id));
     let committing = std::time::Instant::now();
     if let Err(error) = tx.commit() {
@@ -132,24 +137,35 @@ fn run(
     Ok(())
 }
 
-/// Reads what the batch needs before its first unit: the head and the clock, the streams and
-/// keys it wants, and their orders' rows.
+/// Reads what the batch needs before its first unit: the head and the clock and the payment
+/// steps of its orders that other daemons took over, the streams and keys it wants, and their
+/// orders' rows. All of it under the writers' lock, before the first write.
 fn prepare(
     tx: &mut Transaction<'_>,
     statements: &mut Statements,
     batch: &mut dyn Batch,
+    claimant: &Claimant<'_>,
 ) -> Result<State, StoreError> {
+    let wants = batch.wants();
+    let paying: Vec<String> =
+        wants.streams.iter().filter(|s| s.kind == StreamKind::Payment).map(|s| s.order.to_string()).collect();
     let row = statements.query_one(
         tx,
         "SELECT (SELECT coalesce(max(position), 0) FROM events), \
-                (extract(epoch from clock_timestamp()) * 1000)::bigint",
-        &[],
+                (extract(epoch from clock_timestamp()) * 1000)::bigint, \
+                ARRAY(SELECT order_id FROM payment_requests WHERE order_id = ANY($1) AND claimed_by <> $2)",
+        &[&paying, &claimant.me],
     )?;
     let head = Position::new(row.try_get(0)?);
     let now = sql::time(row.try_get(1)?, || "the database's clock".to_owned())?;
     batch.database_time(now);
     let mut state = State::new(head);
-    let wants = batch.wants();
+    for order in row.try_get::<_, Vec<String>>(2)? {
+        let id = order
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("payment step of '{order}': no order id")))?;
+        state.taken_over.insert(id);
+    }
     state.load(tx, statements, &wants.streams, &wants.idempotency_keys)?;
     let orders = wants.streams.iter().filter(|s| s.kind == StreamKind::Order).map(|s| s.order);
     state.rows.load(statements, tx, orders)?;
@@ -221,6 +237,15 @@ struct State {
     journal: Vec<Undo>,
     /// The database failed while a unit ran: the batch is lost.
     broken: Option<StoreError>,
+    /// The orders among the batch's whose payment step another daemon has taken over (its lease).
+    taken_over: HashSet<OrderId>,
+}
+
+/// This daemon among those writing the database: the payment steps it opens are leased to it
+/// for `lease_ms`, and a decision of a step another daemon has taken over is not recorded.
+pub(super) struct Claimant<'a> {
+    pub me: &'a str,
+    pub lease_ms: i64,
 }
 
 impl State {
@@ -235,6 +260,7 @@ impl State {
             timers: HashMap::new(),
             journal: Vec::new(),
             broken: None,
+            taken_over: HashSet::new(),
         }
     }
 
@@ -334,6 +360,7 @@ impl State {
         tx: &mut Transaction<'_>,
         statements: &mut Statements,
         last: Option<Position>,
+        claimant: &Claimant<'_>,
     ) -> Result<(), StoreError> {
         let events = event_arrays(&self.events);
         let rows = self.rows.take_changed();
@@ -359,13 +386,23 @@ impl State {
         if !payment_orders.is_empty() {
             let n = params.len() + 1;
             parts.push(format!(
-                "payments_opened AS (INSERT INTO payment_requests (order_id, amount, requested_at) \
-                 SELECT * FROM unnest(${n}::text[], ${}::bigint[], ${}::bigint[]) ON CONFLICT (order_id) \
-                 DO UPDATE SET amount = excluded.amount, requested_at = excluded.requested_at)",
+                "payments_opened AS (INSERT INTO payment_requests \
+                     (order_id, amount, requested_at, claimed_by, lease_until) \
+                 SELECT o, a, r, ${}, r + ${} FROM unnest(${n}::text[], ${}::bigint[], ${}::bigint[]) AS t(o, a, r) \
+                 ON CONFLICT (order_id) DO UPDATE SET amount = excluded.amount, requested_at = excluded.requested_at, \
+                     claimed_by = excluded.claimed_by, lease_until = excluded.lease_until)",
+                n + 3,
+                n + 4,
                 n + 1,
                 n + 2
             ));
-            params.extend([&payment_orders as sql::Param<'_>, &amounts, &requested]);
+            params.extend([
+                &payment_orders as sql::Param<'_>,
+                &amounts,
+                &requested,
+                &claimant.me,
+                &claimant.lease_ms,
+            ]);
         }
         if !closed.is_empty() {
             parts.push(format!(
@@ -672,6 +709,10 @@ impl WriteTx for Tx<'_, '_> {
         let before = self.state.payments.insert(order, Some((amount.get(), at.as_millisecond())));
         self.state.journal.push(Undo::Payment(order, before));
         Ok(())
+    }
+
+    fn payment_taken_over(&mut self, order: OrderId) -> Result<bool, StoreError> {
+        Ok(self.state.taken_over.contains(&order))
     }
 
     fn close_payment_request(&mut self, order: OrderId) -> Result<(), StoreError> {
