@@ -309,13 +309,19 @@ impl Server<'_> {
         let database = tokio::task::block_in_place(|| self.cluster.fresh_database());
         let mut env = env.to_vec();
         env.push(("ORDERS_STORE", database.url.as_str()));
-        let mut daemons = Vec::with_capacity(count);
-        for _ in 0..count {
-            let dir = tempfile::tempdir()?;
-            let daemon = tokio::task::block_in_place(|| Daemon::start(dir.path(), &env))?;
-            daemons.push((daemon, dir));
-        }
-        let paths: Vec<Paths> = daemons.iter().map(|(daemon, _)| daemon.paths.clone()).collect();
+        let dirs = (0..count).map(|_| tempfile::tempdir()).collect::<Result<Vec<_>, _>>()?;
+        // Started and stopped all at once: each takes a second or so either way.
+        let daemons = tokio::task::block_in_place(|| {
+            std::thread::scope(|scope| {
+                let starting: Vec<_> =
+                    dirs.iter().map(|dir| scope.spawn(|| Daemon::start(dir.path(), &env))).collect();
+                starting
+                    .into_iter()
+                    .map(|daemon| daemon.join().map_err(|_| anyhow::anyhow!("starting a daemon panicked"))?)
+                    .collect::<anyhow::Result<Vec<_>>>()
+            })
+        })?;
+        let paths: Vec<Paths> = daemons.iter().map(|daemon| daemon.paths.clone()).collect();
         let before = writer_counts(&paths).await?;
         if self.statements {
             tokio::task::block_in_place(|| self.cluster.sql("postgres", "SELECT pg_stat_statements_reset()"));
@@ -325,10 +331,16 @@ impl Server<'_> {
         if self.statements {
             tokio::task::block_in_place(|| self.print_statements(&database.name));
         }
-        for (daemon, _dir) in daemons {
-            tokio::task::block_in_place(|| daemon.stop())?;
-        }
-        tokio::task::block_in_place(|| drop(database));
+        tokio::task::block_in_place(|| {
+            std::thread::scope(|scope| {
+                let stopping: Vec<_> =
+                    daemons.into_iter().map(|daemon| scope.spawn(|| daemon.stop())).collect();
+                stopping.into_iter().try_for_each(|daemon| {
+                    daemon.join().map_err(|_| anyhow::anyhow!("stopping a daemon panicked"))?
+                })
+            })
+        })?;
+        tokio::task::block_in_place(|| drop((database, dirs)));
         Ok((result, writer))
     }
 
