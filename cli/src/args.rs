@@ -548,9 +548,10 @@ pub struct RunArgs {
     /// Keep the store in this PostgreSQL database instead of the data directory's SQLite file: a
     /// URL such as postgres://orders@db.example/orders?sslmode=verify-full. What it leaves out
     /// comes from libpq's variables and files (PGHOST, PGUSER, PGPASSWORD, PGPASSFILE or
-    /// ~/.pgpass, PGSSLMODE, PGSSLROOTCERT ...). The data directory still holds the daemon's lock,
-    /// log and identity file. Rather put a password in PGPASSFILE than in the URL: command lines
-    /// are visible to every user of the machine
+    /// ~/.pgpass, PGSSLMODE, PGSSLROOTCERT ...). Several daemons, each with a data directory of its
+    /// own, may serve one database (`daemon status` lists them). The data directory still holds the
+    /// daemon's lock, log and identity files. Rather put a password in PGPASSFILE than in the URL:
+    /// command lines are visible to every user of the machine
     #[arg(long, env = "ORDERS_STORE", value_name = "URL", hide_env_values = true)]
     pub store: Option<String>,
 

@@ -62,7 +62,7 @@ const ENVIRONMENT: &[(&str, &str)] = &[
     ),
     (
         "ORDERS_STORE",
-        "The PostgreSQL database that keeps the store (--store), as a libpq URL; the data directory's SQLite file when unset.",
+        "The PostgreSQL database that keeps the store (--store), as a libpq URL, which several daemons may share; the data directory's SQLite file when unset.",
     ),
     (
         "PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGPASSFILE, PGSSLMODE, PGSSLROOTCERT, PGCONNECT_TIMEOUT, PGAPPNAME",

@@ -40,6 +40,9 @@ use crate::store::{Cluster, Member, Position, ReadSource, StoreError};
 /// How often the daemon looks whatever it heard, beats, and looks for orphaned steps.
 pub const POLL: Duration = Duration::from_secs(1);
 
+/// How long the thread waits for a notification at a time (and so, at most, for a stop).
+const MOMENT: Duration = Duration::from_millis(100);
+
 /// How long past its due time a delivery is left to the daemon that armed it before any daemon
 /// takes it. A lost daemon's deliveries go at most `GRACE + POLL` late (more while it holds the
 /// writers' lock: the server ends such a session after 5 seconds idle).
@@ -116,6 +119,7 @@ pub struct Handles {
     pub deliveries: UnboundedSender<DeliveryDue>,
     pub stuck: Arc<StuckSteps>,
     pub members: Arc<Members>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Starts the thread; it ends once `stop` is cancelled (within [`POLL`]). The receiver
@@ -129,7 +133,15 @@ pub fn spawn(
 ) -> std::io::Result<(std::thread::JoinHandle<()>, oneshot::Receiver<()>)> {
     let (listed, first) = oneshot::channel();
     let thread = std::thread::Builder::new().name("orders-cluster".to_owned()).spawn(move || {
-        let mut member = Follower { cluster, reads, seen, handles, handed: HashMap::new(), last_look: None };
+        let mut member = Follower {
+            cluster,
+            reads,
+            seen,
+            handles,
+            handed: HashMap::new(),
+            last_look: None,
+            last_follow: None,
+        };
         member.run(&stop, listed);
     })?;
     Ok((thread, first))
@@ -144,19 +156,21 @@ struct Follower {
     /// Deliveries handed to the saga, and when.
     handed: HashMap<OrderId, Instant>,
     last_look: Option<Instant>,
+    last_follow: Option<Instant>,
 }
 
 impl Follower {
     fn run(&mut self, stop: &CancellationToken, listed: oneshot::Sender<()>) {
+        // Listed or not (the database may be down), the daemon goes on starting.
+        let first = self.look();
+        let _ = listed.send(());
         let mut failing = false;
-        let mut listed = Some(listed);
+        if let Err(error) = first {
+            tracing::warn!(%error, "cannot follow the other daemons on the database; trying again each second");
+            failing = true;
+        }
         while !stop.is_cancelled() {
-            let result = self.round();
-            // Listed or not (the database may be down), the daemon goes on starting.
-            if let Some(listed) = listed.take() {
-                let _ = listed.send(());
-            }
-            match result {
+            match self.round() {
                 Ok(()) => failing = false,
                 Err(error) => {
                     if !failing {
@@ -171,15 +185,28 @@ impl Follower {
         self.reads.close();
     }
 
+    /// Waits a moment for another daemon's commit; follows when one came or a [`POLL`] has
+    /// passed, and looks for the others and their orphaned steps each [`POLL`]. The moments
+    /// are short so that a stopping daemon is not held up by this thread.
     fn round(&mut self) -> Result<(), StoreError> {
         if self.last_look.is_none_or(|at| at.elapsed() >= POLL) {
-            self.last_look = Some(Instant::now());
-            self.handles.members.set(self.cluster.heartbeat()?);
-            self.take_orphans()?;
+            self.look()?;
         }
-        self.follow()?;
-        self.cluster.wait(POLL)?;
-        self.follow()
+        let woken = self.cluster.wait(MOMENT)?;
+        if woken || self.last_follow.is_none_or(|at| at.elapsed() >= POLL) {
+            self.last_follow = Some(Instant::now());
+            self.follow()?;
+        }
+        Ok(())
+    }
+
+    /// Beats, lists the daemons, and hands the sagas what no live daemon carries out.
+    fn look(&mut self) -> Result<(), StoreError> {
+        self.last_look = Some(Instant::now());
+        let members = self.cluster.heartbeat()?;
+        self.handles.metrics.cluster(members.iter().filter(|member| member.live).count());
+        self.handles.members.set(members);
+        self.take_orphans()
     }
 
     /// Reads the head, and the events up to it when somebody waits for an order; wakes them.

@@ -408,6 +408,9 @@ fn affordable_limits(mut limits: Limits) -> Limits {
     limits
 }
 
+/// How long a stopping daemon waits for its cluster thread (issue 20).
+const CLUSTER_STOP: Duration = Duration::from_secs(3);
+
 /// The parts of a ready daemon that must be stopped in order.
 struct Running {
     workers: TaskTracker,
@@ -430,9 +433,15 @@ impl Running {
             .await?
             .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
         if let Some(cluster_thread) = self.cluster_thread {
-            tokio::task::spawn_blocking(move || cluster_thread.join())
-                .await?
-                .map_err(|_| anyhow::anyhow!("the cluster thread panicked"))?;
+            // It ends within a second — unless the database froze under one of its queries:
+            // then the daemon stops without it (its row ages out of the list).
+            let joined = tokio::task::spawn_blocking(move || cluster_thread.join());
+            match tokio::time::timeout(CLUSTER_STOP, joined).await {
+                Ok(joined) => joined?.map_err(|_| anyhow::anyhow!("the cluster thread panicked"))?,
+                Err(_) => tracing::warn!(
+                    "the database did not answer the thread that follows the other daemons; stopping without it"
+                ),
+            }
         }
         tracing::info!("daemon stopped");
         Ok(())
@@ -522,6 +531,7 @@ async fn become_ready(
                 deliveries: deliveries.clone(),
                 stuck: Arc::clone(&stuck),
                 members: Arc::clone(&members),
+                metrics: Arc::clone(&serving.metrics),
             },
             stopping.clone(),
         )?),

@@ -91,6 +91,8 @@ pub struct Metrics {
     command_seconds: Histograms<CommandLabel>,
     batch_commands: Histogram,
     commit_seconds: Histogram,
+    writer_lock_seconds: Histogram,
+    cluster_daemons: Gauge,
     events_appended: Counter,
     delivery_lateness_seconds: Histogram,
     connections_open: Gauge,
@@ -149,6 +151,8 @@ impl Metrics {
             batch_commands: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
             // 50 µs to 1.6 s.
             commit_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            writer_lock_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            cluster_daemons: Gauge::default(),
             events_appended: Counter::default(),
             // 1 ms to 70 min: a daemon that was down delivers late by as long as it was down.
             delivery_lateness_seconds: Histogram::new(exponential_buckets(0.001, 4.0, 12)),
@@ -192,6 +196,18 @@ impl Metrics {
             self.commit_seconds.clone(),
         );
         r.register("orders_events_appended", "Events appended to the log", self.events_appended.clone());
+        r.register_with_unit(
+            "orders_writer_lock_wait",
+            "Time a batch waited for its turn among the writers of the daemons sharing a PostgreSQL store \
+             (a daemon frozen inside a batch holds every writer back)",
+            Unit::Seconds,
+            self.writer_lock_seconds.clone(),
+        );
+        r.register(
+            "orders_cluster_daemons",
+            "Live daemons sharing the PostgreSQL store, this one among them (0 on SQLite)",
+            self.cluster_daemons.clone(),
+        );
         r.register_with_unit(
             "orders_delivery_lateness",
             "Time from a delivery's due time to its recording",
@@ -265,6 +281,16 @@ impl Metrics {
             self.commit_seconds.observe(took.as_secs_f64());
         }
         self.events_appended.inc_by(events as u64);
+    }
+
+    /// A batch waited `took` for the writers of the other daemons sharing the store.
+    pub fn waited_for_writers(&self, took: Duration) {
+        self.writer_lock_seconds.observe(took.as_secs_f64());
+    }
+
+    /// How many daemons share the store, live, as the last heartbeat listed them.
+    pub fn cluster(&self, live: usize) {
+        self.cluster_daemons.set(i64::try_from(live).unwrap_or(i64::MAX));
     }
 
     /// A delivery recorded `late` after its due time.

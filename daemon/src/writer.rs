@@ -393,9 +393,12 @@ fn commit_batch(
     work.newest = times.newest();
     match store.write(&mut work) {
         Ok(()) => {
-            let commit_took = work.commit_took;
+            let (commit_took, waited) = (work.commit_took, work.waited_for_writers);
             let (results, recorded) = work.into_answers();
             announcements.metrics.committed(batch.len(), recorded.len(), commit_took);
+            if let Some(waited) = waited {
+                announcements.metrics.waited_for_writers(waited);
+            }
             if let Some(newest) = recorded.iter().map(|event| event.recorded_at).max() {
                 times.recorded(newest);
             }
@@ -444,13 +447,24 @@ struct Work<'a> {
     answers: Vec<Option<(WriteResult, Vec<RecordedEvent>)>>,
     /// How long the store's commit took, if it told.
     commit_took: Option<Duration>,
+    /// How long the batch waited for the other daemons' writers, if the store told.
+    waited_for_writers: Option<Duration>,
 }
 
 impl<'a> Work<'a> {
     fn new(commands: impl Iterator<Item = &'a WriteCommand>, now: Timestamp, policy: &'a Policy) -> Self {
         let commands: Vec<_> = commands.collect();
         let answers = (0..commands.len()).map(|_| None).collect();
-        Work { commands, now, newest: now, given_time: false, policy, answers, commit_took: None }
+        Work {
+            commands,
+            now,
+            newest: now,
+            given_time: false,
+            policy,
+            answers,
+            commit_took: None,
+            waited_for_writers: None,
+        }
     }
 
     /// Every command's answer, and the events of the batch in log order.
@@ -542,6 +556,10 @@ impl Batch for Work<'_> {
 
     fn committed(&mut self, took: Duration) {
         self.commit_took = Some(took);
+    }
+
+    fn waited_for_writers(&mut self, took: Duration) {
+        self.waited_for_writers = Some(took);
     }
 }
 

@@ -67,7 +67,15 @@ fn a_second_daemon_on_the_same_database_joins_it_and_both_are_listed() {
         "the second daemon reads the first's order"
     );
     for daemon in [&first, &second] {
-        let status = daemon.json(["daemon", "status"]);
+        // Each daemon lists the others as of its last heartbeat (each second).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let status = loop {
+            let status = daemon.json(["daemon", "status"]);
+            if status["daemons"].as_array().is_some_and(|d| d.len() >= 2) || Instant::now() > deadline {
+                break status;
+            }
+            thread::sleep(Duration::from_millis(100));
+        };
         let daemons = status["daemons"].as_array().expect("the daemons sharing the database");
         let pids: Vec<u64> = daemons.iter().map(|d| d["pid"].as_u64().expect("a pid")).collect();
         assert_eq!(pids.len(), 2, "{status}");
@@ -81,6 +89,9 @@ fn a_second_daemon_on_the_same_database_joins_it_and_both_are_listed() {
     }
     let shown = second.ok(["daemon", "status"]);
     assert!(shown.contains("2 live on this database"), "{shown}");
+    let metrics = second.ok(["metrics"]);
+    assert!(metrics.lines().any(|line| line == "orders_cluster_daemons 2"), "{metrics}");
+    assert!(metrics.contains("orders_writer_lock_wait_seconds_count"), "{metrics}");
 }
 
 #[test]

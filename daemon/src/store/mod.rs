@@ -490,6 +490,12 @@ pub trait Batch {
     fn committed(&mut self, took: std::time::Duration) {
         let _ = took;
     }
+
+    /// The backend waited `took` for its turn among the writers of several daemons sharing the
+    /// store (issue 20): for the metrics. Only such a backend calls it.
+    fn waited_for_writers(&mut self, took: std::time::Duration) {
+        let _ = took;
+    }
 }
 
 /// What a batch's units read.

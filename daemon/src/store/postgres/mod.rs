@@ -49,8 +49,12 @@ const IDLE_CHECK: Duration = Duration::from_secs(1);
 /// How long the writer's transactions may wait for a lock (the writers' lock, held by another
 /// daemon's batch) or sit idle (a daemon frozen in a batch holds the writers' lock: the server
 /// ends its session after this, so that the others go on), and the longest statement.
+/// The server's own keepalives and user timeout on this session's socket (TCP only) notice a
+/// host that vanished within seconds, not the system's two hours.
 const WRITER_SESSION: &str = "SET lock_timeout = '10s'; SET idle_in_transaction_session_timeout = '5s'; \
-                              SET statement_timeout = '60s'";
+                              SET statement_timeout = '60s'; SET tcp_keepalives_idle = 5; \
+                              SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3; \
+                              SET tcp_user_timeout = 10000";
 
 /// How much longer than the provider's latency a payment step is leased to the daemon that
 /// asks the provider, before another daemon may take it over (issue 20).

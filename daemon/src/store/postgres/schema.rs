@@ -321,9 +321,9 @@ pub fn register(client: &mut Client, me: &str, database: &str) -> Result<(), Sto
     Ok(())
 }
 
-/// Refuses to serve as `me` while another live daemon does: a data directory copied to another
-/// host with its `daemon.id`. The same id on this host under a pid that is gone is this data
-/// directory's daemon before it was killed.
+/// Refuses to serve as `me` while a live daemon on another host does: a data directory copied
+/// there with its `daemon.id`. The same id on this host is this data directory's daemon of
+/// before (killed, or stopping): this one holds the data directory's lock now.
 fn twin(client: &mut impl GenericClient, me: &str) -> Result<(), StoreError> {
     let Some(row) = client.query_opt(
         &format!("SELECT host, pid FROM orders_daemons WHERE id = $1 AND heartbeat_at > {NOW_MS} - $2"),
@@ -333,14 +333,7 @@ fn twin(client: &mut impl GenericClient, me: &str) -> Result<(), StoreError> {
         return Ok(());
     };
     let (host, pid): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
-    let alive = |pid: i64| {
-        i32::try_from(pid)
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)
-            .is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok())
-    };
-    let ours = i64::from(std::process::id());
-    if host != host_name() || (pid != ours && alive(pid)) {
+    if host != host_name() {
         return Err(StoreError::Unavailable {
             reason: "another daemon serves under this daemon's id",
             detail: format!(
@@ -371,9 +364,14 @@ pub fn heartbeat(client: &mut impl GenericClient, me: &str) -> Result<(), StoreE
     Ok(())
 }
 
-/// Removes this daemon's row (a clean stop).
+/// Removes this daemon's row (a clean stop) — unless its data directory's next daemon has
+/// taken it over already — and lets its leased payment steps go to the others at once.
 pub fn leave(client: &mut impl GenericClient, me: &str) -> Result<(), StoreError> {
-    client.execute("DELETE FROM orders_daemons WHERE id = $1", &[&me])?;
+    client.execute("UPDATE payment_requests SET lease_until = NULL WHERE claimed_by = $1", &[&me])?;
+    client.execute(
+        "DELETE FROM orders_daemons WHERE id = $1 AND host = $2 AND pid = $3",
+        &[&me, &host_name(), &i64::from(std::process::id())],
+    )?;
     Ok(())
 }
 

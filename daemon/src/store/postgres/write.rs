@@ -115,7 +115,9 @@ fn run(
     claimant: &Claimant<'_>,
 ) -> Result<(), Failure> {
     let mut tx = client.transaction().map_err(|e| Failure::Database(e.into()))?;
+    let waiting = std::time::Instant::now();
     sql::lock_writers(statements, &mut tx).map_err(Failure::Database)?;
+    batch.waited_for_writers(waiting.elapsed());
     let mut state = prepare(&mut tx, statements, batch, claimant).map_err(Failure::Database)?;
     for &index in units {
         run_unit(&mut tx, statements, &mut state, batch, index);
