@@ -41,12 +41,38 @@ pub fn sqlite_only(what: &str) -> bool {
     !crate::ON_POSTGRES
 }
 
+/// The database a daemon of the suite on PostgreSQL keeps its store in.
+enum Postgres {
+    /// A fresh database of its own, dropped with the fixture.
+    Own(testpg::Database),
+    /// Another fixture's database, which several daemons serve at once (issue 20): left to the
+    /// fixture that made it. (Made in the suite on PostgreSQL alone.)
+    #[allow(dead_code)]
+    Joined { name: String, url: String },
+}
+
+impl Postgres {
+    fn url(&self) -> &str {
+        match self {
+            Postgres::Own(database) => &database.url,
+            Postgres::Joined { url, .. } => url,
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Postgres::Own(database) => &database.name,
+            Postgres::Joined { name, .. } => name,
+        }
+    }
+}
+
 pub struct TestDaemon {
     dir: TempDir,
     child: Option<Child>,
-    /// The URL of this daemon's own PostgreSQL database, in the suite that runs on PostgreSQL
-    /// (`e2e_postgres`); `None`: the data directory's SQLite file.
-    postgres: Option<testpg::Database>,
+    /// This daemon's PostgreSQL database, in the suite that runs on PostgreSQL (`e2e_postgres`);
+    /// `None`: the data directory's SQLite file.
+    postgres: Option<Postgres>,
     /// Environment for the daemon process beyond the test defaults; `None` removes a variable.
     daemon_env: Vec<(String, Option<String>)>,
 }
@@ -66,6 +92,10 @@ impl TestDaemon {
 
     /// The directories of a daemon, none running yet.
     pub fn stopped_with(env: &[(&str, &str)]) -> TestDaemon {
+        Self::stopped_on(crate::ON_POSTGRES.then(|| Postgres::Own(postgres_database())), env)
+    }
+
+    fn stopped_on(postgres: Option<Postgres>, env: &[(&str, &str)]) -> TestDaemon {
         let dir = tempfile::Builder::new().prefix("orders-e2e").tempdir().expect("tempdir");
         // It holds the socket: the daemon and the client refuse a directory open to others.
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700))
@@ -73,7 +103,7 @@ impl TestDaemon {
         TestDaemon {
             dir,
             child: None,
-            postgres: crate::ON_POSTGRES.then(postgres_database),
+            postgres,
             daemon_env: env.iter().map(|(k, v)| (k.to_string(), Some(v.to_string()))).collect(),
         }
     }
@@ -84,7 +114,7 @@ impl TestDaemon {
 
     /// The URL of this daemon's PostgreSQL database, when the suite runs on PostgreSQL.
     pub fn postgres(&self) -> Option<&str> {
-        self.postgres.as_ref().map(|database| database.url.as_str())
+        self.postgres.as_ref().map(Postgres::url)
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -129,7 +159,7 @@ impl TestDaemon {
             .env("ORDERS_DELIVERY_DELAY", TEST_DELIVERY_DELAY)
             .env("NO_COLOR", "1");
         match &self.postgres {
-            Some(database) => command.env("ORDERS_STORE", &database.url),
+            Some(database) => command.env("ORDERS_STORE", database.url()),
             None => command.env_remove("ORDERS_STORE"),
         };
         for (key, value) in &self.daemon_env {
@@ -330,6 +360,48 @@ impl TestDaemon {
     }
 }
 
+// Several daemons on one database: the suite on PostgreSQL alone; the one on SQLite (`main.rs`)
+// never calls these.
+#[allow(dead_code)]
+impl TestDaemon {
+    /// Another running daemon on this one's PostgreSQL database (issue 20: several daemons, one
+    /// store), with a data directory, socket and log of its own and the test settings.
+    pub fn join(&self) -> TestDaemon {
+        self.join_with(&[])
+    }
+
+    /// Like [`join`](Self::join), with extra environment for the new daemon (this one's own
+    /// extra environment is not passed on: only its database).
+    pub fn join_with(&self, env: &[(&str, &str)]) -> TestDaemon {
+        let mut daemon = self.joined_stopped(env);
+        daemon.spawn();
+        daemon
+    }
+
+    /// The directories of a daemon that will serve this one's database, none running yet.
+    pub fn joined_stopped(&self, env: &[(&str, &str)]) -> TestDaemon {
+        // The database this daemon is given: a test may have pointed it at another one
+        // (`ORDERS_STORE` set on the fixture, such as a cluster of the test's own).
+        let url = match self.daemon_env.iter().find(|(key, _)| key == "ORDERS_STORE") {
+            Some((_, Some(url))) => url.clone(),
+            _ => self.postgres().expect("a daemon on PostgreSQL to join").to_owned(),
+        };
+        let name = url.rsplit('/').next().and_then(|tail| tail.split('?').next()).expect("a database");
+        let name = name.to_owned();
+        Self::stopped_on(Some(Postgres::Joined { name, url }), env)
+    }
+
+    /// Sends a signal and returns at once, the daemon still this fixture's: `STOP` freezes it as
+    /// a host that vanished with its connections open would, `CONT` lets it go on.
+    pub fn send_signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+}
+
 impl TestDaemon {
     /// Waits until an order has a status, or panics after a while.
     pub fn wait_for_status(&self, id: &str, status: &str) -> Value {
@@ -430,7 +502,7 @@ impl TestDaemon {
     pub fn execute(&self, sql: &str) {
         match &self.postgres {
             Some(database) => {
-                testpg::cluster().expect("the suite's cluster").sql(&database.name, sql);
+                testpg::cluster().expect("the suite's cluster").sql(database.name(), sql);
             }
             None => self.database().execute_batch(sql).expect("SQL on the store"),
         }

@@ -18,6 +18,7 @@ mod terminal;
 const ON_POSTGRES: bool = true;
 
 mod basics;
+mod cluster;
 mod crash;
 mod export;
 mod following;

@@ -5,9 +5,9 @@
 //! second waits, then finds the schema current. The version is a row of `orders_schema`; a
 //! database of a newer version is refused, never "fixed".
 //!
-//! Several daemons may share a database (issue 20): each registers in `orders_daemons` under a
-//! new id at each start and beats every second; daemons of another version are refused while
-//! they live. The advisory lock keys of the writers and of replays are here too.
+//! Several daemons may share a database (issue 20): each registers in `orders_daemons` under its
+//! data directory's id and beats every second; daemons of another version are refused while
+//! they live. The advisory lock key of replays is here too (the writers' is `sql`'s).
 
 use orders_shared::protocol::OrderView;
 use postgres::{Client, GenericClient};
@@ -217,7 +217,8 @@ pub fn migrate(client: &mut Client, me: &str, database: &str) -> Result<(), Stor
             // A schema this build changes must not change under daemons of another version.
             same_version(&mut tx, me, database)?;
         }
-        if version >= 1
+        // Only the first PostgreSQL schema had the one-daemon lock and its `orders_daemon` row.
+        if version == 1
             && let Some(who) = older_daemon(&mut tx)?
         {
             return Err(StoreError::Unavailable {
