@@ -46,9 +46,19 @@ pub async fn creates(
     connections: usize,
     duration: Duration,
 ) -> anyhow::Result<(usize, Duration, Latencies)> {
+    creates_on(std::slice::from_ref(paths), connections, duration).await
+}
+
+/// [`creates`] with the connections spread evenly over several daemons (issue 20): the n-th
+/// connection goes to daemon n modulo their number.
+pub async fn creates_on(
+    daemons: &[Paths],
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<(usize, Duration, Latencies)> {
     let mut clients = Vec::with_capacity(connections);
-    for _ in 0..connections {
-        clients.push(Client::connect(paths).await?);
+    for n in 0..connections {
+        clients.push(Client::connect(&daemons[n % daemons.len()]).await?);
     }
     let started = Instant::now();
     let deadline = started + duration;
@@ -73,6 +83,49 @@ pub async fn creates(
         all.extend(task.await??);
     }
     Ok((all.len(), started.elapsed(), Latencies(all)))
+}
+
+/// Orders placed at a steady `rate` a second for `duration` (issue 20: the follower lag's
+/// writer), from `connections` clients taking turns, so that one slow create does not hold back
+/// the next. Returns each acknowledged order's stream (`order-<id>`) and when its acknowledgement
+/// arrived.
+pub async fn paced_creates(
+    paths: &Paths,
+    rate: f64,
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<Vec<(String, Instant)>> {
+    let mut clients = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        clients.push(Client::connect(paths).await?);
+    }
+    let period = Duration::from_secs_f64(connections as f64 / rate);
+    let started = tokio::time::Instant::now();
+    let deadline = started + duration;
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(n, mut client)| {
+            let first = started + period.mul_f64(n as f64 / connections as f64);
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval_at(first, period);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut acknowledged = Vec::new();
+                while ticks.tick().await < deadline {
+                    let request = create(format!("paced{n}"), 2)?;
+                    let order: OrderView =
+                        client.call(&request).await.map_err(|f| anyhow::anyhow!(f.message))?;
+                    acknowledged.push((format!("order-{}", order.id), Instant::now()));
+                }
+                Ok::<_, anyhow::Error>(acknowledged)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    Ok(all)
 }
 
 /// One client placing orders one after the other for `duration`, as a script does: totals
@@ -100,11 +153,21 @@ pub async fn settled(
     connections: usize,
     duration: Duration,
 ) -> anyhow::Result<(usize, Duration)> {
+    settled_on(std::slice::from_ref(paths), connections, duration).await
+}
+
+/// [`settled`] with the connections spread evenly over several daemons (issue 20); each waits
+/// for its order on the daemon it placed it with, whichever daemon takes it through its life.
+pub async fn settled_on(
+    daemons: &[Paths],
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<(usize, Duration)> {
     let started = Instant::now();
     let deadline = started + duration;
     let tasks: Vec<_> = (0..connections)
         .map(|n| {
-            let paths = paths.clone();
+            let paths = daemons[n % daemons.len()].clone();
             tokio::spawn(async move {
                 let mut client = Client::connect(&paths).await?;
                 let mut settled = 0;
@@ -285,5 +348,16 @@ impl WriterCounts {
             (self.commands - earlier.commands) / batches,
             (self.commit_seconds - earlier.commit_seconds) * 1000.0 / batches,
         )
+    }
+}
+
+/// The counts of several daemons on one database, as one writer's (issue 20).
+impl std::iter::Sum for WriterCounts {
+    fn sum<I: Iterator<Item = WriterCounts>>(counts: I) -> WriterCounts {
+        counts.fold(WriterCounts::default(), |all, one| WriterCounts {
+            batches: all.batches + one.batches,
+            commands: all.commands + one.commands,
+            commit_seconds: all.commit_seconds + one.commit_seconds,
+        })
     }
 }

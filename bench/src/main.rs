@@ -40,7 +40,7 @@ struct Args {
     out: PathBuf,
 
     /// Only these sections (comma-separated): creates, sequential, pages, settled, index, postgres,
-    /// replay, list, archive, cli, slow-readers
+    /// cluster (several daemons on one PostgreSQL database), replay, list, archive, cli, slow-readers
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 
@@ -94,11 +94,12 @@ fn main() -> anyhow::Result<()> {
     if wanted("index") {
         runtime.block_on(status_index_cost(&mut report, Duration::from_secs_f64(seconds)))?;
     }
-    if wanted("postgres") {
+    let parts = postgres::Parts { one_daemon: wanted("postgres"), cluster: wanted("cluster") };
+    if parts.one_daemon || parts.cluster {
         // After creates and settled: it sets its figures beside theirs.
         let duration = Duration::from_secs_f64(seconds);
         let server = postgres::Tuning { statements: args.pg_statements, settings: args.pg_set.clone() };
-        runtime.block_on(postgres::section(&mut report, args.quick, duration, &server))?;
+        runtime.block_on(postgres::section(&mut report, args.quick, duration, &server, parts))?;
     }
     if wanted("replay") {
         let sizes: &[u64] = if args.quick { &[20_000] } else { &[100_000, 1_000_000] };

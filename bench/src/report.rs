@@ -12,7 +12,10 @@ pub struct Figure {
     pub ours: f64,
     /// What it is compared with, measured in the same run: the raw SQLite ceiling for the same
     /// rows and batch sizes (`raw`), the raw PostgreSQL one (`raw pg`), the daemon on SQLite
-    /// (`sqlite`, for its figures on PostgreSQL), or the cqrs-es + sqlite-es peer (`peer`).
+    /// (`sqlite`, for its figures on PostgreSQL), the cqrs-es + sqlite-es peer (`peer`), and for
+    /// several daemons on one PostgreSQL database (issue 20): one daemon (`1 daemon`), the raw
+    /// writers without the global writer lock (`no lock`), a follower on the writing daemon
+    /// itself (`same daemon`).
     pub reference: Option<f64>,
     pub reference_kind: Option<String>,
     /// `ours / reference`: what the machines' noise cancels out of.

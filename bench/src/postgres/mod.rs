@@ -7,9 +7,12 @@
 //! `synchronous=FULL` is), reached over its Unix socket; each daemon and each ceiling gets a
 //! fresh database. Without PostgreSQL installed the section is skipped, and says so.
 
+mod cluster;
 mod raw;
 
 use std::time::Duration;
+
+use orders_daemon::paths::Paths;
 
 use crate::daemon::Daemon;
 use crate::load::{self, WriterCounts};
@@ -28,11 +31,22 @@ pub struct Tuning {
     pub settings: Vec<String>,
 }
 
+/// Which parts of the section run: each measures the raw ceilings first.
+#[derive(Clone, Copy, Debug)]
+pub struct Parts {
+    /// One daemon on the database (`--only postgres`).
+    pub one_daemon: bool,
+    /// Several daemons on one database, the writer lock and the follower lag (`--only cluster`,
+    /// issue 20).
+    pub cluster: bool,
+}
+
 pub async fn section(
     report: &mut Report,
     quick: bool,
     duration: Duration,
     tuning: &Tuning,
+    parts: Parts,
 ) -> anyhow::Result<()> {
     let options = testpg::Options { durable: true };
     let Some(cluster) = tokio::task::block_in_place(|| testpg::own_cluster_with(options)) else {
@@ -71,7 +85,7 @@ pub async fn section(
     } else {
         format!("{version}, with {}", tuning.settings.join(", "))
     });
-    let result = measure(report, &server, quick, duration).await;
+    let result = measure(report, &server, quick, duration, parts).await;
     tokio::task::block_in_place(|| drop(cluster));
     result
 }
@@ -84,6 +98,7 @@ async fn measure(
     server: &Server<'_>,
     quick: bool,
     duration: Duration,
+    parts: Parts,
 ) -> anyhow::Result<()> {
     let figure = |name: String| report.figures.iter().find(|f| f.name == name).map(|f| (f.ours, f.ratio));
     let sqlite_creates = figure(format!("creates, {CONNECTIONS} connections"));
@@ -108,9 +123,16 @@ async fn measure(
              the checkpoint each transaction"
         ),
     );
-    creates(report, server, duration, create_ceiling, sqlite_creates).await?;
-    settled(report, server, duration, settled_ceiling, sqlite_settled).await?;
-    one_client(report, server, duration, sqlite_p50).await
+    if parts.one_daemon {
+        creates(report, server, duration, create_ceiling, sqlite_creates).await?;
+        settled(report, server, duration, settled_ceiling, sqlite_settled).await?;
+        one_client(report, server, duration, sqlite_p50).await?;
+    }
+    if parts.cluster {
+        let ceilings = cluster::Ceilings { creates: create_ceiling, settled: settled_ceiling };
+        cluster::measure(report, server, quick, duration, ceilings).await?;
+    }
+    Ok(())
 }
 
 /// Creates at 64 connections with the payment saga held back, as in the `creates` section.
@@ -218,6 +240,15 @@ fn beside(sqlite: SqliteFigure) -> String {
     }
 }
 
+/// The writer counts of several daemons on one database, summed.
+async fn writer_counts(daemons: &[Paths]) -> anyhow::Result<WriterCounts> {
+    let mut counts = Vec::with_capacity(daemons.len());
+    for paths in daemons {
+        counts.push(WriterCounts::read(paths).await?);
+    }
+    Ok(counts.into_iter().sum())
+}
+
 /// The durable cluster, and whether to print each daemon's statements.
 struct Server<'a> {
     cluster: &'a testpg::Cluster,
@@ -255,27 +286,61 @@ impl Server<'_> {
     async fn on_daemon<T, F>(
         &self,
         env: &[(&str, &str)],
-        load: impl FnOnce(orders_daemon::paths::Paths) -> F,
+        load: impl FnOnce(Paths) -> F,
     ) -> anyhow::Result<(T, (f64, f64))>
     where
         F: Future<Output = anyhow::Result<T>>,
     {
-        let dir = tempfile::tempdir()?;
+        self.on_daemons(1, env, |mut daemons| load(daemons.remove(0))).await
+    }
+
+    /// [`on_daemon`](Server::on_daemon) with `count` daemons on the one fresh database, each with
+    /// a data directory and socket of its own (issue 20): `load` gets their paths, and the mean
+    /// batch and commit are over all their writers' commits.
+    async fn on_daemons<T, F>(
+        &self,
+        count: usize,
+        env: &[(&str, &str)],
+        load: impl FnOnce(Vec<Paths>) -> F,
+    ) -> anyhow::Result<(T, (f64, f64))>
+    where
+        F: Future<Output = anyhow::Result<T>>,
+    {
         let database = tokio::task::block_in_place(|| self.cluster.fresh_database());
         let mut env = env.to_vec();
         env.push(("ORDERS_STORE", database.url.as_str()));
-        let daemon = tokio::task::block_in_place(|| Daemon::start(dir.path(), &env))?;
-        let before = WriterCounts::read(&daemon.paths).await?;
+        let dirs = (0..count).map(|_| tempfile::tempdir()).collect::<Result<Vec<_>, _>>()?;
+        // Started and stopped all at once: each takes a second or so either way.
+        let daemons = tokio::task::block_in_place(|| {
+            std::thread::scope(|scope| {
+                let starting: Vec<_> =
+                    dirs.iter().map(|dir| scope.spawn(|| Daemon::start(dir.path(), &env))).collect();
+                starting
+                    .into_iter()
+                    .map(|daemon| daemon.join().map_err(|_| anyhow::anyhow!("starting a daemon panicked"))?)
+                    .collect::<anyhow::Result<Vec<_>>>()
+            })
+        })?;
+        let paths: Vec<Paths> = daemons.iter().map(|daemon| daemon.paths.clone()).collect();
+        let before = writer_counts(&paths).await?;
         if self.statements {
             tokio::task::block_in_place(|| self.cluster.sql("postgres", "SELECT pg_stat_statements_reset()"));
         }
-        let result = load(daemon.paths.clone()).await?;
-        let writer = WriterCounts::read(&daemon.paths).await?.since(before);
+        let result = load(paths.clone()).await?;
+        let writer = writer_counts(&paths).await?.since(before);
         if self.statements {
             tokio::task::block_in_place(|| self.print_statements(&database.name));
         }
-        tokio::task::block_in_place(|| daemon.stop())?;
-        tokio::task::block_in_place(|| drop(database));
+        tokio::task::block_in_place(|| {
+            std::thread::scope(|scope| {
+                let stopping: Vec<_> =
+                    daemons.into_iter().map(|daemon| scope.spawn(|| daemon.stop())).collect();
+                stopping.into_iter().try_for_each(|daemon| {
+                    daemon.join().map_err(|_| anyhow::anyhow!("stopping a daemon panicked"))?
+                })
+            })
+        })?;
+        tokio::task::block_in_place(|| drop((database, dirs)));
         Ok((result, writer))
     }
 

@@ -2,7 +2,8 @@
 //! writes, into the daemon's own schema (a fresh database migrated by the daemon's store), with
 //! the daemon's statement shape — each table's rows of a batch in one `INSERT ... SELECT FROM
 //! unnest(...)`, one transaction per batch — and none of the daemon: no socket, no domain, no
-//! reads before writing (it is the database's only writer, so it numbers positions itself).
+//! reads before writing (it is the database's only writer, so it numbers positions itself; the
+//! writers of [`creates_by`] under the global writer lock read the head under it, issue 20).
 
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,66 @@ pub fn creates(url: &str, batch: usize, count: usize) -> anyhow::Result<(Vec<Str
     Ok((ids, started.elapsed()))
 }
 
+/// The key of the global writer lock the raw writers of [`creates_by`] take (issue 20): the
+/// database is fresh and theirs alone, so any key does.
+const WRITER_LOCK: i64 = 20;
+
+/// How the raw writers of [`creates_by`] share the log (issue 20).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sharing {
+    /// Nothing serializes them: each numbers positions in a range of its own, as [`creates`]
+    /// does alone.
+    Unlocked,
+    /// Every transaction first takes the global writer lock (`pg_advisory_xact_lock`), then reads
+    /// the head under it, so that positions stay dense: what each daemon on a shared database
+    /// does.
+    Locked,
+}
+
+/// The creates of [`creates`] from `writers` connections at once, each `batch` creates a
+/// transaction, `count` in all, shared as `sharing` says. Returns the creates and the time they
+/// took.
+pub fn creates_by(
+    url: &str,
+    writers: usize,
+    batch: usize,
+    count: usize,
+    sharing: Sharing,
+) -> anyhow::Result<(usize, Duration)> {
+    let mut connected = Vec::with_capacity(writers);
+    for n in 0..writers {
+        let mut writer = Writer::connect(url)?;
+        match sharing {
+            Sharing::Locked => writer.locked = true,
+            // Positions far apart and a checkpoint of its own: unlocked writers never meet on a
+            // row, or nothing would serialize them but the lock they do not take.
+            Sharing::Unlocked if n > 0 => {
+                writer.next += n as i64 * 1_000_000_000_000;
+                writer.projection = format!("orders-writer-{n}");
+                writer.client.execute(
+                    "INSERT INTO checkpoints (projection, position) VALUES ($1, 0)",
+                    &[&writer.projection],
+                )?;
+            }
+            Sharing::Unlocked => {}
+        }
+        connected.push(writer);
+    }
+    let share = count.div_ceil(writers);
+    let started = Instant::now();
+    let created = std::thread::scope(|scope| {
+        let running: Vec<_> = connected
+            .iter_mut()
+            .map(|writer| scope.spawn(move || writer.creates(batch, share).map(|ids| ids.len())))
+            .collect();
+        running
+            .into_iter()
+            .map(|writer| writer.join().map_err(|_| anyhow::anyhow!("a raw PostgreSQL writer panicked"))?)
+            .sum::<anyhow::Result<usize>>()
+    })?;
+    Ok((created, started.elapsed()))
+}
+
 /// Whole life cycles as the daemon records them: the creates above, then for each order its
 /// payment decision and delivery, each step `batch` orders per transaction (the daemon's group
 /// commit). Returns the orders settled and the time it took.
@@ -49,6 +110,12 @@ struct Writer {
     client: Client,
     statements: Statements,
     next: i64,
+    /// Whether each transaction of creates takes the global writer lock and reads the head
+    /// first ([`Sharing::Locked`]).
+    locked: bool,
+    /// The checkpoint row it moves: the read model's (`orders`), or with unlocked writers, a row
+    /// of each one's own, so that they meet on no row.
+    projection: String,
 }
 
 /// The statements, each prepared once (the daemon's store keeps its own the same way).
@@ -62,6 +129,8 @@ struct Statements {
     delivered: Statement,
     timers_cleared: Statement,
     checkpoint: Statement,
+    lock: Statement,
+    head: Statement,
 }
 
 impl Writer {
@@ -103,13 +172,12 @@ impl Writer {
                  FROM unnest($1::text[], $2::bigint[]) AS d(id, at) WHERE orders.id = d.id",
             )?,
             timers_cleared: prepare(&mut client, "DELETE FROM delivery_timers WHERE order_id = ANY($1)")?,
-            checkpoint: prepare(
-                &mut client,
-                "UPDATE checkpoints SET position = $1 WHERE projection = 'orders'",
-            )?,
+            checkpoint: prepare(&mut client, "UPDATE checkpoints SET position = $1 WHERE projection = $2")?,
+            lock: prepare(&mut client, "SELECT pg_advisory_xact_lock($1)")?,
+            head: prepare(&mut client, "SELECT coalesce(max(position), 0) + 1 FROM events")?,
         };
-        let next = client.query_one("SELECT coalesce(max(position), 0) + 1 FROM events", &[])?.get(0);
-        Ok(Writer { client, statements, next })
+        let next = client.query_one(&statements.head, &[])?.get(0);
+        Ok(Writer { client, statements, next, locked: false, projection: "orders".to_owned() })
     }
 
     fn creates(&mut self, batch: usize, count: usize) -> anyhow::Result<Vec<String>> {
@@ -117,6 +185,14 @@ impl Writer {
         let mut n = 0;
         while n < count {
             let size = batch.min(count - n);
+            let statements = &self.statements;
+            let mut tx = self.client.transaction()?;
+            if self.locked {
+                // Two statements: the head's must be read under the lock, in a snapshot taken
+                // after the lock was granted (READ COMMITTED takes one per statement).
+                tx.execute(&statements.lock, &[&WRITER_LOCK])?;
+                self.next = tx.query_one(&statements.head, &[])?.get(0);
+            }
             let mut events = Events::default();
             let mut orders = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for _ in 0..size {
@@ -138,13 +214,11 @@ impl Writer {
                 ids.push(id);
                 n += 1;
             }
-            let statements = &self.statements;
             let last = self.next - 1;
-            let mut tx = self.client.transaction()?;
             events.insert(&mut tx, &statements.events)?;
             tx.execute(&statements.orders, &[&orders.0, &orders.1, &orders.2, &orders.3])?;
             tx.execute(&statements.requests, &[&orders.0, &orders.2, &orders.3])?;
-            tx.execute(&statements.checkpoint, &[&last])?;
+            tx.execute(&statements.checkpoint, &[&last, &self.projection])?;
             tx.commit()?;
         }
         Ok(ids)
@@ -176,7 +250,7 @@ impl Writer {
         tx.execute(&statements.requests_closed, &[&ids])?;
         tx.execute(&statements.approved, &[&ids, &times])?;
         tx.execute(&statements.timers, &[&ids, &times])?;
-        tx.execute(&statements.checkpoint, &[&last])?;
+        tx.execute(&statements.checkpoint, &[&last, &self.projection])?;
         tx.commit()?;
         Ok(())
     }
@@ -197,7 +271,7 @@ impl Writer {
         events.insert(&mut tx, &statements.events)?;
         tx.execute(&statements.delivered, &[&ids, &times])?;
         tx.execute(&statements.timers_cleared, &[&ids])?;
-        tx.execute(&statements.checkpoint, &[&last])?;
+        tx.execute(&statements.checkpoint, &[&last, &self.projection])?;
         tx.commit()?;
         Ok(())
     }
