@@ -321,3 +321,72 @@ fn the_daemon_stops_cleanly_while_its_database_is_down() {
     cluster.start();
     drop(database);
 }
+
+#[test]
+fn an_import_into_a_database_daemons_serve_is_refused() {
+    // An empty database, served: an import would go in under the daemon's feet.
+    let serving = TestDaemon::start();
+    let source = TestDaemon::start();
+    source.create("alice", 2);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("export.ndjson");
+    std::fs::write(&file, source.ok(["export"])).expect("an export");
+    let elsewhere = TestDaemon::stopped_with(&[]);
+    let output = elsewhere
+        .command()
+        .args(["import", "--store", &url(&serving), file.to_str().expect("utf-8")])
+        .output()
+        .expect("run orders");
+    assert_ne!(code(&output), 0, "{}", stderr(&output));
+    let said = stderr(&output);
+    assert!(
+        said.contains("daemons serve this database") && said.contains(&format!("pid {}", serving.pid())),
+        "{said}"
+    );
+    assert_eq!(serving.json(["list", "--all"]).as_array().map(Vec::len), Some(0), "the store is untouched");
+}
+
+#[test]
+fn an_import_from_a_pipe_that_pauses_longer_than_the_idle_limit_is_loaded() {
+    let source = TestDaemon::start();
+    for total in [2, 3, 4] {
+        source.create("alice", total);
+    }
+    let export = source.ok(["export"]);
+    let lines: Vec<&str> = export.lines().collect();
+    let target = TestDaemon::stopped_with(&[]);
+    let mut import = target
+        .command()
+        .args(["import", "--store", &url(&target), "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run orders import");
+    let mut input = import.stdin.take().expect("stdin");
+    use std::io::Write as _;
+    writeln!(input, "{}", lines[..3].join("\n")).expect("the first lines");
+    input.flush().expect("flush");
+    // Longer than the writer session's idle-in-transaction limit (5 s).
+    thread::sleep(Duration::from_secs(6));
+    writeln!(input, "{}", lines[3..].join("\n")).expect("the rest");
+    drop(input);
+    let output = import.wait_with_output().expect("the import ends");
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+}
+
+#[test]
+fn a_copy_of_a_data_directory_beside_the_original_is_refused() {
+    let original = TestDaemon::start();
+    original.create("alice", 2);
+    let mut copy = original.joined_stopped(&[]);
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(copy.data_dir())
+        .expect("the copy's data directory");
+    std::fs::copy(original.data_dir().join("daemon.id"), copy.data_dir().join("daemon.id"))
+        .expect("copy daemon.id");
+    let refused = copy.try_spawn().expect_err("two daemons under one id");
+    assert!(refused.contains("was the data directory copied?"), "{refused}");
+    assert!(refused.contains(&format!("pid {}", original.pid())), "names the original: {refused}");
+    original.create("alice", 4);
+}
