@@ -421,6 +421,17 @@ impl TestDaemon {
         }
     }
 
+    /// When an order's delivery is due, as its `DeliveryScheduled` event says.
+    pub fn due_at(&self, id: &str) -> jiff::Timestamp {
+        self.json(["history", id])
+            .as_array()
+            .and_then(|events| events.iter().find(|e| e["type"] == "DeliveryScheduled"))
+            .and_then(|e| e["data"]["due_at"].as_str())
+            .expect("a due time")
+            .parse()
+            .expect("RFC 3339")
+    }
+
     /// The types of an order's events, in log order.
     pub fn history_types(&self, id: &str) -> Vec<String> {
         let history = self.json(["history", id]);

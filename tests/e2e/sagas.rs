@@ -200,14 +200,7 @@ fn a_cancel_racing_the_delivery_never_yields_both() {
     for round in 0..ORDERS {
         let id = daemon.create("race", 2);
         daemon.wait_for_status(&id, "approved");
-        let scheduled = daemon.json(["history", &id]);
-        let due: Timestamp = scheduled
-            .as_array()
-            .and_then(|events| events.iter().find(|e| e["type"] == "DeliveryScheduled"))
-            .and_then(|e| e["data"]["due_at"].as_str())
-            .expect("a due time")
-            .parse()
-            .expect("RFC 3339");
+        let due = daemon.due_at(&id);
         // Spread the cancels over 8 ms around the due instant, shifting each round from 4 ms
         // before it to 6 ms after, so that both outcomes happen.
         let offset_ms = (round as i64 % 6) * 2 - 4;

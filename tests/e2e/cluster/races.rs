@@ -57,14 +57,7 @@ fn cancels_through_two_daemons_racing_the_delivery_never_yield_both() {
     for round in 0..ROUNDS {
         let id = a.create("race", 2);
         a.wait_for_status(&id, "approved");
-        let scheduled = a.json(["history", &id]);
-        let due: Timestamp = scheduled
-            .as_array()
-            .and_then(|events| events.iter().find(|e| e["type"] == "DeliveryScheduled"))
-            .and_then(|e| e["data"]["due_at"].as_str())
-            .expect("a due time")
-            .parse()
-            .expect("RFC 3339");
+        let due = a.due_at(&id);
         // Spread over 8 ms around the due instant, from 20 ms before it to 20 ms after as the
         // rounds go, so that both outcomes happen.
         let offset_ms = (round as i64 % 6) * 8 - 20;

@@ -22,9 +22,10 @@ use postgres::Client;
 use postgres::fallible_iterator::FallibleIterator;
 
 use super::connect::Target;
+use super::reads::{TIMERS, stored_delivery};
 use super::schema::{self, NOW_MS};
 use super::sql::{self, Link, Statements};
-use crate::store::{Cluster, Member, OpenSteps, StoreError, StoredDelivery, StoredPayment, StoredValue};
+use crate::store::{Cluster, Member, OpenSteps, StoreError, StoredPayment, StoredValue};
 
 /// The channel every commit is announced on.
 pub const CHANNEL: &str = "orders_commits";
@@ -103,23 +104,10 @@ impl Cluster for Presence {
             let mut steps = OpenSteps::default();
             for row in statements.query(
                 client,
-                &format!(
-                    "SELECT order_id, due_at, EXISTS (SELECT 1 FROM events \
-                         WHERE stream_id = 'order-' || t.order_id AND version = 1), \
-                         (SELECT recorded_at FROM events WHERE stream_id = 'delivery-' || t.order_id \
-                             AND type = 'DeliveryScheduled' ORDER BY version DESC LIMIT 1) \
-                     FROM delivery_timers t WHERE due_at < (SELECT {NOW_MS}) - $1 ORDER BY due_at, order_id LIMIT $2"
-                ),
+                &format!("{TIMERS} WHERE due_at < (SELECT {NOW_MS}) - $1 ORDER BY due_at, order_id LIMIT $2"),
                 &[&grace, &MOST],
             )? {
-                steps.deliveries.push(StoredDelivery {
-                    order: StoredValue::text(row.try_get(0)?),
-                    due_at: StoredValue::Integer(row.try_get(1)?),
-                    known: row.try_get(2)?,
-                    scheduled_at: row
-                        .try_get::<_, Option<i64>>(3)?
-                        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok()),
-                });
+                steps.deliveries.push(stored_delivery(&row)?);
             }
             steps.payments = claim_payments(client, statements, &me, lease)?;
             Ok(steps)

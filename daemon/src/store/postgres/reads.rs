@@ -388,24 +388,29 @@ pub(super) fn open_steps(
             known: row.try_get(2)?,
         });
     }
-    for row in client.query(
-        "SELECT order_id, due_at, EXISTS (SELECT 1 FROM events \
-             WHERE stream_id = 'order-' || t.order_id AND version = 1), \
-             (SELECT recorded_at FROM events WHERE stream_id = 'delivery-' || t.order_id \
-                 AND type = 'DeliveryScheduled' ORDER BY version DESC LIMIT 1) \
-         FROM delivery_timers t ORDER BY due_at, order_id",
-        &[],
-    )? {
-        steps.deliveries.push(StoredDelivery {
-            order: StoredValue::text(row.try_get(0)?),
-            due_at: StoredValue::Integer(row.try_get(1)?),
-            known: row.try_get(2)?,
-            scheduled_at: row
-                .try_get::<_, Option<i64>>(3)?
-                .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok()),
-        });
+    for row in client.query(&format!("{TIMERS} ORDER BY due_at, order_id"), &[])? {
+        steps.deliveries.push(stored_delivery(&row)?);
     }
     Ok(steps)
+}
+
+/// The delivery timers as [`stored_delivery`] reads them; a query adds its own conditions.
+pub(super) const TIMERS: &str = "SELECT order_id, due_at, EXISTS (SELECT 1 FROM events \
+         WHERE stream_id = 'order-' || t.order_id AND version = 1), \
+         (SELECT recorded_at FROM events WHERE stream_id = 'delivery-' || t.order_id \
+             AND type = 'DeliveryScheduled' ORDER BY version DESC LIMIT 1) \
+     FROM delivery_timers t";
+
+/// A row of [`TIMERS`].
+pub(super) fn stored_delivery(row: &postgres::Row) -> Result<StoredDelivery, StoreError> {
+    Ok(StoredDelivery {
+        order: StoredValue::text(row.try_get(0)?),
+        due_at: StoredValue::Integer(row.try_get(1)?),
+        known: row.try_get(2)?,
+        scheduled_at: row
+            .try_get::<_, Option<i64>>(3)?
+            .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok()),
+    })
 }
 
 /// The checker's walk, in one snapshot, a thousand orders at a time (four queries each).
