@@ -138,15 +138,18 @@ fn run(cli: &DaemonCli, args: &RunArgs) -> Result<(), Failure> {
         .thread_name("orders-daemon")
         .build()
         .map_err(|e| Failure::new(Exit::Failure, format!("cannot start the runtime: {e}")))?;
-    runtime
-        .block_on(async {
-            let stop = orders_daemon::stop_signal()?;
-            orders_daemon::run(config, stop).await
-        })
-        .map_err(|e| {
-            tracing::error!("{e:#}");
-            failed(e)
-        })
+    let result = runtime.block_on(async {
+        let stop = orders_daemon::stop_signal()?;
+        orders_daemon::run(config, stop).await
+    });
+    // Once `run` is done the daemon has stopped; a blocking task still waiting on a database
+    // that does not answer (a frozen server) must not keep the process, and its data
+    // directory's lock, alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result.map_err(|e| {
+        tracing::error!("{e:#}");
+        failed(e)
+    })
 }
 
 /// `ORDERS_TEST_CATCH_UP_PAUSE_MS`, `ORDERS_TEST_REPLAY_PAUSE_MS`: a pause before each chunk of

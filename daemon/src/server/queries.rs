@@ -173,14 +173,25 @@ pub(super) async fn status(context: &Context) -> Result<DaemonStatus, ErrorBody>
 /// database that went away) the same without what it counts, so that `daemon stop` still learns
 /// which daemon it stopped.
 pub(super) async fn stopping_status(context: &Context) -> DaemonStatus {
-    match status(context).await {
-        Ok(status) => status,
-        Err(error) => {
+    // A database that does not answer (a frozen server) must not hold the stop up.
+    let counted = tokio::time::timeout(STOPPING_COUNTS, status(context)).await;
+    match counted {
+        Ok(Ok(status)) => status,
+        Ok(Err(error)) => {
             tracing::warn!(error = %error.message, "stopping without reading the store's counts");
+            described(context, crate::store::Counts::default(), 0, Vec::new())
+        }
+        Err(_) => {
+            tracing::warn!(
+                "stopping without the store's counts: the database did not answer within {STOPPING_COUNTS:?}"
+            );
             described(context, crate::store::Counts::default(), 0, Vec::new())
         }
     }
 }
+
+/// How long a stopping daemon waits for the store's counts for its last status.
+const STOPPING_COUNTS: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn described(
     context: &Context,

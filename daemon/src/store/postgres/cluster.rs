@@ -136,8 +136,9 @@ pub fn claim_payments(
     let any: bool = statements
         .query_one(
             client,
+            // `min` reads one end of the index; an `EXISTS` of `<` was planned as a scan.
             &format!(
-                "SELECT EXISTS (SELECT 1 FROM payment_requests WHERE lease_until < (SELECT {NOW_MS})) \
+                "SELECT coalesce((SELECT min(lease_until) FROM payment_requests) < {NOW_MS}, false) \
                      OR EXISTS (SELECT 1 FROM payment_requests WHERE lease_until IS NULL)"
             ),
             &[],
