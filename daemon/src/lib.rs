@@ -278,10 +278,14 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
     let serving = Arc::new(Serving::new(paths, store, config.log_file.clone(), reach));
 
     let stop = serving.shutdown.clone();
+    let on_server = config.store.is_some();
     let stop_on_signal = async move {
         tokio::select! {
             () = shutdown => stop.cancel(),
             () = stop.cancelled() => {}
+        }
+        if on_server {
+            stop_by(SERVER_STOP);
         }
     };
     let starting = async {
@@ -406,6 +410,26 @@ fn affordable_limits(mut limits: Limits) -> Limits {
         limits.max_connections = affordable;
     }
     limits
+}
+
+/// How long a daemon on a database server may take to stop: its commands, sagas and writer wait
+/// for the database, and a frozen one never answers (issue 20). Past it the process exits; what
+/// was not answered was not acknowledged.
+const SERVER_STOP: Duration = Duration::from_secs(15);
+
+/// Exits the process if it has not ended `within` from now.
+fn stop_by(within: Duration) {
+    let watchdog = std::thread::Builder::new().name("orders-stop".to_owned()).spawn(move || {
+        std::thread::sleep(within);
+        tracing::error!(
+            "the daemon did not stop within {within:?}: the database does not answer; exiting with what was in \
+             flight unanswered (nothing unanswered was acknowledged)"
+        );
+        std::process::exit(1);
+    });
+    if let Err(error) = watchdog {
+        tracing::warn!(%error, "no watchdog for the stop");
+    }
 }
 
 /// How long a stopping daemon waits for its cluster thread (issue 20).

@@ -390,3 +390,40 @@ fn a_copy_of_a_data_directory_beside_the_original_is_refused() {
     assert!(refused.contains(&format!("pid {}", original.pid())), "names the original: {refused}");
     original.create("alice", 4);
 }
+
+/// Thaws the frozen processes of a test's own cluster, whatever the test found.
+struct Thaw(Vec<String>);
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").arg("-CONT").args(&self.0).status();
+    }
+}
+
+#[test]
+fn the_daemon_stops_promptly_while_its_database_is_frozen() {
+    let Some(cluster) = testpg::own_cluster() else { return };
+    let database = cluster.fresh_database();
+    let mut daemon = TestDaemon::stopped_with(&[]);
+    daemon.set_env("ORDERS_STORE", Some(&database.url));
+    daemon.spawn();
+    daemon.create("alice", 2);
+    // The server and every backend of it stopped: a database that accepts and never answers.
+    let pid_file =
+        std::fs::read_to_string(cluster.dir().join("data/postmaster.pid")).expect("postmaster.pid");
+    let postmaster = pid_file.lines().next().expect("its pid").trim().to_owned();
+    let children = std::process::Command::new("pgrep").args(["-P", &postmaster]).output().expect("pgrep");
+    let mut frozen: Vec<String> =
+        String::from_utf8_lossy(&children.stdout).split_whitespace().map(str::to_owned).collect();
+    frozen.push(postmaster);
+    let thaw = Thaw(frozen.clone());
+    assert!(std::process::Command::new("kill").arg("-STOP").args(&frozen).status().expect("kill").success());
+    let started = Instant::now();
+    let stopped = daemon.run(["daemon", "stop"]);
+    let took = started.elapsed();
+    drop(thaw);
+    assert_eq!(code(&stopped), 0, "{}\n{}", stderr(&stopped), daemon.log());
+    // The daemon exits at the latest 15 s after the stop was asked (what was in flight unanswered).
+    assert!(took < Duration::from_secs(20), "the stop took {took:?}");
+    drop(database);
+}
