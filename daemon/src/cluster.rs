@@ -17,12 +17,10 @@
 //! Stopping, it removes the daemon from the list.
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use orders_shared::protocol::ClusterDaemon;
 use orders_shared::{DomainEvent, OrderEvent, OrderId};
 use tokio::sync::mpsc::UnboundedSender;
@@ -35,7 +33,7 @@ use uuid::Uuid;
 use crate::files;
 use crate::settlements::Settlements;
 use crate::steps::{self, DeliveryDue, PaymentDue, StuckSteps};
-use crate::store::{Cluster, Member, Position, ReadSource, StoreError};
+use crate::store::{Cluster, Position, ReadSource, StoreError};
 
 /// How often the daemon looks whatever it heard, beats, and looks for orphaned steps.
 pub const POLL: Duration = Duration::from_secs(1);
@@ -69,18 +67,7 @@ pub fn member_id(data_dir: &Path) -> anyhow::Result<String> {
         }
     }
     let id = Uuid::now_v7().to_string();
-    let staged = files::with_suffix(&path, ".new");
-    let write = || -> std::io::Result<()> {
-        match std::fs::remove_file(&staged) {
-            Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
-            _ => {}
-        }
-        let mut file = files::create_new_private(&staged)?;
-        file.write_all(format!("{id}\n").as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&staged, &path)
-    };
-    write().with_context(|| format!("cannot write {}", path.display()))?;
+    files::replace_private(&path, &format!("{id}\n"))?;
     Ok(id)
 }
 
@@ -93,21 +80,8 @@ impl Members {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    fn set(&self, members: Vec<Member>) {
-        let listed = members
-            .into_iter()
-            .map(|member| ClusterDaemon {
-                id: member.id,
-                host: member.host,
-                pid: member.pid,
-                version: member.version,
-                started_at: member.started_at,
-                heartbeat_at: member.heartbeat_at,
-                live: member.live,
-                this: member.this,
-            })
-            .collect();
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = listed;
+    fn set(&self, members: Vec<ClusterDaemon>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = members;
     }
 }
 

@@ -77,6 +77,24 @@ pub fn open_private(path: &Path, access: Access) -> Result<Opened, FileError> {
     Ok(Opened { file, tightened_from })
 }
 
+/// Replaces a small private file with `text` whole: a new file beside it (`.new`, as
+/// [`open_private`] opens one) written and fsynced, renamed into place, the directory fsynced.
+/// Returns the new file, open for reading and writing.
+pub fn replace_private(path: &Path, text: &str) -> Result<File, FileError> {
+    use std::io::Write as _;
+    let io = |error| FileError::Io { path: path.to_owned(), error };
+    let fresh = with_suffix(path, ".new");
+    let mut file = open_private(&fresh, Access::ReadWrite)?.file;
+    file.set_len(0).map_err(io)?;
+    file.write_all(text.as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&fresh, path).map_err(io)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir).and_then(|dir| dir.sync_all()).map_err(io)?;
+    }
+    Ok(file)
+}
+
 /// Tightens an existing file to 0600 (the database's `-wal` and `-shm` left by an older
 /// version); nothing happens when it does not exist.
 pub fn tighten_if_present(path: &Path) -> Result<Option<u32>, FileError> {

@@ -16,7 +16,6 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::Write as _;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -24,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use crate::files::{self, Access, FileError};
+use crate::files::{self, FileError};
 
 /// The file beside the database.
 pub const FILE_NAME: &str = "store.id";
@@ -225,22 +224,13 @@ pub struct Acknowledged {
 impl Acknowledged {
     /// Writes the record afresh (a new file renamed into place, fsynced) and keeps it open.
     pub fn create(path: &Path, id: StoreId, acknowledged: i64) -> Result<Acknowledged, IdentityError> {
-        let io = |error| FileError::Io { path: path.to_owned(), error };
         let first = format!("{ID_PREFIX}{id}\n");
         let text = format!(
             "{first}{POSITION_PREFIX}{acknowledged:0POSITION_DIGITS$}\n\
              # Kept by the orders daemon beside orders.db: which store this is, and the last event it \
              acknowledged. Do not edit; see the README (\"Store identity\").\n"
         );
-        let fresh = files::with_suffix(path, ".new");
-        let mut file = files::open_private(&fresh, Access::ReadWrite)?.file;
-        file.set_len(0).map_err(io)?;
-        file.write_all(text.as_bytes()).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&fresh, path).map_err(io)?;
-        if let Some(dir) = path.parent() {
-            File::open(dir).and_then(|dir| dir.sync_all()).map_err(io)?;
-        }
+        let file = files::replace_private(path, &text)?;
         Ok(Acknowledged {
             file,
             path: path.to_owned(),

@@ -12,6 +12,16 @@ use serde_json::json;
 
 use crate::fixture::{RawClient, TestDaemon, code, stderr};
 
+/// A running daemon on a fresh database of a test's own cluster (one the test may stop), and
+/// that database, dropped when the test is done with it.
+fn on_own(cluster: &testpg::Cluster, env: &[(&str, &str)]) -> (TestDaemon, testpg::Database) {
+    let database = cluster.fresh_database();
+    let mut daemon = TestDaemon::stopped_with(env);
+    daemon.set_env("ORDERS_STORE", Some(&database.url));
+    daemon.spawn();
+    (daemon, database)
+}
+
 /// The daemon's own database, as the fixture made it.
 fn url(daemon: &TestDaemon) -> String {
     daemon.postgres().expect("the suite on PostgreSQL").to_owned()
@@ -174,10 +184,7 @@ fn creating(
 #[test]
 fn a_database_restarted_under_load_loses_nothing_and_the_daemon_recovers_by_itself() {
     let Some(cluster) = testpg::own_cluster() else { return };
-    let database = cluster.fresh_database();
-    let mut daemon = TestDaemon::stopped_with(&[("ORDERS_DELIVERY_DELAY", "50ms")]);
-    daemon.set_env("ORDERS_STORE", Some(&database.url));
-    daemon.spawn();
+    let (daemon, database) = on_own(&cluster, &[("ORDERS_DELIVERY_DELAY", "50ms")]);
     let pid = daemon.pid();
     let stop = Arc::new(AtomicBool::new(false));
     let acknowledged = Arc::new(Mutex::new(HashMap::new()));
@@ -310,10 +317,7 @@ fn an_import_without_store_is_refused_while_the_daemon_serves_postgres() {
 #[test]
 fn the_daemon_stops_cleanly_while_its_database_is_down() {
     let Some(cluster) = testpg::own_cluster() else { return };
-    let database = cluster.fresh_database();
-    let mut daemon = TestDaemon::stopped_with(&[]);
-    daemon.set_env("ORDERS_STORE", Some(&database.url));
-    daemon.spawn();
+    let (daemon, database) = on_own(&cluster, &[]);
     daemon.create("alice", 2);
     cluster.stop();
     let stopped = daemon.run(["daemon", "stop"]);
@@ -403,10 +407,7 @@ impl Drop for Thaw {
 #[test]
 fn the_daemon_stops_promptly_while_its_database_is_frozen() {
     let Some(cluster) = testpg::own_cluster() else { return };
-    let database = cluster.fresh_database();
-    let mut daemon = TestDaemon::stopped_with(&[]);
-    daemon.set_env("ORDERS_STORE", Some(&database.url));
-    daemon.spawn();
+    let (daemon, database) = on_own(&cluster, &[]);
     daemon.create("alice", 2);
     // The server and every backend of it stopped: a database that accepts and never answers.
     let pid_file =

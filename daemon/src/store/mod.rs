@@ -32,7 +32,9 @@ use std::fmt;
 use std::path::Path;
 
 use jiff::Timestamp;
-use orders_shared::protocol::{Cursor, ExportedEvent, ExportedMetadata, ListRequest, OrderPage, OrderView};
+use orders_shared::protocol::{
+    ClusterDaemon, Cursor, ExportedEvent, ExportedMetadata, ListRequest, OrderPage, OrderView,
+};
 use orders_shared::{DecodeError, DomainEvent, OrderEvent, OrderId, OrderStatus, StreamId, Total};
 use serde_json::value::RawValue;
 use uuid::Uuid;
@@ -407,7 +409,7 @@ pub trait Cluster: Send + 'static {
     fn wait(&mut self, timeout: std::time::Duration) -> Result<bool, StoreError>;
 
     /// Says this daemon is alive; the daemons sharing the store, this one among them.
-    fn heartbeat(&mut self) -> Result<Vec<Member>, StoreError>;
+    fn heartbeat(&mut self) -> Result<Vec<ClusterDaemon>, StoreError>;
 
     /// Saga steps no live daemon is carrying out: deliveries overdue by more than `grace`, and
     /// payment steps whose lease expired — those are claimed for this daemon, with a new lease.
@@ -415,21 +417,6 @@ pub trait Cluster: Send + 'static {
 
     /// Removes this daemon from the list (a clean stop).
     fn leave(&mut self);
-}
-
-/// A daemon sharing the store, as `status` lists it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Member {
-    pub id: String,
-    pub host: String,
-    pub pid: i64,
-    pub version: String,
-    pub started_at: Timestamp,
-    pub heartbeat_at: Timestamp,
-    /// Whether its heartbeat is recent.
-    pub live: bool,
-    /// Whether it is the daemon asking.
-    pub this: bool,
 }
 
 /// Background work of a backend, run a moment after commits on a blocking thread.

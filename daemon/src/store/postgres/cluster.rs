@@ -25,7 +25,9 @@ use super::connect::Target;
 use super::reads::{TIMERS, stored_delivery};
 use super::schema::{self, NOW_MS};
 use super::sql::{self, Link, Statements};
-use crate::store::{Cluster, Member, OpenSteps, StoreError, StoredPayment, StoredValue};
+use orders_shared::protocol::ClusterDaemon;
+
+use crate::store::{Cluster, OpenSteps, StoreError, StoredPayment, StoredValue};
 
 /// The channel every commit is announced on.
 pub const CHANNEL: &str = "orders_commits";
@@ -89,7 +91,7 @@ impl Cluster for Presence {
         })
     }
 
-    fn heartbeat(&mut self) -> Result<Vec<Member>, StoreError> {
+    fn heartbeat(&mut self) -> Result<Vec<ClusterDaemon>, StoreError> {
         let (me, data_dir) = (self.me.clone(), self.data_dir.clone());
         self.with(|client, _| {
             schema::heartbeat(client, &schema::Me { id: &me, data_dir: &data_dir })?;

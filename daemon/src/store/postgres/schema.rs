@@ -410,7 +410,10 @@ pub fn leave(client: &mut impl GenericClient, me: &str) -> Result<(), StoreError
 }
 
 /// The daemons registered on the database, oldest first.
-pub fn members(client: &mut impl GenericClient, me: &str) -> Result<Vec<crate::store::Member>, StoreError> {
+pub fn members(
+    client: &mut impl GenericClient,
+    me: &str,
+) -> Result<Vec<orders_shared::protocol::ClusterDaemon>, StoreError> {
     let rows = client.query(
         &format!(
             "SELECT id, host, pid, version, started_at, heartbeat_at, {NOW_MS} - heartbeat_at \
@@ -423,7 +426,7 @@ pub fn members(client: &mut impl GenericClient, me: &str) -> Result<Vec<crate::s
         .map(|row| {
             let id: String = row.try_get(0)?;
             let silent: i64 = row.try_get(6)?;
-            Ok(crate::store::Member {
+            Ok(orders_shared::protocol::ClusterDaemon {
                 this: id == me,
                 id,
                 host: row.try_get(1)?,
